@@ -1,0 +1,513 @@
+"""Servidor WebSocket que mostra, ao vivo, as mudanças enviadas por monitor_cliente.py.
+
+Uso:
+    python servidor.py                     # ws://localhost:8765
+    python servidor.py --host 0.0.0.0      # aceita conexões de outras máquinas
+    python servidor.py --port 0 --json     # porta livre; um objeto JSON por evento
+
+Each message a client sends is printed on stdout, one line per event; connection
+status goes to stderr. Clients of our protocol (see README) say ``hello`` first and
+then send batches of numbered events, which this server acknowledges once they
+have been printed; any other text message is printed as received, escaped.
+
+Only ``websockets`` and the standard library are needed: copy this file, run
+``pip install websockets`` and start it.
+"""
+
+from __future__ import annotations
+
+__version__ = "1.0.0"
+
+import argparse
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import dataclasses
+import datetime
+import errno
+import io
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+# ---------------------------------------------------------------------------
+# Settings: edit these, or override them with the command-line flags.
+# ---------------------------------------------------------------------------
+
+HOST = "localhost"  # "0.0.0.0" accepts connections from other machines
+PORT = 8765
+MAX_MESSAGE_SIZE = 1024 * 1024  # bytes per WebSocket message; the client batches below it
+PING_INTERVAL = 20.0  # seconds between keepalive pings
+PING_TIMEOUT = 20.0  # seconds without a pong before a connection is dropped
+OPEN_TIMEOUT = 10.0  # seconds for a client to finish the opening handshake
+MAX_REMEMBERED_CLIENTS = 10_000  # per-client sequence numbers kept to drop resent events
+
+PROTOCOL_VERSION = 1
+EVENT_KINDS = ("created", "modified", "deleted", "moved")
+ORIGINS = ("live", "rescan", "startup")
+MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
+MAX_TEXT_CHARS = 16 * 1024  # longest path, name or id accepted in a message
+CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak
+CLOSE_UNSUPPORTED = 1003  # RFC 6455: binary frame on a text protocol
+CLOSE_REPLACED = 4000  # application code: the same client connected again
+
+log = logging.getLogger("servidor")
+
+# ---------------------------------------------------------------------------
+# Wire format (pure: no I/O). Documented in README.md, section "Protocolo".
+# ---------------------------------------------------------------------------
+
+
+class ProtocolError(ValueError):
+    """A message from a client that breaks the protocol; str(exc) is the reason."""
+
+
+class StartupError(Exception):
+    """The server could not start; str(exc) is the Portuguese message for the user."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hello:
+    client_id: str
+    name: str
+    root: str
+    version: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    event: str
+    path: str
+    is_dir: bool
+    ts: datetime.datetime
+    origin: str = "live"
+    dest_path: str | None = None
+    path_b64: str | None = None
+    dest_path_b64: str | None = None
+
+
+def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"campo '{key}' ausente ou não é texto")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ProtocolError(f"campo '{key}' longo demais")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # json.loads accepts "\ud800"; such a string cannot be printed or re-encoded.
+        raise ProtocolError(f"campo '{key}' tem surrogates isolados") from None
+    return value
+
+
+def _b64(obj: dict[str, Any], key: str) -> str | None:
+    value = _text(obj, key, optional=True)
+    if value is not None:
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ProtocolError(f"campo '{key}' não é base64") from None
+    return value
+
+
+def _loads_object(text: str | bytes) -> dict[str, Any]:
+    if not isinstance(text, str):
+        raise ProtocolError("mensagem binária; o protocolo usa texto")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("mensagem não é JSON válido") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("mensagem não é um objeto JSON")
+    return obj
+
+
+def parse_hello(text: str | bytes) -> Hello | None:
+    """Return the hello that opens a protocol session, or None for any other message.
+
+    A first message that is not a hello makes a plain text session (a user typing
+    into a generic websocket client); a hello that is malformed is an error.
+    """
+    if not isinstance(text, str) or not text.startswith("{"):
+        return None
+    try:
+        obj = _loads_object(text)
+    except ProtocolError:
+        return None
+    if obj.get("type") != "hello":
+        return None
+    version = obj.get("version")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(f"versão de protocolo não suportada: {version!r}")
+    client_id = _text(obj, "client_id")
+    name = _text(obj, "name")
+    root = _text(obj, "root")
+    assert client_id is not None and name is not None and root is not None
+    if not client_id:
+        raise ProtocolError("campo 'client_id' vazio")
+    return Hello(client_id=client_id, name=name, root=root, version=version)
+
+
+def _parse_event(obj: object) -> Event:
+    if not isinstance(obj, dict):
+        raise ProtocolError("evento não é um objeto JSON")
+    seq = obj.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SEQ:
+        raise ProtocolError("campo 'seq' ausente ou fora do intervalo")
+    kind = obj.get("event")
+    if kind not in EVENT_KINDS:
+        raise ProtocolError(f"tipo de evento desconhecido: {kind!r}"[:100])
+    origin = obj.get("origin", "live")
+    if origin not in ORIGINS:
+        raise ProtocolError(f"origem desconhecida: {origin!r}"[:100])
+    is_dir = obj.get("is_dir")
+    if not isinstance(is_dir, bool):
+        raise ProtocolError("campo 'is_dir' ausente ou não é booleano")
+    ts_text = _text(obj, "ts")
+    assert ts_text is not None
+    try:
+        ts = datetime.datetime.fromisoformat(ts_text)
+    except ValueError:
+        raise ProtocolError("campo 'ts' não é uma data ISO 8601") from None
+    if ts.tzinfo is None:
+        raise ProtocolError("campo 'ts' sem fuso horário")
+    path = _text(obj, "path")
+    assert path is not None
+    dest_path = _text(obj, "dest_path", optional=True)
+    if (kind == "moved") != (dest_path is not None):
+        raise ProtocolError("'dest_path' é obrigatório em 'moved' e só nele")
+    return Event(
+        seq=seq,
+        event=kind,
+        path=path,
+        is_dir=is_dir,
+        ts=ts,
+        origin=origin,
+        dest_path=dest_path,
+        path_b64=_b64(obj, "path_b64"),
+        dest_path_b64=_b64(obj, "dest_path_b64"),
+    )
+
+
+def parse_events(text: str | bytes) -> list[Event]:
+    """Decode and validate an ``events`` message; raise ProtocolError if it is not one."""
+    obj = _loads_object(text)
+    if obj.get("type") != "events":
+        raise ProtocolError(f"tipo de mensagem inesperado: {obj.get('type')!r}"[:100])
+    raw = obj.get("events")
+    if not isinstance(raw, list) or not raw:
+        raise ProtocolError("campo 'events' ausente ou vazio")
+    events = [_parse_event(item) for item in raw]
+    if any(a.seq >= b.seq for a, b in zip(events, events[1:], strict=False)):
+        raise ProtocolError("números de sequência fora de ordem")
+    return events
+
+
+def encode_welcome(last_seq: int) -> str:
+    """The server's answer to hello: the last seq it already handled for that client."""
+    return json.dumps({"type": "welcome", "version": PROTOCOL_VERSION, "ack": last_seq})
+
+
+def encode_ack(seq: int) -> str:
+    """Cumulative acknowledgement: every event up to ``seq`` has been handled."""
+    return f'{{"type":"ack","seq":{seq}}}'
+
+
+# ---------------------------------------------------------------------------
+# Output formatting (pure).
+# ---------------------------------------------------------------------------
+
+# Characters that would move the cursor, recolour or reorder the terminal, or hide
+# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
+_UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
+_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
+_ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+# Undecodable filename bytes arrive as surrogateescape (U+DC80..U+DCFF): show the byte.
+_ESCAPES |= {0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)}
+
+
+def escape(text: str) -> str:
+    """Make ``text`` safe to print on a terminal: one line, no control sequences."""
+    return text.translate(_ESCAPES)
+
+
+_VERBS = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
+_ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
+
+
+def local_time(ts: datetime.datetime) -> str:
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_event(client: str, ev: Event) -> str:
+    """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x``."""
+    noun = "diretório" if ev.is_dir else "arquivo"
+    line = f"{local_time(ev.ts)} [{escape(client)}] {noun} {_VERBS[ev.event]}: {escape(ev.path)}"
+    if ev.dest_path is not None:
+        line += f" -> {escape(ev.dest_path)}"
+    return line + _ORIGIN_NOTES[ev.origin]
+
+
+def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
+    """The ``--json`` object for an event (schema in README.md)."""
+    record: dict[str, Any] = {
+        "client": client,
+        "client_id": client_id,
+        "seq": ev.seq,
+        "event": ev.event,
+        "path": ev.path,
+    }
+    if ev.dest_path is not None:
+        record["dest_path"] = ev.dest_path
+    record["is_dir"] = ev.is_dir
+    record["ts"] = ev.ts.isoformat(timespec="milliseconds")
+    record["origin"] = ev.origin
+    if ev.path_b64 is not None:
+        record["path_b64"] = ev.path_b64
+    if ev.dest_path_b64 is not None:
+        record["dest_path_b64"] = ev.dest_path_b64
+    return record
+
+
+def format_text_message(peer: str, text: str | bytes, now: datetime.datetime) -> str:
+    """A readable line for a message that is not our protocol."""
+    shown = escape(text) if isinstance(text, str) else f"<{len(text)} bytes binários>"
+    return f"{local_time(now)} [{escape(peer)}] mensagem: {shown}"
+
+
+def text_record(peer: str, text: str | bytes, now: datetime.datetime) -> dict[str, Any]:
+    record: dict[str, Any] = {"client": peer, "client_id": None, "event": "message"}
+    if isinstance(text, str):
+        record["text"] = text
+    else:
+        record["text"] = None
+        record["data_b64"] = base64.b64encode(text).decode("ascii")
+    record["ts"] = now.isoformat(timespec="milliseconds")
+    return record
+
+
+def to_json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+
+
+def format_address(host: str, port: int) -> str:
+    """``ws://host:port``, bracketing IPv6 literals."""
+    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+
+
+def format_peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def describe_bind_error(exc: OSError, host: str, port: int) -> str:
+    """A Portuguese, actionable sentence for a failed bind."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"a porta {port} já está em uso em {host}; feche o outro programa ou use --port"
+    if exc.errno == errno.EACCES:
+        return f"sem permissão para usar a porta {port}; use uma porta acima de 1023"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"o endereço {host} não pertence a esta máquina"
+    if isinstance(exc, socket.gaierror):
+        return f"endereço inválido: {host!r} ({exc.strerror})"
+    return f"não foi possível escutar em {host}:{port}: {exc.strerror or exc}"
+
+
+# ---------------------------------------------------------------------------
+# I/O: the asyncio server.
+# ---------------------------------------------------------------------------
+
+
+class Output:
+    """Writes events to stdout, one flush per batch so a burst costs one system call."""
+
+    def __init__(self, stream: TextIO, as_json: bool) -> None:
+        self.stream = stream
+        self.as_json = as_json
+
+    def events(self, client: str, client_id: str, events: Iterable[Event]) -> None:
+        if self.as_json:
+            lines = [to_json_line(event_record(client, client_id, ev)) for ev in events]
+        else:
+            lines = [format_event(client, ev) for ev in events]
+        self._write(lines)
+
+    def text(self, peer: str, message: str | bytes) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if self.as_json:
+            self._write([to_json_line(text_record(peer, message, now))])
+        else:
+            self._write([format_text_message(peer, message, now)])
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+
+@dataclasses.dataclass
+class ClientState:
+    """What the server remembers of a client between its connections."""
+
+    name: str
+    last_seq: int = 0
+    connection: ServerConnection | None = None
+
+
+class MonitorServer:
+    """Accepts monitor clients (and plain text clients) and prints what they send."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        peer = format_peer(ws.remote_address)
+        try:
+            first = await ws.recv()
+            hello = parse_hello(first)
+            if hello is None:
+                await self._plain_session(ws, peer, first)
+            else:
+                await self._protocol_session(ws, peer, hello)
+        except ConnectionClosed:
+            pass
+        except ProtocolError as exc:
+            log.warning("Aviso: %s violou o protocolo: %s", escape(peer), exc)
+            await ws.close(CLOSE_UNSUPPORTED if "binária" in str(exc) else CLOSE_POLICY, str(exc))
+
+    async def _plain_session(self, ws: ServerConnection, peer: str, first: str | bytes) -> None:
+        log.info("conexão de %s (mensagens de texto)", peer)
+        try:
+            self.output.text(peer, first)
+            async for message in ws:
+                self.output.text(peer, message)
+        finally:
+            log.info("conexão de %s encerrada", peer)
+
+    async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
+        state = self._register(ws, hello)
+        label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
+        log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
+        try:
+            await ws.send(encode_welcome(state.last_seq))
+            async for message in ws:
+                events = parse_events(message)
+                fresh = [ev for ev in events if ev.seq > state.last_seq]
+                if fresh:
+                    self.output.events(hello.name, hello.client_id, fresh)
+                    state.last_seq = fresh[-1].seq
+                # Acknowledge only after printing: what is acknowledged is never resent.
+                await ws.send(encode_ack(state.last_seq))
+        finally:
+            if state.connection is ws:
+                state.connection = None
+            log.info("cliente desconectado: %s", label)
+
+    def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
+        state = self.clients.pop(hello.client_id, None) or ClientState(name=hello.name)
+        self.clients[hello.client_id] = state  # most recent last, for eviction
+        while len(self.clients) > MAX_REMEMBERED_CLIENTS:
+            self.clients.popitem(last=False)
+        old, state.connection, state.name = state.connection, ws, hello.name
+        if old is not None:
+            # The client reconnected before its old connection timed out: close the
+            # old one so a single connection at a time delivers its events, in order.
+            task = asyncio.create_task(old.close(CLOSE_REPLACED, "substituída por nova conexão"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return state
+
+
+async def run_server(host: str, port: int, as_json: bool) -> None:
+    """Serve until SIGINT/SIGTERM; raise StartupError if the address cannot be bound."""
+    monitor = MonitorServer(Output(sys.stdout, as_json))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        server = await serve(
+            monitor.handler,
+            host,
+            port,
+            max_size=MAX_MESSAGE_SIZE,
+            compression=None,  # loopback and LAN: deflate costs more CPU than it saves
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+            open_timeout=OPEN_TIMEOUT,
+            logger=logging.getLogger("servidor.websockets"),
+        )
+    except OSError as exc:
+        raise StartupError(describe_bind_error(exc, host, port)) from exc
+    async with server:
+        bound_port = server.sockets[0].getsockname()[1] if server.sockets else port
+        log.info("Servidor WebSocket ouvindo em %s", format_address(host, bound_port))
+        await stop.wait()
+        log.info("Encerrando o servidor...")
+    log.info("Servidor encerrado.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servidor.py",
+        description="Servidor WebSocket que mostra as mudanças enviadas por monitor_cliente.py.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=HOST, help="endereço onde escutar (0.0.0.0: todas as interfaces)")
+    parser.add_argument("--port", type=int, default=PORT, help="porta TCP (0: uma porta livre qualquer)")
+    parser.add_argument("--json", action="store_true", help="um objeto JSON por evento, por linha, em vez de texto")
+    parser.add_argument("-q", "--quiet", action="store_true", help="só avisos e erros no stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    # websockets logs expected network failures with tracebacks; show them only with -v.
+    logging.getLogger("servidor.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.quiet, args.verbose)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
+            stream.reconfigure(errors="backslashreplace")
+    if not 0 <= args.port <= 65535:
+        print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run_server(args.host, args.port, args.json))
+    except StartupError as exc:
+        print(f"Erro: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # platforms without loop.add_signal_handler
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
