@@ -11,6 +11,13 @@ persistent WebSocket connection. Events stay in memory until the server
 acknowledges them, so a server that is down, restarts or starts after the client
 still receives every change once it is back.
 
+The loop keeps a model of the tree as the server will see it (``View``). Whatever
+can lose events -- the kernel's inotify queue overflowing, our own queue reaching
+its limit, the watcher thread dying, the watched directory vanishing -- is repaired
+the same way: scan the disk, diff it against the model, send the difference
+(``origin: rescan``). A state file keeps the model between runs, so changes made
+while the client was stopped are reported at start-up (``origin: startup``).
+
 Only ``websockets``, ``watchdog`` and the standard library are needed: copy this
 file, run ``pip install websockets watchdog`` and start it.
 """
@@ -26,16 +33,18 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import io
 import json
 import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from watchdog.events import (
@@ -51,6 +60,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+from watchdog.utils.dirsnapshot import DirectorySnapshot
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import backoff
 from websockets.client import process_exception as websockets_process_exception
@@ -70,9 +80,12 @@ MAX_IN_FLIGHT = 20_000  # events sent but not yet acknowledged before sending pa
 RECONNECT_MIN_DELAY = 0.5  # seconds before the first retry when the server is unreachable
 RECONNECT_MAX_DELAY = 10.0  # seconds between retries at most
 FLUSH_TIMEOUT = 5.0  # seconds to deliver what is pending when asked to stop
-PING_INTERVAL = 20.0  # seconds between keepalive pings
-PING_TIMEOUT = 20.0  # seconds without a pong before the connection counts as lost
+KEEPALIVE = 20.0  # seconds between pings, and without a pong before the connection counts as lost
 OPEN_TIMEOUT = 10.0  # seconds to open a connection
+MAX_QUEUED_EVENTS = 100_000  # events waiting to be sent at most; past it, a rescan replaces them
+STATE_FILE = ""  # where the last snapshot is kept between runs; "": in ~/.cache/monitor_cliente/
+CHECK_INTERVAL = 1.0  # seconds between checks that the watcher runs and the directory exists
+CHECKPOINT_MIN_INTERVAL = 5.0  # seconds between two saves of the state file at least
 
 PROTOCOL_VERSION = 1
 # Close codes after which reconnecting would fail the same way.
@@ -110,6 +123,7 @@ class Change:
     path: str  # as watchdog gives it: undecodable bytes as surrogateescape
     is_dir: bool
     dest_path: str | None = None
+    origin: str = "live"  # live (watchdog saw it) | rescan | startup (a scan found it)
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
@@ -139,7 +153,7 @@ def wire_path(path: str) -> tuple[str, str | None]:
     return path, None
 
 
-def encode_event(seq: int, change: Change, ts: str, origin: str = "live") -> str:
+def encode_event(seq: int, change: Change, ts: str) -> str:
     """One event as a JSON object (text), ready to be joined into a batch."""
     path, path_b64 = wire_path(change.path)
     obj: dict[str, Any] = {"seq": seq, "event": change.kind, "path": path}
@@ -151,7 +165,7 @@ def encode_event(seq: int, change: Change, ts: str, origin: str = "live") -> str
         obj["path_b64"] = path_b64
     obj["is_dir"] = change.is_dir
     obj["ts"] = ts
-    obj["origin"] = origin
+    obj["origin"] = change.origin
     # ASCII only, so len() is the size in bytes when sizing a batch.
     return json.dumps(obj, separators=(",", ":"))
 
@@ -204,13 +218,235 @@ def escape(text: str) -> str:
 
 
 _VERBS = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
+_ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
 
 
 def format_change(change: Change, when: datetime.datetime) -> str:
     """The client's own console line for a change, like the server's but without a name."""
     noun = "diretório" if change.is_dir else "arquivo"
     line = f"{when:%Y-%m-%d %H:%M:%S} {noun} {_VERBS[change.kind]}: {escape(change.path)}"
-    return line if change.dest_path is None else f"{line} -> {escape(change.dest_path)}"
+    if change.dest_path is not None:
+        line += f" -> {escape(change.dest_path)}"
+    return line + _ORIGIN_NOTES[change.origin]
+
+
+# ---------------------------------------------------------------------------
+# The model of the tree the server sees, and the state file (pure).
+# ---------------------------------------------------------------------------
+
+FileInfo = tuple[int, int] | None  # (st_mtime_ns, st_size) of a file; None: not known
+Entry = tuple[bool, FileInfo]  # (is_dir, info)
+
+
+class View:
+    """The watched tree as the server will see it once every queued event is delivered.
+
+    A nested dict: a directory maps names to children, a file maps to its FileInfo.
+    Changes seen on disk go in; the changes worth sending come out: none when the
+    view already agrees (a duplicate), and the missing parents first when an event
+    arrives for a directory the view never heard of.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.top: dict[str, Any] = {}
+        self.root_exists = True
+        self.suspect = False  # an event showed that the view missed something: rescan soon
+        self._prefix = root.rstrip(os.sep) + os.sep
+
+    def _parts(self, path: str) -> list[str] | None:
+        if path == self.root:
+            return []
+        return path[len(self._prefix) :].split(os.sep) if path.startswith(self._prefix) else None
+
+    def _dir(self, parts: list[str]) -> dict[str, Any] | None:
+        node: Any = self.top
+        for name in parts:
+            node = node.get(name)
+            if not isinstance(node, dict):
+                return None
+        return node  # type: ignore[no-any-return]
+
+    def _join(self, parts: list[str]) -> str:
+        return self._prefix + os.sep.join(parts)
+
+    def _make_parents(self, parts: list[str], origin: str) -> tuple[dict[str, Any], list[Change]]:
+        """The directory that holds ``parts``, creating (and reporting) any that is missing."""
+        node, out = self.top, []
+        for depth, name in enumerate(parts[:-1], 1):
+            if not isinstance(node.get(name, None), dict):
+                path = self._join(parts[:depth])
+                if name in node:
+                    out.append(Change("deleted", path, False, origin="rescan"))
+                node[name] = {}
+                out.append(Change("created", path, True, origin="rescan"))
+                self.suspect = True
+            node = node[name]
+        if out and origin == "live":
+            self.suspect = True
+        return node, out
+
+    def get(self, path: str) -> Entry | None:
+        parts = self._parts(path)
+        parent = self._dir(parts[:-1]) if parts else None
+        if parent is None or parts is None or parts[-1] not in parent:
+            return None
+        node = parent[parts[-1]]
+        return (True, None) if isinstance(node, dict) else (False, node)
+
+    def apply(self, change: Change) -> list[Change]:
+        """Record a change seen on disk; return what to send so the server agrees."""
+        parts = self._parts(change.path)
+        if parts is None:
+            return []
+        if not parts:
+            return self._apply_to_root(change)
+        if change.kind == "moved":
+            return self._move(parts, change)
+        if change.kind == "deleted":
+            parent = self._dir(parts[:-1])
+            if parent is None or parts[-1] not in parent:
+                return []
+            node = parent.pop(parts[-1])
+            return [dataclasses.replace(change, is_dir=isinstance(node, dict))]
+        if change.kind == "modified":
+            parent = self._dir(parts[:-1])
+            if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
+                parent[parts[-1]] = None  # the content changed: what we knew of it is stale
+                return [change]
+            if change.is_dir or (parent is not None and parts[-1] in parent):
+                return []
+            self.suspect = True  # a file we never saw created: its creation was lost
+        return self._create(parts, change.is_dir, change.origin)
+
+    def _create(self, parts: list[str], is_dir: bool, origin: str) -> list[Change]:
+        parent, out = self._make_parents(parts, origin)
+        name, path = parts[-1], self._join(parts)
+        if name in parent:
+            was_dir = isinstance(parent[name], dict)
+            if was_dir == is_dir:
+                return out
+            out.append(Change("deleted", path, was_dir, origin=origin))
+        parent[name] = {} if is_dir else None
+        out.append(Change("created", path, is_dir, origin=origin))
+        return out
+
+    def _move(self, parts: list[str], change: Change) -> list[Change]:
+        assert change.dest_path is not None
+        dest = self._parts(change.dest_path)
+        parent = self._dir(parts[:-1])
+        if parent is None or parts[-1] not in parent:
+            # The source was never seen: for the server, the destination just appeared,
+            # and if it is a directory its content is unknown too.
+            self.suspect = True
+            return self._create(dest, change.is_dir, change.origin) if dest else []
+        if not dest:  # moved onto the root itself: cannot happen; treat as gone
+            node = parent.pop(parts[-1])
+            return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
+        node = parent.pop(parts[-1])
+        dest_parent, out = self._make_parents(dest, change.origin)
+        dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
+        return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict))]
+
+    def _apply_to_root(self, change: Change) -> list[Change]:
+        if change.kind == "deleted" and self.root_exists:
+            self.top.clear()
+            self.root_exists = False
+            return [Change("deleted", self.root, True, origin=change.origin)]
+        if change.kind == "created" and not self.root_exists:
+            self.root_exists = True
+            return [Change("created", self.root, True, origin=change.origin)]
+        return []
+
+    def entries(self) -> Iterator[tuple[str, Entry]]:
+        """Every path below the root with its entry, parents before children."""
+        stack: list[tuple[str, dict[str, Any]]] = [(self._prefix, self.top)]
+        while stack:
+            prefix, node = stack.pop()
+            for name, child in node.items():
+                path = prefix + name
+                if isinstance(child, dict):
+                    yield path, (True, None)
+                    stack.append((path + os.sep, child))
+                else:
+                    yield path, (False, child)
+
+    def load(self, entries: Iterable[tuple[str, Entry]]) -> None:
+        """Replace the view with these entries (from a scan or the state file)."""
+        self.top = {}
+        self.root_exists = True
+        for path, (is_dir, info) in entries:
+            parts = self._parts(path)
+            if not parts:
+                continue
+            node = self.top
+            for name in parts[:-1]:
+                node = node.setdefault(name, {})
+                if not isinstance(node, dict):
+                    break  # a file where a directory should be: a torn state file
+            else:
+                if not is_dir:
+                    node[parts[-1]] = info
+                elif not isinstance(node.get(parts[-1]), dict):
+                    node[parts[-1]] = {}  # entries come in any order: keep children already loaded
+
+    def diff(self, disk: dict[str, Entry], origin: str, report_modified: bool = False) -> list[Change]:
+        """The changes that turn this view into ``disk``: deletions (topmost only) first."""
+        mine = dict(self.entries())
+        out: list[Change] = []
+        deleted_dir: list[str] | None = None
+        by_parts = sorted((p.split(os.sep), p) for p in mine if p not in disk or mine[p][0] != disk[p][0])
+        for parts, path in by_parts:
+            if deleted_dir is not None and parts[: len(deleted_dir)] == deleted_dir:
+                continue  # inside a directory already reported deleted
+            is_dir = mine[path][0]
+            out.append(Change("deleted", path, is_dir, origin=origin))
+            deleted_dir = parts if is_dir else deleted_dir
+        for _, path in sorted((p.split(os.sep), p) for p in disk):
+            is_dir, info = disk[path]
+            known = mine.get(path)
+            if known is None or known[0] != is_dir:
+                out.append(Change("created", path, is_dir, origin=origin))
+            elif report_modified and not is_dir and known[1] is not None and known[1] != info:
+                out.append(Change("modified", path, False, origin=origin))
+        return out
+
+
+STATE_VERSION = 1
+
+
+def encode_state(root: str, uri: str, entries: Iterable[tuple[str, Entry]]) -> str:
+    """The state file: the tree the server has acknowledged, with each file's mtime and size."""
+    start = len(root.rstrip(os.sep)) + 1
+    rows = [[path[start:]] if is_dir else [path[start:], *(info or (0, -1))] for path, (is_dir, info) in entries]
+    # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
+    return json.dumps({"version": STATE_VERSION, "root": root, "server": uri, "entries": rows})
+
+
+def decode_state(text: str, root: str, uri: str) -> list[tuple[str, Entry]] | None:
+    """The entries of a state file written for this root and server; None if it is not one."""
+    try:
+        obj = json.loads(text)
+        if obj["version"] != STATE_VERSION or obj["root"] != root or obj["server"] != uri:
+            return None
+        prefix = root.rstrip(os.sep) + os.sep
+        out: list[tuple[str, Entry]] = []
+        for row in obj["entries"]:
+            if len(row) == 1:
+                out.append((prefix + row[0], (True, None)))
+            else:
+                mtime, size = int(row[1]), int(row[2])
+                out.append((prefix + row[0], (False, None if size < 0 else (mtime, size))))
+        return out
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        return None
+
+
+def default_state_path(root: str, uri: str) -> str:
+    """One state file per (directory, server) pair, in the user's cache directory."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(f"{root}\0{uri}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(cache, "monitor_cliente", f"{key}.json")
 
 
 def describe_connect_error(exc: BaseException) -> str:
@@ -237,11 +473,62 @@ def reconnect_delays() -> Any:
 # ---------------------------------------------------------------------------
 
 
+def scan_disk(root: str, skip: frozenset[str]) -> tuple[dict[str, Entry], list[str]] | None:
+    """Walk the tree (meant for a worker thread): path -> entry, and the unreadable directories.
+
+    None when the root itself is gone. Symbolic links are reported, never followed.
+    """
+    unreadable: list[str] = []
+
+    def listdir(path: str | None) -> Any:
+        try:
+            return os.scandir(path)
+        except PermissionError:
+            unreadable.append(str(path))
+            raise
+
+    try:
+        snapshot = DirectorySnapshot(root, recursive=True, stat=os.lstat, listdir=listdir)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    disk: dict[str, Entry] = {}
+    for path in snapshot.paths:
+        if path == root or path in skip or not isinstance(path, str):
+            continue
+        st = snapshot.stat_info(path)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        disk[path] = (is_dir, None if is_dir else (st.st_mtime_ns, st.st_size))
+    return disk, unreadable
+
+
+def still_true(change: Change) -> bool:
+    """Whether a change a scan found still holds now (the tree may have moved on since)."""
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(change.path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return change.kind == "deleted"
+    except OSError:
+        return False
+    return is_dir != change.is_dir if change.kind == "deleted" else is_dir == change.is_dir
+
+
+def write_state(path: str, text: str) -> None:
+    """Replace the state file atomically: a crash leaves the old one or the new one."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="ascii") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
 class ThreadBridge:
     """Hands watchdog's events to the asyncio loop: the one place threads meet asyncio.
 
     Events are collected under a lock and the loop is woken once per burst, not once
-    per event, so a burst of thousands costs a handful of wake-ups.
+    per event, so a burst of thousands costs a handful of wake-ups. While paused (a
+    start-up scan is running) events are only collected.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, consume: Callable[[list[FileSystemEvent]], None]) -> None:
@@ -249,19 +536,35 @@ class ThreadBridge:
         self._consume = consume
         self._lock = threading.Lock()
         self._pending: list[FileSystemEvent] = []
+        self._paused = False
 
     def push(self, event: FileSystemEvent) -> None:
         """Called in the watchdog thread."""
         with self._lock:
             self._pending.append(event)
-            if len(self._pending) > 1:
-                return  # a drain is already scheduled
+            if len(self._pending) > 1 or self._paused:
+                return  # a drain is already scheduled, or resume() will do it
+        self.call_soon(self.drain)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the loop; safe from any thread."""
         with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
-            self._loop.call_soon_threadsafe(self.drain)
+            self._loop.call_soon_threadsafe(callback)
+
+    def pause(self) -> None:
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+        self.drain()
 
     def drain(self) -> None:
         """Called in the loop."""
         with self._lock:
+            if self._paused:
+                return
             events, self._pending = self._pending, []
         if events:
             self._consume(events)
@@ -275,6 +578,18 @@ class Handler(FileSystemEventHandler):
         self._bridge.push(event)
 
 
+class OverflowDetector(logging.Handler):
+    """watchdog's only sign that the kernel dropped events is a log record: listen for it."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self._on_overflow()
+
+
 @dataclasses.dataclass(slots=True)
 class Outgoing:
     seq: int
@@ -285,8 +600,9 @@ class Outgoing:
 class Outbox:
     """Events waiting to be sent (an asyncio queue) and sent but not yet acknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_QUEUED_EVENTS) -> None:
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self.limit = limit
         self.in_flight: collections.deque[Outgoing] = collections.deque()
         self.next_seq = 1
         self.acked_seq = 0
@@ -295,7 +611,10 @@ class Outbox:
         # path adds nothing until that one is sent, so it is dropped (one write() = one event).
         self._touched: dict[str, int] = {}
 
-    def add(self, change: Change, ts: str, origin: str = "live") -> bool:
+    def full(self) -> bool:
+        return self.queue.qsize() >= self.limit
+
+    def add(self, change: Change, ts: str) -> bool:
         """Queue a change; False when it was folded into one already queued."""
         if change.kind == "modified" and change.path in self._touched:
             return False
@@ -306,7 +625,7 @@ class Outbox:
             self._touched.pop(change.path, None)
             if change.dest_path is not None:
                 self._touched.pop(change.dest_path, None)
-        self.queue.put_nowait(Outgoing(seq, change.path, encode_event(seq, change, ts, origin)))
+        self.queue.put_nowait(Outgoing(seq, change.path, encode_event(seq, change, ts)))
         return True
 
     async def next_batch(self) -> list[Outgoing]:
@@ -357,6 +676,9 @@ class Config:
     root: str
     name: str
     quiet: bool
+    state_path: str = ""  # "": no state file
+    max_queued: int = MAX_QUEUED_EVENTS
+    keepalive: float = KEEPALIVE
 
 
 class MonitorClient:
@@ -365,32 +687,260 @@ class MonitorClient:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.client_id = uuid.uuid4().hex
-        self.outbox = Outbox()
+        self.outbox = Outbox(config.max_queued)
+        self.view = View(config.root)
         self.connected = False
+        self.observer: BaseObserver | None = None
+        self.bridge: ThreadBridge | None = None
+        self.skip = frozenset({config.state_path, f"{config.state_path}.tmp"} - {""})
+        self.events_seen = 0  # raw watchdog events: tells whether the tree moved during a scan
+        self.rescan_needed = False
+        self.dirty = False  # the view changed since the state file was written
+        self.next_checkpoint = 0.0
+        self.checkpoint_delay = CHECKPOINT_MIN_INTERVAL
+        self.unreadable: set[str] = set()
+        self._second_look = False
+        self.wake = asyncio.Event()  # wakes the supervisor
+        self._dropping = False
+
+    # -- events in ---------------------------------------------------------
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
-        """Number, print and queue a burst of watchdog events (runs in the loop)."""
-        now = datetime.datetime.now().astimezone()
-        ts = now.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
-        lines = []
+        """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
+        self.events_seen += len(events)
+        changes: list[Change] = []
         for event in events:
             change = change_from_event(event)
-            if change is not None and self.outbox.add(change, ts) and not self.config.quiet:
-                lines.append(format_change(change, now))
-        if lines:
+            if change is None or change.path in self.skip:
+                continue
+            if self.outbox.full():
+                self._queue_full()
+                continue
+            changes.extend(self.view.apply(change))
+        self.send(changes)
+        if self.view.suspect or not self.view.root_exists:
+            self.view.suspect = False
+            self.request_rescan()
+
+    def send(self, changes: list[Change]) -> None:
+        """Queue changes already applied to the view, and print them."""
+        if not changes:
+            return
+        self.dirty = True
+        now = datetime.datetime.now().astimezone()
+        ts = now.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        lines = [format_change(c, now) for c in changes if self.outbox.add(c, ts)]
+        if lines and not self.config.quiet:
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
 
-    def start_observer(self, loop: asyncio.AbstractEventLoop) -> BaseObserver:
-        bridge = ThreadBridge(loop, self.on_events)
+    def _queue_full(self) -> None:
+        # Dropped events never touch the view, so a rescan later finds exactly what they said.
+        if not self._dropping:
+            self._dropping = True
+            log.warning(
+                "Aviso: %d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
+                self.outbox.queue.qsize(),
+            )
+        self.rescan_needed = True
+
+    def request_rescan(self) -> None:
+        self.rescan_needed = True
+        self.wake.set()
+
+    def on_kernel_overflow(self) -> None:
+        if not self.rescan_needed:
+            log.warning("Aviso: a fila de eventos do kernel transbordou; uma varredura vai recuperar o que se perdeu.")
+        self.request_rescan()
+
+    # -- the watcher -------------------------------------------------------
+
+    def start_observer(self) -> None:
+        assert self.bridge is not None
         observer = Observer()
         try:
-            observer.schedule(Handler(bridge), self.config.root, recursive=True, event_filter=WATCHED_EVENTS)
+            observer.schedule(Handler(self.bridge), self.config.root, recursive=True, event_filter=WATCHED_EVENTS)
             observer.start()
         except OSError as exc:
             raise FatalError(f"não foi possível monitorar {escape(self.config.root)}: {exc.strerror or exc}") from exc
-        log.info("Monitorando %s (com subdiretórios)", escape(self.config.root))
-        return observer
+        self.observer = observer
+
+    async def stop_observer(self) -> None:
+        observer, self.observer = self.observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join)
+            await asyncio.sleep(0)  # run the last drain the observer scheduled
+
+    def watcher_alive(self) -> bool:
+        return (
+            self.observer is not None and self.observer.is_alive() and all(e.is_alive() for e in self.observer.emitters)
+        )
+
+    async def check_watcher(self) -> None:
+        """Notice a vanished root, a dead watcher thread or a directory that became readable."""
+        root = self.config.root
+        if not os.path.isdir(root):
+            if self.view.root_exists:
+                log.warning("O diretório monitorado não existe mais: %s; aguardando ele reaparecer...", escape(root))
+                self.send(self.view.apply(Change("deleted", root, True, origin="rescan")))
+            if self.observer is not None:
+                await self.stop_observer()
+            return
+        if not self.view.root_exists:
+            log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(root))
+            self.send(self.view.apply(Change("created", root, True, origin="rescan")))
+        elif self.watcher_alive() and not self._became_readable():
+            return
+        elif self.observer is not None:
+            log.warning("Aviso: o monitoramento parou; reiniciando com uma varredura.")
+        await self.stop_observer()
+        try:
+            self.start_observer()
+        except FatalError as exc:
+            log.warning("Aviso: %s; nova tentativa em instantes.", exc)
+            return
+        self.rescan_needed = True
+
+    def _became_readable(self) -> bool:
+        readable = {d for d in self.unreadable if os.access(d, os.R_OK | os.X_OK)}
+        for path in readable:
+            log.info("O diretório %s agora pode ser lido; passa a ser monitorado.", escape(path))
+        self.unreadable -= readable
+        return bool(readable)
+
+    def note_unreadable(self, paths: list[str]) -> None:
+        for path in sorted(set(paths) - self.unreadable):
+            log.warning("Aviso: sem permissão para ler %s; esse diretório não é monitorado.", escape(path))
+        self.unreadable.update(paths)
+
+    # -- scans ---------------------------------------------------------------
+
+    async def scan(self) -> dict[str, Entry] | None:
+        result = await asyncio.to_thread(scan_disk, self.config.root, self.skip)
+        if result is None:
+            self.wake.set()  # the root is gone: check_watcher reports it
+            return None
+        disk, unreadable = result
+        self.note_unreadable(unreadable)
+        return disk
+
+    def repair(self, disk: dict[str, Entry], origin: str, report_modified: bool = False) -> int:
+        """Send what ``disk`` shows and the view lacks, as far as it still holds; return how many."""
+        sent = 0
+        for change in self.view.diff(disk, origin, report_modified):
+            if self.outbox.full():
+                self.rescan_needed = True
+                break
+            if still_true(change):
+                changes = self.view.apply(change)
+                self.send(changes)
+                sent += len(changes)
+        return sent
+
+    async def rescan(self) -> None:
+        self.rescan_needed = False
+        self._dropping = False
+        disk = await self.scan()
+        if disk is not None:
+            sent = self.repair(disk, "rescan")
+            log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
+
+    def quiescent(self) -> bool:
+        return self.outbox.pending() == 0 and not self.rescan_needed
+
+    async def checkpoint(self) -> None:
+        """When the server has everything, check the view against the disk and save the state file."""
+        loop = asyncio.get_running_loop()
+        seen = self.events_seen
+        disk = await self.scan()
+        if disk is None or self.events_seen != seen or not self.quiescent():
+            # The tree moved during the scan: try again later, less eagerly.
+            self.checkpoint_delay = min(self.checkpoint_delay * 2, 300.0)
+            self.next_checkpoint = loop.time() + self.checkpoint_delay
+            return
+        self.checkpoint_delay = CHECKPOINT_MIN_INTERVAL
+        self.next_checkpoint = loop.time() + self.checkpoint_delay
+        if self.view.diff(disk, "rescan"):
+            if not self._second_look:
+                # Their events may still be on their way from the kernel: look again shortly.
+                self._second_look = True
+                self.next_checkpoint = loop.time() + 1.0
+                return
+            # Events were lost without any sign (the scan is the only witness): send them now,
+            # and save the state at the next checkpoint, once the server has them.
+            self._second_look = False
+            sent = self.repair(disk, "rescan")
+            log.warning("Aviso: %d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
+            return
+        self._second_look = False
+        self.view.load(disk.items())
+        await self.save_state(disk)
+        self.dirty = False
+
+    async def save_state(self, disk: dict[str, Entry]) -> None:
+        if not self.config.state_path:
+            return
+        text = encode_state(self.config.root, self.config.uri, disk.items())
+        try:
+            await asyncio.to_thread(write_state, self.config.state_path, text)
+        except OSError as exc:
+            log.warning("Aviso: não foi possível gravar o estado em %s: %s", self.config.state_path, exc)
+
+    async def start_up(self) -> None:
+        """Load the state file and report what changed while we were stopped; or take a baseline."""
+        assert self.bridge is not None
+        self.bridge.pause()  # live events wait until the view is loaded
+        try:
+            self.start_observer()
+            log.info("Monitorando %s (com subdiretórios)", escape(self.config.root))
+            saved = self.load_state()
+            disk = await self.scan()
+            if disk is None:
+                raise FatalError(f"o diretório não existe: {escape(self.config.root)}")
+            if saved is None:
+                self.view.load(disk.items())
+                await self.save_state(disk)
+            else:
+                self.view.load(saved)
+                sent = self.repair(disk, "startup", report_modified=True)
+                log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
+        finally:
+            self.bridge.resume()
+
+    def load_state(self) -> list[tuple[str, Entry]] | None:
+        path = self.config.state_path
+        if not path:
+            return None
+        try:
+            with open(path, encoding="ascii") as file:
+                text = file.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("Aviso: estado ilegível em %s (%s); começando do zero.", path, exc)
+            return None
+        saved = decode_state(text, self.config.root, self.config.uri)
+        if saved is None:
+            log.warning("Aviso: o estado em %s não serve para este diretório; começando do zero.", path)
+        return saved
+
+    async def supervise(self) -> None:
+        """The loop's housekeeping: watcher health, rescans, and saving the state file."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), CHECK_INTERVAL)
+            self.wake.clear()
+            await self.check_watcher()
+            if not self.view.root_exists:
+                continue
+            if self.rescan_needed and self.outbox.queue.qsize() < self.outbox.limit // 2:
+                await self.rescan()
+            elif self.dirty and self.quiescent() and loop.time() >= self.next_checkpoint:
+                await self.checkpoint()
+
+    # -- the connection ------------------------------------------------------
 
     def _on_connect_error(self, exc: Exception) -> Exception | None:
         """websockets' verdict (retry on network errors and 5xx), with one line per attempt."""
@@ -408,8 +958,8 @@ class MonitorClient:
             reconnect_delays=reconnect_delays,
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
             open_timeout=OPEN_TIMEOUT,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
+            ping_interval=self.config.keepalive,
+            ping_timeout=self.config.keepalive,
             logger=logging.getLogger("monitor.websockets"),
         ):
             try:
@@ -466,6 +1016,8 @@ class MonitorClient:
                 raise FatalError(str(exc)) from None
             if kind == "ack":
                 self.outbox.ack(seq)
+                if not self.outbox.pending():
+                    self.wake.set()  # the server has everything: time for a checkpoint
 
     async def flush(self) -> None:
         """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything."""
@@ -476,6 +1028,8 @@ class MonitorClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.progress.wait(), deadline - loop.time())
 
+    # -- the whole run ---------------------------------------------------------
+
     async def run(self) -> None:
         """Watch and deliver until SIGINT/SIGTERM; raise FatalError on a fatal failure."""
         loop = asyncio.get_running_loop()
@@ -483,31 +1037,41 @@ class MonitorClient:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
                 loop.add_signal_handler(sig, stop.set)
-        observer = self.start_observer(loop)
-        delivery = asyncio.create_task(self.deliver_forever())
-        stopping = asyncio.create_task(stop.wait())
+        self.bridge = ThreadBridge(loop, self.on_events)
+        detector = OverflowDetector(lambda: self.bridge.call_soon(self.on_kernel_overflow) if self.bridge else None)
+        logging.getLogger("watchdog").addHandler(detector)
+        previous_hook = threading.excepthook
+        threading.excepthook = self._thread_died
+        tasks: list[asyncio.Task[Any]] = []
         try:
-            await asyncio.wait({delivery, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if delivery.done():
-                delivery.result()  # FatalError
-                return
+            await self.start_up()
+            tasks = [asyncio.create_task(c) for c in (self.deliver_forever(), self.supervise(), stop.wait())]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # FatalError from the connection; the supervisor never ends
             log.info("Encerrando: entregando os eventos pendentes...")
-            observer.stop()
-            await asyncio.to_thread(observer.join)
-            await asyncio.sleep(0)  # run the last drain the observer scheduled
+            await self.stop_observer()
             await self.flush()
+            if self.dirty and self.quiescent() and self.view.root_exists:
+                await self.checkpoint()
         finally:
-            stopping.cancel()
-            delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
-            if observer.is_alive():
-                observer.stop()
-                observer.join()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stop_observer()
+            logging.getLogger("watchdog").removeHandler(detector)
+            threading.excepthook = previous_hook
         left = self.outbox.pending()
         if left:
-            log.warning("Aviso: %d evento(s) não entregue(s) ao servidor.", left)
+            log.warning("Aviso: %d evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.", left)
         log.info("Monitor encerrado.")
+
+    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """A watchdog thread raised (watchdog #663): one line, then the supervisor restarts it."""
+        log.error("Erro na thread %s: %s", args.thread.name if args.thread else "?", args.exc_value)
+        log.debug("detalhes", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+        if self.bridge is not None:
+            self.bridge.call_soon(self.wake.set)
 
 
 def validate_directory(path: str) -> str:
@@ -539,6 +1103,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("diretorio", nargs="?", default=directory_to_monitor, help="diretório a monitorar")
     parser.add_argument("--servidor", default=SERVER_URI, help="URI do servidor WebSocket")
     parser.add_argument("--nome", default=CLIENT_NAME or socket.gethostname(), help="nome deste cliente no servidor")
+    parser.add_argument(
+        "--estado",
+        default=STATE_FILE,
+        metavar="ARQUIVO",
+        help="arquivo com o último retrato do diretório, para relatar o que mudou enquanto o cliente estava parado "
+        "(padrão: um arquivo por diretório e servidor em ~/.cache/monitor_cliente/)",
+    )
+    parser.add_argument(
+        "--max-fila",
+        type=int,
+        default=MAX_QUEUED_EVENTS,
+        metavar="N",
+        help="eventos aguardando envio, no máximo; além disso, uma varredura os recupera depois",
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=KEEPALIVE,
+        metavar="SEGUNDOS",
+        help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="não mostra cada mudança; só avisos e erros")
     parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -551,9 +1136,13 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    # Libraries log expected network failures with tracebacks; show them only with -v.
-    for name in ("monitor.websockets", "watchdog"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # websockets logs expected network failures with tracebacks; show them only with -v.
+    logging.getLogger("monitor.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # watchdog's warnings must still be emitted (one of them reports a kernel overflow),
+    # but they reach the console only with -v; we say the same in Portuguese.
+    watchdog_log = logging.getLogger("watchdog")
+    watchdog_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    watchdog_log.propagate = verbose
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -562,12 +1151,20 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
             stream.reconfigure(errors="backslashreplace")
+    if args.max_fila < 1 or args.keepalive <= 0:
+        print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
+        return 2
     try:
+        uri = validate_uri(args.servidor)
+        root = validate_directory(args.diretorio)
         config = Config(
-            uri=validate_uri(args.servidor),
-            root=validate_directory(args.diretorio),
+            uri=uri,
+            root=root,
             name=args.nome,
             quiet=args.quiet,
+            state_path=os.path.abspath(args.estado) if args.estado else default_state_path(root, uri),
+            max_queued=args.max_fila,
+            keepalive=args.keepalive,
         )
         asyncio.run(MonitorClient(config).run())
     except FatalError as exc:

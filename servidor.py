@@ -4,11 +4,14 @@ Uso:
     python servidor.py                     # ws://localhost:8765
     python servidor.py --host 0.0.0.0      # aceita conexões de outras máquinas
     python servidor.py --port 0 --json     # porta livre; um objeto JSON por evento
+    python servidor.py --log eventos.jsonl # registro durável; sobrevive a reinícios
 
 Each message a client sends is printed on stdout, one line per event; connection
 status goes to stderr. Clients of our protocol (see README) say ``hello`` first and
 then send batches of numbered events, which this server acknowledges once they
-have been printed; any other text message is printed as received, escaped.
+have been printed (and appended to the durable log, with --log); any other text
+message is printed as received, escaped. Resent events are recognised by
+(client id, seq) and never shown twice, across restarts too when --log is used.
 
 Only ``websockets`` and the standard library are needed: copy this file, run
 ``pip install websockets`` and start it.
@@ -30,6 +33,7 @@ import errno
 import io
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -46,8 +50,8 @@ from websockets.exceptions import ConnectionClosed
 HOST = "localhost"  # "0.0.0.0" accepts connections from other machines
 PORT = 8765
 MAX_MESSAGE_SIZE = 1024 * 1024  # bytes per WebSocket message; the client batches below it
-PING_INTERVAL = 20.0  # seconds between keepalive pings
-PING_TIMEOUT = 20.0  # seconds without a pong before a connection is dropped
+KEEPALIVE = 20.0  # seconds between pings, and without a pong before a connection counts as lost
+EVENT_LOG = ""  # file that every event is appended to as a JSON line before it is acknowledged; "": none
 OPEN_TIMEOUT = 10.0  # seconds for a client to finish the opening handshake
 MAX_REMEMBERED_CLIENTS = 10_000  # per-client sequence numbers kept to drop resent events
 
@@ -58,6 +62,7 @@ MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
 MAX_TEXT_CHARS = 16 * 1024  # longest path, name or id accepted in a message
 CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: binary frame on a text protocol
+CLOSE_INTERNAL = 1011  # RFC 6455: the server hit an unexpected condition
 CLOSE_REPLACED = 4000  # application code: the same client connected again
 
 log = logging.getLogger("servidor")
@@ -360,6 +365,46 @@ class Output:
             self.stream.flush()
 
 
+class EventLog:
+    """The durable log: one JSON line per event, on disk before the client gets its ack."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = open(path, "a+b")  # noqa: SIM115  # lives as long as the server
+        self._file.seek(0, os.SEEK_END)
+        if self._file.tell() > 0:
+            self._file.seek(-1, os.SEEK_END)
+            if self._file.read(1) != b"\n":
+                self._file.write(b"\n")  # a line torn by a crash stays on its own line
+
+    @staticmethod
+    def last_seqs(path: str) -> dict[str, tuple[str, int]]:
+        """client_id -> (name, highest seq) of every client in an existing log."""
+        found: dict[str, tuple[str, int]] = {}
+        try:
+            with open(path, "rb") as file:
+                for line in file:
+                    try:
+                        record = json.loads(line)
+                        client_id, seq = record["client_id"], record["seq"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line, or a text message
+                    if isinstance(client_id, str) and isinstance(seq, int) and seq > found.get(client_id, ("", 0))[1]:
+                        found[client_id] = (str(record.get("client", "")), seq)
+        except FileNotFoundError:
+            pass
+        return found
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclasses.dataclass
 class ClientState:
     """What the server remembers of a client between its connections."""
@@ -372,10 +417,14 @@ class ClientState:
 class MonitorServer:
     """Accepts monitor clients (and plain text clients) and prints what they send."""
 
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: Output, event_log: EventLog | None = None) -> None:
         self.output = output
+        self.event_log = event_log
         self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
+        if event_log is not None:
+            for client_id, (name, seq) in EventLog.last_seqs(event_log.path).items():
+                self.clients[client_id] = ClientState(name=name, last_seq=seq)
 
     async def handler(self, ws: ServerConnection) -> None:
         peer = format_peer(ws.remote_address)
@@ -391,15 +440,25 @@ class MonitorServer:
         except ProtocolError as exc:
             log.warning("Aviso: %s violou o protocolo: %s", escape(peer), exc)
             await ws.close(CLOSE_UNSUPPORTED if "binária" in str(exc) else CLOSE_POLICY, str(exc))
+        except OSError as exc:
+            # Writing the log failed (disk full...): no ack, so the client keeps the events and retries.
+            log.error("Erro: não foi possível gravar o log: %s", exc.strerror or exc)
+            await ws.close(CLOSE_INTERNAL, "erro ao gravar o log do servidor")
 
     async def _plain_session(self, ws: ServerConnection, peer: str, first: str | bytes) -> None:
         log.info("conexão de %s (mensagens de texto)", peer)
         try:
-            self.output.text(peer, first)
+            self._text(peer, first)
             async for message in ws:
-                self.output.text(peer, message)
+                self._text(peer, message)
         finally:
             log.info("conexão de %s encerrada", peer)
+
+    def _text(self, peer: str, message: str | bytes) -> None:
+        if self.event_log is not None:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            self.event_log.append([text_record(peer, message, now)])
+        self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
         state = self._register(ws, hello)
@@ -411,6 +470,9 @@ class MonitorServer:
                 events = parse_events(message)
                 fresh = [ev for ev in events if ev.seq > state.last_seq]
                 if fresh:
+                    if self.event_log is not None:
+                        # The log first: an event on disk is known even if we die before printing it.
+                        self.event_log.append(event_record(hello.name, hello.client_id, ev) for ev in fresh)
                     self.output.events(hello.name, hello.client_id, fresh)
                     state.last_seq = fresh[-1].seq
                 # Acknowledge only after printing: what is acknowledged is never resent.
@@ -435,9 +497,24 @@ class MonitorServer:
         return state
 
 
-async def run_server(host: str, port: int, as_json: bool) -> None:
+async def run_server(host: str, port: int, as_json: bool, log_path: str = "", keepalive: float = KEEPALIVE) -> None:
     """Serve until SIGINT/SIGTERM; raise StartupError if the address cannot be bound."""
-    monitor = MonitorServer(Output(sys.stdout, as_json))
+    event_log = open_event_log(log_path) if log_path else None
+    try:
+        await serve_until_stopped(MonitorServer(Output(sys.stdout, as_json), event_log), host, port, keepalive)
+    finally:
+        if event_log is not None:
+            event_log.close()
+
+
+def open_event_log(path: str) -> EventLog:
+    try:
+        return EventLog(path)
+    except OSError as exc:
+        raise StartupError(f"não foi possível abrir o log {path!r}: {exc.strerror or exc}") from exc
+
+
+async def serve_until_stopped(monitor: MonitorServer, host: str, port: int, keepalive: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -450,8 +527,8 @@ async def run_server(host: str, port: int, as_json: bool) -> None:
             port,
             max_size=MAX_MESSAGE_SIZE,
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
+            ping_interval=keepalive,
+            ping_timeout=keepalive,
             open_timeout=OPEN_TIMEOUT,
             logger=logging.getLogger("servidor.websockets"),
         )
@@ -474,6 +551,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=HOST, help="endereço onde escutar (0.0.0.0: todas as interfaces)")
     parser.add_argument("--port", type=int, default=PORT, help="porta TCP (0: uma porta livre qualquer)")
     parser.add_argument("--json", action="store_true", help="um objeto JSON por evento, por linha, em vez de texto")
+    parser.add_argument(
+        "--log",
+        default=EVENT_LOG,
+        metavar="ARQUIVO",
+        help="acrescenta cada evento a este arquivo (uma linha JSON, gravada em disco antes da confirmação)",
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=KEEPALIVE,
+        metavar="SEGUNDOS",
+        help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="só avisos e erros no stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -499,8 +589,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
         return 2
+    if args.keepalive <= 0:
+        print("Erro: --keepalive precisa ser maior que zero", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(run_server(args.host, args.port, args.json))
+        asyncio.run(run_server(args.host, args.port, args.json, args.log, args.keepalive))
     except StartupError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1
