@@ -700,6 +700,7 @@ class MonitorClient:
         self.checkpoint_delay = CHECKPOINT_MIN_INTERVAL
         self.unreadable: set[str] = set()
         self._second_look = False
+        self._root_missing = False
         self.wake = asyncio.Event()  # wakes the supervisor
         self._dropping = False
 
@@ -781,13 +782,15 @@ class MonitorClient:
         """Notice a vanished root, a dead watcher thread or a directory that became readable."""
         root = self.config.root
         if not os.path.isdir(root):
-            if self.view.root_exists:
+            if not self._root_missing:
+                self._root_missing = True
                 log.warning("O diretório monitorado não existe mais: %s; aguardando ele reaparecer...", escape(root))
-                self.send(self.view.apply(Change("deleted", root, True, origin="rescan")))
+            self.send(self.view.apply(Change("deleted", root, True, origin="rescan")))  # if no event said so
             if self.observer is not None:
                 await self.stop_observer()
             return
         if not self.view.root_exists:
+            self._root_missing = False
             log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(root))
             self.send(self.view.apply(Change("created", root, True, origin="rescan")))
         elif self.watcher_alive() and not self._became_readable():
@@ -960,6 +963,7 @@ class MonitorClient:
             open_timeout=OPEN_TIMEOUT,
             ping_interval=self.config.keepalive,
             ping_timeout=self.config.keepalive,
+            close_timeout=self.config.keepalive,  # a dead server never answers the close either
             logger=logging.getLogger("monitor.websockets"),
         ):
             try:
@@ -974,7 +978,12 @@ class MonitorClient:
         if frame is not None and frame.code in FATAL_CLOSE_CODES:
             reason = frame.reason or FATAL_CLOSE_CODES[frame.code]
             raise FatalError(f"o servidor recusou as mensagens deste cliente: {reason}")
-        why = f"código {frame.code}" if frame is not None else "conexão interrompida"
+        if frame is not None:
+            why = f"código {frame.code}"
+        elif exc.sent is not None and exc.sent.code == 1011:
+            why = f"sem resposta ao ping em {self.config.keepalive:g} s"
+        else:
+            why = "conexão interrompida"
         log.warning("Conexão com %s perdida (%s); reconectando...", self.config.uri, why)
 
     async def _session(self, ws: ClientConnection) -> None:
@@ -1045,10 +1054,13 @@ class MonitorClient:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self.start_up()
-            tasks = [asyncio.create_task(c) for c in (self.deliver_forever(), self.supervise(), stop.wait())]
+            supervisor = asyncio.create_task(self.supervise())
+            tasks = [asyncio.create_task(self.deliver_forever()), supervisor, asyncio.create_task(stop.wait())]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # FatalError from the connection; the supervisor never ends
+            supervisor.cancel()  # it would restart the watcher we are about to stop
+            await asyncio.gather(supervisor, return_exceptions=True)
             log.info("Encerrando: entregando os eventos pendentes...")
             await self.stop_observer()
             await self.flush()

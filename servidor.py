@@ -396,9 +396,13 @@ class EventLog:
         return found
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Write records; once this returns they survive the death of this process."""
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
         self._file.write(data)
         self._file.flush()
+
+    def sync(self) -> None:
+        """Make what was appended survive a crash of the machine too."""
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
@@ -459,6 +463,8 @@ class MonitorServer:
             now = datetime.datetime.now(datetime.timezone.utc)
             self.event_log.append([text_record(peer, message, now)])
         self.output.text(peer, message)
+        if self.event_log is not None:
+            self.event_log.sync()
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
         state = self._register(ws, hello)
@@ -471,10 +477,13 @@ class MonitorServer:
                 fresh = [ev for ev in events if ev.seq > state.last_seq]
                 if fresh:
                     if self.event_log is not None:
-                        # The log first: an event on disk is known even if we die before printing it.
+                        # The log first: an event in it is never shown again, even if we die right
+                        # after; the slow fsync comes after printing, so that window stays tiny.
                         self.event_log.append(event_record(hello.name, hello.client_id, ev) for ev in fresh)
                     self.output.events(hello.name, hello.client_id, fresh)
                     state.last_seq = fresh[-1].seq
+                    if self.event_log is not None:
+                        self.event_log.sync()
                 # Acknowledge only after printing: what is acknowledged is never resent.
                 await ws.send(encode_ack(state.last_seq))
         finally:
@@ -529,6 +538,7 @@ async def serve_until_stopped(monitor: MonitorServer, host: str, port: int, keep
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
             ping_interval=keepalive,
             ping_timeout=keepalive,
+            close_timeout=keepalive,  # a dead client never answers the close either
             open_timeout=OPEN_TIMEOUT,
             logger=logging.getLogger("servidor.websockets"),
         )
