@@ -193,7 +193,7 @@ def parse_server_message(text: str | bytes) -> tuple[str, int]:
     seq = obj.get(key)
     if kind not in ("welcome", "ack") or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise ProtocolError(f"mensagem inesperada do servidor: {str(text)[:80]!r}")
-    if kind == "welcome" and obj.get("version") != PROTOCOL_VERSION:
+    if kind == "welcome" and (type(obj.get("version")) is not int or obj.get("version") != PROTOCOL_VERSION):
         raise ProtocolError(f"o servidor fala outra versão do protocolo: {obj.get('version')!r}")
     return kind, seq
 
@@ -955,6 +955,8 @@ class MonitorClient:
 
     async def deliver_forever(self) -> None:
         """Keep one connection open (reconnecting as needed) and stream the outbox over it."""
+        loop = asyncio.get_running_loop()
+        quick_drops = 0
         async for ws in connect(
             self.config.uri,
             process_exception=self._on_connect_error,
@@ -966,12 +968,18 @@ class MonitorClient:
             close_timeout=self.config.keepalive,  # a dead server never answers the close either
             logger=logging.getLogger("monitor.websockets"),
         ):
+            opened = loop.time()
             try:
                 await self._session(ws)
             except ConnectionClosed as exc:
                 self._connection_lost(exc)
             finally:
                 self.connected = False
+            # websockets restarts its backoff after each successful handshake: a server that
+            # drops us at once would make us spin, so back off here too.
+            quick_drops = quick_drops + 1 if loop.time() - opened < RECONNECT_MAX_DELAY else 0
+            if quick_drops > 1:
+                await asyncio.sleep(min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (quick_drops - 2)))
 
     def _connection_lost(self, exc: ConnectionClosed) -> None:
         frame = exc.rcvd
@@ -987,7 +995,8 @@ class MonitorClient:
         log.warning("Conexão com %s perdida (%s); reconectando...", self.config.uri, why)
 
     async def _session(self, ws: ClientConnection) -> None:
-        await ws.send(encode_hello(self.client_id, self.config.name, wire_path(self.config.root)[0]))
+        name, root = wire_path(self.config.name)[0], wire_path(self.config.root)[0]  # argv may hold any bytes
+        await ws.send(encode_hello(self.client_id, name, root))
         try:
             kind, last_seq = parse_server_message(await ws.recv())
             if kind != "welcome":

@@ -24,7 +24,6 @@ __version__ = "1.0.0"
 import argparse
 import asyncio
 import base64
-import binascii
 import collections
 import contextlib
 import dataclasses
@@ -122,7 +121,7 @@ def _b64(obj: dict[str, Any], key: str) -> str | None:
     if value is not None:
         try:
             base64.b64decode(value, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text
             raise ProtocolError(f"campo '{key}' não é base64") from None
     return value
 
@@ -154,7 +153,7 @@ def parse_hello(text: str | bytes) -> Hello | None:
     if obj.get("type") != "hello":
         return None
     version = obj.get("version")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(f"versão de protocolo não suportada: {version!r}")
     client_id = _text(obj, "client_id")
     name = _text(obj, "name")
@@ -188,6 +187,10 @@ def _parse_event(obj: object) -> Event:
         raise ProtocolError("campo 'ts' não é uma data ISO 8601") from None
     if ts.tzinfo is None:
         raise ProtocolError("campo 'ts' sem fuso horário")
+    try:
+        ts.astimezone()  # year 1 or 9999 in another time zone cannot be shown in local time
+    except (OverflowError, ValueError):
+        raise ProtocolError("campo 'ts' fora do intervalo") from None
     path = _text(obj, "path")
     assert path is not None
     dest_path = _text(obj, "dest_path", optional=True)
