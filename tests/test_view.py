@@ -1,0 +1,271 @@
+"""The client's model of the server's view (View), the state file, and disk scans.
+
+These are the pure parts behind "nothing lost": every change goes through View.apply,
+every repair through View.diff, so their semantics are pinned here exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = "/w"
+
+
+def C(
+    cliente: ModuleType, kind: str, path: str, is_dir: bool = False, dest: str | None = None, origin: str = "live"
+) -> Any:
+    return cliente.Change(kind, path, is_dir, dest, origin)
+
+
+def paths(view: Any) -> dict[str, bool]:
+    return {path: entry[0] for path, entry in view.entries()}
+
+
+def test_created_then_duplicate_is_dropped(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    assert view.apply(C(cliente, "created", "/w/a.txt")) == [C(cliente, "created", "/w/a.txt")]
+    assert view.apply(C(cliente, "created", "/w/a.txt")) == []
+    assert paths(view) == {"/w/a.txt": False}
+
+
+def test_missing_parents_are_reported_first(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    out = view.apply(C(cliente, "created", "/w/a/b/f"))
+    assert out == [
+        C(cliente, "created", "/w/a", True, origin="rescan"),
+        C(cliente, "created", "/w/a/b", True, origin="rescan"),
+        C(cliente, "created", "/w/a/b/f"),
+    ]
+    assert view.suspect is True
+    assert paths(view) == {"/w/a": True, "/w/a/b": True, "/w/a/b/f": False}
+
+
+def test_modified_of_unknown_file_becomes_created(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    assert view.apply(C(cliente, "modified", "/w/x")) == [C(cliente, "created", "/w/x")]
+    assert view.apply(C(cliente, "modified", "/w/x")) == [C(cliente, "modified", "/w/x")]
+
+
+def test_modified_directory_is_never_sent(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    view.apply(C(cliente, "created", "/w/d", True))
+    assert view.apply(C(cliente, "modified", "/w/d", True)) == []
+    assert view.apply(C(cliente, "modified", "/w/d", False)) == []
+
+
+def test_delete_unknown_is_dropped_and_delete_takes_subtree(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    assert view.apply(C(cliente, "deleted", "/w/nothing")) == []
+    view.apply(C(cliente, "created", "/w/d", True))
+    view.apply(C(cliente, "created", "/w/d/f"))
+    # the event's is_dir is corrected from the view (watchdog may not know any more)
+    assert view.apply(C(cliente, "deleted", "/w/d", False)) == [C(cliente, "deleted", "/w/d", True)]
+    assert paths(view) == {}
+
+
+def test_move_carries_subtree_and_replaces_destination(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    for change in [
+        C(cliente, "created", "/w/d", True),
+        C(cliente, "created", "/w/d/f"),
+        C(cliente, "created", "/w/e", True),
+        C(cliente, "created", "/w/e/old"),
+    ]:
+        view.apply(change)
+    out = view.apply(C(cliente, "moved", "/w/d", True, "/w/e"))
+    assert out == [C(cliente, "moved", "/w/d", True, "/w/e")]
+    assert paths(view) == {"/w/e": True, "/w/e/f": False}
+
+
+def test_move_of_unknown_source_is_a_creation(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    assert view.apply(C(cliente, "moved", "/w/ghost", False, "/w/real")) == [C(cliente, "created", "/w/real")]
+    assert view.suspect is True
+
+
+def test_move_out_of_the_tree_is_a_deletion(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    view.apply(C(cliente, "created", "/w/f"))
+    assert view.apply(C(cliente, "moved", "/w/f", False, "/elsewhere/f")) == [C(cliente, "deleted", "/w/f")]
+
+
+def test_paths_outside_the_root_are_ignored(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    assert view.apply(C(cliente, "created", "/wx/f")) == []
+    assert view.apply(C(cliente, "created", "/other")) == []
+
+
+def test_root_deleted_then_recreated(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    view.apply(C(cliente, "created", "/w/f"))
+    assert view.apply(C(cliente, "deleted", "/w", True)) == [C(cliente, "deleted", "/w", True)]
+    assert view.root_exists is False and paths(view) == {}
+    assert view.apply(C(cliente, "deleted", "/w", True)) == []
+    assert view.apply(C(cliente, "created", "/w", True, origin="rescan")) == [
+        C(cliente, "created", "/w", True, origin="rescan")
+    ]
+    assert view.root_exists is True
+
+
+def test_type_change_is_deleted_then_created(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    view.apply(C(cliente, "created", "/w/x"))
+    assert view.apply(C(cliente, "created", "/w/x", True)) == [
+        C(cliente, "deleted", "/w/x", False),
+        C(cliente, "created", "/w/x", True),
+    ]
+
+
+def test_diff_reports_topmost_deletion_parents_first_and_modifications(cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    view.load(
+        [
+            ("/w/gone/a", (False, (1, 1))),  # children before their parent: load must cope
+            ("/w/gone", (True, None)),
+            ("/w/gone/sub", (True, None)),
+            ("/w/gone/sub/b", (False, (1, 1))),
+            ("/w/gone-not", (False, (5, 5))),
+            ("/w/same", (False, (2, 2))),
+            ("/w/changed", (False, (3, 3))),
+            ("/w/unknown", (False, None)),
+        ]
+    )
+    disk = {
+        "/w/gone-not": (False, (5, 5)),
+        "/w/same": (False, (2, 2)),
+        "/w/changed": (False, (3, 4)),
+        "/w/unknown": (False, (9, 9)),
+        "/w/new": (True, None),
+        "/w/new/deep": (True, None),
+        "/w/new/deep/f": (False, (1, 1)),
+    }
+    assert view.diff(disk, "startup", report_modified=True) == [
+        C(cliente, "deleted", "/w/gone", True, origin="startup"),
+        C(cliente, "modified", "/w/changed", origin="startup"),
+        C(cliente, "created", "/w/new", True, origin="startup"),
+        C(cliente, "created", "/w/new/deep", True, origin="startup"),
+        C(cliente, "created", "/w/new/deep/f", origin="startup"),
+    ]
+    assert view.diff(disk, "rescan") == [
+        C(cliente, "deleted", "/w/gone", True, origin="rescan"),
+        C(cliente, "created", "/w/new", True, origin="rescan"),
+        C(cliente, "created", "/w/new/deep", True, origin="rescan"),
+        C(cliente, "created", "/w/new/deep/f", origin="rescan"),
+    ]
+
+
+# A random sequence of operations on a small name space: replaying what View.apply returns
+# (the way a server's reader would) must always give exactly the view's own tree.
+NAMES = ["a", "b", "c"]
+rel_paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join)
+operations = st.lists(
+    st.tuples(st.sampled_from(["created", "modified", "deleted", "moved"]), rel_paths, st.booleans(), rel_paths),
+    max_size=40,
+)
+
+
+def replay(events: list[Any], start: set[str] | None = None) -> set[str]:
+    tree = set(start or ())
+    for ev in events:
+        under = ev.path + "/"
+        if ev.kind == "created":
+            tree.add(ev.path)
+        elif ev.kind == "deleted":
+            tree = {p for p in tree if p != ev.path and not p.startswith(under)}
+        elif ev.kind == "moved":
+            moved = {p for p in tree if p == ev.path or p.startswith(under)}
+            dest_under = ev.dest_path + "/"
+            tree = {p for p in tree - moved if p != ev.dest_path and not p.startswith(dest_under)}
+            tree |= {ev.dest_path + p[len(ev.path) :] for p in moved}
+    return tree
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(operations)
+def test_replaying_what_apply_returns_gives_the_view(cliente: ModuleType, ops: list[Any]) -> None:
+    view = cliente.View(ROOT)
+    sent: list[Any] = []
+    for kind, rel, is_dir, dest in ops:
+        if kind == "moved" and (dest == rel or dest.startswith(rel + "/")):
+            continue  # a directory cannot be moved into itself
+        sent += view.apply(C(cliente, kind, f"{ROOT}/{rel}", is_dir, f"{ROOT}/{dest}" if kind == "moved" else None))
+    assert replay(sent) == set(paths(view))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(operations, operations)
+def test_diff_then_apply_makes_the_view_equal_the_disk(
+    cliente: ModuleType, before: list[Any], after: list[Any]
+) -> None:
+    def build(ops: list[Any]) -> Any:
+        view = cliente.View(ROOT)
+        for kind, rel, is_dir, _ in ops:
+            if kind in ("created", "deleted"):
+                view.apply(C(cliente, kind, f"{ROOT}/{rel}", is_dir))
+        return view
+
+    view, disk_view = build(before), build(after)
+    server_tree = set(paths(view))
+    disk = dict(disk_view.entries())
+    sent: list[Any] = []
+    for change in view.diff(disk, "rescan"):
+        sent += view.apply(change)
+    assert paths(view) == {p: e[0] for p, e in disk.items()}
+    assert replay(sent, server_tree) == set(disk)
+
+
+def test_state_round_trip_keeps_names_that_are_not_utf8(cliente: ModuleType) -> None:
+    bad = os.fsdecode(b"/w/bad_\xff")
+    entries = [("/w/d", (True, None)), ("/w/d/f", (False, (123, 45))), (bad, (False, None))]
+    text = cliente.encode_state("/w", "ws://localhost:8765", entries)
+    assert text.isascii()
+    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == entries
+    assert cliente.decode_state(text, "/other", "ws://localhost:8765") is None
+    assert cliente.decode_state(text, "/w", "ws://elsewhere:1") is None
+    assert cliente.decode_state(text[:-5], "/w", "ws://localhost:8765") is None
+    assert cliente.decode_state('{"version": 99}', "/w", "ws://localhost:8765") is None
+
+
+def test_default_state_path_is_per_directory_and_server_and_outside_the_tree(
+    cliente: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    one = cliente.default_state_path("/w", "ws://localhost:8765")
+    assert one.startswith(str(tmp_path / "cache" / "monitor_cliente") + os.sep) and one.endswith(".json")
+    assert one != cliente.default_state_path("/w", "ws://localhost:8766")
+    assert one != cliente.default_state_path("/x", "ws://localhost:8765")
+    assert one == cliente.default_state_path("/w", "ws://localhost:8765")
+
+
+def test_scan_disk_sees_files_dirs_and_links_without_following_them(cliente: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"12345")
+    (tmp_path / "link").symlink_to(tmp_path / "d")  # not followed: d/f appears once
+    (tmp_path / "skip.json").write_text("{}")
+    result = cliente.scan_disk(str(tmp_path), frozenset({str(tmp_path / "skip.json")}))
+    assert result is not None
+    disk, unreadable = result
+    root = str(tmp_path)
+    assert {p: e[0] for p, e in disk.items()} == {f"{root}/d": True, f"{root}/d/f": False, f"{root}/link": False}
+    assert disk[f"{root}/d/f"][1] == ((tmp_path / "d" / "f").stat().st_mtime_ns, 5)
+    assert unreadable == []
+    assert cliente.scan_disk(str(tmp_path / "missing"), frozenset()) is None
+
+
+def test_still_true_checks_the_disk_now(cliente: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    assert cliente.still_true(C(cliente, "created", str(tmp_path / "f")))
+    assert not cliente.still_true(C(cliente, "created", str(tmp_path / "f"), True))
+    assert not cliente.still_true(C(cliente, "created", str(tmp_path / "nope")))
+    assert cliente.still_true(C(cliente, "deleted", str(tmp_path / "nope")))
+    assert not cliente.still_true(C(cliente, "deleted", str(tmp_path / "f")))
+    assert cliente.still_true(C(cliente, "deleted", str(tmp_path / "d"), False))  # a file became a directory
+    assert cliente.still_true(C(cliente, "modified", str(tmp_path / "f")))
