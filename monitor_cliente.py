@@ -1011,9 +1011,7 @@ class MonitorClient:
         try:
             done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()  # re-raise ConnectionClosed / FatalError
-            # The server closed the connection normally (e.g. it is shutting down).
-            raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
+                task.result()  # ConnectionClosed (even a normal close: the server is stopping) / FatalError
         finally:
             sender.cancel()
             receiver.cancel()
@@ -1027,7 +1025,8 @@ class MonitorClient:
             await ws.send(encode_batch([item.data for item in batch]))
 
     async def _receive(self, ws: ClientConnection) -> None:
-        async for message in ws:
+        while True:
+            message = await ws.recv()  # raises ConnectionClosed, a normal close included
             try:
                 kind, seq = parse_server_message(message)
             except ProtocolError as exc:
