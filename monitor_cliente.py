@@ -4,6 +4,7 @@ Uso:
     python monitor_cliente.py                          # directory_to_monitor -> SERVER_URI
     python monitor_cliente.py /srv/dados               # outro diretório
     python monitor_cliente.py --servidor ws://192.168.0.103:8765
+    MONITOR_TOKEN=segredo python monitor_cliente.py --servidor wss://servidor:8765 --cafile ca.pem
 
 A watchdog Observer thread watches the tree; its handler only hands events to the
 asyncio loop, which numbers them, prints them and streams them in batches over one
@@ -40,6 +41,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 import threading
@@ -64,7 +66,7 @@ from watchdog.utils.dirsnapshot import DirectorySnapshot
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import backoff
 from websockets.client import process_exception as websockets_process_exception
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
 # ---------------------------------------------------------------------------
@@ -74,6 +76,9 @@ from websockets.uri import parse_uri
 SERVER_URI = "ws://localhost:8765"  # e.g. "ws://192.168.0.103:8765" for a server on another machine
 directory_to_monitor = "."  # the directory to watch, recursively
 CLIENT_NAME = ""  # how the server shows this client; empty: this machine's hostname
+TOKEN = ""  # the server's shared secret, if it asks for one (prefer MONITOR_TOKEN)
+TOKEN_ENV = "MONITOR_TOKEN"  # environment variable that overrides TOKEN (flags override both)
+CA_FILE = ""  # CA certificate (PEM) that signed a wss:// server's certificate; "": the system's CAs
 BATCH_MAX_EVENTS = 1000  # events per WebSocket message at most
 BATCH_MAX_BYTES = 256 * 1024  # bytes per message at most (the server accepts 1 MiB)
 MAX_IN_FLIGHT = 20_000  # events sent but not yet acknowledged before sending pauses
@@ -456,8 +461,17 @@ def describe_connect_error(exc: BaseException) -> str:
         return "nome do servidor não encontrado"
     if isinstance(exc, TimeoutError):
         return "tempo esgotado"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificado do servidor não confiável ({exc.verify_message}); indique a CA com --cafile"
+    if isinstance(exc, ssl.SSLError):
+        return f"{exc.reason or exc} (o servidor usa TLS? confira ws:// ou wss://)"
+    if isinstance(exc, InvalidMessage):
+        return "resposta inválida do servidor (ele usa TLS? então a URI é wss://)"
     if isinstance(exc, InvalidStatus):
-        return f"o servidor respondeu HTTP {exc.response.status_code}"
+        status = exc.response.status_code
+        if status == 401:
+            return f"token recusado (HTTP 401); confira --token ou {TOKEN_ENV}"
+        return f"o servidor respondeu HTTP {status}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -679,6 +693,8 @@ class Config:
     state_path: str = ""  # "": no state file
     max_queued: int = MAX_QUEUED_EVENTS
     keepalive: float = KEEPALIVE
+    token: str = ""
+    tls: ssl.SSLContext | None = None  # for wss:// URIs
 
 
 class MonitorClient:
@@ -946,7 +962,12 @@ class MonitorClient:
     # -- the connection ------------------------------------------------------
 
     def _on_connect_error(self, exc: Exception) -> Exception | None:
-        """websockets' verdict (retry on network errors and 5xx), with one line per attempt."""
+        """websockets' verdict (retry on network errors and 5xx), with one line per attempt.
+
+        A wrong token or an untrusted certificate would fail the same way forever: fatal.
+        """
+        if isinstance(exc, ssl.SSLError):
+            return FatalError(f"falha de TLS com {self.config.uri}: {describe_connect_error(exc)}")
         verdict = websockets_process_exception(exc)
         if verdict is None:
             log.warning("Sem conexão com %s: %s; tentando novamente...", self.config.uri, describe_connect_error(exc))
@@ -963,6 +984,8 @@ class MonitorClient:
             reconnect_delays=reconnect_delays,
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
             open_timeout=OPEN_TIMEOUT,
+            ssl=self.config.tls,
+            additional_headers={"Authorization": f"Bearer {self.config.token}"} if self.config.token else None,
             ping_interval=self.config.keepalive,
             ping_timeout=self.config.keepalive,
             close_timeout=self.config.keepalive,  # a dead server never answers the close either
@@ -1003,6 +1026,9 @@ class MonitorClient:
                 raise ProtocolError("o servidor não respondeu ao hello")
         except ProtocolError as exc:
             raise FatalError(f"{self.config.uri} não é um servidor deste monitor: {exc}") from None
+        if last_seq >= self.outbox.next_seq:
+            # The server remembers more than we ever sent under this id: not ours to trust.
+            raise FatalError(f"o servidor diz ter recebido o evento {last_seq}, que este cliente nunca enviou")
         self.outbox.ack(last_seq)
         self.connected = True
         log.info("Conectado a %s", self.config.uri)
@@ -1047,10 +1073,10 @@ class MonitorClient:
 
     # -- the whole run ---------------------------------------------------------
 
-    async def run(self) -> None:
-        """Watch and deliver until SIGINT/SIGTERM; raise FatalError on a fatal failure."""
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = stop or asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
                 loop.add_signal_handler(sig, stop.set)
@@ -1114,15 +1140,61 @@ def validate_uri(uri: str) -> str:
     return uri
 
 
+def tls_context(uri: str, cafile: str) -> ssl.SSLContext | None:
+    """Certificate checking for wss:// (the system's CAs, or ``cafile``); None for ws://."""
+    if not uri.startswith("wss://"):
+        if cafile:
+            raise FatalError("--cafile só vale para servidores wss://")
+        return None
+    try:
+        return ssl.create_default_context(cafile=cafile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise FatalError(f"não foi possível ler a CA {cafile!r}: {exc}") from exc
+
+
+# argparse's own words are English; these are the ones a user of this script can meet.
+_ARGPARSE_PT = {
+    "usage: ": "uso: ",
+    "options": "opções",
+    "positional arguments": "argumentos posicionais",
+    "show this help message and exit": "mostra esta ajuda e sai",
+    "show program's version number and exit": "mostra a versão e sai",
+    "unrecognized arguments: %s": "argumentos não reconhecidos: %s",
+    "argument %(argument_name)s: %(message)s": "argumento %(argument_name)s: %(message)s",
+    "invalid %(type)s value: %(value)r": "valor inválido (%(type)s): %(value)r",
+    "invalid choice: %(value)r (choose from %(choices)s)": "opção inválida: %(value)r (escolha entre %(choices)s)",
+    "expected one argument": "falta o valor",
+    "ambiguous option: %(option)s could match %(matches)s": "opção ambígua: %(option)s pode ser %(matches)s",
+    "the following arguments are required: %s": "faltam os argumentos: %s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: erro: %(message)s\n",
+}
+
+
+class PortugueseHelpFormatter(argparse.HelpFormatter):
+    """Help in Portuguese, each default shown after its option."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (padrão: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
+    argparse._ = lambda message: _ARGPARSE_PT.get(message, message)  # type: ignore[attr-defined]
     parser = argparse.ArgumentParser(
         prog="monitor_cliente.py",
         description="Monitora um diretório e envia cada mudança a um servidor WebSocket.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=PortugueseHelpFormatter,
+        epilog=f"Variável de ambiente: {TOKEN_ENV} (o token; mais seguro que --token, que aparece no ps).",
     )
     parser.add_argument("diretorio", nargs="?", default=directory_to_monitor, help="diretório a monitorar")
     parser.add_argument("--servidor", default=SERVER_URI, help="URI do servidor WebSocket")
     parser.add_argument("--nome", default=CLIENT_NAME or socket.gethostname(), help="nome deste cliente no servidor")
+    parser.add_argument("--token", default=None, help=f"segredo pedido pelo servidor (ou {TOKEN_ENV})")
+    parser.add_argument(
+        "--cafile", default=CA_FILE, metavar="ARQUIVO", help="CA (PEM) que assinou o certificado de um servidor wss://"
+    )
     parser.add_argument(
         "--estado",
         default=STATE_FILE,
@@ -1146,7 +1218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="não mostra cada mudança; só avisos e erros")
     parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
     return parser
 
 
@@ -1177,6 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uri = validate_uri(args.servidor)
         root = validate_directory(args.diretorio)
+        tls = tls_context(uri, args.cafile)
         config = Config(
             uri=uri,
             root=root,
@@ -1185,6 +1258,8 @@ def main(argv: list[str] | None = None) -> int:
             state_path=os.path.abspath(args.estado) if args.estado else default_state_path(root, uri),
             max_queued=args.max_fila,
             keepalive=args.keepalive,
+            token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN),
+            tls=tls,
         )
         asyncio.run(MonitorClient(config).run())
     except FatalError as exc:

@@ -5,6 +5,7 @@ Uso:
     python servidor.py --host 0.0.0.0      # aceita conexões de outras máquinas
     python servidor.py --port 0 --json     # porta livre; um objeto JSON por evento
     python servidor.py --log eventos.jsonl # registro durável; sobrevive a reinícios
+    MONITOR_TOKEN=segredo python servidor.py --host 0.0.0.0 --cert cert.pem --key key.pem
 
 Each message a client sends is printed on stdout, one line per event; connection
 status goes to stderr. Clients of our protocol (see README) say ``hello`` first and
@@ -29,18 +30,24 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import hmac
 import io
+import ipaddress
 import json
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 # ---------------------------------------------------------------------------
 # Settings: edit these, or override them with the command-line flags.
@@ -48,10 +55,15 @@ from websockets.exceptions import ConnectionClosed
 
 HOST = "localhost"  # "0.0.0.0" accepts connections from other machines
 PORT = 8765
-MAX_MESSAGE_SIZE = 1024 * 1024  # bytes per WebSocket message; the client batches below it
+TOKEN = ""  # shared secret every client must present; "": anyone may connect (prefer MONITOR_TOKEN)
+TOKEN_ENV = "MONITOR_TOKEN"  # environment variable that overrides TOKEN (flags override both)
+CERT_FILE = ""  # TLS certificate chain (PEM): with KEY_FILE, the server speaks wss://
+KEY_FILE = ""  # TLS private key (PEM)
+MAX_MESSAGE_SIZE = 1024 * 1024  # bytes per WebSocket message; the client's batches stay under 256 KiB
+MAX_QUEUED_MESSAGES = 4  # messages buffered per connection: memory per client <= this x MAX_MESSAGE_SIZE
 KEEPALIVE = 20.0  # seconds between pings, and without a pong before a connection counts as lost
 EVENT_LOG = ""  # file that every event is appended to as a JSON line before it is acknowledged; "": none
-OPEN_TIMEOUT = 10.0  # seconds for a client to finish the opening handshake
+OPEN_TIMEOUT = 10.0  # seconds for a client to finish the opening handshake, or be dropped
 MAX_REMEMBERED_CLIENTS = 10_000  # per-client sequence numbers kept to drop resent events
 
 PROTOCOL_VERSION = 1
@@ -311,9 +323,10 @@ def to_json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
 
 
-def format_address(host: str, port: int) -> str:
-    """``ws://host:port``, bracketing IPv6 literals."""
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+def format_address(host: str, port: int, secure: bool = False) -> str:
+    """``ws://host:port`` (``wss://`` with TLS), bracketing IPv6 literals."""
+    scheme = "wss" if secure else "ws"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def format_peer(address: Any) -> str:
@@ -321,6 +334,36 @@ def format_peer(address: Any) -> str:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
+
+
+def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int, str] | None:
+    """Refuse a WebSocket handshake: (HTTP status, reason) for a foreign Origin or a wrong token.
+
+    Browsers send Origin; a page of another site must never reach the server. Our
+    client sends none, and a page served by this server itself has the same host.
+    """
+    origin = headers.get("Origin")
+    if origin is not None:
+        try:
+            origin_host = urllib.parse.urlsplit(origin).netloc.lower()
+        except ValueError:
+            origin_host = ""
+        if origin_host != (headers.get("Host") or "").lower():
+            return 403, "origem não permitida"
+    if token:
+        given = (headers.get("Authorization") or "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
+            return 401, "token ausente ou inválido"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe_bind_error(exc: OSError, host: str, port: int) -> str:
@@ -424,14 +467,27 @@ class ClientState:
 class MonitorServer:
     """Accepts monitor clients (and plain text clients) and prints what they send."""
 
-    def __init__(self, output: Output, event_log: EventLog | None = None) -> None:
+    def __init__(self, output: Output, event_log: EventLog | None = None, token: str = "") -> None:
         self.output = output
         self.event_log = event_log
+        self.token = token
         self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         if event_log is not None:
             for client_id, (name, seq) in EventLog.last_seqs(event_log.path).items():
                 self.clients[client_id] = ClientState(name=name, last_seq=seq)
+
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Runs before the upgrade: a refused client gets a plain HTTP answer, never a WebSocket."""
+        refusal = check_request(request.headers, self.token)
+        if refusal is None:
+            return None
+        status, reason = refusal
+        log.warning("Aviso: conexão de %s recusada: %s", format_peer(ws.remote_address), reason)
+        response = ws.respond(status, reason.capitalize() + ".\n")
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     async def handler(self, ws: ServerConnection) -> None:
         peer = format_peer(ws.remote_address)
@@ -451,6 +507,9 @@ class MonitorServer:
             # Writing the log failed (disk full...): no ack, so the client keeps the events and retries.
             log.error("Erro: não foi possível gravar o log: %s", exc.strerror or exc)
             await ws.close(CLOSE_INTERNAL, "erro ao gravar o log do servidor")
+        except Exception as exc:  # a bug must cost one connection, never the server
+            log.error("Erro interno com %s: %r", escape(peer), exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            await ws.close(CLOSE_INTERNAL, "erro interno do servidor")
 
     async def _plain_session(self, ws: ServerConnection, peer: str, first: str | bytes) -> None:
         log.info("conexão de %s (mensagens de texto)", peer)
@@ -509,14 +568,41 @@ class MonitorServer:
         return state
 
 
-async def run_server(host: str, port: int, as_json: bool, log_path: str = "", keepalive: float = KEEPALIVE) -> None:
-    """Serve until SIGINT/SIGTERM; raise StartupError if the address cannot be bound."""
-    event_log = open_event_log(log_path) if log_path else None
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = HOST
+    port: int = PORT
+    as_json: bool = False
+    log_path: str = EVENT_LOG
+    keepalive: float = KEEPALIVE
+    token: str = TOKEN
+    cert: str = CERT_FILE
+    key: str = KEY_FILE
+    max_message: int = MAX_MESSAGE_SIZE
+    open_timeout: float = OPEN_TIMEOUT
+
+
+async def run_server(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; raise StartupError if the server cannot start."""
+    tls = tls_context(settings.cert, settings.key) if settings.cert or settings.key else None
+    event_log = open_event_log(settings.log_path) if settings.log_path else None
     try:
-        await serve_until_stopped(MonitorServer(Output(sys.stdout, as_json), event_log), host, port, keepalive)
+        monitor = MonitorServer(Output(sys.stdout, settings.as_json), event_log, settings.token)
+        await serve_until_stopped(monitor, settings, tls)
     finally:
         if event_log is not None:
             event_log.close()
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    if not (cert and key):
+        raise StartupError("TLS precisa de --cert e --key juntos")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"não foi possível carregar o certificado {cert!r} e a chave {key!r}: {exc}") from exc
+    return context
 
 
 def open_event_log(path: str) -> EventLog:
@@ -526,7 +612,8 @@ def open_event_log(path: str) -> EventLog:
         raise StartupError(f"não foi possível abrir o log {path!r}: {exc.strerror or exc}") from exc
 
 
-async def serve_until_stopped(monitor: MonitorServer, host: str, port: int, keepalive: float) -> None:
+async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: ssl.SSLContext | None) -> None:
+    host, port, keepalive = settings.host, settings.port, settings.keepalive
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -537,29 +624,69 @@ async def serve_until_stopped(monitor: MonitorServer, host: str, port: int, keep
             monitor.handler,
             host,
             port,
-            max_size=MAX_MESSAGE_SIZE,
+            ssl=tls,
+            process_request=monitor.process_request,
+            max_size=settings.max_message,
+            max_queue=MAX_QUEUED_MESSAGES,
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
             ping_interval=keepalive,
             ping_timeout=keepalive,
             close_timeout=keepalive,  # a dead client never answers the close either
-            open_timeout=OPEN_TIMEOUT,
+            open_timeout=settings.open_timeout,
             logger=logging.getLogger("servidor.websockets"),
         )
     except OSError as exc:
         raise StartupError(describe_bind_error(exc, host, port)) from exc
     async with server:
         bound_port = server.sockets[0].getsockname()[1] if server.sockets else port
-        log.info("Servidor WebSocket ouvindo em %s", format_address(host, bound_port))
+        log.info("Servidor WebSocket ouvindo em %s", format_address(host, bound_port, tls is not None))
+        if not monitor.token and not is_loopback(host):
+            log.warning(
+                "Aviso: sem token, qualquer um que alcance esta porta pode enviar eventos; defina %s ou --token.",
+                TOKEN_ENV,
+            )
+        elif tls is None and not is_loopback(host):
+            log.warning("Aviso: sem TLS, o token e os eventos trafegam sem criptografia; use --cert e --key.")
         await stop.wait()
         log.info("Encerrando o servidor...")
     log.info("Servidor encerrado.")
 
 
+# argparse's own words are English; these are the ones a user of this script can meet.
+_ARGPARSE_PT = {
+    "usage: ": "uso: ",
+    "options": "opções",
+    "positional arguments": "argumentos posicionais",
+    "show this help message and exit": "mostra esta ajuda e sai",
+    "show program's version number and exit": "mostra a versão e sai",
+    "unrecognized arguments: %s": "argumentos não reconhecidos: %s",
+    "argument %(argument_name)s: %(message)s": "argumento %(argument_name)s: %(message)s",
+    "invalid %(type)s value: %(value)r": "valor inválido (%(type)s): %(value)r",
+    "invalid choice: %(value)r (choose from %(choices)s)": "opção inválida: %(value)r (escolha entre %(choices)s)",
+    "expected one argument": "falta o valor",
+    "ambiguous option: %(option)s could match %(matches)s": "opção ambígua: %(option)s pode ser %(matches)s",
+    "the following arguments are required: %s": "faltam os argumentos: %s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: erro: %(message)s\n",
+}
+
+
+class PortugueseHelpFormatter(argparse.HelpFormatter):
+    """Help in Portuguese, each default shown after its option."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (padrão: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
+    argparse._ = lambda message: _ARGPARSE_PT.get(message, message)  # type: ignore[attr-defined]
     parser = argparse.ArgumentParser(
         prog="servidor.py",
         description="Servidor WebSocket que mostra as mudanças enviadas por monitor_cliente.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=PortugueseHelpFormatter,
+        epilog=f"Variável de ambiente: {TOKEN_ENV} (o token; mais seguro que --token, que aparece no ps).",
     )
     parser.add_argument("--host", default=HOST, help="endereço onde escutar (0.0.0.0: todas as interfaces)")
     parser.add_argument("--port", type=int, default=PORT, help="porta TCP (0: uma porta livre qualquer)")
@@ -570,6 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARQUIVO",
         help="acrescenta cada evento a este arquivo (uma linha JSON, gravada em disco antes da confirmação)",
     )
+    parser.add_argument("--token", default=None, help=f"segredo que os clientes devem apresentar (ou {TOKEN_ENV})")
+    parser.add_argument("--cert", default=CERT_FILE, metavar="ARQUIVO", help="certificado TLS (PEM): serve wss://")
+    parser.add_argument("--key", default=KEY_FILE, metavar="ARQUIVO", help="chave privada TLS (PEM)")
     parser.add_argument(
         "--keepalive",
         type=float,
@@ -577,9 +707,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEGUNDOS",
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
+    parser.add_argument(
+        "--max-mensagem", type=int, default=MAX_MESSAGE_SIZE, metavar="BYTES", help="tamanho máximo de uma mensagem"
+    )
+    parser.add_argument(
+        "--open-timeout",
+        type=float,
+        default=OPEN_TIMEOUT,
+        metavar="SEGUNDOS",
+        help="tempo para um cliente completar o handshake; depois disso a conexão é fechada",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="só avisos e erros no stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
     return parser
 
 
@@ -602,11 +742,23 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
         return 2
-    if args.keepalive <= 0:
-        print("Erro: --keepalive precisa ser maior que zero", file=sys.stderr)
+    if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_mensagem < 1024:
+        print("Erro: --keepalive e --open-timeout devem ser positivos; --max-mensagem, ao menos 1024", file=sys.stderr)
         return 2
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        as_json=args.json,
+        log_path=args.log,
+        keepalive=args.keepalive,
+        token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN),
+        cert=args.cert,
+        key=args.key,
+        max_message=args.max_mensagem,
+        open_timeout=args.open_timeout,
+    )
     try:
-        asyncio.run(run_server(args.host, args.port, args.json, args.log, args.keepalive))
+        asyncio.run(run_server(settings))
     except StartupError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1
