@@ -809,10 +809,10 @@ class MonitorClient:
             self._root_missing = False
             log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(root))
             self.send(self.view.apply(Change("created", root, True, origin="rescan")))
-        elif self.watcher_alive() and not self._became_readable():
-            return
-        elif self.observer is not None:
+        elif not self.watcher_alive():
             log.warning("Aviso: o monitoramento parou; reiniciando com uma varredura.")
+        elif not self._became_readable():
+            return
         await self.stop_observer()
         try:
             self.start_observer()
