@@ -228,8 +228,12 @@ _ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura i
 
 def format_change(change: Change, when: datetime.datetime) -> str:
     """The client's own console line for a change, like the server's but without a name."""
+    return f"{when:%Y-%m-%d %H:%M:%S} {describe_change(change)}"
+
+
+def describe_change(change: Change) -> str:
     noun = "diretório" if change.is_dir else "arquivo"
-    line = f"{when:%Y-%m-%d %H:%M:%S} {noun} {_VERBS[change.kind]}: {escape(change.path)}"
+    line = f"{noun} {_VERBS[change.kind]}: {escape(change.path)}"
     if change.dest_path is not None:
         line += f" -> {escape(change.dest_path)}"
     return line + _ORIGIN_NOTES[change.origin]
@@ -746,9 +750,10 @@ class MonitorClient:
         self.dirty = True
         now = datetime.datetime.now().astimezone()
         ts = now.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
-        lines = [format_change(c, now) for c in changes if self.outbox.add(c, ts)]
-        if lines and not self.config.quiet:
-            sys.stdout.write("\n".join(lines) + "\n")
+        added = [c for c in changes if self.outbox.add(c, ts)]
+        if added and not self.config.quiet:
+            stamp = f"{now:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
+            sys.stdout.write("".join(f"{stamp}{describe_change(c)}\n" for c in added))
             sys.stdout.flush()
 
     def _queue_full(self) -> None:
@@ -846,16 +851,16 @@ class MonitorClient:
 
     def repair(self, disk: dict[str, Entry], origin: str, report_modified: bool = False) -> int:
         """Send what ``disk`` shows and the view lacks, as far as it still holds; return how many."""
-        sent = 0
+        changes: list[Change] = []
+        room = self.outbox.limit - self.outbox.queue.qsize()
         for change in self.view.diff(disk, origin, report_modified):
-            if self.outbox.full():
-                self.rescan_needed = True
+            if len(changes) >= room:
+                self.rescan_needed = True  # the rest when the queue has drained
                 break
             if still_true(change):
-                changes = self.view.apply(change)
-                self.send(changes)
-                sent += len(changes)
-        return sent
+                changes += self.view.apply(change)
+        self.send(changes)
+        return len(changes)
 
     async def rescan(self) -> None:
         self.rescan_needed = False
