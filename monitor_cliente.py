@@ -400,24 +400,32 @@ class View:
                     node[parts[-1]] = {}  # entries come in any order: keep children already loaded
 
     def diff(self, disk: dict[str, Entry], origin: str, report_modified: bool = False) -> list[Change]:
-        """The changes that turn this view into ``disk``: deletions (topmost only) first."""
+        """The changes that turn this view into ``disk``: deletions (topmost only) first, parents first."""
         mine = dict(self.entries())
+        gone, appeared = [], []
+        for path, (is_dir, _) in mine.items():
+            entry = disk.get(path)
+            if entry is None or entry[0] != is_dir:
+                gone.append(path)
+        for path, (is_dir, info) in disk.items():
+            known = mine.get(path)
+            if known is None or known[0] != is_dir:
+                appeared.append(path)
+            elif report_modified and not is_dir and known[1] is not None and known[1] != info:
+                appeared.append(path)
         out: list[Change] = []
         deleted_dir: list[str] | None = None
-        by_parts = sorted((p.split(os.sep), p) for p in mine if p not in disk or mine[p][0] != disk[p][0])
-        for parts, path in by_parts:
+        for parts, path in sorted((p.split(os.sep), p) for p in gone):  # only the differences are sorted
             if deleted_dir is not None and parts[: len(deleted_dir)] == deleted_dir:
                 continue  # inside a directory already reported deleted
             is_dir = mine[path][0]
             out.append(Change("deleted", path, is_dir, origin=origin))
             deleted_dir = parts if is_dir else deleted_dir
-        for _, path in sorted((p.split(os.sep), p) for p in disk):
-            is_dir, info = disk[path]
+        for _, path in sorted((p.split(os.sep), p) for p in appeared):
+            is_dir = disk[path][0]
             known = mine.get(path)
-            if known is None or known[0] != is_dir:
-                out.append(Change("created", path, is_dir, origin=origin))
-            elif report_modified and not is_dir and known[1] is not None and known[1] != info:
-                out.append(Change("modified", path, False, origin=origin))
+            kind = "modified" if known is not None and known[0] == is_dir else "created"
+            out.append(Change(kind, path, is_dir, origin=origin))
         return out
 
 

@@ -94,9 +94,12 @@ def _matcher(match: LineMatch) -> Callable[[str], bool]:
 class Script:
     """One of the scripts running as a subprocess, its stdout and stderr read by background threads."""
 
-    def __init__(self, label: str, script: Path, args: Sequence[str], cwd: Path) -> None:
+    def __init__(
+        self, label: str, script: Path, args: Sequence[str], cwd: Path, *, command_prefix: Sequence[str] = ()
+    ) -> None:
         self.label = label
-        self.argv = [sys.executable, str(script), *args]
+        # command_prefix: a command that runs the interpreter, e.g. setpriv to run as another user.
+        self.argv = [*command_prefix, sys.executable, str(script), *args]
         self._cond = threading.Condition(threading.RLock())
         self._lines: dict[Stream, list[str]] = {"stdout": [], "stderr": []}
         self._raw: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
@@ -313,9 +316,22 @@ class ServerProcess(Script):
 class ClientProcess(Script):
     """``monitor_cliente.py DIR --servidor URI --nome NAME``."""
 
-    def __init__(self, cwd: Path, directory: Path | str, uri: str, name: str, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        directory: Path | str,
+        uri: str,
+        name: str,
+        args: Sequence[str] = (),
+        *,
+        command_prefix: Sequence[str] = (),
+    ) -> None:
         super().__init__(
-            f"cliente {name}", CLIENT_SCRIPT, [str(directory), "--servidor", uri, "--nome", name, *args], cwd
+            f"cliente {name}",
+            CLIENT_SCRIPT,
+            [str(directory), "--servidor", uri, "--nome", name, *args],
+            cwd,
+            command_prefix=command_prefix,
         )
         self.name = name
         self.directory = str(directory)
@@ -348,9 +364,13 @@ class Processes:
         *,
         connected_to: ServerProcess | None = None,
         args: Sequence[str] = (),
+        command_prefix: Sequence[str] = (),
     ) -> ClientProcess:
-        """Start a client; with ``connected_to``, wait until that server shows it connected."""
-        client = ClientProcess(self.cwd, directory, uri, name, args)
+        """Start a client; with ``connected_to``, wait until that server shows it connected.
+
+        ``command_prefix`` runs it through another command (e.g. setpriv, as another user).
+        """
+        client = ClientProcess(self.cwd, directory, uri, name, args, command_prefix=command_prefix)
         self.started.append(client)
         if connected_to is not None:
             client.id_prefix = connected_to.wait_client(name, directory)
