@@ -1256,6 +1256,10 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
             stream.reconfigure(errors="backslashreplace")
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN)
+    if not all("!" <= char <= "~" for char in token):  # an HTTP header carries visible ASCII only
+        print("Erro: o token só pode ter caracteres ASCII visíveis (sem espaços nem acentos)", file=sys.stderr)
+        return 2
     if args.max_fila < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
@@ -1271,7 +1275,7 @@ def main(argv: list[str] | None = None) -> int:
             state_path=os.path.abspath(args.estado) if args.estado else default_state_path(root, uri),
             max_queued=args.max_fila,
             keepalive=args.keepalive,
-            token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN),
+            token=token,
             tls=tls,
         )
         asyncio.run(MonitorClient(config).run())

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -319,8 +319,19 @@ def text_record(peer: str, text: str | bytes, now: datetime.datetime) -> dict[st
     return record
 
 
+# json.dumps escapes only C0 controls; these would still reach a terminal that shows the output.
+_JSON_UNSAFE = {code: f"\\u{code:04x}" for code in [*range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029]}
+_JSON_UNSAFE |= {code: f"\\u{code:04x}" for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
 def to_json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+    """One JSON object on one line, UTF-8, with nothing a terminal would act on (the text stays exact)."""
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": ")).translate(_JSON_UNSAFE)
+
+
+def close_reason(text: str) -> str:
+    """A close frame's reason holds at most 123 bytes of UTF-8."""
+    return text.encode("utf-8")[:123].decode("utf-8", "ignore")
 
 
 def format_address(host: str, port: int, secure: bool = False) -> str:
@@ -342,7 +353,10 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
     Browsers send Origin; a page of another site must never reach the server. Our
     client sends none, and a page served by this server itself has the same host.
     """
-    origin = headers.get("Origin")
+    try:
+        origin, authorization = headers.get("Origin"), headers.get("Authorization")
+    except MultipleValuesError:
+        return 400, "cabeçalho repetido"
     if origin is not None:
         try:
             origin_host = urllib.parse.urlsplit(origin).netloc.lower()
@@ -351,10 +365,15 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
         if origin_host != (headers.get("Host") or "").lower():
             return 403, "origem não permitida"
     if token:
-        given = (headers.get("Authorization") or "").encode("utf-8", "surrogateescape")
+        given = (authorization or "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
             return 401, "token ausente ou inválido"
     return None
+
+
+def valid_token(token: str) -> bool:
+    """An HTTP header carries visible ASCII only: no spaces, no accents."""
+    return all("!" <= char <= "~" for char in token)
 
 
 def is_loopback(host: str) -> bool:
@@ -443,7 +462,7 @@ class EventLog:
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Write records; once this returns they survive the death of this process."""
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        data = "".join(to_json_line(r) + "\n" for r in records).encode("utf-8")
         self._file.write(data)
         self._file.flush()
 
@@ -502,7 +521,8 @@ class MonitorServer:
             pass
         except ProtocolError as exc:
             log.warning("Aviso: %s violou o protocolo: %s", escape(peer), exc)
-            await ws.close(CLOSE_UNSUPPORTED if "binária" in str(exc) else CLOSE_POLICY, str(exc))
+            code = CLOSE_UNSUPPORTED if "binária" in str(exc) else CLOSE_POLICY
+            await ws.close(code, close_reason(str(exc)))
         except OSError as exc:
             # Writing the log failed (disk full...): no ack, so the client keeps the events and retries.
             log.error("Erro: não foi possível gravar o log: %s", exc.strerror or exc)
@@ -745,13 +765,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_mensagem < 1024:
         print("Erro: --keepalive e --open-timeout devem ser positivos; --max-mensagem, ao menos 1024", file=sys.stderr)
         return 2
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN)
+    if not valid_token(token):
+        print("Erro: o token só pode ter caracteres ASCII visíveis (sem espaços nem acentos)", file=sys.stderr)
+        return 2
     settings = Settings(
         host=args.host,
         port=args.port,
         as_json=args.json,
         log_path=args.log,
         keepalive=args.keepalive,
-        token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN),
+        token=token,
         cert=args.cert,
         key=args.key,
         max_message=args.max_mensagem,
