@@ -541,12 +541,11 @@ class MonitorServer:
             log.info("conexão de %s encerrada", peer)
 
     def _text(self, peer: str, message: str | bytes) -> None:
+        # Logged but not fsynced: nothing is acknowledged, and a flood must not stall the loop.
         if self.event_log is not None:
             now = datetime.datetime.now(datetime.timezone.utc)
             self.event_log.append([text_record(peer, message, now)])
         self.output.text(peer, message)
-        if self.event_log is not None:
-            self.event_log.sync()
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
         state = self._register(ws, hello)
@@ -565,7 +564,7 @@ class MonitorServer:
                     self.output.events(hello.name, hello.client_id, fresh)
                     state.last_seq = fresh[-1].seq
                     if self.event_log is not None:
-                        self.event_log.sync()
+                        await asyncio.to_thread(self.event_log.sync)  # other clients go on meanwhile
                 # Acknowledge only after printing: what is acknowledged is never resent.
                 await ws.send(encode_ack(state.last_seq))
         finally:
