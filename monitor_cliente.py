@@ -527,6 +527,15 @@ def scan_disk(root: str, skip: frozenset[str]) -> tuple[dict[str, Entry], list[s
     return disk, unreadable
 
 
+def root_identity(root: str) -> tuple[int, int] | None:
+    """(device, inode) of the watched directory, or None when it is not a directory now."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 def still_true(change: Change) -> bool:
     """Whether a change a scan found still holds now (the tree may have moved on since)."""
     try:
@@ -729,6 +738,7 @@ class MonitorClient:
         self.unreadable: set[str] = set()
         self._second_look = False
         self._root_missing = False
+        self._root_identity: tuple[int, int] | None = None
         self.wake = asyncio.Event()  # wakes the supervisor
         self._dropping = False
 
@@ -791,6 +801,7 @@ class MonitorClient:
         try:
             observer.schedule(Handler(self.bridge), self.config.root, recursive=True, event_filter=WATCHED_EVENTS)
             observer.start()
+            self._root_identity = root_identity(self.config.root)
         except OSError as exc:
             raise FatalError(f"não foi possível monitorar {escape(self.config.root)}: {exc.strerror or exc}") from exc
         self.observer = observer
@@ -810,7 +821,12 @@ class MonitorClient:
     async def check_watcher(self) -> None:
         """Notice a vanished root, a dead watcher thread or a directory that became readable."""
         root = self.config.root
-        if not os.path.isdir(root):
+        identity = root_identity(root)
+        if self.view.root_exists and identity is not None and identity != self._root_identity:
+            # Renamed away and replaced by a new directory: inotify still follows the old one.
+            log.warning("O diretório monitorado foi substituído por outro: %s; recomeçando.", escape(root))
+            self.send(self.view.apply(Change("deleted", root, True, origin="rescan")))
+        if identity is None:
             if not self._root_missing:
                 self._root_missing = True
                 log.warning("O diretório monitorado não existe mais: %s; aguardando ele reaparecer...", escape(root))
