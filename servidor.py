@@ -30,12 +30,14 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import functools
 import hmac
 import io
 import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -120,11 +122,12 @@ def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | Non
         raise ProtocolError(f"campo '{key}' ausente ou não é texto")
     if len(value) > MAX_TEXT_CHARS:
         raise ProtocolError(f"campo '{key}' longo demais")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # json.loads accepts "\ud800"; such a string cannot be printed or re-encoded.
-        raise ProtocolError(f"campo '{key}' tem surrogates isolados") from None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # json.loads accepts "\ud800"; such a string cannot be printed or re-encoded.
+            raise ProtocolError(f"campo '{key}' tem surrogates isolados") from None
     return value
 
 
@@ -193,16 +196,7 @@ def _parse_event(obj: object) -> Event:
         raise ProtocolError("campo 'is_dir' ausente ou não é booleano")
     ts_text = _text(obj, "ts")
     assert ts_text is not None
-    try:
-        ts = datetime.datetime.fromisoformat(ts_text)
-    except ValueError:
-        raise ProtocolError("campo 'ts' não é uma data ISO 8601") from None
-    if ts.tzinfo is None:
-        raise ProtocolError("campo 'ts' sem fuso horário")
-    try:
-        ts.astimezone()  # year 1 or 9999 in another time zone cannot be shown in local time
-    except (OverflowError, ValueError):
-        raise ProtocolError("campo 'ts' fora do intervalo") from None
+    ts = _parse_ts(ts_text)
     path = _text(obj, "path")
     assert path is not None
     dest_path = _text(obj, "dest_path", optional=True)
@@ -219,6 +213,21 @@ def _parse_event(obj: object) -> Event:
         path_b64=_b64(obj, "path_b64"),
         dest_path_b64=_b64(obj, "dest_path_b64"),
     )
+
+
+@functools.lru_cache(maxsize=1024)  # the events of a batch mostly share one timestamp
+def _parse_ts(text: str) -> datetime.datetime:
+    try:
+        ts = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ProtocolError("campo 'ts' não é uma data ISO 8601") from None
+    if ts.tzinfo is None:
+        raise ProtocolError("campo 'ts' sem fuso horário")
+    try:
+        ts.astimezone()  # year 1 or 9999 in another time zone cannot be shown in local time
+    except (OverflowError, ValueError):
+        raise ProtocolError("campo 'ts' fora do intervalo") from None
+    return ts
 
 
 def parse_events(text: str | bytes) -> list[Event]:
@@ -268,8 +277,14 @@ _VERBS = {"created": "criado", "modified": "modificado", "deleted": "excluído",
 _ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
 
 
+@functools.lru_cache(maxsize=1024)
 def local_time(ts: datetime.datetime) -> str:
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+@functools.lru_cache(maxsize=1024)
+def iso_time(ts: datetime.datetime) -> str:
+    return ts.isoformat(timespec="milliseconds")
 
 
 def format_event(client: str, ev: Event) -> str:
@@ -293,7 +308,7 @@ def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
     if ev.dest_path is not None:
         record["dest_path"] = ev.dest_path
     record["is_dir"] = ev.is_dir
-    record["ts"] = ev.ts.isoformat(timespec="milliseconds")
+    record["ts"] = iso_time(ev.ts)
     record["origin"] = ev.origin
     if ev.path_b64 is not None:
         record["path_b64"] = ev.path_b64
@@ -324,9 +339,13 @@ _JSON_UNSAFE = {code: f"\\u{code:04x}" for code in [*range(0x7F, 0xA0), 0x061C, 
 _JSON_UNSAFE |= {code: f"\\u{code:04x}" for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
 
 
+_JSON_UNSAFE_FOUND = re.compile("[" + "".join(map(chr, _JSON_UNSAFE)) + "]")
+
+
 def to_json_line(record: dict[str, Any]) -> str:
     """One JSON object on one line, UTF-8, with nothing a terminal would act on (the text stays exact)."""
-    return json.dumps(record, ensure_ascii=False, separators=(", ", ": ")).translate(_JSON_UNSAFE)
+    line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+    return line.translate(_JSON_UNSAFE) if _JSON_UNSAFE_FOUND.search(line) else line
 
 
 def close_reason(text: str) -> str:
