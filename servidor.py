@@ -429,12 +429,12 @@ class Output:
         self.stream = stream
         self.as_json = as_json
 
-    def events(self, client: str, client_id: str, events: Iterable[Event]) -> None:
+    def events(self, client: str, events: Iterable[Event], json_lines: list[str] | None) -> None:
+        """Print events: their JSON lines (already made for the log) with --json, readable lines otherwise."""
         if self.as_json:
-            lines = [to_json_line(event_record(client, client_id, ev)) for ev in events]
+            self._write(json_lines if json_lines is not None else [])
         else:
-            lines = [format_event(client, ev) for ev in events]
-        self._write(lines)
+            self._write([format_event(client, ev) for ev in events])
 
     def text(self, peer: str, message: str | bytes) -> None:
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -479,10 +479,9 @@ class EventLog:
             pass
         return found
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Write records; once this returns they survive the death of this process."""
-        data = "".join(to_json_line(r) + "\n" for r in records).encode("utf-8")
-        self._file.write(data)
+    def append(self, lines: Iterable[str]) -> None:
+        """Write JSON lines; once this returns they survive the death of this process."""
+        self._file.write("".join(line + "\n" for line in lines).encode("utf-8"))
         self._file.flush()
 
     def sync(self) -> None:
@@ -563,33 +562,50 @@ class MonitorServer:
         # Logged but not fsynced: nothing is acknowledged, and a flood must not stall the loop.
         if self.event_log is not None:
             now = datetime.datetime.now(datetime.timezone.utc)
-            self.event_log.append([text_record(peer, message, now)])
+            self.event_log.append([to_json_line(text_record(peer, message, now))])
         self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
         state = self._register(ws, hello)
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
         log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
+        written = asyncio.Event()
+        acker = asyncio.create_task(self._acknowledge(ws, state, written))
+        acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
         try:
             await ws.send(encode_welcome(state.last_seq))
             async for message in ws:
+                if acker.done():
+                    acker.result()  # the log could not be synced, or the connection is gone
                 events = parse_events(message)
                 fresh = [ev for ev in events if ev.seq > state.last_seq]
                 if fresh:
-                    if self.event_log is not None:
+                    json_lines = None
+                    if self.event_log is not None or self.output.as_json:
+                        json_lines = [to_json_line(event_record(hello.name, hello.client_id, ev)) for ev in fresh]
+                    if self.event_log is not None and json_lines is not None:
                         # The log first: an event in it is never shown again, even if we die right
-                        # after; the slow fsync comes after printing, so that window stays tiny.
-                        self.event_log.append(event_record(hello.name, hello.client_id, ev) for ev in fresh)
-                    self.output.events(hello.name, hello.client_id, fresh)
+                        # after; the slow fsync comes later, so that window stays tiny.
+                        self.event_log.append(json_lines)
+                    self.output.events(hello.name, fresh, json_lines)
                     state.last_seq = fresh[-1].seq
-                    if self.event_log is not None:
-                        await asyncio.to_thread(self.event_log.sync)  # other clients go on meanwhile
-                # Acknowledge only after printing: what is acknowledged is never resent.
-                await ws.send(encode_ack(state.last_seq))
+                written.set()
         finally:
+            acker.cancel()
             if state.connection is ws:
                 state.connection = None
             log.info("cliente desconectado: %s", label)
+
+    async def _acknowledge(self, ws: ServerConnection, state: ClientState, written: asyncio.Event) -> None:
+        """Ack what was printed and logged, after an fsync: one fsync covers every batch written
+        meanwhile (group commit), so a slow disk costs latency, not throughput."""
+        while True:
+            await written.wait()
+            written.clear()
+            seq = state.last_seq
+            if self.event_log is not None:
+                await asyncio.to_thread(self.event_log.sync)  # other clients go on meanwhile
+            await ws.send(encode_ack(seq))
 
     def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
         state = self.clients.pop(hello.client_id, None) or ClientState(name=hello.name)
