@@ -374,7 +374,15 @@ def state_paths(state: Path) -> set[str] | None:
         obj = json.loads(state.read_text(encoding="ascii"))
     except FileNotFoundError:
         return None
-    return {os.path.join(obj["root"], row[0]) for row in obj["entries"]}
+    found: set[str] = set()
+    stack: list[tuple[str, dict[str, Any]]] = [(obj["root"], obj["tree"])]  # nested: a directory is a dict
+    while stack:
+        prefix, node = stack.pop()
+        for name, child in node.items():
+            found.add(os.path.join(prefix, name))
+            if isinstance(child, dict):
+                stack.append((os.path.join(prefix, name), child))
+    return found
 
 
 @pytest.mark.timeout(120)

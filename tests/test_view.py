@@ -24,8 +24,35 @@ def C(
     return cliente.Change(kind, path, is_dir, dest, origin)
 
 
+def tree(entries: dict[str, Any]) -> dict[str, Any]:
+    """A tree in the View's shape (what scan_tree returns) from {path: (is_dir, info)}, in any order."""
+    top: dict[str, Any] = {}
+    for path, (is_dir, info) in entries.items():
+        node = top
+        *parents, name = path[len(ROOT) + 1 :].split("/")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if is_dir:
+            node.setdefault(name, {})
+        else:
+            node[name] = info
+    return top
+
+
+def flatten(top: dict[str, Any], prefix: str = ROOT + "/") -> dict[str, Any]:
+    """{path: (is_dir, info)} of a tree in the View's shape."""
+    out: dict[str, Any] = {}
+    for name, node in top.items():
+        if isinstance(node, dict):
+            out[prefix + name] = (True, None)
+            out.update(flatten(node, prefix + name + "/"))
+        else:
+            out[prefix + name] = (False, node)
+    return out
+
+
 def paths(view: Any) -> dict[str, bool]:
-    return {path: entry[0] for path, entry in view.entries()}
+    return {path: entry[0] for path, entry in flatten(view.top).items()}
 
 
 def test_created_then_duplicate_is_dropped(cliente: ModuleType) -> None:
@@ -125,17 +152,19 @@ def test_type_change_is_deleted_then_created(cliente: ModuleType) -> None:
 
 def test_diff_reports_topmost_deletion_parents_first_and_modifications(cliente: ModuleType) -> None:
     view = cliente.View(ROOT)
-    view.load(
-        [
-            ("/w/gone/a", (False, (1, 1))),  # children before their parent: load must cope
-            ("/w/gone", (True, None)),
-            ("/w/gone/sub", (True, None)),
-            ("/w/gone/sub/b", (False, (1, 1))),
-            ("/w/gone-not", (False, (5, 5))),
-            ("/w/same", (False, (2, 2))),
-            ("/w/changed", (False, (3, 3))),
-            ("/w/unknown", (False, None)),
-        ]
+    view.load_tree(
+        tree(
+            {
+                "/w/gone/a": (False, (1, 1)),
+                "/w/gone": (True, None),
+                "/w/gone/sub": (True, None),
+                "/w/gone/sub/b": (False, (1, 1)),
+                "/w/gone-not": (False, (5, 5)),
+                "/w/same": (False, (2, 2)),
+                "/w/changed": (False, (3, 3)),
+                "/w/unknown": (False, None),
+            }
+        )
     )
     disk = {
         "/w/gone-not": (False, (5, 5)),
@@ -146,14 +175,14 @@ def test_diff_reports_topmost_deletion_parents_first_and_modifications(cliente: 
         "/w/new/deep": (True, None),
         "/w/new/deep/f": (False, (1, 1)),
     }
-    assert view.diff(disk, "startup", report_modified=True) == [
+    assert view.diff(tree(disk), "startup", report_modified=True) == [
         C(cliente, "deleted", "/w/gone", True, origin="startup"),
         C(cliente, "modified", "/w/changed", origin="startup"),
         C(cliente, "created", "/w/new", True, origin="startup"),
         C(cliente, "created", "/w/new/deep", True, origin="startup"),
         C(cliente, "created", "/w/new/deep/f", origin="startup"),
     ]
-    assert view.diff(disk, "rescan") == [
+    assert view.diff(tree(disk), "rescan") == [
         C(cliente, "deleted", "/w/gone", True, origin="rescan"),
         C(cliente, "created", "/w/new", True, origin="rescan"),
         C(cliente, "created", "/w/new/deep", True, origin="rescan"),
@@ -213,24 +242,26 @@ def test_diff_then_apply_makes_the_view_equal_the_disk(
 
     view, disk_view = build(before), build(after)
     server_tree = set(paths(view))
-    disk = dict(disk_view.entries())
+    disk = flatten(disk_view.top)
     sent: list[Any] = []
-    for change in view.diff(disk, "rescan"):
+    for change in view.diff(disk_view.top, "rescan"):
         sent += view.apply(change)
     assert paths(view) == {p: e[0] for p, e in disk.items()}
     assert replay(sent, server_tree) == set(disk)
 
 
 def test_state_round_trip_keeps_names_that_are_not_utf8(cliente: ModuleType) -> None:
-    bad = os.fsdecode(b"/w/bad_\xff")
-    entries = [("/w/d", (True, None)), ("/w/d/f", (False, (123, 45))), (bad, (False, None))]
-    text = cliente.encode_state("/w", "ws://localhost:8765", entries)
+    bad = os.fsdecode(b"bad_\xff")
+    top = {"d": {"f": (123, 45), "empty": {}}, bad: None, "g": (1, 0)}
+    text = cliente.encode_state("/w", "ws://localhost:8765", top)
     assert text.isascii()
-    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == entries
+    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == top
     assert cliente.decode_state(text, "/other", "ws://localhost:8765") is None
     assert cliente.decode_state(text, "/w", "ws://elsewhere:1") is None
     assert cliente.decode_state(text[:-5], "/w", "ws://localhost:8765") is None
     assert cliente.decode_state('{"version": 99}', "/w", "ws://localhost:8765") is None
+    wrong = text.replace("[123,45]", '"x"')
+    assert wrong != text and cliente.decode_state(wrong, "/w", "ws://localhost:8765") is None
 
 
 def test_default_state_path_is_per_directory_and_server_and_outside_the_tree(
@@ -244,19 +275,22 @@ def test_default_state_path_is_per_directory_and_server_and_outside_the_tree(
     assert one == cliente.default_state_path("/w", "ws://localhost:8765")
 
 
-def test_scan_disk_sees_files_dirs_and_links_without_following_them(cliente: ModuleType, tmp_path: Path) -> None:
+def test_scan_tree_sees_files_dirs_and_links_without_following_them(cliente: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_bytes(b"12345")
+    (tmp_path / "d" / "empty").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "d")  # not followed: d/f appears once
     (tmp_path / "skip.json").write_text("{}")
-    result = cliente.scan_disk(str(tmp_path), frozenset({str(tmp_path / "skip.json")}))
+    result = cliente.scan_tree(str(tmp_path), frozenset({str(tmp_path / "skip.json")}))
     assert result is not None
     disk, unreadable = result
-    root = str(tmp_path)
-    assert {p: e[0] for p, e in disk.items()} == {f"{root}/d": True, f"{root}/d/f": False, f"{root}/link": False}
-    assert disk[f"{root}/d/f"][1] == ((tmp_path / "d" / "f").stat().st_mtime_ns, 5)
+    link = (tmp_path / "link").lstat()
+    assert disk == {
+        "d": {"f": ((tmp_path / "d" / "f").stat().st_mtime_ns, 5), "empty": {}},
+        "link": (link.st_mtime_ns, link.st_size),
+    }
     assert unreadable == []
-    assert cliente.scan_disk(str(tmp_path / "missing"), frozenset()) is None
+    assert cliente.scan_tree(str(tmp_path / "missing"), frozenset()) is None
 
 
 def test_still_true_checks_the_disk_now(cliente: ModuleType, tmp_path: Path) -> None:
