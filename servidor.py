@@ -454,6 +454,9 @@ class EventLog:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._appended = 0  # appends so far...
+        self._synced = 0  # ...and how many of them an fsync has covered
+        self._sync_task: asyncio.Task[None] | None = None
         self._file = open(path, "a+b")  # noqa: SIM115  # lives as long as the server
         self._file.seek(0, os.SEEK_END)
         if self._file.tell() > 0:
@@ -483,10 +486,27 @@ class EventLog:
         """Write JSON lines; once this returns they survive the death of this process."""
         self._file.write("".join(line + "\n" for line in lines).encode("utf-8"))
         self._file.flush()
+        self._appended += 1
 
-    def sync(self) -> None:
-        """Make what was appended survive a crash of the machine too."""
-        os.fsync(self._file.fileno())
+    async def synced(self) -> None:
+        """Return once everything appended so far survives a crash of the machine too.
+
+        Callers that arrive while an fsync runs wait for the next one, which covers all of
+        them: one fsync per round, however many clients (group commit).
+        """
+        target = self._appended
+        while self._synced < target:
+            if self._sync_task is None:
+                self._sync_task = asyncio.create_task(self._sync_once())
+            await asyncio.shield(self._sync_task)
+
+    async def _sync_once(self) -> None:
+        covered = self._appended
+        try:
+            await asyncio.to_thread(os.fsync, self._file.fileno())  # the loop serves others meanwhile
+        finally:
+            self._sync_task = None
+        self._synced = max(self._synced, covered)
 
     def close(self) -> None:
         self._file.close()
@@ -597,14 +617,14 @@ class MonitorServer:
             log.info("cliente desconectado: %s", label)
 
     async def _acknowledge(self, ws: ServerConnection, state: ClientState, written: asyncio.Event) -> None:
-        """Ack what was printed and logged, after an fsync: one fsync covers every batch written
-        meanwhile (group commit), so a slow disk costs latency, not throughput."""
+        """Ack what was printed and logged, once it is on disk: one fsync covers every batch written
+        meanwhile, by any client, so a slow disk costs latency, not throughput."""
         while True:
             await written.wait()
             written.clear()
             seq = state.last_seq
             if self.event_log is not None:
-                await asyncio.to_thread(self.event_log.sync)  # other clients go on meanwhile
+                await self.event_log.synced()
             await ws.send(encode_ack(seq))
 
     def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
