@@ -244,7 +244,7 @@ def describe_change(change: Change) -> str:
 # The model of the tree the server sees, and the state file (pure).
 # ---------------------------------------------------------------------------
 
-FileInfo = tuple[int, int] | None  # (st_mtime_ns, st_size) of a file; None: not known
+FileInfo = int | None  # a file's fingerprint (see fingerprint()); None: not known
 
 
 class View:
@@ -396,11 +396,11 @@ class View:
 
 
 _MISSING = object()
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 def encode_state(root: str, uri: str, tree: dict[str, Any]) -> str:
-    """The state file: the tree the server has acknowledged, as nested JSON (a file: [mtime_ns, size])."""
+    """The state file: the tree the server has acknowledged, as nested JSON (a file: its fingerprint)."""
     # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
     return json.dumps({"version": STATE_VERSION, "root": root, "server": uri, "tree": tree}, separators=(",", ":"))
 
@@ -417,12 +417,10 @@ def decode_state(text: str, root: str, uri: str) -> dict[str, Any] | None:
             node = stack.pop()
             if not isinstance(node, dict):
                 return None
-            for name, child in node.items():
+            for child in node.values():
                 if isinstance(child, dict):
                     stack.append(child)
-                elif isinstance(child, list) and len(child) == 2 and all(type(n) is int for n in child):
-                    node[name] = (child[0], child[1])
-                elif child is not None:
+                elif child is not None and type(child) is not int:
                     return None
         return tree  # type: ignore[no-any-return]
     except (ValueError, KeyError, TypeError, RecursionError):
@@ -441,7 +439,7 @@ def describe_connect_error(exc: BaseException) -> str:
         return "conexão recusada (o servidor está rodando?)"
     if isinstance(exc, socket.gaierror):
         return "nome do servidor não encontrado"
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return "tempo esgotado"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificado do servidor não confiável ({exc.verify_message}); indique a CA com --cafile"
@@ -469,10 +467,15 @@ def reconnect_delays() -> Any:
 # ---------------------------------------------------------------------------
 
 
+def fingerprint(st: os.stat_result) -> int:
+    """One small int that changes when a file's mtime or size does (a tuple would cost 4x the memory)."""
+    return hash((st.st_mtime_ns, st.st_size))
+
+
 def scan_tree(root: str, skip: frozenset[str]) -> tuple[dict[str, Any], list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
-    A directory is a dict of its entries, a file its (st_mtime_ns, st_size). None when the
+    A directory is a dict of its entries, a file its fingerprint. None when the
     root itself is gone. Symbolic links are entries, never followed. (watchdog's
     DirectorySnapshot keeps a full stat result, a path and an inode map per entry: on
     100,000 files it took the client to 145 MB; this keeps what the diff needs.)
@@ -493,8 +496,7 @@ def scan_tree(root: str, skip: frozenset[str]) -> tuple[dict[str, Any], list[str
                             node[entry.name] = child
                             stack.append((entry.path, child))
                         else:
-                            st = entry.stat(follow_symlinks=False)
-                            node[entry.name] = (st.st_mtime_ns, st.st_size)
+                            node[entry.name] = fingerprint(entry.stat(follow_symlinks=False))
                     except OSError:
                         continue  # gone since it was listed
         except PermissionError:
@@ -971,7 +973,7 @@ class MonitorClient:
             timeout = CHECK_INTERVAL
             if self.rescan_needed:
                 timeout = min(timeout, max(0.0, self.rescan_after - loop.time()))
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not yet the builtin on Python 3.10
                 await asyncio.wait_for(self.wake.wait(), timeout)
             self.wake.clear()
             await self.check_watcher()
@@ -1093,7 +1095,7 @@ class MonitorClient:
         deadline = loop.time() + FLUSH_TIMEOUT
         while self.connected and self.outbox.pending() and loop.time() < deadline:
             self.outbox.progress.clear()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not yet the builtin on Python 3.10
                 await asyncio.wait_for(self.outbox.progress.wait(), deadline - loop.time())
 
     # -- the whole run ---------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import Processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,3 +33,24 @@ def servidor() -> ModuleType:
 @pytest.fixture(scope="session")
 def cliente() -> ModuleType:
     return load_script("monitor_cliente")
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Factory for servers and clients run from a scratch working directory; all killed at teardown.
+
+    XDG_CACHE_HOME points inside it, so the client's default state file stays in the test's folder.
+    """
+    group = Processes(tmp_path / "cwd")
+    try:
+        yield group
+    finally:
+        group.cleanup()
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> Path:
+    """The directory a test's client watches."""
+    directory = tmp_path / "monitorado"
+    directory.mkdir()
+    return directory

@@ -382,3 +382,8 @@ class Processes:
     def cleanup(self) -> None:
         for script in reversed(self.started):
             script.kill()
+
+
+def touch(path: Path | bytes) -> None:
+    """Create an empty file: one "created" event and no "modified"."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))

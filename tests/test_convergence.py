@@ -53,23 +53,6 @@ from support import TIMEOUT, ClientProcess, Processes, ServerProcess, free_port,
 from websockets.sync.client import connect
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Factory for servers and clients run from a scratch working directory; all killed at teardown."""
-    group = Processes(tmp_path / "cwd")  # XDG_CACHE_HOME is tmp_path/cwd/.cache: the default state file stays here
-    try:
-        yield group
-    finally:
-        group.cleanup()
-
-
-@pytest.fixture
-def watched(tmp_path: Path) -> Path:
-    directory = tmp_path / "monitorado"
-    directory.mkdir()
-    return directory
-
-
 def report(request: pytest.FixtureRequest, tree: set[str], figures: Figures, **extra: Any) -> None:
     """The test's figures: one JSON line in $CONVERGENCE_FIGURES, and on stdout (pytest -s)."""
     print(record_figures(request.node.nodeid, {"expected_paths": len(tree), **figures, **extra}))

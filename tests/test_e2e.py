@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +31,10 @@ from support import (
     free_port,
     script_env,
     strip_ts,
+    touch,
     wait_until,
 )
 from websockets.sync.client import connect
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Factory for servers and clients run from a scratch working directory; all killed at teardown."""
-    group = Processes(tmp_path / "cwd")
-    try:
-        yield group
-    finally:
-        group.cleanup()
-
-
-@pytest.fixture
-def watched(tmp_path: Path) -> Path:
-    directory = tmp_path / "monitorado"
-    directory.mkdir()
-    return directory
-
-
-def touch(path: Path | bytes) -> None:
-    """Create an empty file: one "created" event and no "modified"."""
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
 
 
 def no_traceback(script: ClientProcess | ServerProcess) -> None:

@@ -39,6 +39,7 @@ from support import (
     Stream,
     has_ts,
     strip_ts,
+    touch,
     wait_until,
 )
 from websockets.asyncio.client import ClientConnection as AsyncClientConnection
@@ -60,28 +61,6 @@ BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069
 # ---------------------------------------------------------------------------
 # Helpers.
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Factory for servers and clients run from a scratch working directory; all killed at teardown."""
-    group = Processes(tmp_path / "cwd")
-    try:
-        yield group
-    finally:
-        group.cleanup()
-
-
-@pytest.fixture
-def watched(tmp_path: Path) -> Path:
-    directory = tmp_path / "monitorado"
-    directory.mkdir()
-    return directory
-
-
-def touch(path: Path | bytes) -> None:
-    """Create an empty file: one "created" event and no "modified"."""
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
 
 
 def no_traceback(*scripts: ClientProcess | ServerProcess) -> None:

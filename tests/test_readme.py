@@ -1,0 +1,153 @@
+"""The README says what the scripts do: its commands, options, constants and defaults are checked here."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def quick_start_commands() -> list[str]:
+    section = README.split("## Início rápido", 1)[1].split("\n#", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.startswith("       ")]
+
+
+def table_rows(script: str) -> list[list[str]]:
+    """The rows of the configuration table of ``script`` (cells without backticks)."""
+    heading = "Servidor" if script == "servidor.py" else "Cliente"
+    section = README.split(f"Configuração do {heading} (`{script}`):", 1)[1].split("\n\n", 2)[1]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip().replace("`", "") for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("constante", "---"):
+            rows.append(cells)
+    return rows
+
+
+def help_text(script: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    return result.stdout
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one() -> None:
+    start, tests = quick_start_commands()
+    assert "servidor.py" in start and "monitor_cliente.py" in start and "requirements.txt" in start
+    assert tests == (
+        "python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt && .venv/bin/python -m pytest"
+    )
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    pattern = re.search(r"grep -m1 -E '([^']+)' README.md", ci)
+    assert pattern is not None
+    matching = [line.strip() for line in README.splitlines() if re.search(pattern.group(1), line)]
+    assert matching[0] == tests  # the line CI extracts and runs is the README's test command
+
+
+@pytest.mark.parametrize(("script", "fixture"), [("servidor.py", "servidor"), ("monitor_cliente.py", "cliente")])
+def test_documented_options_constants_and_defaults_are_real(
+    script: str, fixture: str, request: pytest.FixtureRequest
+) -> None:
+    module: ModuleType = request.getfixturevalue(fixture)
+    shown = help_text(script)
+    rows = table_rows(script)
+    assert len(rows) >= 6
+    for constants, options, default, _ in rows:
+        for option in re.findall(r"--[a-z-]+", options):
+            assert option in shown, f"{option} documented but not in --help of {script}"
+        names = re.findall(r"\b[A-Z][A-Z_]+\b|directory_to_monitor", constants)
+        defaults = [text.strip() for text in default.split(" (")[0].split(",")]
+        for name, text in zip(names, defaults * len(names) if len(defaults) == 1 else defaults, strict=True):
+            value = getattr(module, name)
+            if re.fullmatch(r"\d[\d.]*", text):
+                assert float(text) == float(value), f"{name}: README says {text}, {script} has {value!r}"
+            elif isinstance(value, str) and value:
+                assert text == value, f"{name}: README says {text}, {script} has {value!r}"
+            else:  # "nenhum", or a default found at run time (hostname, cache folder, system CAs)
+                assert value == "", f"{name}: README says {text}, {script} has {value!r}"
+
+
+def test_readme_defaults_for_the_user_facing_constants(servidor: ModuleType, cliente: ModuleType) -> None:
+    assert (servidor.HOST, servidor.PORT) == ("localhost", 8765)
+    assert cliente.SERVER_URI == "ws://localhost:8765"  # loopback by default: works on one machine
+    assert cliente.directory_to_monitor == "."
+    assert "ws://localhost:8765" in README and "directory_to_monitor" in README
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.timeout(60)
+def test_quick_start_command_runs_the_pair_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    """The first command, minus the install, in a fresh folder: changes appear; Ctrl-C ends both with 0."""
+    if not port_is_free(8765):
+        if os.environ.get("CI") == "true":
+            pytest.fail("port 8765 is busy in CI")
+        pytest.skip("port 8765 is busy on this machine")
+    start = quick_start_commands()[0]
+    run_part = start.split(" && ", 2)[2]  # after the venv and the pip install
+    for script in ("servidor.py", "monitor_cliente.py"):
+        shutil.copy(ROOT / script, tmp_path / script)
+    if sys.prefix != sys.base_prefix:  # the test runs in a venv: the command's .venv is that one
+        (tmp_path / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    else:
+        (tmp_path / ".venv" / "bin").mkdir(parents=True)
+        (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / ".cache"), PYTHONUNBUFFERED="1")
+    output = tmp_path.parent / f"{tmp_path.name}-output.txt"  # outside the watched folder
+    with open(output, "wb") as sink:
+        proc = subprocess.Popen(
+            ["bash", "-c", run_part],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while "Conectado a ws://localhost:8765" not in output.read_text(errors="replace"):
+                assert time.monotonic() < deadline, output.read_text(errors="replace")
+                time.sleep(0.05)
+            (tmp_path / "novo_arquivo.txt").write_text("olá\n")
+            expected = f"] arquivo criado: {tmp_path}/novo_arquivo.txt"
+            while expected not in output.read_text(errors="replace"):
+                assert time.monotonic() < deadline, output.read_text(errors="replace")
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    text = output.read_text(errors="replace")
+    assert "Servidor encerrado." in text and "Monitor encerrado." in text
+    assert "Traceback" not in text
+
+
+def test_both_scripts_share_their_words_and_escapes(servidor: ModuleType, cliente: ModuleType) -> None:
+    """Each script stands alone, so these tables are written twice; they must never drift apart."""
+    assert servidor._ARGPARSE_PT == cliente._ARGPARSE_PT
+    assert servidor._ESCAPES == cliente._ESCAPES
+    assert servidor._VERBS == cliente._VERBS
+    assert servidor._ORIGIN_NOTES == cliente._ORIGIN_NOTES
+    assert servidor.PROTOCOL_VERSION == cliente.PROTOCOL_VERSION
+    assert servidor.TOKEN_ENV == cliente.TOKEN_ENV
