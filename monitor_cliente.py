@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -49,6 +50,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -63,8 +65,6 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.client import backoff
-from websockets.client import process_exception as websockets_process_exception
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
@@ -94,6 +94,7 @@ RESCAN_SETTLE = 0.5  # after a kernel overflow, rescan once overflows stop for t
 RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 
 PROTOCOL_VERSION = 1
+REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
 FATAL_CLOSE_CODES = {1002: "erro de protocolo", 1003: "dados não suportados", 1008: "protocolo violado"}
 WATCHED_EVENTS: list[type[FileSystemEvent]] = [
@@ -459,7 +460,9 @@ def describe_connect_error(exc: BaseException) -> str:
 
 def reconnect_delays() -> Any:
     """websockets' backoff, started and capped for a monitor: retry soon, never wait long."""
-    return backoff(initial_delay=RECONNECT_MIN_DELAY, min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
+    return websockets.client.backoff(
+        initial_delay=RECONNECT_MIN_DELAY, min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -995,7 +998,7 @@ class MonitorClient:
         """
         if isinstance(exc, ssl.SSLError):
             return FatalError(f"falha de TLS com {self.config.uri}: {describe_connect_error(exc)}")
-        verdict = websockets_process_exception(exc)
+        verdict = websockets.client.process_exception(exc)
         if verdict is None:
             log.warning("Sem conexão com %s: %s; tentando novamente...", self.config.uri, describe_connect_error(exc))
             return None
@@ -1179,6 +1182,22 @@ def tls_context(uri: str, cafile: str) -> ssl.SSLContext | None:
         raise FatalError(f"não foi possível ler a CA {cafile!r}: {exc}") from exc
 
 
+def missing_requirements() -> str | None:
+    """A Portuguese sentence when an installed library is older than this script needs."""
+    for name, (major, minor) in REQUIRED:
+        try:
+            found = importlib.metadata.version(name)
+            numbers = tuple(int(part) for part in found.split(".")[:2])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue  # not installed by pip (a checkout, a system package): trust the import
+        if numbers < (major, minor):
+            return (
+                f"{name} {found} é antigo demais; este script precisa de {name} >= {major}.{minor} "
+                f"(Python >= 3.11): pip install -U websockets watchdog"
+            )
+    return None
+
+
 # argparse's own words are English; these are the ones a user of this script can meet.
 _ARGPARSE_PT = {
     "usage: ": "uso: ",
@@ -1266,6 +1285,10 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = missing_requirements()
+    if problem is not None:
+        print(f"Erro: {problem}", file=sys.stderr)
+        return 1
     configure_logging(args.quiet, args.verbose)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print

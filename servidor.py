@@ -32,6 +32,7 @@ import datetime
 import errno
 import functools
 import hmac
+import importlib.metadata
 import io
 import ipaddress
 import json
@@ -69,6 +70,7 @@ OPEN_TIMEOUT = 10.0  # seconds for a client to finish the opening handshake, or 
 MAX_REMEMBERED_CLIENTS = 10_000  # per-client sequence numbers kept to drop resent events
 
 PROTOCOL_VERSION = 1
+REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
 EVENT_KINDS = ("created", "modified", "deleted", "moved")
 ORIGINS = ("live", "rescan", "startup")
 MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
@@ -726,6 +728,22 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
     log.info("Servidor encerrado.")
 
 
+def missing_requirements() -> str | None:
+    """A Portuguese sentence when an installed library is older than this script needs."""
+    for name, (major, minor) in REQUIRED:
+        try:
+            found = importlib.metadata.version(name)
+            numbers = tuple(int(part) for part in found.split(".")[:2])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue  # not installed by pip (a checkout, a system package): trust the import
+        if numbers < (major, minor):
+            return (
+                f"{name} {found} é antigo demais; este script precisa de {name} >= {major}.{minor} "
+                f"(Python >= 3.11): pip install -U websockets watchdog"
+            )
+    return None
+
+
 # argparse's own words are English; these are the ones a user of this script can meet.
 _ARGPARSE_PT = {
     "usage: ": "uso: ",
@@ -809,6 +827,10 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = missing_requirements()
+    if problem is not None:
+        print(f"Erro: {problem}", file=sys.stderr)
+        return 1
     configure_logging(args.quiet, args.verbose)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print

@@ -151,3 +151,15 @@ def test_both_scripts_share_their_words_and_escapes(servidor: ModuleType, client
     assert servidor._ORIGIN_NOTES == cliente._ORIGIN_NOTES
     assert servidor.PROTOCOL_VERSION == cliente.PROTOCOL_VERSION
     assert servidor.TOKEN_ENV == cliente.TOKEN_ENV
+
+
+@pytest.mark.parametrize("fixture", ["servidor", "cliente"])
+def test_old_libraries_get_a_clear_message(
+    fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module: ModuleType = request.getfixturevalue(fixture)
+    assert module.missing_requirements() is None  # what this suite runs with
+    monkeypatch.setattr(module.importlib.metadata, "version", lambda name: "16.1.1")
+    message = module.missing_requirements()
+    assert message is not None and message.startswith("websockets 16.1.1 é antigo demais")
+    assert "websockets >= 17.0" in message and "Python >= 3.11" in message
