@@ -3,7 +3,7 @@
 Uso:
     python monitor_cliente.py                          # directory_to_monitor -> SERVER_URI
     python monitor_cliente.py /srv/dados               # outro diretório
-    python monitor_cliente.py --servidor ws://192.168.0.103:8765
+    python monitor_cliente.py --servidor ws://meu-servidor:8765
     MONITOR_TOKEN=segredo python monitor_cliente.py --servidor wss://servidor:8765 --cafile ca.pem
 
 A watchdog Observer thread watches the tree; its handler only hands events to the
@@ -72,7 +72,7 @@ from websockets.uri import parse_uri
 # Settings: edit these, or override them with the command-line flags.
 # ---------------------------------------------------------------------------
 
-SERVER_URI = "ws://localhost:8765"  # e.g. "ws://192.168.0.103:8765" for a server on another machine
+SERVER_URI = "ws://localhost:8765"  # e.g. "ws://meu-servidor:8765" for a server on another machine (see README)
 directory_to_monitor = "."  # the directory to watch, recursively
 CLIENT_NAME = ""  # how the server shows this client; empty: this machine's hostname
 TOKEN = ""  # the server's shared secret, if it asks for one (prefer MONITOR_TOKEN)

@@ -9,6 +9,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from support import Processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +56,9 @@ def watched(tmp_path: Path) -> Path:
     directory = tmp_path / "monitorado"
     directory.mkdir()
     return directory
+
+
+# Hypothesis keeps no example database, and its caches stay in tests/ (the top level is the two scripts).
+set_hypothesis_home_dir(str(ROOT / "tests" / ".hypothesis"))
+settings.register_profile("projeto", database=None)
+settings.load_profile("projeto")

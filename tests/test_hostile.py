@@ -527,7 +527,7 @@ def test_check_request(
         ("::", False),
         ("", False),
         ("example.com", False),
-        ("192.168.0.103", False),
+        ("192.0.2.10", False),
         ("localhost.evil.example", False),
         ("127.0.0.1.evil.example", False),
     ],

@@ -766,7 +766,7 @@ def test_text_record(servidor: ModuleType) -> None:
         ("localhost", 8765, "ws://localhost:8765"),
         ("::1", 1, "ws://[::1]:1"),
         ("0.0.0.0", 0, "ws://0.0.0.0:0"),
-        ("192.168.0.103", 8765, "ws://192.168.0.103:8765"),
+        ("192.0.2.10", 8765, "ws://192.0.2.10:8765"),
         ("fe80::1%eth0", 80, "ws://[fe80::1%eth0]:80"),
     ],
 )
@@ -1199,7 +1199,7 @@ def test_parse_server_message_rejects(cliente: ModuleType, message: str | bytes)
 
 
 @pytest.mark.parametrize(
-    "uri", ["ws://localhost:8765", "wss://example.com/path?q=1", "ws://192.168.0.103:8765", "ws://[::1]:8765"]
+    "uri", ["ws://localhost:8765", "wss://example.com/path?q=1", "ws://192.0.2.10:8765", "ws://[::1]:8765"]
 )
 def test_validate_uri_accepts(cliente: ModuleType, uri: str) -> None:
     assert cliente.validate_uri(uri) == uri
