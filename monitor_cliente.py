@@ -205,10 +205,6 @@ def parse_server_message(text: str | bytes) -> tuple[str, int]:
     return kind, seq
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-
-
 # Characters that would move the cursor, recolour or reorder the terminal, or hide
 # text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
 _UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
@@ -228,9 +224,10 @@ _VERBS = {"created": "criado", "modified": "modificado", "deleted": "excluído",
 _ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
 
 
-def format_change(change: Change, when: datetime.datetime) -> str:
-    """The client's own console line for a change, like the server's but without a name."""
-    return f"{when:%Y-%m-%d %H:%M:%S} {describe_change(change)}"
+def format_changes(changes: list[Change], when: datetime.datetime) -> str:
+    """The client's own console lines for a burst, like the server's but without a name."""
+    stamp = f"{when:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
+    return "".join(f"{stamp}{describe_change(change)}\n" for change in changes)
 
 
 def describe_change(change: Change) -> str:
@@ -757,8 +754,7 @@ class MonitorClient:
         ts = now.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
         added = [c for c in changes if self.outbox.add(c, ts)]
         if added and not self.config.quiet:
-            stamp = f"{now:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
-            sys.stdout.write("".join(f"{stamp}{describe_change(c)}\n" for c in added))
+            sys.stdout.write(format_changes(added, now))
             sys.stdout.flush()
 
     def _queue_full(self) -> None:

@@ -854,14 +854,15 @@ WHEN = datetime.datetime(2024, 5, 6, 7, 8, 9, 999999)
         ),
     ],
 )
-def test_format_change(cliente: ModuleType, change: tuple[Any, ...], expected: str) -> None:
-    assert cliente.format_change(cliente.Change(*change), WHEN) == expected
+def test_format_changes(cliente: ModuleType, change: tuple[Any, ...], expected: str) -> None:
+    assert cliente.format_changes([cliente.Change(*change)], WHEN) == expected + "\n"
 
 
 def test_format_change_keeps_the_given_timezone(cliente: ModuleType) -> None:
     when = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone(datetime.timedelta(hours=-3)))
     assert (
-        cliente.format_change(cliente.Change("created", "/a", False), when) == "2024-05-06 07:08:09 arquivo criado: /a"
+        cliente.format_changes([cliente.Change("created", "/a", False)], when)
+        == "2024-05-06 07:08:09 arquivo criado: /a\n"
     )
 
 
