@@ -861,11 +861,11 @@ class MonitorClient:
         self.note_unreadable(unreadable)
         return disk
 
-    def repair(self, disk: dict[str, Any], origin: str, report_modified: bool = False) -> int:
-        """Send what ``disk`` shows and the view lacks, as far as it still holds; return how many."""
+    def repair(self, differences: list[Change]) -> int:
+        """Send the differences a scan found (View.diff), as far as they still hold; return how many."""
         changes: list[Change] = []
         room = self.outbox.limit - self.outbox.queue.qsize()
-        for change in self.view.diff(disk, origin, report_modified):
+        for change in differences:
             if len(changes) >= room:
                 self.rescan_needed = True  # the rest when the queue has drained
                 break
@@ -879,7 +879,7 @@ class MonitorClient:
         self._dropping = False
         disk = await self.scan()
         if disk is not None:
-            sent = self.repair(disk, "rescan")
+            sent = self.repair(self.view.diff(disk, "rescan"))
             log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
 
     def quiescent(self) -> bool:
@@ -897,7 +897,8 @@ class MonitorClient:
             return
         self.checkpoint_delay = CHECKPOINT_MIN_INTERVAL
         self.next_checkpoint = loop.time() + self.checkpoint_delay
-        if self.view.diff(disk, "rescan"):
+        differences = self.view.diff(disk, "rescan")
+        if differences:
             if not self._second_look:
                 # Their events may still be on their way from the kernel: look again shortly.
                 self._second_look = True
@@ -906,7 +907,7 @@ class MonitorClient:
             # Events were lost without any sign (the scan is the only witness): send them now,
             # and save the state at the next checkpoint, once the server has them.
             self._second_look = False
-            sent = self.repair(disk, "rescan")
+            sent = self.repair(differences)
             log.warning("Aviso: %d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
             return
         self._second_look = False
@@ -943,7 +944,7 @@ class MonitorClient:
                 await self.save_state()
             else:
                 self.view.load_tree(saved)
-                sent = self.repair(disk, "startup", report_modified=True)
+                sent = self.repair(self.view.diff(disk, "startup", report_modified=True))
                 log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
         finally:
             self.bridge.resume()
