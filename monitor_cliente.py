@@ -751,7 +751,7 @@ class MonitorClient:
             return
         self.dirty = True
         now = datetime.datetime.now().astimezone()
-        ts = now.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        ts = now.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
         added = [c for c in changes if self.outbox.add(c, ts)]
         if added and not self.config.quiet:
             sys.stdout.write(format_changes(added, now))

@@ -439,7 +439,7 @@ class Output:
             self._write([format_event(client, ev) for ev in events])
 
     def text(self, peer: str, message: str | bytes) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if self.as_json:
             self._write([to_json_line(text_record(peer, message, now))])
         else:
@@ -583,7 +583,7 @@ class MonitorServer:
     def _text(self, peer: str, message: str | bytes) -> None:
         # Logged but not fsynced: nothing is acknowledged, and a flood must not stall the loop.
         if self.event_log is not None:
-            now = datetime.datetime.now(datetime.timezone.utc)
+            now = datetime.datetime.now(datetime.UTC)
             self.event_log.append([to_json_line(text_record(peer, message, now))])
         self.output.text(peer, message)
 

@@ -259,7 +259,7 @@ def test_log_drops_resent_events_across_restart(
         "event": "created",
         "path": str(extra),
         "is_dir": False,
-        "ts": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "ts": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "origin": "live",
     }
     with connect(second.uri) as ws:

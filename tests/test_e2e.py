@@ -325,10 +325,10 @@ def test_server_restart_receives_changes_made_while_it_was_down(
 def test_json_record_of_a_created_file(procs: Processes, watched: Path) -> None:
     server = procs.server(json_output=True)
     procs.client(watched, server.uri, "cli", connected_to=server)
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     touch(watched / "registro.txt")
     wait_until(lambda: len(server.lines()) >= 1, describe=server.describe)
-    after = datetime.datetime.now(datetime.timezone.utc)
+    after = datetime.datetime.now(datetime.UTC)
 
     [record] = server.json_events()
     assert set(record) == {"client", "client_id", "seq", "event", "path", "is_dir", "ts", "origin"}

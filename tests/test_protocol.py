@@ -23,7 +23,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from watchdog import events as wd
 
-TS = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.timezone.utc)
+TS = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.UTC)
 TS_TEXT = "2024-05-06T07:08:09.123+00:00"
 LOCAL = TS.astimezone().strftime("%Y-%m-%d %H:%M:%S")  # what the server prints for TS
 

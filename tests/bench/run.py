@@ -1315,7 +1315,7 @@ def main(argv: list[str]) -> int:
     raise_fd_limit()
     command = shlex.join([sys.executable, *sys.argv])
     started = time.monotonic()
-    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     plan = make_plan(args)
     rows: list[Row] = []
     raw: dict[str, Any] = {}
