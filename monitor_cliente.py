@@ -37,6 +37,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import io
+import itertools
 import json
 import logging
 import os
@@ -47,8 +48,8 @@ import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, Literal, cast, get_args
 
 import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
 from watchdog.events import (
@@ -89,11 +90,14 @@ OPEN_TIMEOUT = 10.0  # seconds to open a connection
 MAX_QUEUED_EVENTS = 100_000  # events waiting to be sent at most; past it, a rescan replaces them
 STATE_FILE = ""  # where the last snapshot is kept between runs; "": in ~/.cache/monitor_cliente/
 CHECK_INTERVAL = 1.0  # seconds between checks that the watcher runs and the directory exists
-CHECKPOINT_MIN_INTERVAL = 5.0  # seconds between two saves of the state file at least
+CHECKPOINT_MIN_INTERVAL = 5.0  # seconds between two saves of the state file at least...
+CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps moving during the checks
+CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
 RESCAN_SETTLE = 0.5  # after a kernel overflow, rescan once overflows stop for this long...
 RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 
 PROTOCOL_VERSION = 1
+STATE_VERSION = 3  # the state file's format
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
 FATAL_CLOSE_CODES = {1002: "erro de protocolo", 1003: "dados não suportados", 1008: "protocolo violado"}
@@ -109,34 +113,197 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
 
 log = logging.getLogger("monitor")
 
+# ===========================================================================
+# Shared section: begin. The same text, byte for byte, in servidor.py and monitor_cliente.py
+# (tests/test_shared.py compares the two). Each script stands alone, so it is copied, not imported.
+# ===========================================================================
+
+EventKind = Literal["created", "modified", "deleted", "moved"]
+Origin = Literal["live", "rescan", "startup"]  # live: watchdog saw it; rescan, startup: a scan found it
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+ORIGINS: tuple[Origin, ...] = get_args(Origin)
+
+
+class FatalError(Exception):
+    """The script must stop: main() prints ``Erro: <str(exc)>`` (Portuguese) and returns 1."""
+
+
+class ProtocolError(ValueError):
+    """A message from the other side that breaks the protocol.
+
+    ``str(exc)`` is the reason (Portuguese); ``code`` the close code that ends the connection
+    (RFC 6455: 1008 policy violated, 1003 data of a kind not accepted).
+    """
+
+    def __init__(self, reason: str, code: int = 1008) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+# Characters that would move the cursor, recolour or reorder the terminal, or hide
+# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
+_UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
+_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
+_ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+# Undecodable filename bytes arrive as surrogateescape (U+DC80..U+DCFF): show the byte.
+_ESCAPES |= {0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)}
+
+
+def escape(text: str) -> str:
+    """Make ``text`` safe to print on a terminal: one line, no control sequences."""
+    return text.translate(_ESCAPES)
+
+
+_VERBS: dict[EventKind, str] = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
+_ORIGIN_NOTES: dict[Origin, str] = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
+
+
+def describe_change(kind: EventKind, path: str, is_dir: bool, dest_path: str | None, origin: Origin) -> str:
+    """What happened, in Portuguese, paths escaped: ``arquivo movido: /w/a -> /w/b (varredura)``."""
+    noun = "diretório" if is_dir else "arquivo"
+    line = f"{noun} {_VERBS[kind]}: {escape(path)}"
+    if dest_path is not None:
+        line += f" -> {escape(dest_path)}"
+    return line + _ORIGIN_NOTES[origin]
+
+
+def token_from(flag: str | None) -> str:
+    """The shared secret: ``--token``, else the TOKEN_ENV variable, else TOKEN.
+
+    Raises ValueError (a Portuguese sentence) when an HTTP header cannot carry it.
+    """
+    token = flag if flag is not None else os.environ.get(TOKEN_ENV, TOKEN)
+    if not all("!" <= char <= "~" for char in token):  # visible ASCII only
+        raise ValueError("o token só pode ter caracteres ASCII visíveis (sem espaços nem acentos)")
+    return token
+
+
+def missing_requirements() -> str | None:
+    """A Portuguese sentence when an installed library is older than this script needs."""
+    for name, (major, minor) in REQUIRED:
+        try:
+            found = importlib.metadata.version(name)
+            numbers = tuple(int(part) for part in found.split(".")[:2])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue  # not installed by pip (a checkout, a system package): trust the import
+        if numbers < (major, minor):
+            return (
+                f"{name} {found} é antigo demais; este script precisa de {name} >= {major}.{minor} "
+                f"(Python >= 3.11): pip install -U websockets watchdog"
+            )
+    return None
+
+
+# argparse's own words are English; these are the ones a user of these scripts can meet.
+_ARGPARSE_PT = {
+    "usage: ": "uso: ",
+    "options": "opções",
+    "positional arguments": "argumentos posicionais",
+    "show this help message and exit": "mostra esta ajuda e sai",
+    "show program's version number and exit": "mostra a versão e sai",
+    "unrecognized arguments: %s": "argumentos não reconhecidos: %s",
+    "argument %(argument_name)s: %(message)s": "argumento %(argument_name)s: %(message)s",
+    "invalid %(type)s value: %(value)r": "valor inválido (%(type)s): %(value)r",
+    "invalid choice: %(value)r (choose from %(choices)s)": "opção inválida: %(value)r (escolha entre %(choices)s)",
+    "expected one argument": "falta o valor",
+    "ambiguous option: %(option)s could match %(matches)s": "opção ambígua: %(option)s pode ser %(matches)s",
+    "the following arguments are required: %s": "faltam os argumentos: %s",
+    "not allowed with argument %s": "não pode ser usado junto com %s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: erro: %(message)s\n",
+}
+
+
+def speak_portuguese_argparse() -> None:
+    """Make argparse use the words above: it looks each one up through its module-level ``_``.
+
+    main() calls this once, before it builds its parser (group titles are looked up then).
+    """
+    argparse._ = lambda message: _ARGPARSE_PT.get(message, message)  # type: ignore[attr-defined]
+
+
+class PortugueseHelpFormatter(argparse.HelpFormatter):
+    """Help in Portuguese, each default shown after its option."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (padrão: %(default)s)"
+        return text
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=PortugueseHelpFormatter,
+        epilog=f"Variável de ambiente: {TOKEN_ENV} (o token; mais seguro que --token, que aparece no ps).",
+    )
+
+
+def add_console_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
+    """-q and -v (one or the other), and --version."""
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
+
+
+# A log record's prefix comes from its level; extra=NO_PREFIX marks a status line that is not an "Aviso".
+LEVEL_PREFIXES = {logging.WARNING: "Aviso: ", logging.ERROR: "Erro: ", logging.CRITICAL: "Erro: "}
+NO_PREFIX = {"prefix": ""}
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One stderr line per record: ``2024-05-06 07:08:09 Aviso: …`` (local time; no time with ``stamp=False``)."""
+
+    def __init__(self, stamp: bool = True) -> None:
+        super().__init__("%(message)s", "%Y-%m-%d %H:%M:%S")
+        self.stamp = stamp
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = getattr(record, "prefix", LEVEL_PREFIXES.get(record.levelno, ""))
+        when = f"{self.formatTime(record, self.datefmt)} " if self.stamp else ""
+        return f"{when}{prefix}{super().format(record)}"
+
+
+def configure_console(quiet: bool, verbose: bool) -> None:
+    """Log to stderr through ConsoleFormatter (-q: warnings and errors only; -v: everything)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
+            stream.reconfigure(errors="backslashreplace")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ConsoleFormatter())
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # websockets logs expected network failures with tracebacks; show them only with -v.
+    logging.getLogger(f"{log.name}.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+
+
+# ===========================================================================
+# Shared section: end.
+# ===========================================================================
+
 # ---------------------------------------------------------------------------
 # Wire format (pure: no I/O). Documented in README.md, section "Protocolo".
 # ---------------------------------------------------------------------------
 
 
-class ProtocolError(ValueError):
-    """A message from the server that breaks the protocol."""
-
-
-class FatalError(Exception):
-    """The client must stop; str(exc) is the Portuguese message for the user."""
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Change:
-    """A change worth sending, taken from a watchdog event."""
+    """A change worth sending, taken from a watchdog event or found by a scan."""
 
-    kind: str  # created | modified | deleted | moved
+    kind: EventKind
     path: str  # as watchdog gives it: undecodable bytes as surrogateescape
     is_dir: bool
     dest_path: str | None = None
-    origin: str = "live"  # live (watchdog saw it) | rescan | startup (a scan found it)
+    origin: Origin = "live"
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
     """Map a watchdog event to a Change, or None for events that are not sent."""
     kind = event.event_type
-    if kind not in ("created", "modified", "deleted", "moved"):
+    if kind not in EVENT_KINDS:
         return None
     if kind == "modified" and event.is_directory:
         return None
@@ -189,7 +356,7 @@ def encode_hello(client_id: str, name: str, root: str) -> str:
 
 
 def parse_server_message(text: str | bytes) -> tuple[str, int]:
-    """Decode a ``welcome`` or ``ack`` from the server into (type, seq)."""
+    """Decode a ``welcome`` or ``ack`` from the server into (type, seq); ProtocolError otherwise."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
@@ -205,37 +372,76 @@ def parse_server_message(text: str | bytes) -> tuple[str, int]:
     return kind, seq
 
 
-# Characters that would move the cursor, recolour or reorder the terminal, or hide
-# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
-_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
-_UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
-_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
-_ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
-# Undecodable filename bytes arrive as surrogateescape (U+DC80..U+DCFF): show the byte.
-_ESCAPES |= {0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)}
-
-
-def escape(text: str) -> str:
-    """Make ``text`` safe to print on a terminal: one line, no control sequences."""
-    return text.translate(_ESCAPES)
-
-
-_VERBS = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
-_ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
-
-
 def format_changes(changes: list[Change], when: datetime.datetime) -> str:
     """The client's own console lines for a burst, like the server's but without a name."""
     stamp = f"{when:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
-    return "".join(f"{stamp}{describe_change(change)}\n" for change in changes)
+    return "".join(f"{stamp}{describe_change(c.kind, c.path, c.is_dir, c.dest_path, c.origin)}\n" for c in changes)
 
 
-def describe_change(change: Change) -> str:
-    noun = "diretório" if change.is_dir else "arquivo"
-    line = f"{noun} {_VERBS[change.kind]}: {escape(change.path)}"
-    if change.dest_path is not None:
-        line += f" -> {escape(change.dest_path)}"
-    return line + _ORIGIN_NOTES[change.origin]
+@dataclasses.dataclass(slots=True)
+class Outgoing:
+    """An event numbered and encoded, waiting to be sent or to be acknowledged."""
+
+    seq: int
+    path: str
+    data: str  # the event's JSON text
+
+
+def split_batches(items: Iterable[Outgoing]) -> Iterator[list[Outgoing]]:
+    """Cut events, in order, into messages of at most BATCH_MAX_EVENTS and BATCH_MAX_BYTES (an event
+    larger than that travels alone). The one cut for fresh batches and for resent ones."""
+    batch: list[Outgoing] = []
+    size = 0
+    for item in items:
+        if batch and (len(batch) >= BATCH_MAX_EVENTS or size + len(item.data) > BATCH_MAX_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item.data)
+    if batch:
+        yield batch
+
+
+def redial_delay(quick_drops: int) -> float:
+    """Seconds to wait after a connection the server dropped soon after accepting it, ``quick_drops`` times in a row.
+
+    websockets restarts its backoff after each successful handshake, so a server that
+    accepts and drops us at once would make us spin: nothing after the first drop,
+    then RECONNECT_MIN_DELAY doubling up to RECONNECT_MAX_DELAY.
+    """
+    if quick_drops < 2:
+        return 0.0
+    return min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2.0 ** min(quick_drops - 2, 32))
+
+
+def reconnect_delays() -> Generator[float, None, None]:
+    """websockets' backoff, started and capped for a monitor: retry soon, never wait long."""
+    return websockets.client.backoff(
+        initial_delay=RECONNECT_MIN_DELAY, min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY
+    )
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "conexão recusada (o servidor está rodando?)"
+    if isinstance(exc, socket.gaierror):
+        return "nome do servidor não encontrado"
+    if isinstance(exc, TimeoutError):
+        return "tempo esgotado"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificado do servidor não confiável ({exc.verify_message}); indique a CA com --cafile"
+    if isinstance(exc, ssl.SSLError):
+        return f"{exc.reason or exc} (o servidor usa TLS? confira ws:// ou wss://)"
+    if isinstance(exc, InvalidMessage):
+        return "resposta inválida do servidor (ele usa TLS? então a URI é wss://)"
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status == 401:
+            return f"token recusado (HTTP 401); confira --token ou {TOKEN_ENV}"
+        return f"o servidor respondeu HTTP {status}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -243,52 +449,58 @@ def describe_change(change: Change) -> str:
 # ---------------------------------------------------------------------------
 
 FileInfo = int | None  # a file's fingerprint (see fingerprint()); None: not known
+Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a subdirectory) or a FileInfo (a file)
+_MISSING: Any = object()
 
 
 class View:
     """The watched tree as the server will see it once every queued event is delivered.
 
-    A nested dict: a directory maps names to children, a file maps to its FileInfo.
     Changes seen on disk go in; the changes worth sending come out: none when the
     view already agrees (a duplicate), and the missing parents first when an event
-    arrives for a directory the view never heard of.
+    arrives for a directory the view never heard of. Owns the tree, whether the root
+    exists, and whether an event showed that the view missed something.
     """
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.top: dict[str, Any] = {}
+        self.top: Tree = {}
         self.root_exists = True
         self.suspect = False  # an event showed that the view missed something: rescan soon
         self._prefix = root.rstrip(os.sep) + os.sep
+
+    def take_suspect(self) -> bool:
+        """Whether the view missed something since the last call."""
+        suspect, self.suspect = self.suspect, False
+        return suspect
 
     def _parts(self, path: str) -> list[str] | None:
         if path == self.root:
             return []
         return path[len(self._prefix) :].split(os.sep) if path.startswith(self._prefix) else None
 
-    def _dir(self, parts: list[str]) -> dict[str, Any] | None:
-        node: Any = self.top
+    def _dir(self, parts: list[str]) -> Tree | None:
+        node: Tree | FileInfo = self.top
         for name in parts:
-            node = node.get(name)
-            if not isinstance(node, dict):
-                return None
-        return node  # type: ignore[no-any-return]
+            node = node.get(name) if isinstance(node, dict) else None
+        return node if isinstance(node, dict) else None
 
     def _join(self, parts: list[str]) -> str:
         return self._prefix + os.sep.join(parts)
 
-    def _make_parents(self, parts: list[str], origin: str) -> tuple[dict[str, Any], list[Change]]:
+    def _make_parents(self, parts: list[str], origin: Origin) -> tuple[Tree, list[Change]]:
         """The directory that holds ``parts``, creating (and reporting) any that is missing."""
         node, out = self.top, []
         for depth, name in enumerate(parts[:-1], 1):
-            if not isinstance(node.get(name, None), dict):
+            child = node.get(name, None)
+            if not isinstance(child, dict):
                 path = self._join(parts[:depth])
                 if name in node:
                     out.append(Change("deleted", path, False, origin="rescan"))
-                node[name] = {}
+                child = node[name] = {}
                 out.append(Change("created", path, True, origin="rescan"))
                 self.suspect = True
-            node = node[name]
+            node = child
         if out and origin == "live":
             self.suspect = True
         return node, out
@@ -318,7 +530,7 @@ class View:
             self.suspect = True  # a file we never saw created: its creation was lost
         return self._create(parts, change.is_dir, change.origin)
 
-    def _create(self, parts: list[str], is_dir: bool, origin: str) -> list[Change]:
+    def _create(self, parts: list[str], is_dir: bool, origin: Origin) -> list[Change]:
         parent, out = self._make_parents(parts, origin)
         name, path = parts[-1], self._join(parts)
         if name in parent:
@@ -357,53 +569,54 @@ class View:
             return [Change("created", self.root, True, origin=change.origin)]
         return []
 
-    def load_tree(self, tree: dict[str, Any]) -> None:
+    def load_tree(self, tree: Tree) -> None:
         """Adopt a scanned tree (see scan_tree) as the view: it has the same shape."""
         self.top = tree
         self.root_exists = True
 
-    def diff(self, disk: dict[str, Any], origin: str, report_modified: bool = False) -> list[Change]:
-        """The changes that turn this view into the scanned ``disk`` tree.
-
-        Deletions first (only the topmost of a deleted subtree), then creations, parents
-        before children, and modifications (when asked, for files whose info is known).
-        """
-        gone: list[Change] = []
-        appeared: list[Change] = []
-        stack: list[tuple[str, dict[str, Any], dict[str, Any]]] = [(self._prefix, self.top, disk)]
-        while stack:
-            prefix, mine, theirs = stack.pop()
-            subdirs: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-            for name in sorted(mine.keys() | theirs.keys()):
-                path, old, new = prefix + name, mine.get(name, _MISSING), theirs.get(name, _MISSING)
-                old_dir, new_dir = isinstance(old, dict), isinstance(new, dict)
-                if old is not _MISSING and (new is _MISSING or old_dir != new_dir):
-                    gone.append(Change("deleted", path, old_dir, origin=origin))
-                if new is _MISSING:
-                    continue
-                if old is _MISSING or old_dir != new_dir:
-                    appeared.append(Change("created", path, new_dir, origin=origin))
-                    if new_dir:
-                        subdirs.append((path + os.sep, {}, new))  # everything in it is new too
-                elif old_dir:
-                    subdirs.append((path + os.sep, old, new))
-                elif report_modified and old is not None and old != new:
-                    appeared.append(Change("modified", path, False, origin=origin))
-            stack.extend(reversed(subdirs))
-        return gone + appeared
+    def diff(self, disk: Tree, origin: Origin, report_modified: bool = False) -> list[Change]:
+        """The changes that turn this view into the scanned ``disk`` tree (see diff_trees)."""
+        return diff_trees(self._prefix, self.top, disk, origin, report_modified)
 
 
-_MISSING = object()
-STATE_VERSION = 3
+def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modified: bool = False) -> list[Change]:
+    """The changes that turn ``old`` into ``new``, both trees under the directory ``prefix`` (ending in os.sep).
+
+    Deletions first (only the topmost of a deleted subtree), then creations, parents
+    before children, and modifications (when asked, for files whose info is known).
+    """
+    gone: list[Change] = []
+    appeared: list[Change] = []
+    stack: list[tuple[str, Tree, Tree]] = [(prefix, old, new)]
+    while stack:
+        prefix, mine, theirs = stack.pop()
+        subdirs: list[tuple[str, Tree, Tree]] = []
+        for name in sorted(mine.keys() | theirs.keys()):
+            path, before, after = prefix + name, mine.get(name, _MISSING), theirs.get(name, _MISSING)
+            was_dir, is_dir = isinstance(before, dict), isinstance(after, dict)
+            if before is not _MISSING and (after is _MISSING or was_dir != is_dir):
+                gone.append(Change("deleted", path, was_dir, origin=origin))
+            if after is _MISSING:
+                continue
+            if before is _MISSING or was_dir != is_dir:
+                appeared.append(Change("created", path, is_dir, origin=origin))
+                if isinstance(after, dict):
+                    subdirs.append((path + os.sep, {}, after))  # everything in it is new too
+            elif isinstance(before, dict) and isinstance(after, dict):
+                subdirs.append((path + os.sep, before, after))
+            elif report_modified and before is not None and before != after:
+                appeared.append(Change("modified", path, False, origin=origin))
+        stack.extend(reversed(subdirs))
+    return gone + appeared
 
 
-def encode_state(root: str, uri: str, tree: dict[str, Any]) -> str:
+def encode_state(root: str, uri: str, tree: Tree) -> str:
     """The state file: the tree the server has acknowledged, as nested JSON (a file: its fingerprint)."""
     # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
     return json.dumps({"version": STATE_VERSION, "root": root, "server": uri, "tree": tree}, separators=(",", ":"))
 
 
-def decode_state(text: str, root: str, uri: str) -> dict[str, Any] | None:
+def decode_state(text: str, root: str, uri: str) -> Tree | None:
     """The tree of a state file written for this root and server; None if it is not one."""
     try:
         obj = json.loads(text)
@@ -420,7 +633,7 @@ def decode_state(text: str, root: str, uri: str) -> dict[str, Any] | None:
                     stack.append(child)
                 elif child is not None and type(child) is not int:
                     return None
-        return tree  # type: ignore[no-any-return]
+        return cast(Tree, tree)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
@@ -432,38 +645,97 @@ def default_state_path(root: str, uri: str) -> str:
     return os.path.join(cache, "monitor_cliente", f"{key}.json")
 
 
-def describe_connect_error(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "conexão recusada (o servidor está rodando?)"
-    if isinstance(exc, socket.gaierror):
-        return "nome do servidor não encontrado"
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return "tempo esgotado"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificado do servidor não confiável ({exc.verify_message}); indique a CA com --cafile"
-    if isinstance(exc, ssl.SSLError):
-        return f"{exc.reason or exc} (o servidor usa TLS? confira ws:// ou wss://)"
-    if isinstance(exc, InvalidMessage):
-        return "resposta inválida do servidor (ele usa TLS? então a URI é wss://)"
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        if status == 401:
-            return f"token recusado (HTTP 401); confira --token ou {TOKEN_ENV}"
-        return f"o servidor respondeu HTTP {status}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+# ---------------------------------------------------------------------------
+# Timers (pure: every method takes ``now``, in seconds of one monotonic clock).
+# ---------------------------------------------------------------------------
 
 
-def reconnect_delays() -> Any:
-    """websockets' backoff, started and capped for a monitor: retry soon, never wait long."""
-    return websockets.client.backoff(
-        initial_delay=RECONNECT_MIN_DELAY, min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY
-    )
+class RescanSchedule:
+    """Whether a rescan is needed, and from when it may run.
+
+    Asked for whenever events may have been lost. After a kernel overflow it waits
+    until overflows stop for ``settle`` seconds, but never longer than ``max_wait``
+    after the first one: a burst overflows again and again, and scanning in the
+    middle of it is wasted work. Also says which overflow or dropped event is the
+    first of its episode, the one worth a warning.
+    """
+
+    def __init__(self, settle: float = RESCAN_SETTLE, max_wait: float = RESCAN_MAX_WAIT) -> None:
+        self.settle = settle
+        self.max_wait = max_wait
+        self.needed = False
+        self._not_before = 0.0
+        self._first_overflow = 0.0
+        self._dropping = False  # events were dropped since the last rescan started
+
+    def request(self) -> None:
+        self.needed = True
+
+    def overflow(self, now: float) -> bool:
+        """The kernel dropped events; True for the first overflow since a rescan was last needed."""
+        first = not self.needed
+        if first:
+            self._first_overflow = now
+        self._not_before = min(now + self.settle, self._first_overflow + self.max_wait)
+        self.needed = True
+        return first
+
+    def dropped(self) -> bool:
+        """Our own queue was full and an event was dropped; True for the first since the last rescan started."""
+        first = not self._dropping
+        self._dropping = True
+        self.needed = True
+        return first
+
+    def due(self, now: float) -> bool:
+        return self.needed and now >= self._not_before
+
+    def wait(self, now: float, limit: float) -> float:
+        """Seconds until a needed rescan may run, at most ``limit``."""
+        return min(limit, max(0.0, self._not_before - now)) if self.needed else limit
+
+    def started(self) -> None:
+        self.needed = False
+        self._dropping = False
+
+
+class CheckpointSchedule:
+    """When the next check of the view against the disk (and save of the state file) may run.
+
+    A check whose scan saw the tree move is retried later, each time less eagerly. A
+    check that finds differences looks once more shortly (their events may still be
+    on their way from the kernel) before it sends them as lost.
+    """
+
+    def __init__(self) -> None:
+        self._delay = CHECKPOINT_MIN_INTERVAL
+        self._next = 0.0
+        self._second_look = False
+
+    def due(self, now: float) -> bool:
+        return now >= self._next
+
+    def moved(self, now: float) -> None:
+        """The tree moved during the check's scan."""
+        self._delay = min(self._delay * 2, CHECKPOINT_MAX_INTERVAL)
+        self._next = now + self._delay
+
+    def differs(self, now: float) -> bool:
+        """The scan found differences: True when they are to be sent now, False to look again first."""
+        self._delay = CHECKPOINT_MIN_INTERVAL
+        self._second_look = not self._second_look
+        self._next = now + (CHECKPOINT_SECOND_LOOK if self._second_look else self._delay)
+        return not self._second_look
+
+    def agrees(self, now: float) -> None:
+        """The view and the disk agree (the state file gets written)."""
+        self._delay = CHECKPOINT_MIN_INTERVAL
+        self._second_look = False
+        self._next = now + self._delay
 
 
 # ---------------------------------------------------------------------------
-# I/O: the watchdog thread, the outbox and the connection.
+# I/O: the disk, the watchdog threads, the outbox, the connection.
 # ---------------------------------------------------------------------------
 
 
@@ -472,7 +744,7 @@ def fingerprint(st: os.stat_result) -> int:
     return hash((st.st_mtime_ns, st.st_size))
 
 
-def scan_tree(root: str, skip: frozenset[str]) -> tuple[dict[str, Any], list[str]] | None:
+def scan_tree(root: str, skip: frozenset[str]) -> tuple[Tree, list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
     A directory is a dict of its entries, a file its fingerprint. None when the
@@ -480,7 +752,7 @@ def scan_tree(root: str, skip: frozenset[str]) -> tuple[dict[str, Any], list[str
     DirectorySnapshot keeps a full stat result, a path and an inode map per entry: on
     100,000 files it took the client to 145 MB; this keeps what the diff needs.)
     """
-    tree: dict[str, Any] = {}
+    tree: Tree = {}
     unreadable: list[str] = []
     stack = [(root, tree)]
     while stack:
@@ -492,7 +764,7 @@ def scan_tree(root: str, skip: frozenset[str]) -> tuple[dict[str, Any], list[str
                         continue
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            child: dict[str, Any] = {}
+                            child: Tree = {}
                             node[entry.name] = child
                             stack.append((entry.path, child))
                         else:
@@ -540,6 +812,45 @@ def write_state(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+class StateFile:
+    """The last tree the server acknowledged, kept between runs (``path`` "": none). Problems are warnings."""
+
+    def __init__(self, path: str, root: str, uri: str) -> None:
+        self.path = path
+        self.root = root
+        self.uri = uri
+        self.own_paths = frozenset({path, f"{path}.tmp"} - {""})  # never watched, never sent
+
+    def load(self) -> Tree | None:
+        if not self.path:
+            return None
+        try:
+            with open(self.path, encoding="ascii") as file:
+                text = file.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("estado ilegível em %s (%s); começando do zero.", self.path, exc)
+            return None
+        saved = decode_state(text, self.root, self.uri)
+        if saved is None:
+            log.warning("o estado em %s não serve para este diretório; começando do zero.", self.path)
+        return saved
+
+    async def save(self, tree: Tree) -> None:
+        if not self.path:
+            return
+        try:
+            text = encode_state(self.root, self.uri, tree)
+        except RecursionError:  # a tree nested deeper than json can write
+            log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
+            return
+        try:
+            await asyncio.to_thread(write_state, self.path, text)
+        except OSError as exc:
+            log.warning("não foi possível gravar o estado em %s: %s", self.path, exc)
+
+
 class ThreadBridge:
     """Hands watchdog's events to the asyncio loop: the one place threads meet asyncio.
 
@@ -568,14 +879,17 @@ class ThreadBridge:
         with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
             self._loop.call_soon_threadsafe(callback)
 
-    def pause(self) -> None:
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold events back for the duration (in the loop), then hand them over."""
         with self._lock:
             self._paused = True
-
-    def resume(self) -> None:
-        with self._lock:
-            self._paused = False
-        self.drain()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paused = False
+            self.drain()
 
     def drain(self) -> None:
         """Called in the loop."""
@@ -607,29 +921,150 @@ class OverflowDetector(logging.Handler):
             self._on_overflow()
 
 
-@dataclasses.dataclass(slots=True)
-class Outgoing:
-    seq: int
-    path: str
-    data: str  # the event's JSON text
+@contextlib.contextmanager
+def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[], None]) -> Iterator[None]:
+    """Listen, for the duration, to watchdog's signs of lost events: a kernel overflow (a log record) and a
+    thread that raised (watchdog #663). Both callbacks run in watchdog's threads."""
+
+    def thread_died(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread else "?"
+        log.error("Erro na thread %s: %s", name, args.exc_value, extra=NO_PREFIX)
+        log.debug("detalhes", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+        on_thread_death()
+
+    detector = OverflowDetector(on_overflow)
+    logging.getLogger("watchdog").addHandler(detector)
+    previous_hook, threading.excepthook = threading.excepthook, thread_died
+    try:
+        yield
+    finally:
+        logging.getLogger("watchdog").removeHandler(detector)
+        threading.excepthook = previous_hook
+
+
+RootFinding = Literal["ok", "gone", "replaced", "reappeared", "stopped", "readable"]
+
+
+class Watcher:
+    """The watchdog observer on the root: its start, stop and health; the root's identity; unreadable directories.
+
+    It reports what it finds (``inspect``) and says it on the console; it never
+    queues a change: the supervisor does that.
+    """
+
+    def __init__(self, root: str, handler: FileSystemEventHandler) -> None:
+        self.root = root
+        self._handler = handler
+        self._observer: BaseObserver | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the directory being watched
+        self._missing = False  # the root's absence has been reported
+        self._unreadable: set[str] = set()
+
+    def start(self) -> None:
+        observer = Observer()
+        try:
+            observer.schedule(self._handler, self.root, recursive=True, event_filter=WATCHED_EVENTS)
+            observer.start()
+            self._identity = root_identity(self.root)
+        except OSError as exc:
+            raise FatalError(f"não foi possível monitorar {escape(self.root)}: {exc.strerror or exc}") from exc
+        self._observer = observer
+
+    async def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join)
+            await asyncio.sleep(0)  # run the last drain the observer scheduled
+
+    async def restart(self) -> bool:
+        await self.stop()
+        try:
+            self.start()
+        except FatalError as exc:
+            log.warning("%s; nova tentativa em instantes.", exc)
+            return False
+        return True
+
+    def alive(self) -> bool:
+        observer = self._observer
+        return observer is not None and observer.is_alive() and all(e.is_alive() for e in observer.emitters)
+
+    def inspect(self, root_in_view: bool) -> RootFinding:
+        """Whether the root vanished, came back or was replaced, the watcher died, or a directory became readable."""
+        identity = root_identity(self.root)
+        if identity is None:
+            if not self._missing:
+                self._missing = True
+                log.warning(
+                    "O diretório monitorado não existe mais: %s; aguardando ele reaparecer...",
+                    escape(self.root),
+                    extra=NO_PREFIX,
+                )
+            return "gone"
+        finding: RootFinding
+        if root_in_view and identity != self._identity:
+            # Renamed away and replaced by a new directory: inotify still follows the old one.
+            log.warning(
+                "O diretório monitorado foi substituído por outro: %s; recomeçando.", escape(self.root), extra=NO_PREFIX
+            )
+            finding = "replaced"
+        elif not root_in_view:
+            finding = "reappeared"
+        elif not self.alive():
+            log.warning("o monitoramento parou; reiniciando com uma varredura.")
+            return "stopped"
+        else:
+            return "readable" if self._became_readable() else "ok"
+        self._missing = False
+        log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
+        return finding
+
+    def _became_readable(self) -> bool:
+        readable = {d for d in self._unreadable if os.access(d, os.R_OK | os.X_OK)}
+        for path in readable:
+            log.info("O diretório %s agora pode ser lido; passa a ser monitorado.", escape(path))
+        self._unreadable -= readable
+        return bool(readable)
+
+    def note_unreadable(self, paths: list[str]) -> None:
+        """Directories a scan could not read: each is reported once, and watched again once it can be read."""
+        for path in sorted(set(paths) - self._unreadable):
+            log.warning("sem permissão para ler %s; esse diretório não é monitorado.", escape(path))
+        self._unreadable.update(paths)
 
 
 class Outbox:
-    """Events waiting to be sent (an asyncio queue) and sent but not yet acknowledged."""
+    """Numbered events waiting to be sent, then in flight until the server acknowledges them.
+
+    Owns the sequence numbers (``next_seq`` to give, ``acked_seq`` acknowledged) and
+    folds repeated writes: a "modified" of a path whose created/modified event still
+    waits to be sent adds nothing (one write() = one event), so it is dropped.
+    """
 
     def __init__(self, limit: int = MAX_QUEUED_EVENTS) -> None:
-        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self.limit = limit
-        self.in_flight: collections.deque[Outgoing] = collections.deque()
+        self.limit = limit  # events waiting to be sent at most
         self.next_seq = 1
         self.acked_seq = 0
+        self.in_flight: collections.deque[Outgoing] = collections.deque()
         self.progress = asyncio.Event()  # set whenever an ack arrives
-        # path -> seq of its queued created/modified event: a later "modified" of the same
-        # path adds nothing until that one is sent, so it is dropped (one write() = one event).
-        self._touched: dict[str, int] = {}
+        self._waiting: collections.deque[Outgoing] = collections.deque()
+        self._added = asyncio.Event()  # set whenever an event is queued
+        self._touched: dict[str, int] = {}  # path -> seq of its waiting created/modified event
+
+    def waiting(self) -> int:
+        """Events queued but not sent yet."""
+        return len(self._waiting)
 
     def full(self) -> bool:
-        return self.queue.qsize() >= self.limit
+        return len(self._waiting) >= self.limit
+
+    def room(self) -> int:
+        return self.limit - len(self._waiting)
+
+    def pending(self) -> int:
+        """Events the server has not acknowledged yet: waiting or in flight."""
+        return len(self.in_flight) + len(self._waiting)
 
     def add(self, change: Change, ts: str) -> bool:
         """Queue a change; False when it was folded into one already queued."""
@@ -642,27 +1077,29 @@ class Outbox:
             self._touched.pop(change.path, None)
             if change.dest_path is not None:
                 self._touched.pop(change.dest_path, None)
-        self.queue.put_nowait(Outgoing(seq, change.path, encode_event(seq, change, ts)))
+        self._waiting.append(Outgoing(seq, change.path, encode_event(seq, change, ts)))
+        self._added.set()
         return True
 
     async def next_batch(self) -> list[Outgoing]:
         """Wait for queued events and room in the window; move a batch into flight."""
         while len(self.in_flight) >= MAX_IN_FLIGHT:
-            self.progress.clear()
-            await self.progress.wait()
-        batch = [await self.queue.get()]
-        size = len(batch[0].data)
-        while len(batch) < BATCH_MAX_EVENTS and not self.queue.empty():
-            item = self.queue._queue[0]  # type: ignore[attr-defined]  # peek: asyncio.Queue has no API for it
-            if size + len(item.data) > BATCH_MAX_BYTES:
-                break
-            batch.append(self.queue.get_nowait())
-            size += len(item.data)
+            await self.next_ack()
+        while not self._waiting:
+            self._added.clear()
+            await self._added.wait()
+        batch = next(split_batches(list(itertools.islice(self._waiting, BATCH_MAX_EVENTS))))
         for item in batch:
+            self._waiting.popleft()
             if self._touched.get(item.path) == item.seq:
                 del self._touched[item.path]
         self.in_flight.extend(batch)
         return batch
+
+    async def next_ack(self) -> None:
+        """Return when the next ack arrives."""
+        self.progress.clear()
+        await self.progress.wait()
 
     def ack(self, seq: int) -> None:
         """The server handled every event up to ``seq``."""
@@ -673,60 +1110,34 @@ class Outbox:
 
     def unacked_batches(self) -> list[list[Outgoing]]:
         """What was in flight when a connection dropped, in batches, to send again."""
-        batches: list[list[Outgoing]] = []
-        size = 0
-        for item in self.in_flight:
-            if not batches or len(batches[-1]) >= BATCH_MAX_EVENTS or size + len(item.data) > BATCH_MAX_BYTES:
-                batches.append([])
-                size = 0
-            batches[-1].append(item)
-            size += len(item.data)
-        return batches
-
-    def pending(self) -> int:
-        return len(self.in_flight) + self.queue.qsize()
+        return list(split_batches(self.in_flight))
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    uri: str
-    root: str
-    name: str
-    quiet: bool
-    state_path: str = ""  # "": no state file
-    max_queued: int = MAX_QUEUED_EVENTS
-    keepalive: float = KEEPALIVE
-    token: str = ""
-    tls: ssl.SSLContext | None = None  # for wss:// URIs
+class Recorder:
+    """Changes in, one way: watchdog's events (and what scans find) -> View -> Outbox -> console.
 
+    Owns two counters the supervisor reads: raw watchdog events seen (did the tree
+    move during a scan?) and changes recorded (has the view changed since the
+    state file was written?). Asks for a rescan when events may have been lost.
+    """
 
-class MonitorClient:
-    """Watches ``config.root`` and delivers every change to the server at ``config.uri``."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.client_id = uuid.uuid4().hex
-        self.outbox = Outbox(config.max_queued)
-        self.view = View(config.root)
-        self.connected = False
-        self.observer: BaseObserver | None = None
-        self.bridge: ThreadBridge | None = None
-        self.skip = frozenset({config.state_path, f"{config.state_path}.tmp"} - {""})
-        self.events_seen = 0  # raw watchdog events: tells whether the tree moved during a scan
-        self.rescan_needed = False
-        self.dirty = False  # the view changed since the state file was written
-        self.next_checkpoint = 0.0
-        self.checkpoint_delay = CHECKPOINT_MIN_INTERVAL
-        self.unreadable: set[str] = set()
-        self._second_look = False
-        self._root_missing = False
-        self._root_identity: tuple[int, int] | None = None
-        self.rescan_after = 0.0  # loop time before which a pending rescan waits
-        self._first_overflow = 0.0
-        self.wake = asyncio.Event()  # wakes the supervisor
-        self._dropping = False
-
-    # -- events in ---------------------------------------------------------
+    def __init__(
+        self,
+        view: View,
+        outbox: Outbox,
+        rescans: RescanSchedule,
+        wake: Callable[[], None],
+        skip: frozenset[str],
+        quiet: bool,
+    ) -> None:
+        self._view = view
+        self._outbox = outbox
+        self._rescans = rescans
+        self._wake = wake  # wakes the supervisor
+        self._skip = skip
+        self._quiet = quiet
+        self.events_seen = 0
+        self.recorded = 0
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
@@ -734,288 +1145,89 @@ class MonitorClient:
         changes: list[Change] = []
         for event in events:
             change = change_from_event(event)
-            if change is None or change.path in self.skip:
+            if change is None or change.path in self._skip:
                 continue
-            if self.outbox.full():
-                self._queue_full()
+            if self._outbox.full():
+                # Dropped events never touch the view, so a rescan later finds exactly what they said.
+                if self._rescans.dropped():
+                    log.warning(
+                        "%d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
+                        self._outbox.waiting(),
+                    )
                 continue
-            changes.extend(self.view.apply(change))
-        self.send(changes)
-        if self.view.suspect or not self.view.root_exists:
-            self.view.suspect = False
+            changes.extend(self._view.apply(change))
+        self.record(changes)
+        if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
 
-    def send(self, changes: list[Change]) -> None:
+    def on_kernel_overflow(self) -> None:
+        if self._rescans.overflow(asyncio.get_running_loop().time()):
+            log.warning("a fila de eventos do kernel transbordou; uma varredura vai recuperar o que se perdeu.")
+        self._wake()
+
+    def request_rescan(self) -> None:
+        self._rescans.request()
+        self._wake()
+
+    def record(self, changes: list[Change]) -> None:
         """Queue changes already applied to the view, and print them."""
         if not changes:
             return
-        self.dirty = True
+        self.recorded += len(changes)
         now = datetime.datetime.now().astimezone()
         ts = now.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
-        added = [c for c in changes if self.outbox.add(c, ts)]
-        if added and not self.config.quiet:
+        added = [c for c in changes if self._outbox.add(c, ts)]
+        if added and not self._quiet:
             sys.stdout.write(format_changes(added, now))
             sys.stdout.flush()
 
-    def _queue_full(self) -> None:
-        # Dropped events never touch the view, so a rescan later finds exactly what they said.
-        if not self._dropping:
-            self._dropping = True
-            log.warning(
-                "Aviso: %d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
-                self.outbox.queue.qsize(),
-            )
-        self.rescan_needed = True
-
-    def request_rescan(self) -> None:
-        self.rescan_needed = True
-        self.wake.set()
-
-    def on_kernel_overflow(self) -> None:
-        # A burst overflows the kernel queue again and again: scanning in the middle of it is
-        # wasted work, so the rescan waits until the overflows stop (RESCAN_SETTLE).
-        now = asyncio.get_running_loop().time()
-        if not self.rescan_needed:
-            log.warning("Aviso: a fila de eventos do kernel transbordou; uma varredura vai recuperar o que se perdeu.")
-            self._first_overflow = now
-        self.rescan_after = min(now + RESCAN_SETTLE, self._first_overflow + RESCAN_MAX_WAIT)
-        self.request_rescan()
-
-    # -- the watcher -------------------------------------------------------
-
-    def start_observer(self) -> None:
-        assert self.bridge is not None
-        observer = Observer()
-        try:
-            observer.schedule(Handler(self.bridge), self.config.root, recursive=True, event_filter=WATCHED_EVENTS)
-            observer.start()
-            self._root_identity = root_identity(self.config.root)
-        except OSError as exc:
-            raise FatalError(f"não foi possível monitorar {escape(self.config.root)}: {exc.strerror or exc}") from exc
-        self.observer = observer
-
-    async def stop_observer(self) -> None:
-        observer, self.observer = self.observer, None
-        if observer is not None:
-            observer.stop()
-            await asyncio.to_thread(observer.join)
-            await asyncio.sleep(0)  # run the last drain the observer scheduled
-
-    def watcher_alive(self) -> bool:
-        return (
-            self.observer is not None and self.observer.is_alive() and all(e.is_alive() for e in self.observer.emitters)
-        )
-
-    async def check_watcher(self) -> None:
-        """Notice a vanished root, a dead watcher thread or a directory that became readable."""
-        root = self.config.root
-        identity = root_identity(root)
-        if self.view.root_exists and identity is not None and identity != self._root_identity:
-            # Renamed away and replaced by a new directory: inotify still follows the old one.
-            log.warning("O diretório monitorado foi substituído por outro: %s; recomeçando.", escape(root))
-            self.send(self.view.apply(Change("deleted", root, True, origin="rescan")))
-        if identity is None:
-            if not self._root_missing:
-                self._root_missing = True
-                log.warning("O diretório monitorado não existe mais: %s; aguardando ele reaparecer...", escape(root))
-            self.send(self.view.apply(Change("deleted", root, True, origin="rescan")))  # if no event said so
-            if self.observer is not None:
-                await self.stop_observer()
-            return
-        if not self.view.root_exists:
-            self._root_missing = False
-            log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(root))
-            self.send(self.view.apply(Change("created", root, True, origin="rescan")))
-        elif not self.watcher_alive():
-            log.warning("Aviso: o monitoramento parou; reiniciando com uma varredura.")
-        elif not self._became_readable():
-            return
-        await self.stop_observer()
-        try:
-            self.start_observer()
-        except FatalError as exc:
-            log.warning("Aviso: %s; nova tentativa em instantes.", exc)
-            return
-        self.rescan_needed = True
-
-    def _became_readable(self) -> bool:
-        readable = {d for d in self.unreadable if os.access(d, os.R_OK | os.X_OK)}
-        for path in readable:
-            log.info("O diretório %s agora pode ser lido; passa a ser monitorado.", escape(path))
-        self.unreadable -= readable
-        return bool(readable)
-
-    def note_unreadable(self, paths: list[str]) -> None:
-        for path in sorted(set(paths) - self.unreadable):
-            log.warning("Aviso: sem permissão para ler %s; esse diretório não é monitorado.", escape(path))
-        self.unreadable.update(paths)
-
-    # -- scans ---------------------------------------------------------------
-
-    async def scan(self) -> dict[str, Any] | None:
-        result = await asyncio.to_thread(scan_tree, self.config.root, self.skip)
-        if result is None:
-            self.wake.set()  # the root is gone: check_watcher reports it
-            return None
-        disk, unreadable = result
-        self.note_unreadable(unreadable)
-        return disk
+    def record_root(self, kind: EventKind) -> None:
+        """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
+        self.record(self._view.apply(Change(kind, self._view.root, True, origin="rescan")))
 
     def repair(self, differences: list[Change]) -> int:
-        """Send the differences a scan found (View.diff), as far as they still hold; return how many."""
+        """Record the differences a scan found (View.diff), as far as they still hold; return how many."""
         changes: list[Change] = []
-        room = self.outbox.limit - self.outbox.queue.qsize()
+        room = self._outbox.room()
         for change in differences:
             if len(changes) >= room:
-                self.rescan_needed = True  # the rest when the queue has drained
+                self._rescans.request()  # the rest when the queue has drained
                 break
             if still_true(change):
-                changes += self.view.apply(change)
-        self.send(changes)
+                changes += self._view.apply(change)
+        self.record(changes)
         return len(changes)
 
-    async def rescan(self) -> None:
-        self.rescan_needed = False
-        self._dropping = False
-        disk = await self.scan()
-        if disk is not None:
-            sent = self.repair(self.view.diff(disk, "rescan"))
-            log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
 
-    def quiescent(self) -> bool:
-        return self.outbox.pending() == 0 and not self.rescan_needed
+class Uplink:
+    """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, flushes at the end.
 
-    async def checkpoint(self) -> None:
-        """When the server has everything, check the view against the disk and save the state file."""
-        loop = asyncio.get_running_loop()
-        seen = self.events_seen
-        disk = await self.scan()
-        if disk is None or self.events_seen != seen or not self.quiescent():
-            # The tree moved during the scan: try again later, less eagerly.
-            self.checkpoint_delay = min(self.checkpoint_delay * 2, 300.0)
-            self.next_checkpoint = loop.time() + self.checkpoint_delay
-            return
-        self.checkpoint_delay = CHECKPOINT_MIN_INTERVAL
-        self.next_checkpoint = loop.time() + self.checkpoint_delay
-        differences = self.view.diff(disk, "rescan")
-        if differences:
-            if not self._second_look:
-                # Their events may still be on their way from the kernel: look again shortly.
-                self._second_look = True
-                self.next_checkpoint = loop.time() + 1.0
-                return
-            # Events were lost without any sign (the scan is the only witness): send them now,
-            # and save the state at the next checkpoint, once the server has them.
-            self._second_look = False
-            sent = self.repair(differences)
-            log.warning("Aviso: %d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
-            return
-        self._second_look = False
-        self.view.load_tree(disk)  # the same paths, with every file's info known again
-        await self.save_state()
-        self.dirty = False
+    Owns the connection (the loop alone touches it) and the client id the server
+    knows this run by.
+    """
 
-    async def save_state(self) -> None:
-        if not self.config.state_path:
-            return
-        try:
-            text = encode_state(self.config.root, self.config.uri, self.view.top)
-        except RecursionError:  # a tree nested deeper than json can write
-            log.warning("Aviso: a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
-            return
-        try:
-            await asyncio.to_thread(write_state, self.config.state_path, text)
-        except OSError as exc:
-            log.warning("Aviso: não foi possível gravar o estado em %s: %s", self.config.state_path, exc)
+    def __init__(self, settings: Settings, outbox: Outbox, on_all_acked: Callable[[], None]) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._on_all_acked = on_all_acked
+        self.client_id = uuid.uuid4().hex
+        self.connected = False
 
-    async def start_up(self) -> None:
-        """Load the state file and report what changed while we were stopped; or take a baseline."""
-        assert self.bridge is not None
-        self.bridge.pause()  # live events wait until the view is loaded
-        try:
-            self.start_observer()
-            log.info("Monitorando %s (com subdiretórios)", escape(self.config.root))
-            saved = self.load_state()
-            disk = await self.scan()
-            if disk is None:
-                raise FatalError(f"o diretório não existe: {escape(self.config.root)}")
-            if saved is None:
-                self.view.load_tree(disk)
-                await self.save_state()
-            else:
-                self.view.load_tree(saved)
-                sent = self.repair(self.view.diff(disk, "startup", report_modified=True))
-                log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
-        finally:
-            self.bridge.resume()
-
-    def load_state(self) -> dict[str, Any] | None:
-        path = self.config.state_path
-        if not path:
-            return None
-        try:
-            with open(path, encoding="ascii") as file:
-                text = file.read()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("Aviso: estado ilegível em %s (%s); começando do zero.", path, exc)
-            return None
-        saved = decode_state(text, self.config.root, self.config.uri)
-        if saved is None:
-            log.warning("Aviso: o estado em %s não serve para este diretório; começando do zero.", path)
-        return saved
-
-    async def supervise(self) -> None:
-        """The loop's housekeeping: watcher health, rescans, and saving the state file."""
-        loop = asyncio.get_running_loop()
-        while True:
-            timeout = CHECK_INTERVAL
-            if self.rescan_needed:
-                timeout = min(timeout, max(0.0, self.rescan_after - loop.time()))
-            with contextlib.suppress(asyncio.TimeoutError):  # not yet the builtin on Python 3.10
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            self.wake.clear()
-            await self.check_watcher()
-            if not self.view.root_exists:
-                continue
-            if self.rescan_needed and loop.time() < self.rescan_after:
-                continue  # overflows are still coming: wait until they stop
-            if self.rescan_needed and self.outbox.queue.qsize() < self.outbox.limit // 2:
-                await self.rescan()
-            elif self.dirty and self.quiescent() and loop.time() >= self.next_checkpoint:
-                await self.checkpoint()
-
-    # -- the connection ------------------------------------------------------
-
-    def _on_connect_error(self, exc: Exception) -> Exception | None:
-        """websockets' verdict (retry on network errors and 5xx), with one line per attempt.
-
-        A wrong token or an untrusted certificate would fail the same way forever: fatal.
-        """
-        if isinstance(exc, ssl.SSLError):
-            return FatalError(f"falha de TLS com {self.config.uri}: {describe_connect_error(exc)}")
-        verdict = websockets.client.process_exception(exc)
-        if verdict is None:
-            log.warning("Sem conexão com %s: %s; tentando novamente...", self.config.uri, describe_connect_error(exc))
-            return None
-        return FatalError(f"não foi possível conectar a {self.config.uri}: {describe_connect_error(exc)}")
-
-    async def deliver_forever(self) -> None:
-        """Keep one connection open (reconnecting as needed) and stream the outbox over it."""
-        loop = asyncio.get_running_loop()
+    async def run(self) -> None:
+        """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
+        settings, loop = self._settings, asyncio.get_running_loop()
         quick_drops = 0
         async for ws in connect(
-            self.config.uri,
+            settings.uri,
             process_exception=self._on_connect_error,
             reconnect_delays=reconnect_delays,
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
             open_timeout=OPEN_TIMEOUT,
-            ssl=self.config.tls,
-            additional_headers={"Authorization": f"Bearer {self.config.token}"} if self.config.token else None,
-            ping_interval=self.config.keepalive,
-            ping_timeout=self.config.keepalive,
-            close_timeout=self.config.keepalive,  # a dead server never answers the close either
+            ssl=settings.tls,
+            additional_headers={"Authorization": f"Bearer {settings.token}"} if settings.token else None,
+            ping_interval=settings.keepalive,
+            ping_timeout=settings.keepalive,
+            close_timeout=settings.keepalive,  # a dead server never answers the close either
             logger=logging.getLogger("monitor.websockets"),
         ):
             opened = loop.time()
@@ -1025,11 +1237,24 @@ class MonitorClient:
                 self._connection_lost(exc)
             finally:
                 self.connected = False
-            # websockets restarts its backoff after each successful handshake: a server that
-            # drops us at once would make us spin, so back off here too.
             quick_drops = quick_drops + 1 if loop.time() - opened < RECONNECT_MAX_DELAY else 0
-            if quick_drops > 1:
-                await asyncio.sleep(min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (quick_drops - 2)))
+            await asyncio.sleep(redial_delay(quick_drops))
+
+    def _on_connect_error(self, exc: Exception) -> Exception | None:
+        """websockets' verdict (retry on network errors and 5xx), with one line per attempt.
+
+        A wrong token or an untrusted certificate would fail the same way forever: fatal.
+        """
+        uri = self._settings.uri
+        if isinstance(exc, ssl.SSLError):
+            return FatalError(f"falha de TLS com {uri}: {describe_connect_error(exc)}")
+        verdict = websockets.client.process_exception(exc)
+        if verdict is None:
+            log.warning(
+                "Sem conexão com %s: %s; tentando novamente...", uri, describe_connect_error(exc), extra=NO_PREFIX
+            )
+            return None
+        return FatalError(f"não foi possível conectar a {uri}: {describe_connect_error(exc)}")
 
     def _connection_lost(self, exc: ConnectionClosed) -> None:
         frame = exc.rcvd
@@ -1039,26 +1264,27 @@ class MonitorClient:
         if frame is not None:
             why = f"código {frame.code}"
         elif exc.sent is not None and exc.sent.code == 1011:
-            why = f"sem resposta ao ping em {self.config.keepalive:g} s"
+            why = f"sem resposta ao ping em {self._settings.keepalive:g} s"
         else:
             why = "conexão interrompida"
-        log.warning("Conexão com %s perdida (%s); reconectando...", self.config.uri, why)
+        log.warning("Conexão com %s perdida (%s); reconectando...", self._settings.uri, why, extra=NO_PREFIX)
 
     async def _session(self, ws: ClientConnection) -> None:
-        name, root = wire_path(self.config.name)[0], wire_path(self.config.root)[0]  # argv may hold any bytes
+        uri = self._settings.uri
+        name, root = wire_path(self._settings.name)[0], wire_path(self._settings.root)[0]  # argv may hold any bytes
         await ws.send(encode_hello(self.client_id, name, root))
         try:
             kind, last_seq = parse_server_message(await ws.recv())
             if kind != "welcome":
                 raise ProtocolError("o servidor não respondeu ao hello")
         except ProtocolError as exc:
-            raise FatalError(f"{self.config.uri} não é um servidor deste monitor: {exc}") from None
-        if last_seq >= self.outbox.next_seq:
+            raise FatalError(f"{uri} não é um servidor deste monitor: {exc}") from None
+        if last_seq >= self._outbox.next_seq:
             # The server remembers more than we ever sent under this id: not ours to trust.
             raise FatalError(f"o servidor diz ter recebido o evento {last_seq}, que este cliente nunca enviou")
-        self.outbox.ack(last_seq)
+        self._outbox.ack(last_seq)
         self.connected = True
-        log.info("Conectado a %s", self.config.uri)
+        log.info("Conectado a %s", uri)
         sender = asyncio.create_task(self._send(ws))
         receiver = asyncio.create_task(self._receive(ws))
         try:
@@ -1071,10 +1297,10 @@ class MonitorClient:
             await ws.close()
 
     async def _send(self, ws: ClientConnection) -> None:
-        for batch in self.outbox.unacked_batches():
+        for batch in self._outbox.unacked_batches():
             await ws.send(encode_batch([item.data for item in batch]))
         while True:
-            batch = await self.outbox.next_batch()
+            batch = await self._outbox.next_batch()
             await ws.send(encode_batch([item.data for item in batch]))
 
     async def _receive(self, ws: ClientConnection) -> None:
@@ -1085,20 +1311,173 @@ class MonitorClient:
             except ProtocolError as exc:
                 raise FatalError(str(exc)) from None
             if kind == "ack":
-                self.outbox.ack(seq)
-                if not self.outbox.pending():
-                    self.wake.set()  # the server has everything: time for a checkpoint
+                self._outbox.ack(seq)
+                if not self._outbox.pending():
+                    self._on_all_acked()  # the server has everything: time for a checkpoint
 
     async def flush(self) -> None:
         """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FLUSH_TIMEOUT
-        while self.connected and self.outbox.pending() and loop.time() < deadline:
-            self.outbox.progress.clear()
-            with contextlib.suppress(asyncio.TimeoutError):  # not yet the builtin on Python 3.10
-                await asyncio.wait_for(self.outbox.progress.wait(), deadline - loop.time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FLUSH_TIMEOUT):
+                while self.connected and self._outbox.pending():
+                    await self._outbox.next_ack()
 
-    # -- the whole run ---------------------------------------------------------
+
+class Supervisor:
+    """The loop's housekeeping: the watcher's health, rescans and repairs, checkpoints of the state file.
+
+    Runs every CHECK_INTERVAL seconds, or as soon as ``wake`` is set (a rescan is
+    asked for, the server acknowledged everything, a watchdog thread died). Owns
+    the scans and when the state file was last written.
+    """
+
+    def __init__(
+        self,
+        view: View,
+        outbox: Outbox,
+        recorder: Recorder,
+        watcher: Watcher,
+        rescans: RescanSchedule,
+        state_file: StateFile,
+        wake: asyncio.Event,
+    ) -> None:
+        self._view = view
+        self._outbox = outbox
+        self._recorder = recorder
+        self._watcher = watcher
+        self._rescans = rescans
+        self._state_file = state_file
+        self._wake = wake
+        self._checkpoints = CheckpointSchedule()
+        self._saved = 0  # recorder.recorded when the state file was last written
+
+    async def start_up(self) -> None:
+        """Start watching; report what changed since the last run (the state file), or take a baseline."""
+        self._watcher.start()
+        log.info("Monitorando %s (com subdiretórios)", escape(self._view.root))
+        saved = self._state_file.load()
+        disk = await self._scan()
+        if disk is None:
+            raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
+        if saved is None:
+            self._view.load_tree(disk)
+            await self._state_file.save(disk)
+        else:
+            self._view.load_tree(saved)
+            sent = self._recorder.repair(self._view.diff(disk, "startup", report_modified=True))
+            log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._rescans.wait(loop.time(), CHECK_INTERVAL)):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self._check_watcher()
+            if not self._view.root_exists:
+                continue
+            if self._rescans.needed and not self._rescans.due(loop.time()):
+                continue  # overflows are still coming: wait until they stop
+            if self._rescans.needed and self._outbox.waiting() < self._outbox.limit // 2:
+                await self._rescan()
+            elif self._ready_for_checkpoint() and self._checkpoints.due(loop.time()):
+                await self._checkpoint()
+
+    async def last_checkpoint(self) -> None:
+        """At shutdown, after the flush: save the state file if the server has everything."""
+        if self._ready_for_checkpoint() and self._view.root_exists:
+            await self._checkpoint()
+
+    def _ready_for_checkpoint(self) -> bool:
+        """The view changed since the last save, and the server has all of it."""
+        return self._recorder.recorded != self._saved and self._outbox.pending() == 0 and not self._rescans.needed
+
+    async def _check_watcher(self) -> None:
+        finding = self._watcher.inspect(self._view.root_exists)
+        if finding == "ok":
+            return
+        if finding in ("gone", "replaced"):
+            self._recorder.record_root("deleted")  # if no event said so
+        if finding == "gone":
+            await self._watcher.stop()
+            return
+        if finding in ("replaced", "reappeared"):
+            self._recorder.record_root("created")
+        if await self._watcher.restart():
+            self._rescans.request()
+
+    async def _scan(self) -> Tree | None:
+        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths)
+        if result is None:
+            self._wake.set()  # the root is gone: the watcher's inspection reports it
+            return None
+        disk, unreadable = result
+        self._watcher.note_unreadable(unreadable)
+        return disk
+
+    async def _rescan(self) -> None:
+        self._rescans.started()
+        disk = await self._scan()
+        if disk is not None:
+            sent = self._recorder.repair(self._view.diff(disk, "rescan"))
+            log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
+
+    async def _checkpoint(self) -> None:
+        """When the server has everything, check the view against the disk and save the state file."""
+        loop = asyncio.get_running_loop()
+        seen = self._recorder.events_seen
+        disk = await self._scan()
+        if disk is None or self._recorder.events_seen != seen or not self._ready_for_checkpoint():
+            self._checkpoints.moved(loop.time())  # try again later, less eagerly
+            return
+        differences = self._view.diff(disk, "rescan")
+        if differences:
+            if self._checkpoints.differs(loop.time()):
+                # Events were lost without any sign (the scan is the only witness): send them now,
+                # and save the state at the next checkpoint, once the server has them.
+                sent = self._recorder.repair(differences)
+                log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
+            return
+        self._checkpoints.agrees(loop.time())
+        self._view.load_tree(disk)  # the same paths, with every file's info known again
+        recorded = self._recorder.recorded
+        await self._state_file.save(disk)
+        self._saved = recorded
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the command line chose (each flag defaults to its constant above)."""
+
+    uri: str
+    root: str
+    name: str
+    quiet: bool
+    state_file: str = ""  # "": no state file
+    max_queued: int = MAX_QUEUED_EVENTS
+    keepalive: float = KEEPALIVE
+    token: str = ""
+    tls: ssl.SSLContext | None = None  # for wss:// URIs
+
+
+class MonitorClient:
+    """Watches ``settings.root`` and delivers every change to the server at ``settings.uri``.
+
+    Only wires the parts together and orders the shutdown; README.md, "Arquitetura", draws them.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_file = StateFile(settings.state_file, settings.root, settings.uri)
+        self.view = View(settings.root)
+        self.outbox = Outbox(settings.max_queued)
+        self.rescans = RescanSchedule()
+        self.wake = asyncio.Event()  # set by any part; the supervisor alone waits on it
+        self.recorder = Recorder(
+            self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, settings.quiet
+        )
+        self.uplink = Uplink(settings, self.outbox, self.wake.set)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
@@ -1107,44 +1486,39 @@ class MonitorClient:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
                 loop.add_signal_handler(sig, stop.set)
-        self.bridge = ThreadBridge(loop, self.on_events)
-        detector = OverflowDetector(lambda: self.bridge.call_soon(self.on_kernel_overflow) if self.bridge else None)
-        logging.getLogger("watchdog").addHandler(detector)
-        previous_hook = threading.excepthook
-        threading.excepthook = self._thread_died
+        bridge = ThreadBridge(loop, self.recorder.on_events)
+        watcher = Watcher(self.settings.root, Handler(bridge))
+        supervisor = Supervisor(
+            self.view, self.outbox, self.recorder, watcher, self.rescans, self.state_file, self.wake
+        )
+        alarms = watchdog_alarms(
+            lambda: bridge.call_soon(self.recorder.on_kernel_overflow), lambda: bridge.call_soon(self.wake.set)
+        )
         tasks: list[asyncio.Task[Any]] = []
-        try:
-            await self.start_up()
-            supervisor = asyncio.create_task(self.supervise())
-            tasks = [asyncio.create_task(self.deliver_forever()), supervisor, asyncio.create_task(stop.wait())]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # FatalError from the connection; the supervisor never ends
-            supervisor.cancel()  # it would restart the watcher we are about to stop
-            await asyncio.gather(supervisor, return_exceptions=True)
-            log.info("Encerrando: entregando os eventos pendentes...")
-            await self.stop_observer()
-            await self.flush()
-            if self.dirty and self.quiescent() and self.view.root_exists:
-                await self.checkpoint()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.stop_observer()
-            logging.getLogger("watchdog").removeHandler(detector)
-            threading.excepthook = previous_hook
+        with alarms:
+            try:
+                with bridge.paused():  # live events wait until the view is loaded
+                    await supervisor.start_up()
+                supervising = asyncio.create_task(supervisor.run())
+                tasks = [asyncio.create_task(self.uplink.run()), supervising, asyncio.create_task(stop.wait())]
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # FatalError from the connection; the supervisor never ends
+                supervising.cancel()  # it would restart the watcher we are about to stop
+                await asyncio.gather(supervising, return_exceptions=True)
+                log.info("Encerrando: entregando os eventos pendentes...")
+                await watcher.stop()
+                await self.uplink.flush()
+                await supervisor.last_checkpoint()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await watcher.stop()
         left = self.outbox.pending()
         if left:
-            log.warning("Aviso: %d evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.", left)
+            log.warning("%d evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.", left)
         log.info("Monitor encerrado.")
-
-    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
-        """A watchdog thread raised (watchdog #663): one line, then the supervisor restarts it."""
-        log.error("Erro na thread %s: %s", args.thread.name if args.thread else "?", args.exc_value)
-        log.debug("detalhes", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
-        if self.bridge is not None:
-            self.bridge.call_soon(self.wake.set)
 
 
 def validate_directory(path: str) -> str:
@@ -1167,79 +1541,40 @@ def validate_uri(uri: str) -> str:
     return uri
 
 
-def tls_context(uri: str, cafile: str) -> ssl.SSLContext | None:
-    """Certificate checking for wss:// (the system's CAs, or ``cafile``); None for ws://."""
+def tls_context(uri: str, ca_file: str) -> ssl.SSLContext | None:
+    """Certificate checking for wss:// (the system's CAs, or ``ca_file``); None for ws://."""
     if not uri.startswith("wss://"):
-        if cafile:
+        if ca_file:
             raise FatalError("--cafile só vale para servidores wss://")
         return None
     try:
-        return ssl.create_default_context(cafile=cafile or None)
+        return ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
-        raise FatalError(f"não foi possível ler a CA {cafile!r}: {exc}") from exc
-
-
-def missing_requirements() -> str | None:
-    """A Portuguese sentence when an installed library is older than this script needs."""
-    for name, (major, minor) in REQUIRED:
-        try:
-            found = importlib.metadata.version(name)
-            numbers = tuple(int(part) for part in found.split(".")[:2])
-        except (importlib.metadata.PackageNotFoundError, ValueError):
-            continue  # not installed by pip (a checkout, a system package): trust the import
-        if numbers < (major, minor):
-            return (
-                f"{name} {found} é antigo demais; este script precisa de {name} >= {major}.{minor} "
-                f"(Python >= 3.11): pip install -U websockets watchdog"
-            )
-    return None
-
-
-# argparse's own words are English; these are the ones a user of this script can meet.
-_ARGPARSE_PT = {
-    "usage: ": "uso: ",
-    "options": "opções",
-    "positional arguments": "argumentos posicionais",
-    "show this help message and exit": "mostra esta ajuda e sai",
-    "show program's version number and exit": "mostra a versão e sai",
-    "unrecognized arguments: %s": "argumentos não reconhecidos: %s",
-    "argument %(argument_name)s: %(message)s": "argumento %(argument_name)s: %(message)s",
-    "invalid %(type)s value: %(value)r": "valor inválido (%(type)s): %(value)r",
-    "invalid choice: %(value)r (choose from %(choices)s)": "opção inválida: %(value)r (escolha entre %(choices)s)",
-    "expected one argument": "falta o valor",
-    "ambiguous option: %(option)s could match %(matches)s": "opção ambígua: %(option)s pode ser %(matches)s",
-    "the following arguments are required: %s": "faltam os argumentos: %s",
-    "%(prog)s: error: %(message)s\n": "%(prog)s: erro: %(message)s\n",
-}
-
-
-class PortugueseHelpFormatter(argparse.HelpFormatter):
-    """Help in Portuguese, each default shown after its option."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
-            text += " (padrão: %(default)s)"
-        return text
+        raise FatalError(f"não foi possível ler a CA {ca_file!r}: {exc}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    argparse._ = lambda message: _ARGPARSE_PT.get(message, message)  # type: ignore[attr-defined]
-    parser = argparse.ArgumentParser(
-        prog="monitor_cliente.py",
-        description="Monitora um diretório e envia cada mudança a um servidor WebSocket.",
-        formatter_class=PortugueseHelpFormatter,
-        epilog=f"Variável de ambiente: {TOKEN_ENV} (o token; mais seguro que --token, que aparece no ps).",
+    """The command line; each flag's ``dest`` is the name of its Settings field (main() calls
+    speak_portuguese_argparse() first)."""
+    parser = new_parser("monitor_cliente.py", "Monitora um diretório e envia cada mudança a um servidor WebSocket.")
+    parser.add_argument(
+        "root", nargs="?", default=directory_to_monitor, metavar="diretorio", help="diretório a monitorar"
     )
-    parser.add_argument("diretorio", nargs="?", default=directory_to_monitor, help="diretório a monitorar")
-    parser.add_argument("--servidor", default=SERVER_URI, help="URI do servidor WebSocket")
-    parser.add_argument("--nome", default=CLIENT_NAME or socket.gethostname(), help="nome deste cliente no servidor")
+    parser.add_argument("--servidor", dest="uri", default=SERVER_URI, help="URI do servidor WebSocket")
+    parser.add_argument(
+        "--nome", dest="name", default=CLIENT_NAME or socket.gethostname(), help="nome deste cliente no servidor"
+    )
     parser.add_argument("--token", default=None, help=f"segredo pedido pelo servidor (ou {TOKEN_ENV})")
     parser.add_argument(
-        "--cafile", default=CA_FILE, metavar="ARQUIVO", help="CA (PEM) que assinou o certificado de um servidor wss://"
+        "--cafile",
+        dest="ca_file",
+        default=CA_FILE,
+        metavar="ARQUIVO",
+        help="CA (PEM) que assinou o certificado de um servidor wss://",
     )
     parser.add_argument(
         "--estado",
+        dest="state_file",
         default=STATE_FILE,
         metavar="ARQUIVO",
         help="arquivo com o último retrato do diretório, para relatar o que mudou enquanto o cliente estava parado "
@@ -1247,6 +1582,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-fila",
+        dest="max_queued",
         type=int,
         default=MAX_QUEUED_EVENTS,
         metavar="N",
@@ -1259,60 +1595,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEGUNDOS",
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="não mostra cada mudança; só avisos e erros")
-    parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
+    add_console_options(parser, quiet_help="não mostra cada mudança; só avisos e erros")
     return parser
 
 
-def configure_logging(quiet: bool, verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    # websockets logs expected network failures with tracebacks; show them only with -v.
-    logging.getLogger("monitor.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    # watchdog's warnings must still be emitted (one of them reports a kernel overflow),
-    # but they reach the console only with -v; we say the same in Portuguese.
+def quiet_watchdog(verbose: bool) -> None:
+    """watchdog's warnings must still be emitted (one of them reports a kernel overflow), but they
+    reach the console only with -v; we say the same in Portuguese."""
     watchdog_log = logging.getLogger("watchdog")
     watchdog_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
     watchdog_log.propagate = verbose
 
 
 def main(argv: list[str] | None = None) -> int:
+    speak_portuguese_argparse()
     args = build_parser().parse_args(argv)
     problem = missing_requirements()
     if problem is not None:
         print(f"Erro: {problem}", file=sys.stderr)
         return 1
-    configure_logging(args.quiet, args.verbose)
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
-            stream.reconfigure(errors="backslashreplace")
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN)
-    if not all("!" <= char <= "~" for char in token):  # an HTTP header carries visible ASCII only
-        print("Erro: o token só pode ter caracteres ASCII visíveis (sem espaços nem acentos)", file=sys.stderr)
+    configure_console(args.quiet, args.verbose)
+    quiet_watchdog(args.verbose)
+    try:
+        token = token_from(args.token)
+    except ValueError as exc:
+        print(f"Erro: {exc}", file=sys.stderr)
         return 2
-    if args.max_fila < 1 or args.keepalive <= 0:
+    if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
     try:
-        uri = validate_uri(args.servidor)
-        root = validate_directory(args.diretorio)
-        tls = tls_context(uri, args.cafile)
-        config = Config(
+        uri = validate_uri(args.uri)
+        root = validate_directory(args.root)
+        settings = Settings(
             uri=uri,
             root=root,
-            name=args.nome,
+            name=args.name,
             quiet=args.quiet,
-            state_path=os.path.abspath(args.estado) if args.estado else default_state_path(root, uri),
-            max_queued=args.max_fila,
+            state_file=os.path.abspath(args.state_file) if args.state_file else default_state_path(root, uri),
+            max_queued=args.max_queued,
             keepalive=args.keepalive,
             token=token,
-            tls=tls,
+            tls=tls_context(uri, args.ca_file),
         )
-        asyncio.run(MonitorClient(config).run())
+        asyncio.run(MonitorClient(settings).run())
     except FatalError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1

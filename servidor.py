@@ -45,7 +45,7 @@ import ssl
 import sys
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, get_args
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
@@ -71,28 +71,189 @@ MAX_REMEMBERED_CLIENTS = 10_000  # per-client sequence numbers kept to drop rese
 
 PROTOCOL_VERSION = 1
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
-EVENT_KINDS = ("created", "modified", "deleted", "moved")
-ORIGINS = ("live", "rescan", "startup")
 MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
 MAX_TEXT_CHARS = 16 * 1024  # longest path, name or id accepted in a message
-CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak
+CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak (ProtocolError's default code)
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: binary frame on a text protocol
 CLOSE_INTERNAL = 1011  # RFC 6455: the server hit an unexpected condition
 CLOSE_REPLACED = 4000  # application code: the same client connected again
 
 log = logging.getLogger("servidor")
 
-# ---------------------------------------------------------------------------
-# Wire format (pure: no I/O). Documented in README.md, section "Protocolo".
-# ---------------------------------------------------------------------------
+# ===========================================================================
+# Shared section: begin. The same text, byte for byte, in servidor.py and monitor_cliente.py
+# (tests/test_shared.py compares the two). Each script stands alone, so it is copied, not imported.
+# ===========================================================================
+
+EventKind = Literal["created", "modified", "deleted", "moved"]
+Origin = Literal["live", "rescan", "startup"]  # live: watchdog saw it; rescan, startup: a scan found it
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+ORIGINS: tuple[Origin, ...] = get_args(Origin)
+
+
+class FatalError(Exception):
+    """The script must stop: main() prints ``Erro: <str(exc)>`` (Portuguese) and returns 1."""
 
 
 class ProtocolError(ValueError):
-    """A message from a client that breaks the protocol; str(exc) is the reason."""
+    """A message from the other side that breaks the protocol.
+
+    ``str(exc)`` is the reason (Portuguese); ``code`` the close code that ends the connection
+    (RFC 6455: 1008 policy violated, 1003 data of a kind not accepted).
+    """
+
+    def __init__(self, reason: str, code: int = 1008) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
-class StartupError(Exception):
-    """The server could not start; str(exc) is the Portuguese message for the user."""
+# Characters that would move the cursor, recolour or reorder the terminal, or hide
+# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
+_UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
+_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
+_ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+# Undecodable filename bytes arrive as surrogateescape (U+DC80..U+DCFF): show the byte.
+_ESCAPES |= {0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)}
+
+
+def escape(text: str) -> str:
+    """Make ``text`` safe to print on a terminal: one line, no control sequences."""
+    return text.translate(_ESCAPES)
+
+
+_VERBS: dict[EventKind, str] = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
+_ORIGIN_NOTES: dict[Origin, str] = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
+
+
+def describe_change(kind: EventKind, path: str, is_dir: bool, dest_path: str | None, origin: Origin) -> str:
+    """What happened, in Portuguese, paths escaped: ``arquivo movido: /w/a -> /w/b (varredura)``."""
+    noun = "diretório" if is_dir else "arquivo"
+    line = f"{noun} {_VERBS[kind]}: {escape(path)}"
+    if dest_path is not None:
+        line += f" -> {escape(dest_path)}"
+    return line + _ORIGIN_NOTES[origin]
+
+
+def token_from(flag: str | None) -> str:
+    """The shared secret: ``--token``, else the TOKEN_ENV variable, else TOKEN.
+
+    Raises ValueError (a Portuguese sentence) when an HTTP header cannot carry it.
+    """
+    token = flag if flag is not None else os.environ.get(TOKEN_ENV, TOKEN)
+    if not all("!" <= char <= "~" for char in token):  # visible ASCII only
+        raise ValueError("o token só pode ter caracteres ASCII visíveis (sem espaços nem acentos)")
+    return token
+
+
+def missing_requirements() -> str | None:
+    """A Portuguese sentence when an installed library is older than this script needs."""
+    for name, (major, minor) in REQUIRED:
+        try:
+            found = importlib.metadata.version(name)
+            numbers = tuple(int(part) for part in found.split(".")[:2])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue  # not installed by pip (a checkout, a system package): trust the import
+        if numbers < (major, minor):
+            return (
+                f"{name} {found} é antigo demais; este script precisa de {name} >= {major}.{minor} "
+                f"(Python >= 3.11): pip install -U websockets watchdog"
+            )
+    return None
+
+
+# argparse's own words are English; these are the ones a user of these scripts can meet.
+_ARGPARSE_PT = {
+    "usage: ": "uso: ",
+    "options": "opções",
+    "positional arguments": "argumentos posicionais",
+    "show this help message and exit": "mostra esta ajuda e sai",
+    "show program's version number and exit": "mostra a versão e sai",
+    "unrecognized arguments: %s": "argumentos não reconhecidos: %s",
+    "argument %(argument_name)s: %(message)s": "argumento %(argument_name)s: %(message)s",
+    "invalid %(type)s value: %(value)r": "valor inválido (%(type)s): %(value)r",
+    "invalid choice: %(value)r (choose from %(choices)s)": "opção inválida: %(value)r (escolha entre %(choices)s)",
+    "expected one argument": "falta o valor",
+    "ambiguous option: %(option)s could match %(matches)s": "opção ambígua: %(option)s pode ser %(matches)s",
+    "the following arguments are required: %s": "faltam os argumentos: %s",
+    "not allowed with argument %s": "não pode ser usado junto com %s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: erro: %(message)s\n",
+}
+
+
+def speak_portuguese_argparse() -> None:
+    """Make argparse use the words above: it looks each one up through its module-level ``_``.
+
+    main() calls this once, before it builds its parser (group titles are looked up then).
+    """
+    argparse._ = lambda message: _ARGPARSE_PT.get(message, message)  # type: ignore[attr-defined]
+
+
+class PortugueseHelpFormatter(argparse.HelpFormatter):
+    """Help in Portuguese, each default shown after its option."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (padrão: %(default)s)"
+        return text
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=PortugueseHelpFormatter,
+        epilog=f"Variável de ambiente: {TOKEN_ENV} (o token; mais seguro que --token, que aparece no ps).",
+    )
+
+
+def add_console_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
+    """-q and -v (one or the other), and --version."""
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
+
+
+# A log record's prefix comes from its level; extra=NO_PREFIX marks a status line that is not an "Aviso".
+LEVEL_PREFIXES = {logging.WARNING: "Aviso: ", logging.ERROR: "Erro: ", logging.CRITICAL: "Erro: "}
+NO_PREFIX = {"prefix": ""}
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One stderr line per record: ``2024-05-06 07:08:09 Aviso: …`` (local time; no time with ``stamp=False``)."""
+
+    def __init__(self, stamp: bool = True) -> None:
+        super().__init__("%(message)s", "%Y-%m-%d %H:%M:%S")
+        self.stamp = stamp
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = getattr(record, "prefix", LEVEL_PREFIXES.get(record.levelno, ""))
+        when = f"{self.formatTime(record, self.datefmt)} " if self.stamp else ""
+        return f"{when}{prefix}{super().format(record)}"
+
+
+def configure_console(quiet: bool, verbose: bool) -> None:
+    """Log to stderr through ConsoleFormatter (-q: warnings and errors only; -v: everything)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
+            stream.reconfigure(errors="backslashreplace")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ConsoleFormatter())
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # websockets logs expected network failures with tracebacks; show them only with -v.
+    logging.getLogger(f"{log.name}.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+
+
+# ===========================================================================
+# Shared section: end.
+# ===========================================================================
+
+# ---------------------------------------------------------------------------
+# Wire format (pure: no I/O). Documented in README.md, section "Protocolo".
+# ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,11 +267,11 @@ class Hello:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     seq: int
-    event: str
+    event: EventKind
     path: str
     is_dir: bool
     ts: datetime.datetime
-    origin: str = "live"
+    origin: Origin = "live"
     dest_path: str | None = None
     path_b64: str | None = None
     dest_path_b64: str | None = None
@@ -145,7 +306,7 @@ def _b64(obj: dict[str, Any], key: str) -> str | None:
 
 def _loads_object(text: str | bytes) -> dict[str, Any]:
     if not isinstance(text, str):
-        raise ProtocolError("mensagem binária; o protocolo usa texto")
+        raise ProtocolError("mensagem binária; o protocolo usa texto", CLOSE_UNSUPPORTED)
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
@@ -260,24 +421,6 @@ def encode_ack(seq: int) -> str:
 # Output formatting (pure).
 # ---------------------------------------------------------------------------
 
-# Characters that would move the cursor, recolour or reorder the terminal, or hide
-# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
-_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
-_UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
-_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
-_ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
-# Undecodable filename bytes arrive as surrogateescape (U+DC80..U+DCFF): show the byte.
-_ESCAPES |= {0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)}
-
-
-def escape(text: str) -> str:
-    """Make ``text`` safe to print on a terminal: one line, no control sequences."""
-    return text.translate(_ESCAPES)
-
-
-_VERBS = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
-_ORIGIN_NOTES = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
-
 
 @functools.lru_cache(maxsize=1024)
 def local_time(ts: datetime.datetime) -> str:
@@ -291,11 +434,8 @@ def iso_time(ts: datetime.datetime) -> str:
 
 def format_event(client: str, ev: Event) -> str:
     """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x``."""
-    noun = "diretório" if ev.is_dir else "arquivo"
-    line = f"{local_time(ev.ts)} [{escape(client)}] {noun} {_VERBS[ev.event]}: {escape(ev.path)}"
-    if ev.dest_path is not None:
-        line += f" -> {escape(ev.dest_path)}"
-    return line + _ORIGIN_NOTES[ev.origin]
+    what = describe_change(ev.event, ev.path, ev.is_dir, ev.dest_path, ev.origin)
+    return f"{local_time(ev.ts)} [{escape(client)}] {what}"
 
 
 def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
@@ -390,11 +530,6 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
         if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
             return 401, "token ausente ou inválido"
     return None
-
-
-def valid_token(token: str) -> bool:
-    """An HTTP header carries visible ASCII only: no spaces, no accents."""
-    return all("!" <= char <= "~" for char in token)
 
 
 def is_loopback(host: str) -> bool:
@@ -542,7 +677,7 @@ class MonitorServer:
         if refusal is None:
             return None
         status, reason = refusal
-        log.warning("Aviso: conexão de %s recusada: %s", format_peer(ws.remote_address), reason)
+        log.warning("conexão de %s recusada: %s", format_peer(ws.remote_address), reason)
         response = ws.respond(status, reason.capitalize() + ".\n")
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -560,15 +695,16 @@ class MonitorServer:
         except ConnectionClosed:
             pass
         except ProtocolError as exc:
-            log.warning("Aviso: %s violou o protocolo: %s", escape(peer), exc)
-            code = CLOSE_UNSUPPORTED if "binária" in str(exc) else CLOSE_POLICY
-            await ws.close(code, close_reason(str(exc)))
+            log.warning("%s violou o protocolo: %s", escape(peer), exc)
+            await ws.close(exc.code, close_reason(str(exc)))
         except OSError as exc:
             # Writing the log failed (disk full...): no ack, so the client keeps the events and retries.
-            log.error("Erro: não foi possível gravar o log: %s", exc.strerror or exc)
+            log.error("não foi possível gravar o log: %s", exc.strerror or exc)
             await ws.close(CLOSE_INTERNAL, "erro ao gravar o log do servidor")
         except Exception as exc:  # a bug must cost one connection, never the server
-            log.error("Erro interno com %s: %r", escape(peer), exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "Erro interno com %s: %r", escape(peer), exc, exc_info=log.isEnabledFor(logging.DEBUG), extra=NO_PREFIX
+            )
             await ws.close(CLOSE_INTERNAL, "erro interno do servidor")
 
     async def _plain_session(self, ws: ServerConnection, peer: str, first: str | bytes) -> None:
@@ -659,7 +795,7 @@ class Settings:
 
 
 async def run_server(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; raise StartupError if the server cannot start."""
+    """Serve until SIGINT/SIGTERM; raise FatalError if the server cannot start."""
     tls = tls_context(settings.cert, settings.key) if settings.cert or settings.key else None
     event_log = open_event_log(settings.log_path) if settings.log_path else None
     try:
@@ -672,12 +808,12 @@ async def run_server(settings: Settings) -> None:
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
     if not (cert and key):
-        raise StartupError("TLS precisa de --cert e --key juntos")
+        raise FatalError("TLS precisa de --cert e --key juntos")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"não foi possível carregar o certificado {cert!r} e a chave {key!r}: {exc}") from exc
+        raise FatalError(f"não foi possível carregar o certificado {cert!r} e a chave {key!r}: {exc}") from exc
     return context
 
 
@@ -685,7 +821,7 @@ def open_event_log(path: str) -> EventLog:
     try:
         return EventLog(path)
     except OSError as exc:
-        raise StartupError(f"não foi possível abrir o log {path!r}: {exc.strerror or exc}") from exc
+        raise FatalError(f"não foi possível abrir o log {path!r}: {exc.strerror or exc}") from exc
 
 
 async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: ssl.SSLContext | None) -> None:
@@ -712,77 +848,29 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             logger=logging.getLogger("servidor.websockets"),
         )
     except OSError as exc:
-        raise StartupError(describe_bind_error(exc, host, port)) from exc
+        raise FatalError(describe_bind_error(exc, host, port)) from exc
     async with server:
         bound_port = server.sockets[0].getsockname()[1] if server.sockets else port
         log.info("Servidor WebSocket ouvindo em %s", format_address(host, bound_port, tls is not None))
         if not monitor.token and not is_loopback(host):
             log.warning(
-                "Aviso: sem token, qualquer um que alcance esta porta pode enviar eventos; defina %s ou --token.",
+                "sem token, qualquer um que alcance esta porta pode enviar eventos; defina %s ou --token.",
                 TOKEN_ENV,
             )
         elif tls is None and not is_loopback(host):
-            log.warning("Aviso: sem TLS, o token e os eventos trafegam sem criptografia; use --cert e --key.")
+            log.warning("sem TLS, o token e os eventos trafegam sem criptografia; use --cert e --key.")
         await stop.wait()
         log.info("Encerrando o servidor...")
     log.info("Servidor encerrado.")
 
 
-def missing_requirements() -> str | None:
-    """A Portuguese sentence when an installed library is older than this script needs."""
-    for name, (major, minor) in REQUIRED:
-        try:
-            found = importlib.metadata.version(name)
-            numbers = tuple(int(part) for part in found.split(".")[:2])
-        except (importlib.metadata.PackageNotFoundError, ValueError):
-            continue  # not installed by pip (a checkout, a system package): trust the import
-        if numbers < (major, minor):
-            return (
-                f"{name} {found} é antigo demais; este script precisa de {name} >= {major}.{minor} "
-                f"(Python >= 3.11): pip install -U websockets watchdog"
-            )
-    return None
-
-
-# argparse's own words are English; these are the ones a user of this script can meet.
-_ARGPARSE_PT = {
-    "usage: ": "uso: ",
-    "options": "opções",
-    "positional arguments": "argumentos posicionais",
-    "show this help message and exit": "mostra esta ajuda e sai",
-    "show program's version number and exit": "mostra a versão e sai",
-    "unrecognized arguments: %s": "argumentos não reconhecidos: %s",
-    "argument %(argument_name)s: %(message)s": "argumento %(argument_name)s: %(message)s",
-    "invalid %(type)s value: %(value)r": "valor inválido (%(type)s): %(value)r",
-    "invalid choice: %(value)r (choose from %(choices)s)": "opção inválida: %(value)r (escolha entre %(choices)s)",
-    "expected one argument": "falta o valor",
-    "ambiguous option: %(option)s could match %(matches)s": "opção ambígua: %(option)s pode ser %(matches)s",
-    "the following arguments are required: %s": "faltam os argumentos: %s",
-    "%(prog)s: error: %(message)s\n": "%(prog)s: erro: %(message)s\n",
-}
-
-
-class PortugueseHelpFormatter(argparse.HelpFormatter):
-    """Help in Portuguese, each default shown after its option."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
-            text += " (padrão: %(default)s)"
-        return text
-
-
 def build_parser() -> argparse.ArgumentParser:
-    argparse._ = lambda message: _ARGPARSE_PT.get(message, message)  # type: ignore[attr-defined]
-    parser = argparse.ArgumentParser(
-        prog="servidor.py",
-        description="Servidor WebSocket que mostra as mudanças enviadas por monitor_cliente.py.",
-        formatter_class=PortugueseHelpFormatter,
-        epilog=f"Variável de ambiente: {TOKEN_ENV} (o token; mais seguro que --token, que aparece no ps).",
-    )
+    parser = new_parser("servidor.py", "Servidor WebSocket que mostra as mudanças enviadas por monitor_cliente.py.")
     parser.add_argument("--host", default=HOST, help="endereço onde escutar (0.0.0.0: todas as interfaces)")
     parser.add_argument("--port", type=int, default=PORT, help="porta TCP (0: uma porta livre qualquer)")
-    parser.add_argument("--json", action="store_true", help="um objeto JSON por evento, por linha, em vez de texto")
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="um objeto JSON por evento, por linha, em vez de texto"
+    )
     parser.add_argument(
         "--log",
         default=EVENT_LOG,
@@ -800,7 +888,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
     parser.add_argument(
-        "--max-mensagem", type=int, default=MAX_MESSAGE_SIZE, metavar="BYTES", help="tamanho máximo de uma mensagem"
+        "--max-mensagem",
+        dest="max_message",
+        type=int,
+        default=MAX_MESSAGE_SIZE,
+        metavar="BYTES",
+        help="tamanho máximo de uma mensagem",
     )
     parser.add_argument(
         "--open-timeout",
@@ -809,57 +902,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEGUNDOS",
         help="tempo para um cliente completar o handshake; depois disso a conexão é fechada",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="só avisos e erros no stderr")
-    parser.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
+    add_console_options(parser, quiet_help="só avisos e erros no stderr")
     return parser
 
 
-def configure_logging(quiet: bool, verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    # websockets logs expected network failures with tracebacks; show them only with -v.
-    logging.getLogger("servidor.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-
-
 def main(argv: list[str] | None = None) -> int:
+    speak_portuguese_argparse()
     args = build_parser().parse_args(argv)
     problem = missing_requirements()
     if problem is not None:
         print(f"Erro: {problem}", file=sys.stderr)
         return 1
-    configure_logging(args.quiet, args.verbose)
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
-            stream.reconfigure(errors="backslashreplace")
+    configure_console(args.quiet, args.verbose)
     if not 0 <= args.port <= 65535:
         print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
         return 2
-    if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_mensagem < 1024:
+    if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_message < 1024:
         print("Erro: --keepalive e --open-timeout devem ser positivos; --max-mensagem, ao menos 1024", file=sys.stderr)
         return 2
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, TOKEN)
-    if not valid_token(token):
-        print("Erro: o token só pode ter caracteres ASCII visíveis (sem espaços nem acentos)", file=sys.stderr)
+    try:
+        token = token_from(args.token)
+    except ValueError as exc:
+        print(f"Erro: {exc}", file=sys.stderr)
         return 2
     settings = Settings(
         host=args.host,
         port=args.port,
-        as_json=args.json,
+        as_json=args.as_json,
         log_path=args.log,
         keepalive=args.keepalive,
         token=token,
         cert=args.cert,
         key=args.key,
-        max_message=args.max_mensagem,
+        max_message=args.max_message,
         open_timeout=args.open_timeout,
     )
     try:
         asyncio.run(run_server(settings))
-    except StartupError as exc:
+    except FatalError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # platforms without loop.add_signal_handler

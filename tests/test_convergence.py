@@ -846,16 +846,19 @@ def test_watcher_thread_dies_and_is_restarted(
 
     monkeypatch.setattr(InotifyEmitter, "queue_events", queue_events)
 
+    console = cliente.ConsoleFormatter(stamp=False)
+
     def messages() -> list[str]:
-        return [record.getMessage() for record in caplog.records if record.name == "monitor"]
+        """The client's log lines as the console shows them, without the time."""
+        return [console.format(record) for record in caplog.records if record.name == "monitor"]
 
     def describe() -> str:
         return "\n".join(["--- in-process client log:", *messages(), procs.describe()])
 
-    config = cliente.Config(
-        uri=server.uri, root=str(watched), name="cli", quiet=True, state_path=str(tmp_path / "estado.json")
+    settings = cliente.Settings(
+        uri=server.uri, root=str(watched), name="cli", quiet=True, state_file=str(tmp_path / "estado.json")
     )
-    runner = InProcessClient(cliente.MonitorClient(config))
+    runner = InProcessClient(cliente.MonitorClient(settings))
     runner.start()
     try:
         server.wait_client("cli", watched)

@@ -1022,7 +1022,7 @@ def test_outbox_batch_max_events(cliente: ModuleType, monkeypatch: pytest.Monkey
         for i in range(7):
             assert box.add(change(cliente, "created", f"/w/{i}"), TS_TEXT) is True
         assert [seqs(await box.next_batch()) for _ in range(3)] == [[1, 2, 3], [4, 5, 6], [7]]
-        assert box.queue.empty()
+        assert box.waiting() == 0
         assert box.pending() == 7
 
     run(scenario())
@@ -1053,7 +1053,7 @@ def test_outbox_batch_max_bytes(
         assert all(len(item.data) == size for batch in batches for item in batch)
         for batch in batches:
             assert len(batch) == 1 or sum(len(item.data) for item in batch) <= cliente.BATCH_MAX_BYTES
-        assert box.queue.empty()
+        assert box.waiting() == 0
         # The same limits split what is still in flight for a resend.
         assert [seqs(batch) for batch in box.unacked_batches()] == expected
 
