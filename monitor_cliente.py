@@ -666,15 +666,17 @@ class RescanSchedule:
         self.needed = False
         self._not_before = 0.0
         self._first_overflow = 0.0
-        self._dropping = False  # events were dropped since the last rescan started
+        self._overflowing = False  # the kernel overflowed since the last rescan started
+        self._dropping = False  # our queue dropped events since the last rescan started
 
     def request(self) -> None:
         self.needed = True
 
     def overflow(self, now: float) -> bool:
-        """The kernel dropped events; True for the first overflow since a rescan was last needed."""
-        first = not self.needed
+        """The kernel dropped events; True for the first overflow since the last rescan started."""
+        first = not self._overflowing
         if first:
+            self._overflowing = True
             self._first_overflow = now
         self._not_before = min(now + self.settle, self._first_overflow + self.max_wait)
         self.needed = True
@@ -696,6 +698,7 @@ class RescanSchedule:
 
     def started(self) -> None:
         self.needed = False
+        self._overflowing = False
         self._dropping = False
 
 

@@ -338,6 +338,13 @@ class ClientProcess(Script):
         self.id_prefix: str | None = None
 
 
+def no_traceback(*scripts: Script) -> None:
+    """No traceback reached a user: neither stream of any of ``scripts`` holds one."""
+    for script in scripts:
+        for stream in ("stdout", "stderr"):
+            assert b"Traceback" not in script.raw(stream), script.describe()
+
+
 class Processes:
     """Starts scripts for one test and kills whatever is left at teardown (the fixture's factory)."""
 

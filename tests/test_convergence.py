@@ -49,18 +49,13 @@ from convergence import (
     wait_converged,
     write_file,
 )
-from support import TIMEOUT, ClientProcess, Processes, ServerProcess, free_port, wait_until
+from support import TIMEOUT, ClientProcess, Processes, ServerProcess, free_port, no_traceback, wait_until
 from websockets.sync.client import connect
 
 
 def report(request: pytest.FixtureRequest, tree: set[str], figures: Figures, **extra: Any) -> None:
     """The test's figures: one JSON line in $CONVERGENCE_FIGURES, and on stdout (pytest -s)."""
     print(record_figures(request.node.nodeid, {"expected_paths": len(tree), **figures, **extra}))
-
-
-def no_traceback(*scripts: ClientProcess | ServerProcess) -> None:
-    for script in scripts:
-        assert "Traceback" not in "\n".join(script.lines("stderr")), script.describe()
 
 
 def stderr_count(script: ClientProcess | ServerProcess, text: str) -> int:

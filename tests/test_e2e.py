@@ -29,16 +29,13 @@ from support import (
     Processes,
     ServerProcess,
     free_port,
+    no_traceback,
     script_env,
     strip_ts,
     touch,
     wait_until,
 )
 from websockets.sync.client import connect
-
-
-def no_traceback(script: ClientProcess | ServerProcess) -> None:
-    assert "Traceback" not in "\n".join(script.lines("stderr")), script.describe()
 
 
 def created_paths(server: ServerProcess) -> set[str]:

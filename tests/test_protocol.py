@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from support import LOOPBACK
 from watchdog import events as wd
+from websockets.datastructures import Headers
 
 TS = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.UTC)
 TS_TEXT = "2024-05-06T07:08:09.123+00:00"
@@ -521,14 +523,30 @@ def test_fuzz_accepted_events_are_printable(servidor: ModuleType, ts: str) -> No
         servidor.to_json_line(servidor.event_record("pc", "id", ev)).encode("utf-8")
 
 
-@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
-def test_accepted_extreme_timestamp_can_be_printed(servidor: ModuleType, ts: str) -> None:
-    """A ts that parse_events accepts must not crash the text output (it would kill the handler)."""
-    try:
-        [ev] = servidor.parse_events(events_message(fixed_event(ts=ts)))
-    except servidor.ProtocolError:
-        return  # rejecting it is fine too
-    servidor.format_event("pc", ev)
+@pytest.mark.parametrize(
+    ("ts", "accepted"),
+    [
+        ("0001-01-01T00:00:00+01:00", False),  # year 0 in UTC
+        ("9999-12-31T23:59:59-01:00", False),  # year 10000 in UTC
+        ("0001-01-01T00:00:00+23:59", False),
+        ("9999-12-31T23:59:59-23:59", False),
+        # In range in UTC and in every local time zone (UTC-12 to UTC+14): shown, whatever TZ the test runs in.
+        ("0001-01-01T00:00:00-23:59", True),
+        ("9999-12-31T23:59:59+23:59", True),
+    ],
+)
+def test_extreme_timestamps_are_refused_or_printable(servidor: ModuleType, ts: str, accepted: bool) -> None:
+    """A ts that cannot be shown in local time is refused; one that can is accepted and printed
+    (a ts accepted but not printable would kill the handler)."""
+    message = events_message(fixed_event(ts=ts))
+    if not accepted:
+        with pytest.raises(servidor.ProtocolError, match="^campo 'ts' fora do intervalo$"):
+            servidor.parse_events(message)
+        return
+    [ev] = servidor.parse_events(message)
+    line = servidor.format_event("pc", ev)
+    assert int(line.split("-", 1)[0]) == int(ts[:4]) and " [pc] arquivo " in line
+    assert json.loads(servidor.to_json_line(servidor.event_record("pc", "id", ev)))["ts"][:4] == ts[:4]
 
 
 # ---------------------------------------------------------------------------
@@ -821,6 +839,93 @@ def test_describe_bind_error_in_use_mentions_port(servidor: ModuleType) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Server: the handshake checks (moved from test_hostile.py: pure, like the rest here).
+# ---------------------------------------------------------------------------
+
+TOKEN = "s3cr3t"
+HOST = f"{LOOPBACK}:8765"
+ORIGIN_403 = (403, "origem não permitida")
+TOKEN_401 = (401, "token ausente ou inválido")
+
+
+@pytest.mark.parametrize(
+    ("headers", "token", "expected"),
+    [
+        pytest.param({}, "", None, id="nada-sem-token"),
+        pytest.param({"Host": HOST}, "", None, id="host-sem-token"),
+        pytest.param({"Host": HOST}, TOKEN, TOKEN_401, id="sem-authorization"),
+        pytest.param({"Authorization": f"Bearer {TOKEN}"}, TOKEN, None, id="token-certo"),
+        pytest.param({"authorization": f"Bearer {TOKEN}"}, TOKEN, None, id="nome-do-header-minusculo"),
+        pytest.param({"Authorization": f"Bearer {TOKEN}"}, "", None, id="token-sem-servidor-pedir"),
+        pytest.param({"Authorization": "Bearer errado"}, TOKEN, TOKEN_401, id="token-errado"),
+        pytest.param({"Authorization": f"Bearer {TOKEN}x"}, TOKEN, TOKEN_401, id="token-mais-longo"),
+        pytest.param({"Authorization": f"Bearer {TOKEN[:-1]}"}, TOKEN, TOKEN_401, id="prefixo-do-token"),
+        pytest.param({"Authorization": "Bearer "}, TOKEN, TOKEN_401, id="token-vazio"),
+        pytest.param({"Authorization": TOKEN}, TOKEN, TOKEN_401, id="sem-esquema"),
+        pytest.param({"Authorization": f"Basic {TOKEN}"}, TOKEN, TOKEN_401, id="outro-esquema"),
+        pytest.param({"Authorization": f"Bearer  {TOKEN}"}, TOKEN, TOKEN_401, id="dois-espacos"),
+        pytest.param({"Authorization": f"Bearer {TOKEN.upper()}"}, TOKEN, TOKEN_401, id="maiusculas"),
+        pytest.param({"Authorization": "Bearer s\xe9nha"}, "sénha", None, id="token-latin1"),
+        pytest.param({"Authorization": "Bearer senha"}, "sénha", TOKEN_401, id="sem-acento"),
+        pytest.param({"Host": HOST, "Origin": f"http://{HOST}"}, "", None, id="mesma-origem"),
+        pytest.param({"Host": HOST, "Origin": f"https://{HOST}"}, "", None, id="mesma-origem-https"),
+        pytest.param({"Host": "LocalHost:8765", "Origin": "http://localhost:8765"}, "", None, id="maiusculas-host"),
+        pytest.param({"Host": HOST, "Origin": "http://evil.example"}, "", ORIGIN_403, id="origem-alheia"),
+        pytest.param({"Host": HOST, "Origin": f"http://{LOOPBACK}:8766"}, "", ORIGIN_403, id="outra-porta"),
+        pytest.param({"Host": HOST, "Origin": f"http://{HOST}.evil.example"}, "", ORIGIN_403, id="sufixo"),
+        pytest.param({"Host": HOST, "Origin": f"http://user@{HOST}"}, "", ORIGIN_403, id="userinfo"),
+        pytest.param({"Host": HOST, "Origin": "null"}, "", ORIGIN_403, id="origem-null"),
+        pytest.param({"Host": HOST, "Origin": "http://[::1"}, "", ORIGIN_403, id="origem-malformada"),
+        pytest.param({"Host": HOST, "Origin": "http://[zz]:80"}, "", ORIGIN_403, id="ipv6-invalido"),
+        pytest.param({"Origin": f"http://{HOST}"}, "", ORIGIN_403, id="origem-sem-host"),
+        pytest.param(
+            {"Host": HOST, "Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"},
+            TOKEN,
+            ORIGIN_403,
+            id="origem-alheia-com-token-certo",
+        ),
+        pytest.param({"Host": HOST, "Origin": "http://evil.example"}, TOKEN, ORIGIN_403, id="origem-antes-do-token"),
+        pytest.param(
+            {"Host": HOST, "Origin": f"http://{HOST}", "Authorization": "Bearer x"},
+            TOKEN,
+            TOKEN_401,
+            id="mesma-origem-token-errado",
+        ),
+        pytest.param(
+            {"Host": HOST, "Origin": f"http://{HOST}", "Authorization": f"Bearer {TOKEN}"},
+            TOKEN,
+            None,
+            id="mesma-origem-token-certo",
+        ),
+    ],
+)
+def test_check_request(
+    servidor: ModuleType, headers: dict[str, str], token: str, expected: tuple[int, str] | None
+) -> None:
+    assert servidor.check_request(Headers(headers), token) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.5.5.5", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("example.com", False),
+        ("192.0.2.10", False),
+        ("localhost.evil.example", False),
+        ("127.0.0.1.evil.example", False),
+    ],
+)
+def test_is_loopback(servidor: ModuleType, host: str, expected: bool) -> None:
+    assert servidor.is_loopback(host) is expected
+
+
+# ---------------------------------------------------------------------------
 # Client: watchdog events, console lines.
 # ---------------------------------------------------------------------------
 
@@ -1001,7 +1106,6 @@ def test_outbox_delete_and_move_end_folding(cliente: ModuleType) -> None:
 def test_outbox_limit(cliente: ModuleType) -> None:
     async def scenario() -> None:
         box = cliente.Outbox(limit=2)
-        assert box.limit == 2
         assert not box.full()
         box.add(change(cliente, "created", "/w/a"), TS_TEXT)
         assert not box.full()
@@ -1244,12 +1348,8 @@ def test_validate_directory_escapes_hostile_name(cliente: ModuleType, tmp_path: 
     assert str(info.value) == f"o diretório não existe: {tmp_path}/x\\x1b[2J\\xff"
 
 
-def test_reconnect_delays(cliente: ModuleType) -> None:
-    delays = cliente.reconnect_delays()
-    values = [next(delays) for _ in range(50)]
-    assert 0 <= values[0] <= cliente.RECONNECT_MIN_DELAY
-    assert values[1] == cliente.RECONNECT_MIN_DELAY
-    assert all(0 <= value <= cliente.RECONNECT_MAX_DELAY for value in values)
-    assert values[1:] == sorted(values[1:])
-    assert values[-1] == cliente.RECONNECT_MAX_DELAY
+def test_redial_delay_backs_off_when_the_server_keeps_dropping_us(cliente: ModuleType) -> None:
+    """Our own backoff for a server that accepts and drops us at once (websockets' restarts after each handshake)."""
     assert (cliente.RECONNECT_MIN_DELAY, cliente.RECONNECT_MAX_DELAY) == (0.5, 10.0)
+    assert [cliente.redial_delay(drops) for drops in range(9)] == [0, 0, 0.5, 1, 2, 4, 8, 10, 10]
+    assert cliente.redial_delay(5000) == 10.0  # no overflow, however long it goes on
