@@ -19,6 +19,10 @@ the same way: scan the disk, diff it against the model, send the difference
 (``origin: rescan``). A state file keeps the model between runs, so changes made
 while the client was stopped are reported at start-up (``origin: startup``).
 
+The parts (README.md, "Arquitetura"): ThreadBridge -> Recorder -> View and Outbox ->
+Uplink -> server; the Supervisor checks the Watcher, runs the scans through the
+Recorder and writes the StateFile; MonitorClient wires them together.
+
 Only ``websockets``, ``watchdog`` and the standard library are needed: copy this
 file, run ``pip install websockets watchdog`` and start it.
 """
@@ -1563,9 +1567,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "root", nargs="?", default=directory_to_monitor, metavar="diretorio", help="diretório a monitorar"
     )
-    parser.add_argument("--servidor", dest="uri", default=SERVER_URI, help="URI do servidor WebSocket")
     parser.add_argument(
-        "--nome", dest="name", default=CLIENT_NAME or socket.gethostname(), help="nome deste cliente no servidor"
+        "--servidor", dest="uri", default=SERVER_URI, metavar="SERVIDOR", help="URI do servidor WebSocket"
+    )
+    parser.add_argument(
+        "--nome",
+        dest="name",
+        default=CLIENT_NAME or socket.gethostname(),
+        metavar="NOME",
+        help="nome deste cliente no servidor",
     )
     parser.add_argument("--token", default=None, help=f"segredo pedido pelo servidor (ou {TOKEN_ENV})")
     parser.add_argument(
