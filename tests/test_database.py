@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,7 +40,7 @@ def hello(servidor: ModuleType, client_id: str = "c1", root: str = ROOT, version
     return servidor.Hello(client_id=client_id, name=f"nome-{client_id}", root=root, version=version)
 
 
-def make_events(servidor: ModuleType, specs: list[tuple[str, str, bool, str | None]], first: int = 1) -> list[Any]:
+def make_events(servidor: ModuleType, specs: Sequence[tuple[str, str, bool, str | None]], first: int = 1) -> list[Any]:
     return [
         servidor.Event(seq=seq, event=kind, path=path, is_dir=is_dir, ts=NOW, dest_path=dest)
         for seq, (kind, path, is_dir, dest) in enumerate(specs, first)
