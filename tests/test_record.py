@@ -32,6 +32,7 @@ from websockets.sync.client import ClientConnection, connect
 
 ROOT = "/w"
 TS = "2026-11-25T17:03:31.118+00:00"
+README = (SERVER_SCRIPT.parent / "README.md").read_text(encoding="utf-8")
 NO_ACK_WINDOW = 2.5  # seconds in which an ack must NOT come (several commit retries: COMMIT_RETRY_DELAY is 1 s)
 STORAGE_ERROR = "Erro: não foi possível gravar no banco: "
 
@@ -497,6 +498,10 @@ def test_export_gives_the_json_lines_that_were_printed(servidor: ModuleType, pro
     )
     assert exported.stdout.decode().splitlines() == server.lines()
     assert DatabaseEvents(database)() == server.json_events()
+    # The README's sqlite3 one-liner gives the same records (with null for the fields --json leaves out).
+    [query] = re.findall(r'^ +sqlite3 eventos\.db "(SELECT json_object\(.*)"$', README, re.MULTILINE)
+    shown = [json.loads(row[0]) for row in read_database(database, query)]
+    assert [{k: v for k, v in row.items() if v is not None} for row in shown] == server.json_events()
 
 
 def test_export_needs_an_existing_database(tmp_path: Path) -> None:
