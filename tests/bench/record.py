@@ -166,8 +166,8 @@ def bench_digest(servidor: ModuleType, base: Path, sizes: list[int]) -> dict[str
         client_s = time.perf_counter() - started
         assert server_digest == client_digest
         started = time.perf_counter()
-        for path, is_dir in entries[:100_000]:
-            servidor.entry_hash(path, is_dir)
+        for entry_path, is_dir in entries[:100_000]:
+            servidor.entry_hash(entry_path, is_dir)
         per_change_us = (time.perf_counter() - started) / min(size, 100_000) * 1e6
         conn.close()
         out[str(size)] = {"server_s": server_s, "client_full_s": client_s, "client_per_change_us": per_change_us}
