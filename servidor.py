@@ -1075,6 +1075,8 @@ class Writer:
         self._report = FailureReport()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
+        self._stopped: asyncio.Future[None] | None = None  # set by close()
+        self._finished_seen = False  # the thread has ended (owned by the loop)
         self._thread = threading.Thread(target=self._run, name="banco", daemon=True)
         self._thread.start()
 
@@ -1095,13 +1097,34 @@ class Writer:
         return future
 
     async def close(self) -> None:
-        """Commit what is pending (one more attempt), then stop the thread and close the database."""
-        self._jobs.put(None)
+        """Commit what is pending (one more attempt), then stop the thread and close the database.
+
+        Returns once the last results have reached their futures (and the events are printed).
+        """
+        if not self._finished_seen:
+            self._stopped = self._loop.create_future()
+            self._jobs.put(None)
+            await self._stopped
         await asyncio.to_thread(self._thread.join)
 
     # -- the thread --------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:  # a bug: say it, or every later write would wait for ever in silence
+            log.critical("Erro: a thread do banco parou; nada mais será confirmado", exc_info=True)
+            raise
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(self._finished)
+
+    def _finished(self) -> None:
+        self._finished_seen = True
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def _serve(self) -> None:
         pending: list[_Job] = []
         retry_at = 0.0
         stopping = False
@@ -1260,6 +1283,8 @@ class Acknowledger:
 
     async def room(self) -> None:
         """Wait while MAX_PENDING_BATCHES writes of this connection await their commit (back-pressure)."""
+        if self.error is not None:
+            raise self.error
         while len(self._pending) >= MAX_PENDING_BATCHES:
             await self._progressed()
 
