@@ -7,6 +7,7 @@ against the replay of tests/convergence.py, the one the end-to-end tests use for
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -244,20 +245,27 @@ event_specs = st.one_of(
 )
 
 
-@FUZZ
-@given(specs=st.lists(event_specs, max_size=30))
-def test_tree_equals_the_replay(servidor: ModuleType, specs: list[tuple[str, str, bool, str | None]]) -> None:
+@contextlib.contextmanager
+def stored(servidor: ModuleType, specs: list[tuple[str, str, bool, str | None]]) -> Iterator[tuple[Any, list[Any]]]:
+    """A fresh in-memory Record holding client c1's ``specs`` (hypothesis runs many examples per test)."""
     conn = servidor.open_database(":memory:")
     try:
         record = servidor.Record(conn)
         events = make_events(servidor, specs)
         record.store_events(hello(servidor), events, NOW)
-        rows = tree_rows(record)
-        assert set(rows) == replay(as_records(events), root=ROOT)
-        key = conn.execute("SELECT id FROM clients").fetchone()[0]
-        assert record.tree.digest(key) == servidor.Digest.of((p.encode(), d) for p, d in rows.items())
+        yield record, events
     finally:
         conn.close()
+
+
+@FUZZ
+@given(specs=st.lists(event_specs, max_size=30))
+def test_tree_equals_the_replay(servidor: ModuleType, specs: list[tuple[str, str, bool, str | None]]) -> None:
+    with stored(servidor, specs) as (record, events):
+        rows = tree_rows(record)
+        assert set(rows) == replay(as_records(events), root=ROOT)
+        key = record.conn.execute("SELECT id FROM clients").fetchone()[0]
+        assert record.tree.digest(key) == servidor.Digest.of((p.encode(), d) for p, d in rows.items())
 
 
 def test_moved_directory_carries_its_subtree_only(servidor: ModuleType, record: Any) -> None:
@@ -322,11 +330,7 @@ manifests = st.dictionaries(tree_paths, st.booleans(), max_size=12)
 def test_resync_makes_the_tree_the_manifest(
     servidor: ModuleType, specs: list[tuple[str, str, bool, str | None]], manifest: dict[str, bool]
 ) -> None:
-    conn = servidor.open_database(":memory:")
-    try:
-        record = servidor.Record(conn)
-        events = make_events(servidor, specs)
-        record.store_events(hello(servidor), events, NOW)
+    with stored(servidor, specs) as (record, events):
         before = tree_rows(record)
         entries = [(path.encode(), is_dir) for path, is_dir in manifest.items()]
         half = len(entries) // 2
@@ -340,10 +344,8 @@ def test_resync_makes_the_tree_the_manifest(
         assert all(before.get(path) != is_dir for path, is_dir in created.items())
         assert replay(as_records(differences), set(before), root=ROOT) == set(manifest)
         assert record.last_seq("c1") == len(events)
-        stored = conn.execute("SELECT count(*) FROM events WHERE origin = 'resync' AND seq IS NULL").fetchone()[0]
-        assert stored == len(differences)
-    finally:
-        conn.close()
+        query = "SELECT count(*) FROM events WHERE origin = 'resync' AND seq IS NULL"
+        assert record.conn.execute(query).fetchone()[0] == len(differences)
 
 
 def test_resync_refuses_an_incomplete_manifest(servidor: ModuleType, record: Any) -> None:

@@ -38,7 +38,7 @@ import time
 import uuid
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 from websockets.asyncio.client import connect
 
@@ -102,20 +102,25 @@ async def hello_welcome(port: int, client_id: str) -> dict[str, Any]:
         return answer
 
 
+def spawn_server(database: Path, stdout: IO[str] | int) -> tuple[subprocess.Popen[str], int]:
+    """servidor.py --json --banco DATABASE on a free port of 127.0.0.1, once it listens; (process, port)."""
+    argv = [sys.executable, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", "0", "--json", "--banco"]
+    proc = subprocess.Popen([*argv, str(database)], stdout=stdout, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        match = LISTENING.search(line)
+        if match:
+            return proc, int(match.group(1))
+    proc.wait(30)
+    raise RuntimeError("the server did not start")
+
+
 def start_up(database: Path, client_id: str) -> dict[str, float]:
     started = time.perf_counter()
-    argv = [sys.executable, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", "0", "--banco", str(database)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc, port = spawn_server(database, subprocess.DEVNULL)
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            match = LISTENING.search(line)
-            if match:
-                break
-        else:
-            raise RuntimeError("the server did not start")
         listening = time.perf_counter() - started
-        welcome = asyncio.run(hello_welcome(int(match.group(1)), client_id))
+        welcome = asyncio.run(hello_welcome(port, client_id))
         return {
             "listening_s": listening,
             "welcome_s": time.perf_counter() - started,
@@ -194,19 +199,9 @@ async def send_manifest(port: int, client_id: str, paths: list[str], servidor: M
 
 
 def bench_resync(servidor: ModuleType, base: Path, size: int) -> dict[str, Any]:
-    database = base / "resync.db"
-    argv = [sys.executable, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", "0", "--json", "--banco"]
     out = (base / "resync.jsonl").open("w")
-    proc = subprocess.Popen([*argv, str(database)], stdout=out, stderr=subprocess.PIPE, text=True)
+    proc, port = spawn_server(base / "resync.db", out)
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            match = LISTENING.search(line)
-            if match:
-                break
-        else:
-            raise RuntimeError("the server did not start")
-        port = int(match.group(1))
         client_id = uuid.uuid4().hex
         paths = [f"/r/sub{n % 100:03d}/f{n:07d}.txt" for n in range(size)]
         all_new = asyncio.run(send_manifest(port, client_id, paths, servidor))
