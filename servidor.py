@@ -708,7 +708,10 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
 
 def _signed(value: int) -> int:
     """An entry_hash as SQLite stores integers (signed 64-bit)."""
-    return value - DIGEST_MODULUS if value >= 2**63 else value
+    return value - DIGEST_MODULUS if value >= _SIGN_BIT else value
+
+
+_SIGN_BIT = 2**63
 
 
 def _below(path: bytes) -> tuple[bytes, bytes]:
@@ -729,7 +732,13 @@ class Tree:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def apply(self, client: int, root: bytes, events: Iterable[Event]) -> None:
+    def apply(self, client: int, root: bytes, events: list[Event]) -> None:
+        if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
+            paths = [(exact_path(ev.path, ev.path_b64), ev.is_dir) for ev in events]
+            self.conn.executemany(
+                _UPSERT_ENTRY, [(client, p, d, _signed(entry_hash(p, d))) for p, d in paths if p != root]
+            )
+            return
         upserts: list[tuple[int, bytes, bool, int]] = []
         for ev in events:
             path = exact_path(ev.path, ev.path_b64)
@@ -852,20 +861,35 @@ class Record:
 
     def store_events(self, hello: Hello, events: list[Event], now: datetime.datetime) -> list[Event]:
         """Store the events past the client's last stored seq and apply them to its tree; those events."""
-        key, last_seq = self.register(hello, now)
+        row = self.conn.execute("SELECT id, last_seq FROM clients WHERE client_id = ?", (hello.client_id,)).fetchone()
+        key, last_seq = row if row is not None else self.register(hello, now)
         fresh = [ev for ev in events if ev.seq > last_seq]  # never twice, whatever the caller resends
         if fresh:
             self._insert(key, fresh, int(now.timestamp()))
             self.tree.apply(key, hello.root.encode("utf-8"), fresh)
-            self.conn.execute("UPDATE clients SET last_seq = ? WHERE id = ?", (fresh[-1].seq, key))
+            self.conn.execute(
+                "UPDATE clients SET last_seq = ?, last_seen = ? WHERE id = ?",
+                (fresh[-1].seq, now.isoformat(timespec="milliseconds"), key),
+            )
         return fresh
 
     def _insert(self, key: int, events: list[Event], stored_at: int) -> None:
         self.conn.executemany(
             _INSERT_EVENT,
             [
-                (key, ev.seq or None, ev.event, ev.path, ev.dest_path, ev.is_dir, iso_time(ev.ts), ev.origin)
-                + (ev.path_b64, ev.dest_path_b64, stored_at)
+                (
+                    key,
+                    ev.seq or None,
+                    ev.event,
+                    ev.path,
+                    ev.dest_path,
+                    ev.is_dir,
+                    iso_time(ev.ts),
+                    ev.origin,
+                    ev.path_b64,
+                    ev.dest_path_b64,
+                    stored_at,
+                )
                 for ev in events
             ],
         )
@@ -883,8 +907,12 @@ class Record:
         )
 
     def stage(self, hello: Hello, entries: list[tuple[bytes, bool]], first: bool, now: datetime.datetime) -> None:
-        """Keep a manifest batch aside; ``first``: the batch that opens it (an unfinished one is dropped)."""
-        key, _ = self.register(hello, now)
+        """Keep a manifest batch aside; ``first``: the batch that opens it (an unfinished one is dropped).
+
+        Only the connection's temporary table changes (no fsync), unless the client is new.
+        """
+        row = self.conn.execute("SELECT id FROM clients WHERE client_id = ?", (hello.client_id,)).fetchone()
+        key = row[0] if row is not None else self.register(hello, now)[0]
         if first:
             self.tree.unstage(key)
         self.tree.stage(key, entries)
@@ -1273,13 +1301,19 @@ class Acknowledger:
         self.error: BaseException | None = None  # a write that failed: the connection must end
         self._ws = ws
         self._pending: collections.deque[tuple[asyncio.Future[Any] | None, int | None]] = collections.deque()
-        self._added = asyncio.Event()
-        self._progress = asyncio.Event()
+        self._wake = asyncio.Event()  # the oldest pending write may be done
+        self._progress = asyncio.Event()  # acks went out
 
     def add(self, write: asyncio.Future[Any] | None, seq: int | None) -> None:
         """Ack ``seq`` (None: send nothing) once ``write`` (None: nothing to wait for) has committed."""
         self._pending.append((write, seq))
-        self._added.set()
+        if write is None or write.done():
+            self._wake.set()
+        else:
+            write.add_done_callback(self._written)  # never awaited here: other connections may share it
+
+    def _written(self, write: asyncio.Future[Any]) -> None:
+        self._wake.set()
 
     async def room(self) -> None:
         """Wait while MAX_PENDING_BATCHES writes of this connection await their commit (back-pressure)."""
@@ -1304,13 +1338,8 @@ class Acknowledger:
     async def run(self) -> None:
         try:
             while True:
-                if not self._pending:
-                    self._added.clear()
-                    await self._added.wait()
-                    continue
-                head = self._pending[0][0]
-                if head is not None and not head.done():
-                    await asyncio.wait([head])  # never cancels the write, which other connections may share
+                await self._wake.wait()
+                self._wake.clear()
                 ack = None
                 while self._pending and (self._pending[0][0] is None or self._pending[0][0].done()):
                     write, seq = self._pending.popleft()
