@@ -123,7 +123,8 @@ log = logging.getLogger("monitor")
 # ===========================================================================
 
 EventKind = Literal["created", "modified", "deleted", "moved"]
-Origin = Literal["live", "rescan", "startup"]  # live: watchdog saw it; rescan, startup: a scan found it
+# live: watchdog saw it; rescan, startup: a scan found it; resync: the server's own differences after a manifest
+Origin = Literal["live", "rescan", "startup", "resync"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 ORIGINS: tuple[Origin, ...] = get_args(Origin)
 
@@ -160,7 +161,12 @@ def escape(text: str) -> str:
 
 
 _VERBS: dict[EventKind, str] = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
-_ORIGIN_NOTES: dict[Origin, str] = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
+_ORIGIN_NOTES: dict[Origin, str] = {
+    "live": "",
+    "rescan": " (varredura)",
+    "startup": " (varredura inicial)",
+    "resync": " (ressincronização)",
+}
 
 
 def describe_change(kind: EventKind, path: str, is_dir: bool, dest_path: str | None, origin: Origin) -> str:

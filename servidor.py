@@ -4,18 +4,20 @@ Uso:
     python servidor.py                     # ws://localhost:8765
     python servidor.py --host 0.0.0.0      # aceita conexões de outras máquinas
     python servidor.py --port 0 --json     # porta livre; um objeto JSON por evento
-    python servidor.py --log eventos.jsonl # registro durável; sobrevive a reinícios
+    python servidor.py --banco eventos.db  # registro durável (SQLite); sobrevive a reinícios
     MONITOR_TOKEN=segredo python servidor.py --host 0.0.0.0 --cert cert.pem --key key.pem
 
 Each message a client sends is printed on stdout, one line per event; connection
 status goes to stderr. Clients of our protocol (see README) say ``hello`` first and
-then send batches of numbered events, which this server acknowledges once they
-have been printed (and appended to the durable log, with --log); any other text
-message is printed as received, escaped. Resent events are recognised by
-(client id, seq) and never shown twice, across restarts too when --log is used.
+then send batches of numbered events, which this server acknowledges once the
+transaction that stores them has committed (to the SQLite file of --banco, or to an
+in-memory database without it) and they have been printed; any other text message is
+printed as received, escaped. Resent events are recognised by (client id, seq) and
+never shown twice, across restarts too when --banco is used. Each client's tree is
+kept too, and a client speaking protocol 2 proves with a digest that it matches.
 
-Only ``websockets`` and the standard library are needed: copy this file, run
-``pip install websockets`` and start it.
+Only ``websockets`` and the standard library (``sqlite3`` included) are needed: copy
+this file, run ``pip install websockets`` and start it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import dataclasses
 import datetime
 import errno
 import functools
+import hashlib
 import hmac
 import importlib.metadata
 import io
@@ -38,13 +41,17 @@ import ipaddress
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import socket
+import sqlite3
 import ssl
 import sys
+import threading
+import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TextIO, get_args
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -65,11 +72,24 @@ KEY_FILE = ""  # TLS private key (PEM)
 MAX_MESSAGE_SIZE = 1024 * 1024  # bytes per WebSocket message; the client's batches stay under 256 KiB
 MAX_QUEUED_MESSAGES = 4  # messages buffered per connection: memory per client <= this x MAX_MESSAGE_SIZE
 KEEPALIVE = 20.0  # seconds between pings, and without a pong before a connection counts as lost
-EVENT_LOG = ""  # file that every event is appended to as a JSON line before it is acknowledged; "": none
 OPEN_TIMEOUT = 10.0  # seconds for a client to finish the opening handshake, or be dropped
-MAX_REMEMBERED_CLIENTS = 10_000  # per-client sequence numbers kept to drop resent events
+DATABASE = ""  # SQLite file of the durable record (events, clients, trees); "": in memory, lost at exit
+RETENTION_DAYS = 0.0  # events stored more than this many days ago are deleted; 0: kept forever
+MAX_EVENTS = 0  # events kept at most in DATABASE, the oldest deleted first; 0: no limit
+MEMORY_MAX_EVENTS = 100_000  # the same limit without DATABASE (the in-memory record stays bounded)
+MAX_REMEMBERED_CLIENTS = 10_000  # idle clients whose sequence numbers stay in memory (the database keeps all)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # what this server speaks; it answers each client in the client's own version
+PROTOCOL_VERSIONS = (1, 2)  # 1: events only; 2: adds the tree digest and the manifest (README, "Protocolo")
+SCHEMA_VERSION = 1  # PRAGMA user_version of the database
+COMMIT_RETRY_DELAY = 1.0  # seconds between attempts after a failed commit
+FAILURE_REPORT_INTERVAL = 60.0  # seconds between two stderr lines about the same storage failure
+CACHE_KIB = 16 * 1024  # SQLite's page cache (the default 2 MiB makes every index insert a cache miss)
+RETENTION_CHUNK = 10_000  # rows deleted per retention transaction, so a commit never waits long
+RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
+MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
+MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
+FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
 MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
 MAX_TEXT_CHARS = 16 * 1024  # longest path, name or id accepted in a message
@@ -86,7 +106,8 @@ log = logging.getLogger("servidor")
 # ===========================================================================
 
 EventKind = Literal["created", "modified", "deleted", "moved"]
-Origin = Literal["live", "rescan", "startup"]  # live: watchdog saw it; rescan, startup: a scan found it
+# live: watchdog saw it; rescan, startup: a scan found it; resync: the server's own differences after a manifest
+Origin = Literal["live", "rescan", "startup", "resync"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 ORIGINS: tuple[Origin, ...] = get_args(Origin)
 
@@ -123,7 +144,12 @@ def escape(text: str) -> str:
 
 
 _VERBS: dict[EventKind, str] = {"created": "criado", "modified": "modificado", "deleted": "excluído", "moved": "movido"}
-_ORIGIN_NOTES: dict[Origin, str] = {"live": "", "rescan": " (varredura)", "startup": " (varredura inicial)"}
+_ORIGIN_NOTES: dict[Origin, str] = {
+    "live": "",
+    "rescan": " (varredura)",
+    "startup": " (varredura inicial)",
+    "resync": " (ressincronização)",
+}
 
 
 def describe_change(kind: EventKind, path: str, is_dir: bool, dest_path: str | None, origin: Origin) -> str:
@@ -331,8 +357,9 @@ def parse_hello(text: str | bytes) -> Hello | None:
     if obj.get("type") != "hello":
         return None
     version = obj.get("version")
-    if type(version) is not int or version != PROTOCOL_VERSION:
-        raise ProtocolError(f"versão de protocolo não suportada: {version!r}")
+    if type(version) is not int or version not in PROTOCOL_VERSIONS:
+        spoken = " e ".join(map(str, PROTOCOL_VERSIONS))
+        raise ProtocolError(f"versão de protocolo não suportada (este servidor fala {spoken}): {version!r}")
     client_id = _text(obj, "client_id")
     name = _text(obj, "name")
     root = _text(obj, "root")
@@ -395,7 +422,10 @@ def _parse_ts(text: str) -> datetime.datetime:
 
 def parse_events(text: str | bytes) -> list[Event]:
     """Decode and validate an ``events`` message; raise ProtocolError if it is not one."""
-    obj = _loads_object(text)
+    return _events_from(_loads_object(text))
+
+
+def _events_from(obj: dict[str, Any]) -> list[Event]:
     if obj.get("type") != "events":
         raise ProtocolError(f"tipo de mensagem inesperado: {obj.get('type')!r}"[:100])
     raw = obj.get("events")
@@ -407,14 +437,140 @@ def parse_events(text: str | bytes) -> list[Event]:
     return events
 
 
-def encode_welcome(last_seq: int) -> str:
-    """The server's answer to hello: the last seq it already handled for that client."""
-    return json.dumps({"type": "welcome", "version": PROTOCOL_VERSION, "ack": last_seq})
+def encode_welcome(last_seq: int, version: int) -> str:
+    """The server's answer to hello, in the client's ``version``: the last seq it already stored for that client."""
+    return json.dumps({"type": "welcome", "version": version, "ack": last_seq})
 
 
 def encode_ack(seq: int) -> str:
     """Cumulative acknowledgement: every event up to ``seq`` has been handled."""
     return f'{{"type":"ack","seq":{seq}}}'
+
+
+# Protocol version 2: the tree digest and the manifest (README, "Protocolo").
+
+
+def entry_hash(path: bytes, is_dir: bool) -> int:
+    """The 64-bit hash of one tree entry: the first 8 bytes (big-endian) of SHA-256(b"d\\0" or b"f\\0" + path).
+
+    ``path`` is the entry's exact absolute path in bytes (``path_b64`` decoded, else the UTF-8 of
+    ``path``). A tree's digest is (number of entries, sum of their hashes modulo 2**64): the order
+    does not matter, and adding or removing an entry changes it in O(1) on both sides.
+    """
+    return int.from_bytes(hashlib.sha256((b"d\0" if is_dir else b"f\0") + path).digest()[:8], "big")
+
+
+DIGEST_MODULUS = 2**64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Digest:
+    """A tree's set digest: ``count`` entries whose entry_hash values add up to ``sum`` (mod 2**64)."""
+
+    count: int
+    sum: int
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[bytes, bool]]) -> Digest:
+        count = total = 0
+        for path, is_dir in entries:
+            count, total = count + 1, total + entry_hash(path, is_dir)
+        return cls(count, total % DIGEST_MODULUS)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigestReport:
+    """``digest``: the client's tree after every event up to ``seq`` (all of them acknowledged)."""
+
+    seq: int
+    digest: Digest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ManifestBegin:
+    """A resync starts: the entries that follow are the client's whole tree as of ``seq``."""
+
+    seq: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Manifest:
+    """One batch of a manifest: (exact path, is_dir) of each entry."""
+
+    entries: list[tuple[bytes, bool]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ManifestEnd:
+    """The manifest is complete; ``digest`` is what its entries add up to."""
+
+    digest: Digest
+
+
+ClientMessage = list[Event] | DigestReport | ManifestBegin | Manifest | ManifestEnd
+
+
+def exact_path(text: str, b64: str | None) -> bytes:
+    """A path's exact bytes: its ``_b64`` form decoded when present, else the UTF-8 of its text."""
+    return base64.b64decode(b64) if b64 is not None else text.encode("utf-8")
+
+
+def wire_path(path: bytes) -> tuple[str, str | None]:
+    """The text and (for bytes that are not UTF-8) base64 forms of a path, as a client would send them."""
+    try:
+        return path.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return path.decode("utf-8", "backslashreplace"), base64.b64encode(path).decode("ascii")
+
+
+def _count(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+        raise ProtocolError(f"campo '{key}' ausente ou fora do intervalo")
+    return value
+
+
+def _digest(obj: dict[str, Any]) -> Digest:
+    total = obj.get("sum")
+    if not isinstance(total, str) or re.fullmatch("[0-9a-f]{16}", total) is None:
+        raise ProtocolError("campo 'sum' deve ter 16 dígitos hexadecimais minúsculos")
+    return Digest(_count(obj, "count"), int(total, 16))
+
+
+def _parse_entry(obj: object) -> tuple[bytes, bool]:
+    if not isinstance(obj, dict):
+        raise ProtocolError("entrada do manifesto não é um objeto JSON")
+    is_dir = obj.get("is_dir")
+    if not isinstance(is_dir, bool):
+        raise ProtocolError("campo 'is_dir' ausente ou não é booleano")
+    path = _text(obj, "path")
+    assert path is not None
+    return exact_path(path, _b64(obj, "path_b64")), is_dir
+
+
+def parse_message(text: str | bytes, version: int = PROTOCOL_VERSION) -> ClientMessage:
+    """Decode what a client sends after hello; ProtocolError for anything its ``version`` does not have."""
+    obj = _loads_object(text)
+    kind = obj.get("type")
+    if kind == "events" or version < 2:
+        return _events_from(obj)
+    if kind == "digest":
+        return DigestReport(_count(obj, "seq"), _digest(obj))
+    if kind == "manifest_begin":
+        return ManifestBegin(_count(obj, "seq"))
+    if kind == "manifest":
+        raw = obj.get("entries")
+        if not isinstance(raw, list):
+            raise ProtocolError("campo 'entries' ausente")
+        return Manifest([_parse_entry(item) for item in raw])
+    if kind == "manifest_end":
+        return ManifestEnd(_digest(obj))
+    raise ProtocolError(f"tipo de mensagem inesperado: {kind!r}"[:100])
+
+
+def encode_digest_answer(kind: str, seq: int, digest: Digest) -> str:
+    """``verified`` (the trees agree as of ``seq``) or ``resync`` (send the manifest); ``digest``: the server's."""
+    return json.dumps({"type": kind, "seq": seq, "count": digest.count, "sum": f"{digest.sum:016x}"})
 
 
 # ---------------------------------------------------------------------------
@@ -443,7 +599,7 @@ def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
     record: dict[str, Any] = {
         "client": client,
         "client_id": client_id,
-        "seq": ev.seq,
+        "seq": ev.seq or None,  # a resync's differences are the server's, numbered by no client
         "event": ev.event,
         "path": ev.path,
     }
@@ -555,6 +711,426 @@ def describe_bind_error(exc: OSError, host: str, port: int) -> str:
 
 
 # ---------------------------------------------------------------------------
+# The record: SQLite schema and statements. Only the writer thread runs them (README, "Banco de dados").
+# ---------------------------------------------------------------------------
+
+_SCHEMA = """
+BEGIN;
+CREATE TABLE clients (
+    id INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    root TEXT NOT NULL,
+    protocol INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    digest_matched INTEGER,
+    verified_at TEXT
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    client INTEGER NOT NULL REFERENCES clients (id),
+    seq INTEGER,
+    event TEXT NOT NULL,
+    path TEXT NOT NULL,
+    dest_path TEXT,
+    is_dir INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    path_b64 TEXT,
+    dest_path_b64 TEXT,
+    stored_at INTEGER NOT NULL
+);
+CREATE INDEX events_by_path ON events (path);
+CREATE INDEX events_by_dest_path ON events (dest_path) WHERE dest_path IS NOT NULL;
+CREATE INDEX events_by_client ON events (client, stored_at);
+CREATE TABLE tree (
+    client INTEGER NOT NULL REFERENCES clients (id),
+    path BLOB NOT NULL,
+    is_dir INTEGER NOT NULL,
+    size INTEGER,
+    mtime REAL,
+    hash INTEGER NOT NULL,
+    PRIMARY KEY (client, path)
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    peer TEXT NOT NULL,
+    text TEXT,
+    data BLOB,
+    ts TEXT NOT NULL,
+    stored_at INTEGER NOT NULL
+);
+PRAGMA user_version = 1;
+COMMIT;
+"""
+# A manifest being received: private to the connection, never durable (a resync starts over).
+_MANIFEST_SCHEMA = """
+CREATE TEMP TABLE manifest (
+    client INTEGER NOT NULL, path BLOB NOT NULL, is_dir INTEGER NOT NULL, hash INTEGER NOT NULL,
+    PRIMARY KEY (client, path)
+) WITHOUT ROWID
+"""
+_INSERT_EVENT = (
+    "INSERT INTO events (client, seq, event, path, dest_path, is_dir, ts, origin, path_b64, dest_path_b64, stored_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_ENTRY = (
+    "INSERT INTO tree (client, path, is_dir, hash) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (client, path) DO UPDATE SET is_dir = excluded.is_dir, hash = excluded.hash"
+)
+_SQLITE_REASONS = {
+    "SQLITE_FULL": "disco cheio",
+    "SQLITE_IOERR": "erro de entrada/saída no disco",
+    "SQLITE_BUSY": "banco travado por outro processo",
+    "SQLITE_LOCKED": "banco travado",
+    "SQLITE_CORRUPT": "banco corrompido",
+    "SQLITE_NOTADB": "o arquivo não é um banco SQLite",
+    "SQLITE_READONLY": "banco somente leitura",
+    "SQLITE_CANTOPEN": "não foi possível abrir o arquivo",
+    "SQLITE_PERM": "sem permissão",
+}
+
+
+def describe_sqlite_error(exc: sqlite3.Error) -> str:
+    """A short Portuguese reason for a storage failure, e.g. ``disco cheio (SQLITE_FULL)``."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    reason = _SQLITE_REASONS.get("_".join(name.split("_")[:2]))  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+    return f"{reason} ({name})" if reason else f"{exc} ({name})" if name else str(exc)
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """An error of the disk or the file (retry later), not of one statement (a bug or bad input)."""
+    job_errors = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.DataError)
+    return isinstance(exc, sqlite3.Error) and not isinstance(exc, job_errors)
+
+
+def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
+    """Open the record at ``path`` (":memory:": a private in-memory one), creating the schema in a new file.
+
+    Start-up reads the schema version and nothing else: no table grows its cost. WAL with
+    synchronous=FULL: a COMMIT returns once the transaction is in the WAL and fsynced.
+    Raises FatalError with a Portuguese reason.
+    """
+    shown = "em memória" if path == ":memory:" else repr(path)
+    try:
+        # isolation_level=None: the writer says BEGIN/COMMIT itself; the connection moves to its thread.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=factory)
+    except sqlite3.Error as exc:
+        raise FatalError(f"não foi possível abrir o banco {shown}: {describe_sqlite_error(exc)}") from exc
+    try:
+        conn.execute("PRAGMA busy_timeout = 1000")  # another process's lock: wait a little, then retry later
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        if path != ":memory:" and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise FatalError(f"o banco {shown} não aceitou o modo WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+                raise FatalError(f"{shown} é um banco SQLite de outro programa")
+            conn.executescript(_SCHEMA)
+        elif version != SCHEMA_VERSION:
+            raise FatalError(
+                f"o banco {shown} tem o esquema {version}; este servidor conhece o {SCHEMA_VERSION} (versão mais nova?)"
+            )
+        conn.execute(_MANIFEST_SCHEMA)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise FatalError(f"não foi possível abrir o banco {shown}: {describe_sqlite_error(exc)}") from exc
+    except FatalError:
+        conn.close()
+        raise
+    return conn
+
+
+def _signed(value: int) -> int:
+    """An entry_hash as SQLite stores integers (signed 64-bit)."""
+    return value - DIGEST_MODULUS if value >= _SIGN_BIT else value
+
+
+_SIGN_BIT = 2**63
+
+
+def _below(path: bytes) -> tuple[bytes, bytes]:
+    """The key range of everything strictly below ``path``: [path/, path0), since "0" follows "/" in bytes."""
+    base = path.rstrip(b"/")
+    return base + b"/", base + b"0"
+
+
+class Tree:
+    """Each client's tree in the ``tree`` table, as replaying its events gives it.
+
+    ``created``/``modified`` add an entry (the watched root itself excepted), ``deleted`` removes it and
+    everything below, ``moved`` removes source and destination (each with its subtree) and puts the
+    source's subtree at the destination: README, "Como a visão do servidor fica igual ao disco".
+    Subtrees are key ranges of the primary key (client, path), so each step is an indexed range.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def apply(self, client: int, root: bytes, events: list[Event]) -> None:
+        if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
+            paths = [(exact_path(ev.path, ev.path_b64), ev.is_dir) for ev in events]
+            self.conn.executemany(
+                _UPSERT_ENTRY, [(client, p, d, _signed(entry_hash(p, d))) for p, d in paths if p != root]
+            )
+            return
+        upserts: list[tuple[int, bytes, bool, int]] = []
+        for ev in events:
+            path = exact_path(ev.path, ev.path_b64)
+            if ev.event in ("created", "modified"):
+                if path != root:
+                    upserts.append((client, path, ev.is_dir, _signed(entry_hash(path, ev.is_dir))))
+                continue
+            self.conn.executemany(_UPSERT_ENTRY, upserts)  # in order: a later deletion may undo them
+            upserts = []
+            if ev.event == "deleted":
+                self.remove(client, path)
+            else:
+                assert ev.dest_path is not None
+                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root)
+        self.conn.executemany(_UPSERT_ENTRY, upserts)
+
+    def remove(self, client: int, path: bytes) -> None:
+        low, high = _below(path)
+        self.conn.execute("DELETE FROM tree WHERE client = ? AND path = ?", (client, path))
+        self.conn.execute("DELETE FROM tree WHERE client = ? AND path >= ? AND path < ?", (client, low, high))
+
+    def move(self, client: int, source: bytes, dest: bytes, root: bytes) -> None:
+        low, high = _below(source)
+        rows = self.conn.execute(
+            "SELECT path, is_dir, size, mtime FROM tree WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
+            (client, source, low, high),
+        ).fetchall()
+        self.remove(client, source)
+        self.remove(client, dest)
+        if dest != root:
+            moved = [(dest + path[len(source) :], is_dir, size, mtime) for path, is_dir, size, mtime in rows]
+            self.conn.executemany(
+                "INSERT INTO tree (client, path, is_dir, size, mtime, hash) VALUES (?, ?, ?, ?, ?, ?)",
+                [(client, p, d, s, m, _signed(entry_hash(p, bool(d)))) for p, d, s, m in moved],
+            )
+
+    def digest(self, client: int) -> Digest:
+        """The client's tree digest, summed by SQLite over its key range (two halves: no overflow)."""
+        return self._digest(
+            "SELECT count(*), sum(hash >> 32), sum(hash & 4294967295) FROM tree WHERE client = ?", client
+        )
+
+    def staged_digest(self, client: int) -> Digest:
+        return self._digest(
+            "SELECT count(*), sum(hash >> 32), sum(hash & 4294967295) FROM temp.manifest WHERE client = ?", client
+        )
+
+    def _digest(self, sql: str, client: int) -> Digest:
+        count, high, low = self.conn.execute(sql, (client,)).fetchone()
+        return Digest(count, ((high or 0) * 2**32 + (low or 0)) % DIGEST_MODULUS)
+
+    def stage(self, client: int, entries: Iterable[tuple[bytes, bool]]) -> None:
+        """Keep a manifest batch aside until the manifest ends (a path sent twice counts once)."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO temp.manifest (client, path, is_dir, hash) VALUES (?, ?, ?, ?)",
+            [(client, path, is_dir, _signed(entry_hash(path, is_dir))) for path, is_dir in entries],
+        )
+
+    def unstage(self, client: int) -> None:
+        self.conn.execute("DELETE FROM temp.manifest WHERE client = ?", (client,))
+
+    def replace(self, client: int) -> tuple[list[tuple[bytes, bool]], list[tuple[bytes, bool]]]:
+        """Make the tree equal the staged manifest; (deleted, created) entries, each list sorted by path.
+
+        Only the topmost of the deleted entries is listed (deleting it removes what is below), and an
+        entry whose type changed is deleted and created: replaying the lists gives the manifest.
+        """
+        gone = self.conn.execute(
+            "SELECT path, is_dir FROM tree AS t WHERE client = ?1 AND NOT EXISTS (SELECT 1 FROM temp.manifest AS m"
+            " WHERE m.client = ?1 AND m.path = t.path AND m.is_dir = t.is_dir) ORDER BY path",
+            (client,),
+        ).fetchall()
+        deleted: list[tuple[bytes, bool]] = []
+        removed: set[bytes] = set()
+        for path, is_dir in gone:
+            parts = path.split(b"/")
+            if not any(b"/".join(parts[:depth]) in removed for depth in range(1, len(parts))):
+                deleted.append((path, bool(is_dir)))
+                removed.add(path)
+                self.remove(client, path)
+        new = self.conn.execute(
+            "SELECT path, is_dir, hash FROM temp.manifest AS m WHERE client = ?1 AND NOT EXISTS (SELECT 1 FROM tree"
+            " AS t WHERE t.client = ?1 AND t.path = m.path AND t.is_dir = m.is_dir) ORDER BY path",
+            (client,),
+        ).fetchall()
+        self.conn.executemany(_UPSERT_ENTRY, [(client, path, is_dir, value) for path, is_dir, value in new])
+        self.unstage(client)
+        return deleted, [(path, bool(is_dir)) for path, is_dir, _ in new]
+
+
+class Record:
+    """The clients, events and messages tables plus each client's Tree: every statement the writer runs.
+
+    Methods that change anything run inside the writer's transaction and may run again after a
+    failed commit: they read and write the database only.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.tree = Tree(conn)
+
+    def last_seq(self, client_id: str) -> int:
+        """The last stored seq of a client (0 for a stranger). A read."""
+        row = self.conn.execute("SELECT last_seq FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def register(self, hello: Hello, now: datetime.datetime) -> tuple[int, int]:
+        """Record a client's hello (name, root, last seen); its (key, last stored seq)."""
+        seen = now.isoformat(timespec="milliseconds")
+        self.conn.execute(
+            "INSERT INTO clients (client_id, name, root, protocol, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, root = excluded.root,"
+            " protocol = excluded.protocol, last_seen = excluded.last_seen",
+            (hello.client_id, hello.name, hello.root, hello.version, seen, seen),
+        )
+        key, last_seq = self.conn.execute(
+            "SELECT id, last_seq FROM clients WHERE client_id = ?", (hello.client_id,)
+        ).fetchone()
+        return key, last_seq
+
+    def store_events(self, hello: Hello, events: list[Event], now: datetime.datetime) -> list[Event]:
+        """Store the events past the client's last stored seq and apply them to its tree; those events."""
+        row = self.conn.execute("SELECT id, last_seq FROM clients WHERE client_id = ?", (hello.client_id,)).fetchone()
+        key, last_seq = row if row is not None else self.register(hello, now)
+        fresh = [ev for ev in events if ev.seq > last_seq]  # never twice, whatever the caller resends
+        if fresh:
+            self._insert(key, fresh, int(now.timestamp()))
+            self.tree.apply(key, hello.root.encode("utf-8"), fresh)
+            self.conn.execute(
+                "UPDATE clients SET last_seq = ?, last_seen = ? WHERE id = ?",
+                (fresh[-1].seq, now.isoformat(timespec="milliseconds"), key),
+            )
+        return fresh
+
+    def _insert(self, key: int, events: list[Event], stored_at: int) -> None:
+        self.conn.executemany(
+            _INSERT_EVENT,
+            [
+                (
+                    key,
+                    ev.seq or None,
+                    ev.event,
+                    ev.path,
+                    ev.dest_path,
+                    ev.is_dir,
+                    iso_time(ev.ts),
+                    ev.origin,
+                    ev.path_b64,
+                    ev.dest_path_b64,
+                    stored_at,
+                )
+                for ev in events
+            ],
+        )
+
+    def digest(self, client_id: str) -> tuple[int, Digest]:
+        """(last stored seq, digest of the tree) of a client; (0, empty) for a stranger. A read."""
+        row = self.conn.execute("SELECT id, last_seq FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+        return (0, Digest(0, 0)) if row is None else (row[1], self.tree.digest(row[0]))
+
+    def note_digest(self, client_id: str, matched: bool, now: datetime.datetime) -> None:
+        """Remember whether the client's last digest matched (and when one last did)."""
+        self.conn.execute(
+            "UPDATE clients SET digest_matched = ?2, verified_at = iif(?2, ?3, verified_at) WHERE client_id = ?1",
+            (client_id, matched, now.isoformat(timespec="milliseconds")),
+        )
+
+    def stage(self, hello: Hello, entries: list[tuple[bytes, bool]], first: bool, now: datetime.datetime) -> None:
+        """Keep a manifest batch aside; ``first``: the batch that opens it (an unfinished one is dropped).
+
+        Only the connection's temporary table changes (no fsync), unless the client is new.
+        """
+        row = self.conn.execute("SELECT id FROM clients WHERE client_id = ?", (hello.client_id,)).fetchone()
+        key = row[0] if row is not None else self.register(hello, now)[0]
+        if first:
+            self.tree.unstage(key)
+        self.tree.stage(key, entries)
+
+    def resync(self, hello: Hello, seq: int, expected: Digest, now: datetime.datetime) -> list[Event]:
+        """Replace the client's tree by its staged manifest (as of ``seq``); store and return the differences.
+
+        ProtocolError if the manifest does not add up to ``expected`` (a batch went missing).
+        """
+        key, last_seq = self.register(hello, now)
+        staged = self.tree.staged_digest(key)
+        if staged != expected:
+            raise ProtocolError(
+                f"o manifesto recebido ({staged.count} entradas) não confere com o resumo ({expected.count} entradas)"
+            )
+        deleted, created = self.tree.replace(key)
+        differences = [_resync_event("deleted", path, is_dir, now) for path, is_dir in deleted]
+        differences += [_resync_event("created", path, is_dir, now) for path, is_dir in created]
+        self._insert(key, differences, int(now.timestamp()))
+        self.conn.execute(
+            "UPDATE clients SET last_seq = ?, digest_matched = 1, verified_at = ? WHERE id = ?",
+            (max(seq, last_seq), now.isoformat(timespec="milliseconds"), key),
+        )
+        return differences
+
+    def store_text(self, peer: str, text: str | bytes, now: datetime.datetime) -> None:
+        """Store a plain text message (or a binary one's bytes)."""
+        self.conn.execute(
+            "INSERT INTO messages (peer, text, data, ts, stored_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                peer,
+                text if isinstance(text, str) else None,
+                text if isinstance(text, bytes) else None,
+                now.isoformat(timespec="milliseconds"),
+                int(now.timestamp()),
+            ),
+        )
+
+    def trim(self, max_events: int, stored_before: int | None) -> int:
+        """Delete up to RETENTION_CHUNK of the oldest events and of the oldest messages past the limits.
+
+        ``max_events``: rows kept per table (0: any number); ``stored_before``: Unix time before which
+        rows go (None: any age). Rows are removed from the oldest id on, so each statement is a range of
+        the primary key. Returns how many rows went.
+        """
+        deleted = 0
+        for table in ("events", "messages"):
+            low, high = self.conn.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()  # noqa: S608
+            if low is None:
+                continue
+            end = low + RETENTION_CHUNK
+            if stored_before is not None:
+                deleted += self.conn.execute(
+                    f"DELETE FROM {table} WHERE id >= ? AND id < ? AND stored_at < ?",  # noqa: S608
+                    (low, end, stored_before),
+                ).rowcount
+            if max_events and high - low + 1 > max_events:
+                deleted += self.conn.execute(
+                    f"DELETE FROM {table} WHERE id < ?",  # noqa: S608
+                    (min(end, high - max_events + 1),),
+                ).rowcount
+        return deleted
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """Every stored event, oldest first, as its ``--json`` record. A read."""
+        rows = self.conn.execute(
+            "SELECT c.name, c.client_id, e.seq, e.event, e.path, e.dest_path, e.is_dir, e.ts, e.origin, e.path_b64,"
+            " e.dest_path_b64 FROM events AS e JOIN clients AS c ON c.id = e.client ORDER BY e.id"
+        )
+        for name, client_id, seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64 in rows:
+            ev = Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64)
+            yield event_record(name, client_id, ev)
+
+
+def _resync_event(kind: EventKind, path: bytes, is_dir: bool, now: datetime.datetime) -> Event:
+    text, b64 = wire_path(path)
+    return Event(seq=0, event=kind, path=text, is_dir=is_dir, ts=now, origin="resync", path_b64=b64)
+
+
+# ---------------------------------------------------------------------------
 # I/O: the asyncio server.
 # ---------------------------------------------------------------------------
 
@@ -586,90 +1162,454 @@ class Output:
             self.stream.flush()
 
 
-class EventLog:
-    """The durable log: one JSON line per event, on disk before the client gets its ack."""
+class FailureReport:
+    """Says a storage failure on stderr once per reason and FAILURE_REPORT_INTERVAL, however many retries."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._appended = 0  # appends so far...
-        self._synced = 0  # ...and how many of them an fsync has covered
-        self._sync_task: asyncio.Task[None] | None = None
-        self._file = open(path, "a+b")  # noqa: SIM115  # lives as long as the server
-        self._file.seek(0, os.SEEK_END)
-        if self._file.tell() > 0:
-            self._file.seek(-1, os.SEEK_END)
-            if self._file.read(1) != b"\n":
-                self._file.write(b"\n")  # a line torn by a crash stays on its own line
+    def __init__(self) -> None:
+        self.failures = 0
+        self._said: dict[str, float] = {}
 
-    @staticmethod
-    def last_seqs(path: str) -> dict[str, tuple[str, int]]:
-        """client_id -> (name, highest seq) of every client in an existing log."""
-        found: dict[str, tuple[str, int]] = {}
-        try:
-            with open(path, "rb") as file:
-                for line in file:
-                    try:
-                        record = json.loads(line)
-                        client_id, seq = record["client_id"], record["seq"]
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a torn last line, or a text message
-                    if isinstance(client_id, str) and isinstance(seq, int) and seq > found.get(client_id, ("", 0))[1]:
-                        found[client_id] = (str(record.get("client", "")), seq)
-        except FileNotFoundError:
-            pass
-        return found
+    def failed(self, exc: sqlite3.Error) -> None:
+        self.failures += 1
+        reason = describe_sqlite_error(exc)
+        now = time.monotonic()
+        if reason not in self._said or now - self._said[reason] >= FAILURE_REPORT_INTERVAL:
+            self._said[reason] = now
+            log.error(
+                "não foi possível gravar no banco: %s; nada foi confirmado, nova tentativa a cada %g s",
+                reason,
+                COMMIT_RETRY_DELAY,
+            )
 
-    def append(self, lines: Iterable[str]) -> None:
-        """Write JSON lines; once this returns they survive the death of this process."""
-        self._file.write("".join(line + "\n" for line in lines).encode("utf-8"))
-        self._file.flush()
-        self._appended += 1
+    def succeeded(self) -> None:
+        if self.failures:
+            log.info("o banco voltou a gravar, depois de %d tentativas sem sucesso", self.failures)
+            self.failures = 0
+            self._said.clear()
 
-    async def synced(self) -> None:
-        """Return once everything appended so far survives a crash of the machine too.
 
-        Callers that arrive while an fsync runs wait for the next one, which covers all of
-        them: one fsync per round, however many clients (group commit).
+class Retention:
+    """What the writer deletes, and when: the events past ``max_events`` and those older than ``days``."""
+
+    def __init__(self, max_events: int = MAX_EVENTS, days: float = RETENTION_DAYS) -> None:
+        self.max_events = max_events
+        self.days = days
+        self._next_age_check = 0.0  # time.monotonic()
+
+    def idle_timeout(self) -> float | None:
+        """How long the writer may sleep with nothing to do (None: until a job comes)."""
+        return RETENTION_INTERVAL if self.days else None
+
+    def due(self) -> tuple[int, int | None] | None:
+        """Arguments for Record.trim, or None when nothing needs checking now."""
+        stored_before = None
+        if self.days and time.monotonic() >= self._next_age_check:
+            stored_before = int(time.time() - self.days * 86_400)
+        if not self.max_events and stored_before is None:
+            return None
+        return self.max_events, stored_before
+
+    def caught_up(self) -> None:
+        if self.days:
+            self._next_age_check = time.monotonic() + RETENTION_INTERVAL
+
+
+@dataclasses.dataclass(slots=True)
+class _Job:
+    work: Callable[[Record], Any]
+    future: asyncio.Future[Any]
+    write: bool
+
+
+class Writer:
+    """The one thread that owns the database connection: group commits, retries, reads in between.
+
+    ``write(work)``: ``work(record)`` runs in a transaction shared with every write that arrived
+    meanwhile, from any connection (one COMMIT, one fsync for all); its result, or the exception it
+    raised, reaches the returned future only once that transaction has committed. A failed commit is
+    rolled back, reported (FailureReport) and retried with the same works, so a work must only read and
+    change the database; nothing is delivered meanwhile. ``read(work)``: runs between transactions,
+    sees committed data only and never waits behind a failing commit. Results reach the event loop in
+    submission order, through call_soon_threadsafe: the only place where this thread meets asyncio.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, retention: Retention) -> None:
+        self.record = Record(conn)
+        self.backlog = 0  # writes submitted and not yet delivered (owned by the loop)
+        self._conn = conn
+        self._retention = retention
+        self._report = FailureReport()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._stopped: asyncio.Future[None] | None = None  # set by close()
+        self._finished_seen = False  # the thread has ended (owned by the loop)
+        self._thread = threading.Thread(target=self._run, name="banco", daemon=True)
+        self._thread.start()
+
+    def write(self, work: Callable[[Record], Any]) -> asyncio.Future[Any]:
+        self.backlog += 1
+        return self._submit(work, write=True)
+
+    def write_later(self, work: Callable[[Record], Any]) -> None:
+        """A write whose result nobody waits for; a failure is logged."""
+        self.write(work).add_done_callback(_log_failure)
+
+    def read(self, work: Callable[[Record], Any]) -> asyncio.Future[Any]:
+        return self._submit(work, write=False)
+
+    def _submit(self, work: Callable[[Record], Any], *, write: bool) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        self._jobs.put(_Job(work, future, write))
+        return future
+
+    async def close(self) -> None:
+        """Commit what is pending (one more attempt), then stop the thread and close the database.
+
+        Returns once the last results have reached their futures (and the events are printed).
         """
-        target = self._appended
-        while self._synced < target:
-            if self._sync_task is None:
-                self._sync_task = asyncio.create_task(self._sync_once())
-            await asyncio.shield(self._sync_task)
+        if not self._finished_seen:
+            self._stopped = self._loop.create_future()
+            self._jobs.put(None)
+            await self._stopped
+        await asyncio.to_thread(self._thread.join)
 
-    async def _sync_once(self) -> None:
-        covered = self._appended
+    # -- the thread --------------------------------------------------------
+
+    def _run(self) -> None:
         try:
-            await asyncio.to_thread(os.fsync, self._file.fileno())  # the loop serves others meanwhile
+            self._serve()
+        except BaseException:  # a bug: say it, or every later write would wait for ever in silence
+            log.critical("a thread do banco parou; nada mais será confirmado", exc_info=True)
+            raise
         finally:
-            self._sync_task = None
-        self._synced = max(self._synced, covered)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(self._finished)
 
-    def close(self) -> None:
-        self._file.close()
+    def _finished(self) -> None:
+        self._finished_seen = True
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def _serve(self) -> None:
+        pending: list[_Job] = []
+        retry_at = 0.0
+        stopping = False
+        while not stopping:
+            timeout = max(0.0, retry_at - time.monotonic()) if pending else self._retention.idle_timeout()
+            for job in self._take(timeout):
+                if job is None:
+                    stopping = True
+                elif job.write:
+                    pending.append(job)
+                else:
+                    self._answer(job)
+            if pending and (stopping or time.monotonic() >= retry_at):
+                if self._commit(pending):
+                    pending = []
+                else:
+                    retry_at = time.monotonic() + COMMIT_RETRY_DELAY
+            if not pending:
+                self._trim()
+        if pending:
+            log.error("%d gravações pendentes ficaram fora do banco; os clientes reenviarão os eventos", len(pending))
+        self._conn.close()
+
+    def _take(self, timeout: float | None) -> list[_Job | None]:
+        """Every job queued now, waiting up to ``timeout`` s for the first (None: for ever)."""
+        try:
+            jobs = [self._jobs.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def _answer(self, job: _Job) -> None:
+        try:
+            result = [(job, job.work(self.record), True)]
+        except Exception as exc:  # delivered to the caller, who decides
+            result = [(job, exc, False)]
+        self._loop.call_soon_threadsafe(self._deliver, result)
+
+    def _commit(self, jobs: list[_Job]) -> bool:
+        """One transaction for ``jobs``; False (rolled back, reported) when the storage failed."""
+        results: list[tuple[_Job, Any, bool]] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                self._conn.execute("SAVEPOINT work")
+                try:
+                    results.append((job, job.work(self.record), True))
+                except Exception as exc:
+                    if is_storage_failure(exc):
+                        raise
+                    self._conn.execute("ROLLBACK TO work")  # this work's error is its caller's, not the others'
+                    results.append((job, exc, False))
+                self._conn.execute("RELEASE work")
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._report.failed(exc)
+            return False
+        self._report.succeeded()
+        self._loop.call_soon_threadsafe(self._deliver, results)
+        return True
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself
+                self._conn.execute("ROLLBACK")
+
+    def _trim(self) -> None:
+        """Retention: a few bounded transactions per round, the rest in the next rounds."""
+        limits = self._retention.due()
+        if limits is None:
+            return
+        for _ in range(4):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                deleted = self.record.trim(*limits)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._report.failed(exc)
+                return
+            if deleted < RETENTION_CHUNK:
+                self._retention.caught_up()
+                return
+
+    # -- back in the loop --------------------------------------------------
+
+    def _deliver(self, results: list[tuple[_Job, Any, bool]]) -> None:
+        for job, value, ok in results:
+            if job.write:
+                self.backlog -= 1
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("falha ao gravar no banco: %r", future.exception())
+
+
+def connection_factory() -> type[sqlite3.Connection]:
+    """sqlite3.Connection; in tests (FAIL_COMMIT_ENV set), one whose COMMIT fails while that file exists."""
+    flag = os.environ.get(FAIL_COMMIT_ENV, "")
+    if not flag:
+        return sqlite3.Connection
+
+    class FailingCommit(sqlite3.Connection):
+        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+            if sql == "COMMIT" and os.path.exists(flag):
+                exc = sqlite3.OperationalError("disk I/O error (falha simulada)")
+                exc.sqlite_errorname = "SQLITE_IOERR"
+                raise exc
+            return super().execute(sql, parameters)
+
+    return FailingCommit
 
 
 @dataclasses.dataclass
 class ClientState:
-    """What the server remembers of a client between its connections."""
+    """What the loop remembers of a client between its connections (the database remembers the rest)."""
 
     name: str
-    last_seq: int = 0
+    stored_seq: int = 0  # every event up to here is committed: what welcome reports
+    accepted_seq: int = 0  # handed to the writer, maybe not committed yet: resent events up to here are dropped
+    last_write: asyncio.Future[Any] | None = None  # the writer's latest job with this client's events
     connection: ServerConnection | None = None
+
+    def idle(self) -> bool:
+        return self.connection is None and (self.last_write is None or self.last_write.done())
+
+
+class Acknowledger:
+    """Sends one connection's acks in order, each once the write it waits for has committed."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.error: BaseException | None = None  # a write that failed: the connection must end
+        self._ws = ws
+        self._pending: collections.deque[tuple[asyncio.Future[Any] | None, int | None]] = collections.deque()
+        self._wake = asyncio.Event()  # the oldest pending write may be done
+        self._progress = asyncio.Event()  # acks went out
+
+    def add(self, write: asyncio.Future[Any] | None, seq: int | None) -> None:
+        """Ack ``seq`` (None: send nothing) once ``write`` (None: nothing to wait for) has committed."""
+        self._pending.append((write, seq))
+        if write is None or write.done():
+            self._wake.set()
+        else:
+            write.add_done_callback(self._written)  # never awaited here: other connections may share it
+
+    def _written(self, write: asyncio.Future[Any]) -> None:
+        self._wake.set()
+
+    async def room(self) -> None:
+        """Wait while MAX_PENDING_BATCHES writes of this connection await their commit (back-pressure)."""
+        if self.error is not None:
+            raise self.error
+        while len(self._pending) >= MAX_PENDING_BATCHES:
+            await self._progressed()
+
+    async def drained(self) -> None:
+        """Wait until every write so far has committed and its ack has been sent."""
+        while self._pending:
+            await self._progressed()
+
+    async def _progressed(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self._progress.clear()
+        await self._progress.wait()
+        if self.error is not None:
+            raise self.error
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                ack = None
+                while self._pending and (self._pending[0][0] is None or self._pending[0][0].done()):
+                    write, seq = self._pending.popleft()
+                    if write is not None:
+                        write.result()
+                    ack = seq if seq is not None else ack
+                if ack is not None:
+                    await self._ws.send(encode_ack(ack))
+                self._progress.set()
+        except Exception as exc:
+            self.error = exc
+            self._progress.set()
+            raise
+
+
+class Session:
+    """One protocol client's connection: its events to the writer, acks back, and the digest check (v2)."""
+
+    def __init__(self, server: MonitorServer, ws: ServerConnection, hello: Hello, state: ClientState) -> None:
+        self.server = server
+        self.ws = ws
+        self.hello = hello
+        self.state = state
+        self.acks = Acknowledger(ws)
+        self.label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])})"
+        self._manifest_seq: int | None = None  # a manifest is being received, as of this seq
+
+    async def run(self) -> None:
+        acker = asyncio.create_task(self.acks.run())
+        acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
+        try:
+            await self.ws.send(encode_welcome(self.state.stored_seq, self.hello.version))
+            async for text in self.ws:
+                await self.acks.room()
+                message = parse_message(text, self.hello.version)
+                if isinstance(message, list):
+                    self.events(message)
+                elif isinstance(message, DigestReport):
+                    await self.check(message)
+                elif isinstance(message, ManifestBegin):
+                    await self.begin(message)
+                elif isinstance(message, Manifest):
+                    self.stage(message)
+                else:
+                    await self.end(message)
+        finally:
+            acker.cancel()
+
+    def events(self, events: list[Event]) -> None:
+        if self._manifest_seq is not None:
+            raise ProtocolError("eventos no meio de um manifesto")
+        state = self.state
+        fresh = [ev for ev in events if ev.seq > state.accepted_seq]
+        if fresh:
+            state.accepted_seq = fresh[-1].seq
+            state.last_write = self.server.store(self.hello, state, fresh)
+        self.acks.add(state.last_write, state.accepted_seq)
+
+    async def check(self, report: DigestReport) -> None:
+        """Compare the client's digest with the server's tree; answer ``verified`` or ``resync``."""
+        if self._manifest_seq is not None:
+            raise ProtocolError("'digest' no meio de um manifesto")
+        await self.acks.drained()
+        client_id = self.hello.client_id
+        seq, digest = await self.server.writer.read(lambda record: record.digest(client_id))
+        matched = seq == report.seq and digest == report.digest
+        now = utc_now()
+        self.server.writer.write_later(lambda record: record.note_digest(client_id, matched, now))
+        log.debug(
+            "verificação de %s: %s (seq %d; servidor: %d entradas, %016x; cliente: seq %d, %d entradas, %016x)",
+            self.label,
+            "a árvore confere" if matched else "a árvore difere, pedindo ressincronização",
+            seq,
+            digest.count,
+            digest.sum,
+            report.seq,
+            report.digest.count,
+            report.digest.sum,
+        )
+        await self.ws.send(encode_digest_answer("verified" if matched else "resync", seq, digest))
+
+    async def begin(self, message: ManifestBegin) -> None:
+        if self._manifest_seq is not None:
+            raise ProtocolError("'manifest_begin' repetido")
+        await self.acks.drained()
+        if message.seq < self.state.stored_seq:
+            raise ProtocolError(f"manifesto do seq {message.seq}, mas o servidor já tem até {self.state.stored_seq}")
+        self._manifest_seq = message.seq
+        self._stage([], first=True)
+
+    def stage(self, message: Manifest) -> None:
+        if self._manifest_seq is None:
+            raise ProtocolError("'manifest' sem 'manifest_begin'")
+        self._stage(message.entries, first=False)
+
+    def _stage(self, entries: list[tuple[bytes, bool]], *, first: bool) -> None:
+        hello, now = self.hello, utc_now()
+        self.acks.add(self.server.writer.write(lambda record: record.stage(hello, entries, first, now)), None)
+
+    async def end(self, message: ManifestEnd) -> None:
+        """The manifest is whole: replace the tree, show the differences, answer ``verified``."""
+        if self._manifest_seq is None:
+            raise ProtocolError("'manifest_end' sem 'manifest_begin'")
+        seq, self._manifest_seq = self._manifest_seq, None
+        await self.acks.drained()
+        started = time.monotonic()
+        write = self.server.resync(self.hello, self.state, seq, message.digest)
+        await asyncio.wait([write])
+        differences: list[Event] = write.result()
+        created = sum(ev.event == "created" for ev in differences)
+        log.info(
+            "ressincronização de %s: %d criados, %d excluídos; a árvore tem %d entradas (%.2f s)",
+            self.label,
+            created,
+            len(differences) - created,
+            message.digest.count,
+            time.monotonic() - started,
+        )
+        await self.ws.send(encode_digest_answer("verified", self.state.stored_seq, message.digest))
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 class MonitorServer:
-    """Accepts monitor clients (and plain text clients) and prints what they send."""
+    """Accepts monitor clients (and plain text clients), stores what they send and prints it once stored."""
 
-    def __init__(self, output: Output, event_log: EventLog | None = None, token: str = "") -> None:
+    def __init__(self, output: Output, writer: Writer, token: str = "") -> None:
         self.output = output
-        self.event_log = event_log
+        self.writer = writer
         self.token = token
         self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
-        if event_log is not None:
-            for client_id, (name, seq) in EventLog.last_seqs(event_log.path).items():
-                self.clients[client_id] = ClientState(name=name, last_seq=seq)
 
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """Runs before the upgrade: a refused client gets a plain HTTP answer, never a WebSocket."""
@@ -697,10 +1637,9 @@ class MonitorServer:
         except ProtocolError as exc:
             log.warning("%s violou o protocolo: %s", escape(peer), exc)
             await ws.close(exc.code, close_reason(str(exc)))
-        except OSError as exc:
-            # Writing the log failed (disk full...): no ack, so the client keeps the events and retries.
-            log.error("não foi possível gravar o log: %s", exc.strerror or exc)
-            await ws.close(CLOSE_INTERNAL, "erro ao gravar o log do servidor")
+        except sqlite3.Error as exc:
+            log.error("não foi possível ler o banco: %s", describe_sqlite_error(exc))
+            await ws.close(CLOSE_INTERNAL, "erro no banco do servidor")
         except Exception as exc:  # a bug must cost one connection, never the server
             log.error(
                 "Erro interno com %s: %r", escape(peer), exc, exc_info=log.isEnabledFor(logging.DEBUG), extra=NO_PREFIX
@@ -717,60 +1656,69 @@ class MonitorServer:
             log.info("conexão de %s encerrada", peer)
 
     def _text(self, peer: str, message: str | bytes) -> None:
-        # Logged but not fsynced: nothing is acknowledged, and a flood must not stall the loop.
-        if self.event_log is not None:
-            now = datetime.datetime.now(datetime.UTC)
-            self.event_log.append([to_json_line(text_record(peer, message, now))])
+        # Shown at once and stored without waiting: nothing is acknowledged, and a flood must not stall the loop.
+        now = utc_now()
+        if self.writer.backlog < MAX_PENDING_TEXTS:
+            self.writer.write_later(lambda record: record.store_text(peer, message, now))
         self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
-        state = self._register(ws, hello)
+        state = await self._register(ws, hello)
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
         log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
-        written = asyncio.Event()
-        acker = asyncio.create_task(self._acknowledge(ws, state, written))
-        acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
         try:
-            await ws.send(encode_welcome(state.last_seq))
-            async for message in ws:
-                if acker.done():
-                    acker.result()  # the log could not be synced, or the connection is gone
-                events = parse_events(message)
-                fresh = [ev for ev in events if ev.seq > state.last_seq]
-                if fresh:
-                    json_lines = None
-                    if self.event_log is not None or self.output.as_json:
-                        json_lines = [to_json_line(event_record(hello.name, hello.client_id, ev)) for ev in fresh]
-                    if self.event_log is not None and json_lines is not None:
-                        # The log first: an event in it is never shown again, even if we die right
-                        # after; the slow fsync comes later, so that window stays tiny.
-                        self.event_log.append(json_lines)
-                    self.output.events(hello.name, fresh, json_lines)
-                    state.last_seq = fresh[-1].seq
-                written.set()
+            await Session(self, ws, hello, state).run()
         finally:
-            acker.cancel()
             if state.connection is ws:
                 state.connection = None
             log.info("cliente desconectado: %s", label)
 
-    async def _acknowledge(self, ws: ServerConnection, state: ClientState, written: asyncio.Event) -> None:
-        """Ack what was printed and logged, once it is on disk: one fsync covers every batch written
-        meanwhile, by any client, so a slow disk costs latency, not throughput."""
-        while True:
-            await written.wait()
-            written.clear()
-            seq = state.last_seq
-            if self.event_log is not None:
-                await self.event_log.synced()
-            await ws.send(encode_ack(seq))
+    def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
+        """Hand events to the writer; they are printed once committed, and only those it had not stored."""
+        now = utc_now()
+        write = self.writer.write(lambda record: record.store_events(hello, events, now))
+        write.add_done_callback(functools.partial(self._stored, hello, state, events[-1].seq))
+        return write
 
-    def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
-        state = self.clients.pop(hello.client_id, None) or ClientState(name=hello.name)
-        self.clients[hello.client_id] = state  # most recent last, for eviction
+    def resync(self, hello: Hello, state: ClientState, seq: int, digest: Digest) -> asyncio.Future[Any]:
+        """Replace the client's tree by its staged manifest; the differences are printed once committed."""
+        now = utc_now()
+        write = self.writer.write(lambda record: record.resync(hello, seq, digest, now))
+        write.add_done_callback(functools.partial(self._stored, hello, state, seq))
+        return write
+
+    def _stored(self, hello: Hello, state: ClientState, seq: int, write: asyncio.Future[Any]) -> None:
+        """Runs in the loop, in commit order, whether or not the connection still exists."""
+        if write.cancelled() or write.exception() is not None:
+            if state.last_write is write or state.last_write is None:
+                state.accepted_seq, state.last_write = state.stored_seq, None  # not stored: take it again
+            return
+        state.stored_seq = max(state.stored_seq, seq)
+        state.accepted_seq = max(state.accepted_seq, seq)
+        stored: list[Event] = write.result()
+        if stored:
+            json_lines = None
+            if self.output.as_json:
+                json_lines = [to_json_line(event_record(hello.name, hello.client_id, ev)) for ev in stored]
+            self.output.events(hello.name, stored, json_lines)
+
+    async def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
+        state = self.clients.get(hello.client_id)
+        if state is None:
+            last_seq = await self.writer.read(lambda record: record.last_seq(hello.client_id))
+            state = self.clients.get(hello.client_id)  # another connection of it may have come meanwhile
+            if state is None:
+                state = ClientState(name=hello.name, stored_seq=last_seq, accepted_seq=last_seq)
+        self.clients[hello.client_id] = state
+        self.clients.move_to_end(hello.client_id)  # most recent last, for eviction
         while len(self.clients) > MAX_REMEMBERED_CLIENTS:
-            self.clients.popitem(last=False)
+            oldest_id, oldest = next(iter(self.clients.items()))
+            if not oldest.idle():
+                break
+            del self.clients[oldest_id]  # the database still knows its last seq
         old, state.connection, state.name = state.connection, ws, hello.name
+        now = utc_now()
+        self.writer.write_later(lambda record: record.register(hello, now))
         if old is not None:
             # The client reconnected before its old connection timed out: close the
             # old one so a single connection at a time delivers its events, in order.
@@ -785,7 +1733,9 @@ class Settings:
     host: str = HOST
     port: int = PORT
     as_json: bool = False
-    log_path: str = EVENT_LOG
+    database: str = DATABASE
+    retention_days: float = RETENTION_DAYS
+    max_events: int = MAX_EVENTS
     keepalive: float = KEEPALIVE
     token: str = TOKEN
     cert: str = CERT_FILE
@@ -797,13 +1747,13 @@ class Settings:
 async def run_server(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; raise FatalError if the server cannot start."""
     tls = tls_context(settings.cert, settings.key) if settings.cert or settings.key else None
-    event_log = open_event_log(settings.log_path) if settings.log_path else None
+    conn = open_database(settings.database or ":memory:", connection_factory())
+    writer = Writer(conn, Retention(settings.max_events, settings.retention_days))
     try:
-        monitor = MonitorServer(Output(sys.stdout, settings.as_json), event_log, settings.token)
+        monitor = MonitorServer(Output(sys.stdout, settings.as_json), writer, settings.token)
         await serve_until_stopped(monitor, settings, tls)
     finally:
-        if event_log is not None:
-            event_log.close()
+        await writer.close()
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -815,13 +1765,6 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise FatalError(f"não foi possível carregar o certificado {cert!r} e a chave {key!r}: {exc}") from exc
     return context
-
-
-def open_event_log(path: str) -> EventLog:
-    try:
-        return EventLog(path)
-    except OSError as exc:
-        raise FatalError(f"não foi possível abrir o log {path!r}: {exc.strerror or exc}") from exc
 
 
 async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: ssl.SSLContext | None) -> None:
@@ -864,6 +1807,27 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
     log.info("Servidor encerrado.")
 
 
+def export(database: str) -> int:
+    """``--exportar``: every stored event as a ``--json`` line on stdout; the exit code."""
+    if not database or not os.path.isfile(database):
+        print(f"Erro: --exportar precisa de um --banco que exista: {database!r}", file=sys.stderr)
+        return 2 if not database else 1
+    try:
+        conn = open_database(database)
+        try:
+            for record in Record(conn).export():
+                sys.stdout.write(to_json_line(record) + "\n")
+        finally:
+            conn.close()
+    except FatalError as exc:
+        print(f"Erro: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"Erro: não foi possível ler o banco {database!r}: {describe_sqlite_error(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("servidor.py", "Servidor WebSocket que mostra as mudanças enviadas por monitor_cliente.py.")
     parser.add_argument("--host", default=HOST, help="endereço onde escutar (0.0.0.0: todas as interfaces)")
@@ -872,10 +1836,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", dest="as_json", action="store_true", help="um objeto JSON por evento, por linha, em vez de texto"
     )
     parser.add_argument(
-        "--log",
-        default=EVENT_LOG,
+        "--banco",
+        dest="database",
+        default=DATABASE,
         metavar="ARQUIVO",
-        help="acrescenta cada evento a este arquivo (uma linha JSON, gravada em disco antes da confirmação)",
+        help="banco SQLite onde cada evento é gravado antes da confirmação (sem ele: só em memória)",
+    )
+    parser.add_argument(
+        "--reter",
+        dest="retention_days",
+        type=float,
+        default=RETENTION_DAYS,
+        metavar="DIAS",
+        help="apaga os eventos gravados há mais de DIAS dias (0: guarda para sempre)",
+    )
+    parser.add_argument(
+        "--max-eventos",
+        dest="max_events",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"guarda só os N eventos mais recentes (padrão: {MAX_EVENTS or 'sem limite'} com --banco, "
+        f"{MEMORY_MAX_EVENTS} sem; 0: sem limite)",
+    )
+    parser.add_argument(
+        "--exportar",
+        dest="export",
+        action="store_true",
+        help="escreve os eventos do --banco no stdout (JSON por linha) e sai",
     )
     parser.add_argument("--token", default=None, help=f"segredo que os clientes devem apresentar (ou {TOKEN_ENV})")
     parser.add_argument("--cert", default=CERT_FILE, metavar="ARQUIVO", help="certificado TLS (PEM): serve wss://")
@@ -925,11 +1913,22 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 2
+    if args.retention_days < 0 or (args.max_events is not None and args.max_events < 0):
+        print("Erro: --reter e --max-eventos não podem ser negativos", file=sys.stderr)
+        return 2
+    if args.export:
+        return export(args.database)
+    if args.max_events is not None:
+        max_events = args.max_events
+    else:
+        max_events = MAX_EVENTS if args.database else MEMORY_MAX_EVENTS
     settings = Settings(
         host=args.host,
         port=args.port,
         as_json=args.as_json,
-        log_path=args.log,
+        database=args.database,
+        retention_days=args.retention_days,
+        max_events=max_events,
         keepalive=args.keepalive,
         token=token,
         cert=args.cert,

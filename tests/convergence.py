@@ -1,12 +1,12 @@
 """The convergence check behind "nothing lost": replaying what the server showed gives the tree on disk.
 
 README.md, "Como a visão do servidor fica igual ao disco": repeating the events the server
-printed (``--json``) or logged (``--log``) -- ``created`` adds a path, ``deleted`` removes it
+printed (``--json``) or stored (``--banco``) -- ``created`` adds a path, ``deleted`` removes it
 and everything below it, ``moved`` carries it and everything below it to the destination --
 yields the tree the server knows. Once the disk is quiet that tree must equal the real one,
 and no (client_id, seq) may have been shown twice.
 
-Also here: incremental readers for the server's output and log, fast file generators for the
+Also here: incremental readers for the server's output and database, fast file generators for the
 workloads, and the per-test figures written to $CONVERGENCE_FIGURES (one JSON line per test).
 """
 
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -295,35 +297,35 @@ class StdoutEvents:
         return out
 
 
-class LogEvents:
-    """The server's ``--log`` file as event records; a line torn by a crash is counted and skipped."""
+class DatabaseEvents:
+    """The events in the server's ``--banco`` database, oldest first, as ``--json`` records (README's export)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
+        self.path = Path(path)
         self.records: list[EventRecord] = []
-        self.torn: list[bytes] = []
-        self._offset = 0
-        self._partial = b""
+        self._last_id = 0
 
     def __call__(self) -> list[EventRecord]:
-        try:
-            with open(self.path, "rb") as stream:
-                stream.seek(self._offset)
-                data = stream.read()
-        except FileNotFoundError:
+        if not self.path.exists():
             return []
-        self._offset += len(data)
-        *complete, self._partial = (self._partial + data).split(b"\n")
-        for line in complete:
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                self.torn.append(line)
-                continue
-            assert isinstance(record, dict), f"log line is not a JSON object: {line!r}"
+        with contextlib.closing(sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
+            rows = conn.execute(
+                "SELECT e.id, c.name, c.client_id, e.seq, e.event, e.path, e.dest_path, e.is_dir, e.ts, e.origin,"
+                " e.path_b64, e.dest_path_b64 FROM events AS e JOIN clients AS c ON c.id = e.client"
+                " WHERE e.id > ? ORDER BY e.id",
+                (self._last_id,),
+            ).fetchall()
+        for row_id, name, client_id, seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64 in rows:
+            record: EventRecord = {"client": name, "client_id": client_id, "seq": seq, "event": kind, "path": path}
+            if dest is not None:
+                record["dest_path"] = dest
+            record |= {"is_dir": bool(is_dir), "ts": ts, "origin": origin}
+            if path_b64 is not None:
+                record["path_b64"] = path_b64
+            if dest_b64 is not None:
+                record["dest_path_b64"] = dest_b64
             self.records.append(record)
+            self._last_id = row_id
         return list(self.records)
 
 

@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 from convergence import (
     Burst,
+    DatabaseEvents,
     Figures,
-    LogEvents,
     StdoutEvents,
     assert_no_event_twice,
     disk_tree,
@@ -102,16 +102,16 @@ def test_disk_tree_lists_everything_below_the_root(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# 1. The server killed (SIGKILL) in the middle of a burst, restarted on the same port and log.
+# 1. The server killed (SIGKILL) in the middle of a burst, restarted on the same port and database.
 # ---------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(150)
-def test_server_killed_mid_burst_and_restarted_with_same_log(
+def test_server_killed_mid_burst_and_restarted_with_same_database(
     procs: Processes, watched: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    log = tmp_path / "eventos.jsonl"
-    server_args = ["--log", str(log)]
+    database = tmp_path / "eventos.db"
+    server_args = ["--banco", str(database)]
     first = procs.server(json_output=True, args=server_args)
     procs.client(watched, first.uri, "cli", connected_to=first)
 
@@ -126,33 +126,32 @@ def test_server_killed_mid_burst_and_restarted_with_same_log(
     finally:
         resume.set()  # the rest of the burst happens while no server runs
     assert created_at_kill < burst.count, "the burst was over before the server was killed"
-    logged_at_kill = [r for r in LogEvents(log)() if is_protocol_event(r)]
+    logged_at_kill = [r for r in DatabaseEvents(database)() if is_protocol_event(r)]
     last_logged_by_first = max((r["seq"] for r in logged_at_kill), default=0)
 
     second = procs.server(port=first.port, json_output=True, args=server_args)
     assert second.port == first.port
     burst.join_checked()
 
-    # The log is the reliable record: it converges, and holds every seq of the client exactly once.
-    log_events = LogEvents(log)
-    logged, tree = wait_converged(log_events, watched, timeout=90.0, context=procs.describe)
+    # The database is the reliable record: it converges, and holds every seq of the client exactly once.
+    logged, tree = wait_converged(DatabaseEvents(database), watched, timeout=90.0, context=procs.describe)
     assert len(tree) == 10_001
-    log_figures = assert_no_event_twice(logged, "events in the log")
+    log_figures = assert_no_event_twice(logged, "events in the database")
     logged_keys = [event_key(r) for r in logged if is_protocol_event(r)]
     [client_id] = {key[0] for key in logged_keys}
     assert [seq for _, seq in logged_keys] == list(range(1, len(logged_keys) + 1))
 
-    # stdout of both servers: none shown twice. The first server logs a batch, then prints it: if it
-    # died between the two, that batch (and only it) is in the log but on neither screen (README).
+    # stdout of both servers: none shown twice. The first server commits a batch, then prints it: if it
+    # died between the two, that batch (and only it) is in the database but on neither screen (README).
     printed_first = [event_key(r) for r in StdoutEvents(first)() if is_protocol_event(r)]
     highest_printed_by_first = max((seq for _, seq in printed_first), default=0)
     assert printed_first == [(client_id, seq) for seq in range(1, highest_printed_by_first + 1)], first.describe()
     not_printed = list(range(highest_printed_by_first + 1, last_logged_by_first + 1))
-    assert len(not_printed) <= 1_000, f"more than one batch logged but not printed: {len(not_printed)}"
+    assert len(not_printed) <= 1_000, f"more than one batch stored but not printed: {len(not_printed)}"
     expected_second = [key for key in logged_keys if key[1] > last_logged_by_first]
     wait_until(
         lambda: [event_key(r) for r in StdoutEvents(second)() if is_protocol_event(r)] == expected_second,
-        describe=lambda: f"the second server did not print exactly the events it logged\n{procs.describe()}",
+        describe=lambda: f"the second server did not print exactly the events it stored\n{procs.describe()}",
     )
     both = StdoutEvents(first, second)
     stdout_figures = assert_no_event_twice(both(), "events on the two servers' stdout")
@@ -162,9 +161,8 @@ def test_server_killed_mid_burst_and_restarted_with_same_log(
         request,
         tree,
         stdout_figures,
-        log_events=log_figures["events"],
-        log_shown_twice=log_figures["shown_twice"],
-        log_torn_lines=len(log_events.torn),
+        stored_events=log_figures["events"],
+        stored_twice=log_figures["shown_twice"],
         files_created_at_kill=created_at_kill,
         printed_by_first=len(printed_first),
         logged_by_first=last_logged_by_first,
@@ -217,16 +215,16 @@ def test_server_frozen_past_keepalive(procs: Processes, watched: Path, request: 
 
 
 # ---------------------------------------------------------------------------
-# 3. The durable log remembers what was shown across restarts: a resent batch shows nothing new.
+# 3. The database remembers what was stored across restarts: a resent batch shows nothing new.
 # ---------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(90)
-def test_log_drops_resent_events_across_restart(
+def test_database_drops_resent_events_across_restart(
     procs: Processes, watched: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    log = tmp_path / "eventos.jsonl"
-    first = procs.server(json_output=True, args=["--log", str(log)])
+    database = tmp_path / "eventos.db"
+    first = procs.server(json_output=True, args=["--banco", str(database)])
     client = procs.client(watched, first.uri, "cli", connected_to=first)
     (watched / "pasta").mkdir()
     for name in ["a.txt", "b.txt", "pasta/c.txt"]:
@@ -237,14 +235,14 @@ def test_log_drops_resent_events_across_restart(
     assert client.stop(signal.SIGTERM) == 0, client.describe()
     assert first.stop(signal.SIGTERM) == 0, first.describe()
 
-    logged = LogEvents(log)()
+    logged = DatabaseEvents(database)()
     assert logged and all(is_protocol_event(record) for record in logged)
     client_id = logged[0]["client_id"]
     last_seq = logged[-1]["seq"]
     assert [record["seq"] for record in logged] == list(range(1, last_seq + 1))
-    log_size = log.stat().st_size
+    stored = DatabaseEvents(database)
 
-    second = procs.server(json_output=True, args=["--log", str(log)])
+    second = procs.server(json_output=True, args=["--banco", str(database)])
     hello = {"type": "hello", "version": 1, "client_id": client_id, "name": "cli", "root": str(watched)}
     resent = [{key: value for key, value in record.items() if key not in ("client", "client_id")} for record in logged]
     extra = watched / "pasta" / "extra.txt"
@@ -262,7 +260,7 @@ def test_log_drops_resent_events_across_restart(
         assert json.loads(ws.recv(TIMEOUT)) == {"type": "welcome", "version": 1, "ack": last_seq}
         ws.send(json.dumps({"type": "events", "events": resent}))
         assert json.loads(ws.recv(TIMEOUT)) == {"type": "ack", "seq": last_seq}
-        assert log.stat().st_size == log_size, "resent events were logged again"
+        assert len(stored()) == len(logged), "resent events were stored again"
         ws.send(json.dumps({"type": "events", "events": [new_event]}))
         assert json.loads(ws.recv(TIMEOUT)) == {"type": "ack", "seq": last_seq + 1}
 
@@ -270,11 +268,9 @@ def test_log_drops_resent_events_across_restart(
     wait_until(lambda: len(second.lines()) >= 1, describe=second.describe)
     expected_record = {"client": "cli", "client_id": client_id, **new_event}
     assert second.json_events() == [expected_record], second.describe()
-    with log.open("rb") as stream:
-        stream.seek(log_size)
-        assert [json.loads(line) for line in stream] == [expected_record]
+    assert stored()[len(logged) :] == [expected_record]
 
-    all_logged, tree = wait_converged(LogEvents(log), watched, context=procs.describe)
+    all_logged, tree = wait_converged(DatabaseEvents(database), watched, context=procs.describe)
     shown = StdoutEvents(first, second)
     wait_converged(shown, watched, timeout=10.0, context=procs.describe)
     figures = assert_no_event_twice(shown())
@@ -464,13 +460,13 @@ def test_queue_limit_while_server_down(procs: Processes, watched: Path, request:
 def test_root_deleted_and_recreated(
     procs: Processes, watched: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    log = tmp_path / "eventos.jsonl"
-    server = procs.server(args=["--log", str(log)])  # text on stdout, JSON in the log
+    database = tmp_path / "eventos.db"
+    server = procs.server(args=["--banco", str(database)])  # text on stdout, the record in the database
     client = procs.client(watched, server.uri, "cli", connected_to=server)
     (watched / "sub").mkdir()
     write_file(watched / "a.txt")
     write_file(watched / "sub" / "b.txt")
-    logged = LogEvents(log)
+    logged = DatabaseEvents(database)
     wait_converged(logged, watched, context=procs.describe)
 
     shutil.rmtree(watched)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import trustme
+from convergence import DatabaseEvents
 from support import (
     LOOPBACK,
     TIMEOUT,
@@ -616,10 +617,11 @@ SESSION_VIOLATIONS = [
     ),
 ]
 
+UNSUPPORTED_VERSION = "versão de protocolo não suportada (este servidor fala 1 e 2)"
 HELLO_VIOLATIONS = [
-    Violation(f"versao-{name}", hello_frame(version=value), f"versão de protocolo não suportada: {shown}")
+    Violation(f"versao-{name}", hello_frame(version=value), f"{UNSUPPORTED_VERSION}: {shown}")
     for name, value, shown in [
-        ("2", 2, "2"),
+        ("3", 3, "3"),
         ("0", 0, "0"),
         ("texto", "1", "'1'"),
         ("booleana", True, "True"),
@@ -628,7 +630,7 @@ HELLO_VIOLATIONS = [
         ("lista", [1], "[1]"),
     ]
 ] + [
-    Violation("versao-longa", hello_frame(version="x" * 300), f"versão de protocolo não suportada: {'x' * 300!r}"),
+    Violation("versao-longa", hello_frame(version="x" * 300), f"{UNSUPPORTED_VERSION}: {'x' * 300!r}"),
     Violation("client-id-ausente", hello_frame(client_id=DROP), "campo 'client_id' ausente ou não é texto"),
     Violation("client-id-vazio", hello_frame(client_id=""), "campo 'client_id' vazio"),
     Violation("client-id-numero", hello_frame(client_id=7), "campo 'client_id' ausente ou não é texto"),
@@ -1085,24 +1087,23 @@ def test_half_open_connections_are_dropped(procs: Processes, watched: Path) -> N
 
 
 # ---------------------------------------------------------------------------
-# 10-11. Hostile file names, on both consoles, in --json and in --log.
+# 10-11. Hostile file names, on both consoles, in --json and in --banco.
 # ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class NamesHub:
-    """Two clients watching one directory: one reports to a readable server with --log, one to a --json server."""
+    """Two clients watching one directory: one reports to a readable server with --banco, one to a --json server."""
 
     watched: Path
     text_server: ServerProcess
     json_server: ServerProcess
     text_client: ClientProcess
     json_client: ClientProcess
-    log: Path
+    stored: DatabaseEvents
 
     def log_records(self) -> list[dict[str, Any]]:
-        data = self.log.read_bytes() if self.log.exists() else b""
-        return [json.loads(line) for line in data.split(b"\n") if line]
+        return self.stored()
 
 
 @pytest.fixture(scope="module")
@@ -1112,8 +1113,8 @@ def names_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamesHub]:
     try:
         watched = base / "monitorado"
         watched.mkdir()
-        log = base / "eventos.jsonl"
-        text_server = group.server(args=["--log", str(log)], wait=False)
+        database = base / "eventos.db"
+        text_server = group.server(args=["--banco", str(database)], wait=False)
         json_server = group.server(json_output=True, wait=False)
         text_server.wait_ready()
         json_server.wait_ready()
@@ -1123,7 +1124,7 @@ def names_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamesHub]:
         json_server.wait_client("cli-json", watched)
         for client, server in ((text_client, text_server), (json_client, json_server)):
             client.wait_for_line(f"Conectado a {server.uri}", "stderr")
-        yield NamesHub(watched, text_server, json_server, text_client, json_client, log)
+        yield NamesHub(watched, text_server, json_server, text_client, json_client, DatabaseEvents(database))
     finally:
         group.cleanup()
 
@@ -1163,7 +1164,7 @@ def check_hostile_name(hub: NamesHub, name: str | bytes, shown: str) -> None:
     assert_console_safe(hub.text_server, hub.text_client, hub.json_client)
     assert_console_safe(hub.json_server, streams=("stderr",))
 
-    # --json and --log keep the exact bytes.
+    # --json and --banco keep the exact bytes.
     [record] = hub.json_server.json_events()[marks["json"] :]
     [logged] = hub.log_records()[marks["log"] :]
     for found, client in ((record, "cli-json"), (logged, "cli")):

@@ -123,12 +123,12 @@ def test_hello_round_trip(servidor: ModuleType, cliente: ModuleType) -> None:
     hello = servidor.parse_hello(text)
     assert (hello.client_id, hello.name, hello.root, hello.version) == ("0123abcd", "pc-ção 😀", "/home/joão/dados", 1)
     assert type(hello.version) is int
-    assert cliente.PROTOCOL_VERSION == servidor.PROTOCOL_VERSION == 1
+    assert cliente.PROTOCOL_VERSION == 1 and servidor.PROTOCOL_VERSIONS == (1, 2)
 
 
 @pytest.mark.parametrize("seq", [0, 1, 42, 2**53])
 def test_welcome_and_ack_round_trip(servidor: ModuleType, cliente: ModuleType, seq: int) -> None:
-    assert cliente.parse_server_message(servidor.encode_welcome(seq)) == ("welcome", seq)
+    assert cliente.parse_server_message(servidor.encode_welcome(seq, cliente.PROTOCOL_VERSION)) == ("welcome", seq)
     assert cliente.parse_server_message(servidor.encode_ack(seq)) == ("ack", seq)
     assert cliente.parse_server_message(servidor.encode_ack(seq).encode()) == ("ack", seq)
 
@@ -228,7 +228,7 @@ def test_parse_hello_returns_none_for_other_first_messages(servidor: ModuleType,
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param({"version": 2}, id="version-2"),
+        pytest.param({"version": 3}, id="version-3"),
         pytest.param({"version": 0}, id="version-0"),
         pytest.param({"version": "1"}, id="version-string"),
         pytest.param({"version": True}, id="version-bool"),

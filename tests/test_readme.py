@@ -148,8 +148,8 @@ def test_both_scripts_share_their_words_and_escapes(servidor: ModuleType, client
     assert servidor._ARGPARSE_PT == cliente._ARGPARSE_PT
     assert servidor._ESCAPES == cliente._ESCAPES
     assert servidor._VERBS == cliente._VERBS
-    assert servidor._ORIGIN_NOTES == cliente._ORIGIN_NOTES
-    assert servidor.PROTOCOL_VERSION == cliente.PROTOCOL_VERSION
+    assert servidor._ORIGIN_NOTES.items() >= cliente._ORIGIN_NOTES.items()  # the server adds "resync"
+    assert cliente.PROTOCOL_VERSION in servidor.PROTOCOL_VERSIONS
     assert servidor.TOKEN_ENV == cliente.TOKEN_ENV
 
 

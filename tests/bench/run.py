@@ -27,7 +27,7 @@ What is measured (each figure: min / median / max over the runs):
    G = the generator's own time from its first write to its last close. T = from the generator's first write
    until the output shows every path; taken as the output file's mtime, read right after the read in which
    the last missing path appeared (polled every 20 ms, not during the generator's run). For our pair (server
-   ``--json`` to a file, ``--log`` on, fresh log; client ``-q`` with a fresh ``--estado``; generation starts
+   ``--json`` to a file, ``--banco`` on, fresh database; client ``-q`` with a fresh ``--estado``; generation starts
    once the server has logged the client as connected) "shows every path" means: replaying the server's
    created / deleted / moved events gives exactly the real tree. Lost = paths of the real tree missing from
    that replay when the deadline (default 120 s after the first write) passes; twice = events printed twice
@@ -41,7 +41,7 @@ What is measured (each figure: min / median / max over the runs):
    creating the file to the arrival of the server's ``--json`` line for it on a pipe (read by a thread that
    timestamps each line). p50 / p99 per run.
 3. ``clients``: 100 clients x 1,000 events and 1,000 clients x 100 events against one server (``--json`` to a
-   file, ``--log``), spoken by a lightweight protocol client in this process (asyncio, one connection per
+   file, ``--banco``), spoken by a lightweight protocol client in this process (asyncio, one connection per
    client: hello with a random client_id, then batches with increasing seq, each batch waiting for its ack).
    Events/s = all events / time from the first batch sent (every client already connected) to the last ack.
    Server RSS peak = VmHWM at the end (connections included); server CPU = utime + stime during the sending.
@@ -291,9 +291,10 @@ class Server:
 
 
 def start_server(run_dir: Path, *, pipe: bool = False) -> Server:
-    """servidor.py --json --log on a free port of 127.0.0.1; stdout to run_dir/server.jsonl, or a pipe."""
+    """servidor.py --json --banco on a free port of 127.0.0.1; stdout to run_dir/server.jsonl, or a pipe."""
     out = run_dir / "server.jsonl"
-    argv = [PYTHON, str(SERVER_SCRIPT), "--host", LOOPBACK, "--port", "0", "--json", "--log", str(run_dir / "log")]
+    database = str(run_dir / "eventos.db")
+    argv = [PYTHON, str(SERVER_SCRIPT), "--host", LOOPBACK, "--port", "0", "--json", "--banco", database]
     proc = Proc("servidor.py", argv, cwd=run_dir, stdout=None if pipe else out, stderr=run_dir / "server.err")
     line = wait_lines(proc.stderr_tail, lambda s: _LISTENING.search(s) is not None, START_TIMEOUT, [proc], "server")
     match = _LISTENING.search(line)
