@@ -642,7 +642,42 @@ _JSON_UNSAFE_FOUND = re.compile("[" + "".join(map(chr, _JSON_UNSAFE)) + "]")
 
 def to_json_line(record: dict[str, Any]) -> str:
     """One JSON object on one line, UTF-8, with nothing a terminal would act on (the text stays exact)."""
-    line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+    return _terminal_safe(json.dumps(record, ensure_ascii=False, separators=(", ", ": ")))
+
+
+_json_string = json.encoder.encode_basestring  # json.dumps' own string encoder (ensure_ascii=False): C when available
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_ts(ts: datetime.datetime) -> str:
+    return _json_string(iso_time(ts))
+
+
+def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[str]:
+    """``to_json_line(event_record(client, client_id, ev))`` for each event, byte for byte, a few times faster.
+
+    The hot path of ``--json``: the keys and the client's part are encoded once per batch, each string
+    by json.dumps' own encoder; tests/test_protocol.py compares both on hostile inputs.
+    """
+    head = f'{{"client": {_json_string(client)}, "client_id": {_json_string(client_id)}, "seq": '
+    lines = []
+    for ev in events:
+        line = f'{head}{ev.seq or "null"}, "event": {_json_string(ev.event)}, "path": {_json_string(ev.path)}'
+        if ev.dest_path is not None:
+            line += f', "dest_path": {_json_string(ev.dest_path)}'
+        line += f', "is_dir": {"true" if ev.is_dir else "false"}, "ts": {_json_ts(ev.ts)}'
+        line += f', "origin": {_json_string(ev.origin)}'
+        if ev.path_b64 is not None:
+            line += f', "path_b64": {_json_string(ev.path_b64)}'
+        if ev.dest_path_b64 is not None:
+            line += f', "dest_path_b64": {_json_string(ev.dest_path_b64)}'
+        lines.append(line + "}")
+    if not client.isascii() or not client_id.isascii() or "\x7f" in head:
+        return [_terminal_safe(line) for line in lines]
+    return [line if line.isascii() and "\x7f" not in line else _terminal_safe(line) for line in lines]
+
+
+def _terminal_safe(line: str) -> str:
     return line.translate(_JSON_UNSAFE) if _JSON_UNSAFE_FOUND.search(line) else line
 
 
@@ -1699,7 +1734,7 @@ class MonitorServer:
         if stored:
             json_lines = None
             if self.output.as_json:
-                json_lines = [to_json_line(event_record(hello.name, hello.client_id, ev)) for ev in stored]
+                json_lines = event_lines(hello.name, hello.client_id, stored)
             self.output.events(hello.name, stored, json_lines)
 
     async def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:

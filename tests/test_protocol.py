@@ -746,6 +746,58 @@ def test_event_record_full(servidor: ModuleType) -> None:
     assert '"dest_path": "/w/ação"' in line
 
 
+printed_text = st.text(
+    st.characters(blacklist_categories=["Cs"])
+    | st.characters(max_codepoint=0xFF)
+    | st.sampled_from([chr(c) for c in sorted(UNSAFE) if c < 0xD800] + ['"', "\\", "/", "\u2028"])
+)
+
+
+@FUZZ
+@given(
+    client=printed_text,
+    client_id=printed_text,
+    seq=st.integers(0, 2**53),
+    kind=st.sampled_from(["created", "modified", "deleted", "moved"]),
+    path=printed_text,
+    dest_path=st.none() | printed_text,
+    is_dir=st.booleans(),
+    ts=st.datetimes(timezones=st.timezones() | st.just(datetime.UTC)),
+    origin=st.sampled_from(["live", "rescan", "startup", "resync"]),
+    path_b64=st.none() | printed_text,
+    dest_path_b64=st.none() | printed_text,
+)
+@example(
+    client="a\x7f", client_id="\u202e", seq=0, kind="moved", path="\x00\"\\\n", dest_path="\u2028",
+    is_dir=True, ts=TS, origin="resync", path_b64="", dest_path_b64="",
+)  # fmt: skip
+@example(
+    client="pc", client_id="id", seq=1, kind="created", path="/w/a\x7f", dest_path=None,
+    is_dir=False, ts=TS, origin="live", path_b64=None, dest_path_b64=None,
+)  # fmt: skip
+def test_fuzz_event_lines_equal_json_dumps(
+    servidor: ModuleType,
+    client: str,
+    client_id: str,
+    seq: int,
+    kind: str,
+    path: str,
+    dest_path: str | None,
+    is_dir: bool,
+    ts: datetime.datetime,
+    origin: str,
+    path_b64: str | None,
+    dest_path_b64: str | None,
+) -> None:
+    """The --json fast path prints exactly what json.dumps of the event's record prints, whatever the text."""
+    events = [
+        servidor.Event(seq, kind, path, is_dir, ts, origin, dest_path, path_b64, dest_path_b64),
+        servidor.Event(seq + 1, "created", "/w/plain", False, TS),
+    ]
+    expected = [servidor.to_json_line(servidor.event_record(client, client_id, ev)) for ev in events]
+    assert servidor.event_lines(client, client_id, events) == expected
+
+
 def test_format_text_message(servidor: ModuleType) -> None:
     assert servidor.format_text_message("127.0.0.1:5000", "olá\x1b[2J\n", TS) == (
         f"{LOCAL} [127.0.0.1:5000] mensagem: olá\\x1b[2J\\n"
