@@ -388,7 +388,7 @@ def test_tls(procs: Processes, tmp_path: Path, certificates: Certificates) -> No
     plain_uri = f"ws://{LOOPBACK}:{port}"
     cleartext = procs.client(dirs["sem_tls"], plain_uri, "sem_tls")
     cleartext.wait_for_line(
-        f"Sem conexão com {plain_uri}: resposta inválida do servidor (ele usa TLS? então a URI é wss://); "
+        f"Sem conexão com {plain_uri}: resposta inválida do servidor (ele usa TLS? então a URI é {uri}); "
         "tentando novamente...",
         "stderr",
     )

@@ -141,6 +141,11 @@ def test_quick_start_command_runs_the_pair_and_ctrl_c_stops_both(tmp_path: Path)
     text = output.read_text(errors="replace")
     assert "Servidor encerrado." in text and "Monitor encerrado." in text
     assert "Traceback" not in text
+    # Ctrl-C reaches the client alone (the server ignores it, as the command asks): the client stops first,
+    # then the command's kill stops the server, so the client never sees its server go away.
+    for noise in ("reconectando", "Sem conexão", "recusada", "perdida"):
+        assert noise not in text, text
+    assert text.index("Monitor encerrado.") < text.index("Encerrando o servidor..."), text
 
 
 def test_both_scripts_share_their_words_and_escapes(servidor: ModuleType, cliente: ModuleType) -> None:
