@@ -477,7 +477,7 @@ def reconnect_delays() -> Generator[float, None, None]:
 # OpenSSL's reasons when the other side answered a TLS hello with something that is not TLS.
 NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
 # X509_V_ERR_* codes with a hint of their own (ssl.SSLCertVerificationError.verify_code).
-CERT_NOT_YET_VALID, CERT_HAS_EXPIRED, HOSTNAME_MISMATCH = 9, 10, 62
+CERT_NOT_YET_VALID, CERT_HAS_EXPIRED, HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH = 9, 10, 62, 64
 
 
 def not_tls(exc: BaseException) -> bool:
@@ -506,9 +506,9 @@ def describe_connect_error(exc: BaseException, uri: str) -> str:
             return "o certificado do servidor expirou; ele precisa de um certificado novo"
         if exc.verify_code == CERT_NOT_YET_VALID:
             return "o certificado do servidor ainda não é válido (confira o relógio das duas máquinas)"
-        if exc.verify_code == HOSTNAME_MISMATCH:
+        if exc.verify_code in (HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH):
             host = urllib.parse.urlsplit(uri).hostname or uri
-            return f"o certificado do servidor não vale para o nome {host}; use na URI um nome que o certificado tenha"
+            return f"o certificado do servidor não vale para {host}; use na URI um nome que o certificado tenha"
         return f"certificado do servidor não confiável ({exc.verify_message}); indique a CA com --cafile"
     if secure and not_tls(exc):
         return f"o servidor não fala TLS? então a URI é {with_scheme(uri, 'ws://')}"
@@ -1823,8 +1823,9 @@ def validate_uri(uri: str) -> str:
         parse_uri(uri)
     except InvalidURI:
         raise FatalError(f"URI do servidor inválida: {uri!r} (exemplo: ws://localhost:8765)") from None
-    except ValueError:  # urllib's: a port out of range or not a number, a broken IPv6 address
-        raise FatalError(f"URI do servidor inválida: {uri!r} (a porta vai de 0 a 65535)") from None
+    except ValueError as exc:  # urllib's: a port out of range or not a number, a broken IPv6 address
+        hint = "a porta vai de 0 a 65535" if "out of range" in str(exc) else "exemplo: ws://localhost:8765"
+        raise FatalError(f"URI do servidor inválida: {uri!r} ({hint})") from None
     return uri
 
 
