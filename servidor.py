@@ -44,7 +44,7 @@ import socket
 import ssl
 import sys
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TextIO, get_args
 
 try:
@@ -273,17 +273,21 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """main()'s first step: until the event loop takes them over, SIGINT and SIGTERM raise KeyboardInterrupt, which
-    main() turns into a quiet exit 0. (Before main() runs -- the interpreter starting, the imports -- they still
-    act the default way.) The previous handlers come back at the end."""
+def run_stoppable(command_line: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """What main() does: run ``command_line(argv)`` (its exit code) with SIGINT and SIGTERM raising
+    KeyboardInterrupt until the event loop takes them over, and that interrupt as a quiet exit 0.
+
+    Before main() runs -- the interpreter starting, the imports -- the signals still act the default way.
+    The previous handlers come back at the end.
+    """
     previous = {}
     for sig in stop_signals():
         with contextlib.suppress(ValueError):  # not the main thread (main() called by a test): leave them
             previous[sig] = signal.signal(sig, _interrupt)
     try:
-        yield
+        return command_line(argv)
+    except KeyboardInterrupt:  # stopped before the loop took the signals over (or without add_signal_handler)
+        return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -949,11 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with stopped_by_signals():  # a signal from here on ends the script quietly with 0
-        try:
-            return run_command_line(argv)
-        except KeyboardInterrupt:  # stopped before the loop took the signals over (or without add_signal_handler)
-            return 0
+    return run_stoppable(run_command_line, argv)  # a signal from the first line on ends the script quietly with 0
 
 
 def run_command_line(argv: list[str] | None) -> int:
