@@ -1343,19 +1343,24 @@ class Console:
         if not self.shown:
             return
         stream = self._stream or sys.stdout  # looked up when used: tests and embedders may swap sys.stdout
+        if stream is None:  # started with no standard output at all (``>&-``)
+            self.shown = False
+            return
         try:
             stream.write(format_changes(changes, when))
             stream.flush()
-        except BrokenPipeError:
+        except OSError as exc:
             self.shown = False
             # Python flushes stdout once more at exit and would complain: what is left goes to /dev/null.
             with contextlib.suppress(OSError, ValueError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, stream.fileno())
                 os.close(devnull)
-            log.warning(
-                "a saída padrão foi fechada; as mudanças deixam de aparecer aqui, mas continuam sendo enviadas."
-            )
+            if isinstance(exc, BrokenPipeError):
+                why = "a saída padrão foi fechada"
+            else:
+                why = f"não foi possível escrever na saída padrão ({exc.strerror or exc})"
+            log.warning("%s; as mudanças deixam de aparecer aqui, mas continuam sendo enviadas.", why)
 
 
 class Recorder:
@@ -1634,6 +1639,8 @@ class Supervisor:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            # asyncio.timeout, never wait_for: before Python 3.12, wait_for drops a cancel that arrives as the
+            # wake-up does (CPython gh-86296), and run()'s cancel of the supervisor was lost (tests/test_stopping.py).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._rescans.wait(loop.time(), CHECK_INTERVAL)):
                     await self._wake.wait()

@@ -169,6 +169,18 @@ def test_closed_stdout_says_so_once_and_keeps_delivering(procs: Processes, watch
     assert "Traceback" not in stderr_path.read_text() and "Exception" not in stderr_path.read_text()
 
 
+def test_no_stdout_at_all_is_fine_too(procs: Processes, watched: Path) -> None:
+    """Started with its standard output closed (``>&-``): Python has no sys.stdout; the changes still go out."""
+    server = procs.server()
+    closing = ["sh", "-c", 'exec "$@" >&-', "sh"]
+    client = procs.client(watched, server.uri, "cli", connected_to=server, command_prefix=closing)
+    touch(watched / "a.txt")
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
+    assert client.stop() == 0, client.describe()
+    no_traceback(client)
+    assert plain(client.lines("stderr"))[-1] == "Monitor encerrado.", client.describe()
+
+
 # ---------------------------------------------------------------------------
 # Ctrl-C: a SIGINT ignored at start stays ignored (what the quick start relies on).
 # ---------------------------------------------------------------------------

@@ -20,8 +20,16 @@ def test_stop_that_coincides_with_a_wake_up_still_stops(
     asyncio.wait_for before Python 3.12 drops a cancellation that arrives once the awaited
     future is done but before the waiting task resumes (CPython gh-86296): a supervisor that
     waited with it ignored run()'s cancel and looped forever, and the client never stopped
-    (issue 9). ``steps`` loop iterations between the stop and the wake-up put the cancel into
-    that window for one of the cases, whatever the exact number of iterations each side needs.
+    (issue 9; with wait_for this test fails for steps 0, 1 and 2). ``steps`` loop iterations
+    between the stop and the wake-up put the cancel into that window for one of the cases,
+    whatever the exact number of iterations each side needs.
+
+    asyncio.timeout (what Supervisor.run uses) is immune: it wraps no inner task, so the cancel
+    reaches the supervisor's own task; with the wake-up's future already done, Task.cancel()
+    marks the task and its next step throws CancelledError into the coroutine, which
+    Timeout.__aexit__ lets through (its timer did not fire; had it fired in the same iteration,
+    uncancel() would leave a count above the one at entry and it would still not turn the
+    cancel into a TimeoutError).
     """
     settings = cliente.Settings(
         uri=f"ws://{LOOPBACK}:{free_port()}",  # nothing listens: the client retries meanwhile
