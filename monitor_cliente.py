@@ -41,6 +41,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import io
+import ipaddress
 import itertools
 import json
 import logging
@@ -51,27 +52,38 @@ import ssl
 import stat
 import sys
 import threading
+import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, TextIO, cast, get_args
 
-import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+if sys.platform != "win32":
+    import fcntl  # POSIX only: one client per state file (see StateFile.lock)
+
+try:
+    import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
+    from watchdog.events import (
+        DirCreatedEvent,
+        DirDeletedEvent,
+        DirMovedEvent,
+        FileCreatedEvent,
+        FileDeletedEvent,
+        FileModifiedEvent,
+        FileMovedEvent,
+        FileSystemEvent,
+        FileSystemEventHandler,
+    )
+    from watchdog.observers import Observer
+    from watchdog.observers.api import BaseObserver
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+    from websockets.uri import parse_uri
+except ModuleNotFoundError as missing:
+    if __name__ != "__main__":
+        raise
+    library = (missing.name or "websockets").partition(".")[0]  # run as a script: a sentence, not a traceback
+    sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
 
 # ---------------------------------------------------------------------------
 # Settings: edit these, or override them with the command-line flags.
@@ -89,6 +101,7 @@ MAX_IN_FLIGHT = 20_000  # events sent but not yet acknowledged before sending pa
 RECONNECT_MIN_DELAY = 0.5  # seconds before the first retry when the server is unreachable
 RECONNECT_MAX_DELAY = 10.0  # seconds between retries at most
 FLUSH_TIMEOUT = 5.0  # seconds to deliver what is pending when asked to stop
+STOP_CLOSE_TIMEOUT = 1.0  # ...and then for the server to answer our close (a frozen server never does)
 KEEPALIVE = 20.0  # seconds between pings, and without a pong before the connection counts as lost
 OPEN_TIMEOUT = 10.0  # seconds to open a connection
 MAX_QUEUED_EVENTS = 100_000  # events waiting to be sent at most; past it, a rescan replaces them
@@ -233,12 +246,17 @@ def speak_portuguese_argparse() -> None:
 
 
 class PortugueseHelpFormatter(argparse.HelpFormatter):
-    """Help in Portuguese, each default shown after its option."""
+    """Help in Portuguese, each default shown after its option, numbers as the README writes them (20, not 20.0)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
-            text += " (padrão: %(default)s)"
+        # A flag without a value (nargs 0: -q, -v, --json) has no default worth showing; 0 is one (0 == False).
+        shown_default = (
+            action.nargs != 0 and action.default is not None and action.default not in ("", argparse.SUPPRESS)
+        )
+        if shown_default and "%(default)" not in text:
+            shown = f"{action.default:g}" if isinstance(action.default, float) else "%(default)s"
+            text += f" (padrão: {shown})"
         return text
 
 
@@ -252,10 +270,16 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def add_console_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
-    """-q and -v (one or the other), and --version."""
+    """-q and -v (one or the other; -v counts: -vv), and --version."""
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
+    verbosity.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="diagnóstico no stderr (-vv: também o das bibliotecas, em inglês)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
 
 
@@ -277,8 +301,9 @@ class ConsoleFormatter(logging.Formatter):
         return f"{when}{prefix}{super().format(record)}"
 
 
-def configure_console(quiet: bool, verbose: bool) -> None:
-    """Log to stderr through ConsoleFormatter (-q: warnings and errors only; -v: everything)."""
+def configure_console(verbose: int, quiet: bool = False) -> None:
+    """Log to stderr through ConsoleFormatter (``quiet``: warnings and errors only; -v: our diagnostics too;
+    -vv: the libraries' as well)."""
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
             stream.reconfigure(errors="backslashreplace")
@@ -286,8 +311,40 @@ def configure_console(quiet: bool, verbose: bool) -> None:
     handler.setFormatter(ConsoleFormatter())
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # websockets logs expected network failures with tracebacks; show them only with -v.
-    logging.getLogger(f"{log.name}.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # websockets dumps every frame, in English, and logs expected network failures with tracebacks: -vv only.
+    logging.getLogger(f"{log.name}.websockets").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+    logging.getLogger("asyncio").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop a script cleanly: SIGINT and SIGTERM, but not a SIGINT that was ignored when the
+    script started (a shell's ``trap "" INT``, nohup): by the Unix convention it stays ignored."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    return [signal.SIGTERM] if ignored else [signal.SIGINT, signal.SIGTERM]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_stoppable(command_line: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """What main() does: run ``command_line(argv)`` (its exit code) with SIGINT and SIGTERM raising
+    KeyboardInterrupt until the event loop takes them over, and that interrupt as a quiet exit 0.
+
+    Before main() runs -- the interpreter starting, the imports -- the signals still act the default way.
+    The previous handlers come back at the end.
+    """
+    previous = {}
+    for sig in stop_signals():
+        with contextlib.suppress(ValueError):  # not the main thread (main() called by a test): leave them
+            previous[sig] = signal.signal(sig, _interrupt)
+    try:
+        return command_line(argv)
+    except KeyboardInterrupt:  # stopped before the loop took the signals over (or without add_signal_handler)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ===========================================================================
@@ -431,7 +488,27 @@ def reconnect_delays() -> Generator[float, None, None]:
     )
 
 
-def describe_connect_error(exc: BaseException) -> str:
+# OpenSSL's reasons when the other side answered a TLS hello with something that is not TLS.
+NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
+# X509_V_ERR_* codes with a hint of their own (ssl.SSLCertVerificationError.verify_code).
+CERT_NOT_YET_VALID, CERT_HAS_EXPIRED, HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH = 9, 10, 62, 64
+
+
+def not_tls(exc: BaseException) -> bool:
+    """Whether a failed TLS handshake says the server does not speak TLS at all (a ws:// server behind a wss:// URI):
+    it answered with plain HTTP, or dropped the connection at the TLS hello."""
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError):
+        return exc.reason in NOT_TLS_REASONS
+    return isinstance(exc, ConnectionResetError)
+
+
+def with_scheme(uri: str, scheme: str) -> str:
+    return scheme + uri.partition("://")[2]
+
+
+def describe_connect_error(exc: BaseException, uri: str) -> str:
+    """Why connecting to ``uri`` failed, in Portuguese, with the likely cause when the error tells it."""
+    secure = uri.startswith("wss://")
     if isinstance(exc, ConnectionRefusedError):
         return "conexão recusada (o servidor está rodando?)"
     if isinstance(exc, socket.gaierror):
@@ -439,16 +516,35 @@ def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "tempo esgotado"
     if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code == CERT_HAS_EXPIRED:
+            return "o certificado do servidor expirou; ele precisa de um certificado novo"
+        if exc.verify_code == CERT_NOT_YET_VALID:
+            return "o certificado do servidor ainda não é válido (confira o relógio das duas máquinas)"
+        if exc.verify_code in (HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH):
+            host = urllib.parse.urlsplit(uri).hostname or uri
+            return f"o certificado do servidor não vale para {host}; use na URI um nome que o certificado tenha"
         return f"certificado do servidor não confiável ({exc.verify_message}); indique a CA com --cafile"
+    if secure and not_tls(exc):
+        return f"o servidor não fala TLS? então a URI é {with_scheme(uri, 'ws://')}"
     if isinstance(exc, ssl.SSLError):
         return f"{exc.reason or exc} (o servidor usa TLS? confira ws:// ou wss://)"
     if isinstance(exc, InvalidMessage):
-        return "resposta inválida do servidor (ele usa TLS? então a URI é wss://)"
+        if isinstance(exc.__cause__, ValueError) and "HTTP/" in str(exc.__cause__):
+            return "o endereço responde HTTP, mas não é um servidor deste monitor (confira o endereço e a porta)"
+        if secure:
+            return "resposta inválida do servidor"
+        return f"resposta inválida do servidor (ele usa TLS? então a URI é {with_scheme(uri, 'wss://')})"
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status == 401:
             return f"token recusado (HTTP 401); confira --token ou {TOKEN_ENV}"
-        return f"o servidor respondeu HTTP {status}"
+        if status == 403:
+            return "o servidor recusou a conexão (HTTP 403)"
+        if status >= 500:
+            return f"o servidor respondeu HTTP {status}"
+        return f"o endereço responde HTTP {status}, mas não é um servidor deste monitor (confira o endereço e a porta)"
+    if isinstance(exc, InvalidHandshake):
+        return "o endereço responde HTTP, mas não é um servidor deste monitor (confira o endereço e a porta)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -620,17 +716,48 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
     return gone + appeared
 
 
-def encode_state(root: str, uri: str, tree: Tree) -> str:
-    """The state file: the tree the server has acknowledged, as nested JSON (a file: its fingerprint)."""
+def server_address(uri: str) -> str:
+    """The server a URI names, spelled one way: scheme, host in lower case (every loopback alias -- localhost,
+    127.x.x.x, ::1 -- as ``localhost``), the port even when it is the default, the resource path.
+
+    ``ws://127.0.0.1/`` and ``ws://LOCALHOST:80`` both give ``ws://localhost:80/``. The key of the state file,
+    so that spelling the same server differently loses nothing. InvalidURI or ValueError for a bad URI.
+    """
+    parsed = parse_uri(uri)
+    host = parsed.host.lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{'wss' if parsed.secure else 'ws'}://{host}:{parsed.port}{parsed.resource_name}"
+
+
+def encode_state(root: str, address: str, tree: Tree) -> str:
+    """The state file: the tree the server at ``address`` (see server_address) has acknowledged, as nested JSON
+    (a file: its fingerprint)."""
     # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
-    return json.dumps({"version": STATE_VERSION, "root": root, "server": uri, "tree": tree}, separators=(",", ":"))
+    return json.dumps({"version": STATE_VERSION, "root": root, "server": address, "tree": tree}, separators=(",", ":"))
 
 
-def decode_state(text: str, root: str, uri: str) -> Tree | None:
+def same_server(stored: object, address: str) -> bool:
+    """Whether a state file's ``server`` names ``address``: older versions stored the URI as it was typed."""
+    if not isinstance(stored, str):
+        return False
+    try:
+        return stored == address or server_address(stored) == address
+    except (InvalidURI, ValueError):
+        return False
+
+
+def decode_state(text: str, root: str, address: str) -> Tree | None:
     """The tree of a state file written for this root and server; None if it is not one."""
     try:
         obj = json.loads(text)
-        if obj["version"] != STATE_VERSION or obj["root"] != root or obj["server"] != uri:
+        if obj["version"] != STATE_VERSION or obj["root"] != root or not same_server(obj["server"], address):
             return None
         tree = obj["tree"]
         stack = [tree]
@@ -648,11 +775,38 @@ def decode_state(text: str, root: str, uri: str) -> Tree | None:
         return None
 
 
-def default_state_path(root: str, uri: str) -> str:
-    """One state file per (directory, server) pair, in the user's cache directory."""
+def state_folder() -> str:
+    """Where the default state files live: the user's cache directory (XDG_CACHE_HOME, else ~/.cache)."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    key = hashlib.sha256(f"{root}\0{uri}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return os.path.join(cache, "monitor_cliente", f"{key}.json")
+    return os.path.join(cache, "monitor_cliente")
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def default_state_path(root: str, uri: str) -> str:
+    """One state file per (directory, server) pair in state_folder(): ``<directory key>-<server key>.json``, the
+    server as server_address() spells it; ``<directory key>-*.json`` are the directory's files for every server."""
+    return os.path.join(state_folder(), f"{_key(root)}-{_key(server_address(uri))}.json")
+
+
+def legacy_state_path(root: str, uri: str) -> str:
+    """The default state file of version 1.0.0: one key for the directory and the URI as typed."""
+    key = _key(root + "\0" + uri)
+    return os.path.join(state_folder(), f"{key}.json")
+
+
+def stored_server(head: str) -> str | None:
+    """The ``server`` of a state file, from the start of its text (it comes before the tree); None if not found."""
+    start = head.find(',"server":')  # a quote inside a value is always escaped: this is the key
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(head, start + len(',"server":'))
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 # ---------------------------------------------------------------------------
@@ -757,18 +911,25 @@ def fingerprint(st: os.stat_result) -> int:
     return hash((st.st_mtime_ns, st.st_size))
 
 
-def scan_tree(root: str, skip: frozenset[str]) -> tuple[Tree, list[str]] | None:
+class Interrupted(Exception):
+    """A scan stopped before the end: the client is stopping."""
+
+
+def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = None) -> tuple[Tree, list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
     A directory is a dict of its entries, a file its fingerprint. None when the
     root itself is gone. Symbolic links are entries, never followed. (watchdog's
     DirectorySnapshot keeps a full stat result, a path and an inode map per entry: on
     100,000 files it took the client to 145 MB; this keeps what the diff needs.)
+    Raises Interrupted once ``stop`` is set (checked at each directory).
     """
     tree: Tree = {}
     unreadable: list[str] = []
     stack = [(root, tree)]
     while stack:
+        if stop is not None and stop.is_set():
+            raise Interrupted
         path, node = stack.pop()
         try:
             with os.scandir(path) as entries:
@@ -816,7 +977,6 @@ def still_true(change: Change) -> bool:
 
 def write_state(path: str, text: str) -> None:
     """Replace the state file atomically: a crash leaves the old one or the new one."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="ascii") as file:
         file.write(text)
@@ -825,43 +985,98 @@ def write_state(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-class StateFile:
-    """The last tree the server acknowledged, kept between runs (``path`` "": none). Problems are warnings."""
+def peek_server(path: str) -> str | None:
+    """The server a state file was written for (read from its first 64 KiB), or None."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return stored_server(file.read(65536))
+    except OSError:
+        return None
 
-    def __init__(self, path: str, root: str, uri: str) -> None:
+
+class StateFile:
+    """The last tree the server acknowledged, kept between runs (``path`` "": none), and the lock that keeps it
+    to one client at a time. Problems reading or writing it are warnings."""
+
+    def __init__(self, path: str, root: str, address: str) -> None:
         self.path = path
         self.root = root
-        self.uri = uri
-        self.own_paths = frozenset({path, f"{path}.tmp"} - {""})  # never watched, never sent
+        self.address = address  # server_address() of the server
+        self.lock_path = f"{path}.lock" if path else ""
+        self.own_paths = frozenset({path, f"{path}.tmp", self.lock_path} - {""})  # never watched, never sent
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold the state file for this run (an advisory lock on ``<path>.lock``): FatalError when another client
+        holds it. Without fcntl (Windows) there is no lock."""
+        if not self.path:
+            return
+        if sys.platform == "win32":
+            log.debug("sem fcntl neste sistema: o arquivo de estado não é travado contra outro cliente")
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise FatalError(f"não foi possível criar {escape(self.lock_path)}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise FatalError(
+                f"outro monitor_cliente já usa o arquivo de estado {escape(self.path)} (o mesmo diretório e "
+                "servidor); pare o outro ou indique outro arquivo com --estado"
+            ) from None
+        self._lock_fd = fd
+
+    @staticmethod
+    def _ms(started: float) -> float:
+        return (time.perf_counter() - started) * 1000
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the lock; the empty lock file stays, for the next run
 
     def load(self) -> Tree | None:
         if not self.path:
+            log.debug("sem arquivo de estado (--estado vazio)")
             return None
         try:
             with open(self.path, encoding="ascii") as file:
                 text = file.read()
         except FileNotFoundError:
+            log.debug("arquivo de estado: %s (ainda não existe: primeira execução)", escape(self.path))
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            log.warning("estado ilegível em %s (%s); começando do zero.", self.path, exc)
+            log.warning("estado ilegível em %s (%s); começando do zero.", escape(self.path), exc)
             return None
-        saved = decode_state(text, self.root, self.uri)
+        saved = decode_state(text, self.root, self.address)
         if saved is None:
-            log.warning("o estado em %s não serve para este diretório; começando do zero.", self.path)
+            other = stored_server(text[:65536])
+            if other is not None and not same_server(other, self.address):
+                log.warning(
+                    "o estado em %s é de outro servidor (%s); começando do zero.", escape(self.path), escape(other)
+                )
+            else:
+                log.warning("o estado em %s não serve para este diretório; começando do zero.", escape(self.path))
+        else:
+            log.debug("arquivo de estado: %s (%d bytes)", escape(self.path), len(text))
         return saved
 
     async def save(self, tree: Tree) -> None:
         if not self.path:
             return
         try:
-            text = encode_state(self.root, self.uri, tree)
+            text = encode_state(self.root, self.address, tree)
         except RecursionError:  # a tree nested deeper than json can write
             log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
             return
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(write_state, self.path, text)
+            log.debug("estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), len(text), self._ms(started))
         except OSError as exc:
-            log.warning("não foi possível gravar o estado em %s: %s", self.path, exc)
+            log.warning("não foi possível gravar o estado em %s: %s", escape(self.path), exc.strerror or exc)
 
 
 class ThreadBridge:
@@ -1126,6 +1341,38 @@ class Outbox:
         return list(split_batches(self.in_flight))
 
 
+class Console:
+    """The client's own line per change on stdout. Optional: -q hides it, and a standard output that was closed
+    (``monitor_cliente.py | head``) ends it with one warning while the changes keep being sent."""
+
+    def __init__(self, quiet: bool, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self.shown = not quiet
+
+    def changes(self, changes: list[Change], when: datetime.datetime) -> None:
+        if not self.shown:
+            return
+        stream = self._stream or sys.stdout  # looked up when used: tests and embedders may swap sys.stdout
+        if stream is None:  # started with no standard output at all (``>&-``)
+            self.shown = False
+            return
+        try:
+            stream.write(format_changes(changes, when))
+            stream.flush()
+        except OSError as exc:
+            self.shown = False
+            # Python flushes stdout once more at exit and would complain: what is left goes to /dev/null.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            if isinstance(exc, BrokenPipeError):
+                why = "a saída padrão foi fechada"
+            else:
+                why = f"não foi possível escrever na saída padrão ({exc.strerror or exc})"
+            log.warning("%s; as mudanças deixam de aparecer aqui, mas continuam sendo enviadas.", why)
+
+
 class Recorder:
     """Changes in, one way: watchdog's events (and what scans find) -> View -> Outbox -> console.
 
@@ -1141,14 +1388,14 @@ class Recorder:
         rescans: RescanSchedule,
         wake: Callable[[], None],
         skip: frozenset[str],
-        quiet: bool,
+        console: Console,
     ) -> None:
         self._view = view
         self._outbox = outbox
         self._rescans = rescans
         self._wake = wake  # wakes the supervisor
         self._skip = skip
-        self._quiet = quiet
+        self._console = console
         self.events_seen = 0
         self.recorded = 0
 
@@ -1190,9 +1437,8 @@ class Recorder:
         now = datetime.datetime.now().astimezone()
         ts = now.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
         added = [c for c in changes if self._outbox.add(c, ts)]
-        if added and not self._quiet:
-            sys.stdout.write(format_changes(added, now))
-            sys.stdout.flush()
+        if added:
+            self._console.changes(added, now)
 
     def record_root(self, kind: EventKind) -> None:
         """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
@@ -1225,6 +1471,8 @@ class Uplink:
         self._on_all_acked = on_all_acked
         self.client_id = uuid.uuid4().hex
         self.connected = False
+        self._ever_connected = False  # the server answered a hello in this run (so it speaks TLS, if asked)
+        self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
 
     async def run(self) -> None:
         """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
@@ -1259,15 +1507,16 @@ class Uplink:
         A wrong token or an untrusted certificate would fail the same way forever: fatal.
         """
         uri = self._settings.uri
-        if isinstance(exc, ssl.SSLError):
-            return FatalError(f"falha de TLS com {uri}: {describe_connect_error(exc)}")
+        why = describe_connect_error(exc, uri)
+        if isinstance(exc, ssl.SSLError) or (self._settings.tls and not self._ever_connected and not_tls(exc)):
+            # A wss:// URI for a ws:// server resets at the TLS hello: hopeless until the URI changes. (Once
+            # a hello was answered in this run, the server does speak TLS and a reset is a passing failure.)
+            return FatalError(f"falha de TLS com {uri}: {why}")
         verdict = websockets.client.process_exception(exc)
         if verdict is None:
-            log.warning(
-                "Sem conexão com %s: %s; tentando novamente...", uri, describe_connect_error(exc), extra=NO_PREFIX
-            )
+            log.warning("Sem conexão com %s: %s; tentando novamente...", uri, why, extra=NO_PREFIX)
             return None
-        return FatalError(f"não foi possível conectar a {uri}: {describe_connect_error(exc)}")
+        return FatalError(f"não foi possível conectar a {uri}: {why}")
 
     def _connection_lost(self, exc: ConnectionClosed) -> None:
         frame = exc.rcvd
@@ -1296,7 +1545,7 @@ class Uplink:
             # The server remembers more than we ever sent under this id: not ours to trust.
             raise FatalError(f"o servidor diz ter recebido o evento {last_seq}, que este cliente nunca enviou")
         self._outbox.ack(last_seq)
-        self.connected = True
+        self.connected = self._ever_connected = True
         log.info("Conectado a %s", uri)
         sender = asyncio.create_task(self._send(ws))
         receiver = asyncio.create_task(self._receive(ws))
@@ -1307,6 +1556,8 @@ class Uplink:
         finally:
             sender.cancel()
             receiver.cancel()
+            if self._stopping:
+                ws.close_timeout = min(ws.close_timeout or STOP_CLOSE_TIMEOUT, STOP_CLOSE_TIMEOUT)
             await ws.close()
 
     async def _send(self, ws: ClientConnection) -> None:
@@ -1329,7 +1580,9 @@ class Uplink:
                     self._on_all_acked()  # the server has everything: time for a checkpoint
 
     async def flush(self) -> None:
-        """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything."""
+        """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything. From then on (we are
+        stopping), closing the connection waits at most STOP_CLOSE_TIMEOUT for the server's answer."""
+        self._stopping = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FLUSH_TIMEOUT):
                 while self.connected and self._outbox.pending():
@@ -1363,13 +1616,25 @@ class Supervisor:
         self._wake = wake
         self._checkpoints = CheckpointSchedule()
         self._saved = 0  # recorder.recorded when the state file was last written
+        self._interrupt = threading.Event()  # the client is stopping: scans in progress give up
 
-    async def start_up(self) -> None:
-        """Start watching; report what changed since the last run (the state file), or take a baseline."""
+    def interrupt(self) -> None:
+        """The client is stopping: a scan in progress stops at its next directory (its thread would hold the exit).
+        The last checkpoint's scan is not interrupted."""
+        self._interrupt.set()
+
+    async def start_up(self) -> bool:
+        """Start watching; report what changed since the last run (the state file), or take a baseline.
+
+        False when interrupted (the client is stopping) before the view was loaded.
+        """
         self._watcher.start()
         log.info("Monitorando %s (com subdiretórios)", escape(self._view.root))
         saved = self._state_file.load()
-        disk = await self._scan()
+        try:
+            disk = await self._scan("inicial")
+        except Interrupted:
+            return False
         if disk is None:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
@@ -1379,10 +1644,13 @@ class Supervisor:
             self._view.load_tree(saved)
             sent = self._recorder.repair(self._view.diff(disk, "startup", report_modified=True))
             log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
+        return True
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            # asyncio.timeout, never wait_for: before Python 3.12, wait_for drops a cancel that arrives as the
+            # wake-up does (CPython gh-86296), and run()'s cancel of the supervisor was lost (tests/test_stopping.py).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._rescans.wait(loop.time(), CHECK_INTERVAL)):
                     await self._wake.wait()
@@ -1400,7 +1668,7 @@ class Supervisor:
     async def last_checkpoint(self) -> None:
         """At shutdown, after the flush: save the state file if the server has everything."""
         if self._ready_for_checkpoint() and self._view.root_exists:
-            await self._checkpoint()
+            await self._checkpoint(interruptible=False)
 
     def _ready_for_checkpoint(self) -> bool:
         """The view changed since the last save, and the server has all of it."""
@@ -1420,8 +1688,12 @@ class Supervisor:
         if await self._watcher.restart():
             self._rescans.request()
 
-    async def _scan(self) -> Tree | None:
-        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths)
+    async def _scan(self, purpose: str, interruptible: bool = True) -> Tree | None:
+        """The tree on disk (in a worker thread); None if the root is gone; Interrupted when the client stops."""
+        started = time.perf_counter()
+        stop = self._interrupt if interruptible else None
+        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths, stop)
+        log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
         if result is None:
             self._wake.set()  # the root is gone: the watcher's inspection reports it
             return None
@@ -1431,18 +1703,19 @@ class Supervisor:
 
     async def _rescan(self) -> None:
         self._rescans.started()
-        disk = await self._scan()
+        disk = await self._scan("de recuperação")
         if disk is not None:
             sent = self._recorder.repair(self._view.diff(disk, "rescan"))
             log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, interruptible: bool = True) -> None:
         """When the server has everything, check the view against the disk and save the state file."""
         loop = asyncio.get_running_loop()
         seen = self._recorder.events_seen
-        disk = await self._scan()
+        disk = await self._scan("de verificação", interruptible)
         if disk is None or self._recorder.events_seen != seen or not self._ready_for_checkpoint():
             self._checkpoints.moved(loop.time())  # try again later, less eagerly
+            log.debug("verificação: a árvore mudou durante a varredura; nova tentativa mais tarde")
             return
         differences = self._view.diff(disk, "rescan")
         if differences:
@@ -1451,6 +1724,8 @@ class Supervisor:
                 # and save the state at the next checkpoint, once the server has them.
                 sent = self._recorder.repair(differences)
                 log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
+            else:
+                log.debug("verificação: %d diferença(s); olhando de novo antes de enviar", len(differences))
             return
         self._checkpoints.agrees(loop.time())
         self._view.load_tree(disk)  # the same paths, with every file's info known again
@@ -1482,13 +1757,13 @@ class MonitorClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.state_file = StateFile(settings.state_file, settings.root, settings.uri)
+        self.state_file = StateFile(settings.state_file, settings.root, server_address(settings.uri))
         self.view = View(settings.root)
         self.outbox = Outbox(settings.max_queued)
         self.rescans = RescanSchedule()
         self.wake = asyncio.Event()  # set by any part; the supervisor alone waits on it
         self.recorder = Recorder(
-            self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, settings.quiet
+            self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, Console(settings.quiet)
         )
         self.uplink = Uplink(settings, self.outbox, self.wake.set)
 
@@ -1496,9 +1771,17 @@ class MonitorClient:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
         loop = asyncio.get_running_loop()
         stop = stop or asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stop_signals():
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
                 loop.add_signal_handler(sig, stop.set)
+        self.state_file.lock()
+        try:
+            await self._run(stop)
+        finally:
+            self.state_file.unlock()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         bridge = ThreadBridge(loop, self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge))
         supervisor = Supervisor(
@@ -1507,26 +1790,36 @@ class MonitorClient:
         alarms = watchdog_alarms(
             lambda: bridge.call_soon(self.recorder.on_kernel_overflow), lambda: bridge.call_soon(self.wake.set)
         )
-        tasks: list[asyncio.Task[Any]] = []
+        stopping = asyncio.create_task(stop.wait())
+        tasks: list[asyncio.Task[Any]] = [stopping]
         with alarms:
+            starting = asyncio.create_task(supervisor.start_up(), name="start_up")
             try:
                 with bridge.paused():  # live events wait until the view is loaded
-                    await supervisor.start_up()
-                supervising = asyncio.create_task(supervisor.run())
-                tasks = [asyncio.create_task(self.uplink.run()), supervising, asyncio.create_task(stop.wait())]
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()  # FatalError from the connection; the supervisor never ends
-                supervising.cancel()  # it would restart the watcher we are about to stop
-                await asyncio.gather(supervising, return_exceptions=True)
+                    # A stop during start-up (a large tree's scan) is not kept waiting for its end.
+                    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not starting.done():
+                        supervisor.interrupt()
+                    started = await starting  # at once, once interrupted; FatalError when the root is gone
+                if started and not stop.is_set():
+                    supervising = asyncio.create_task(supervisor.run())
+                    tasks += [asyncio.create_task(self.uplink.run()), supervising]
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # FatalError from the connection; the supervisor never ends
+                    supervisor.interrupt()  # a scan in progress would hold the exit
+                    supervising.cancel()  # it would restart the watcher we are about to stop
+                    await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
                 await watcher.stop()
                 await self.uplink.flush()
-                await supervisor.last_checkpoint()
+                if started:
+                    await supervisor.last_checkpoint()
             finally:
-                for task in tasks:
+                supervisor.interrupt()
+                for task in (starting, *tasks):
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(starting, *tasks, return_exceptions=True)
                 await watcher.stop()
         left = self.outbox.pending()
         if left:
@@ -1551,7 +1844,60 @@ def validate_uri(uri: str) -> str:
         parse_uri(uri)
     except InvalidURI:
         raise FatalError(f"URI do servidor inválida: {uri!r} (exemplo: ws://localhost:8765)") from None
+    except ValueError as exc:  # urllib's: a port out of range or not a number, a broken IPv6 address
+        hint = "a porta vai de 0 a 65535" if "out of range" in str(exc) else "exemplo: ws://localhost:8765"
+        raise FatalError(f"URI do servidor inválida: {uri!r} ({hint})") from None
     return uri
+
+
+def validate_state_file(path: str) -> str:
+    """The absolute path of a state file we may use: in an existing folder, a regular file or none yet."""
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise FatalError(f"a pasta do arquivo de estado não existe: {escape(folder)}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise FatalError(f"não foi possível usar o arquivo de estado {escape(path)}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        raise FatalError(f"o arquivo de estado precisa ser um arquivo comum: {escape(path)}")
+    return path
+
+
+def default_state_file(root: str, uri: str) -> str:
+    """The default state file of (root, server): its folder created, the file of version 1.0.0 moved to its new
+    name, and a warning when it does not exist yet but the directory has one for another server."""
+    path = default_state_path(root, uri)
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise FatalError(f"não foi possível criar a pasta do estado {escape(folder)}: {exc.strerror or exc}") from exc
+    legacy = legacy_state_path(root, uri)
+    if not os.path.lexists(path) and os.path.isfile(legacy):
+        try:
+            os.replace(legacy, path)
+            log.debug("estado da versão anterior renomeado: %s -> %s", legacy, path)
+        except OSError as exc:
+            log.warning("não foi possível renomear o estado %s: %s", legacy, exc.strerror or exc)
+    if not os.path.lexists(path):
+        prefix = os.path.basename(path).partition("-")[0] + "-"
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(folder)):
+                other = peek_server(os.path.join(folder, name)) if name.startswith(prefix) else None
+                if name.endswith(".json") and other is not None:
+                    log.warning(
+                        "primeira execução deste diretório com %s; o estado que ele tem é de outro endereço, %s: "
+                        "o que mudou enquanto o cliente estava parado não será relatado (se é o mesmo servidor, "
+                        "use a mesma URI)",
+                        server_address(uri),
+                        escape(other),
+                    )
+                    break
+    return path
 
 
 def tls_context(uri: str, ca_file: str) -> ssl.SSLContext | None:
@@ -1618,22 +1964,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_watchdog(verbose: bool) -> None:
+def quiet_watchdog(verbose: int) -> None:
     """watchdog's warnings must still be emitted (one of them reports a kernel overflow), but they
-    reach the console only with -v; we say the same in Portuguese."""
+    reach the console only with -vv; we say the same in Portuguese."""
     watchdog_log = logging.getLogger("watchdog")
-    watchdog_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    watchdog_log.propagate = verbose
+    watchdog_log.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    watchdog_log.propagate = verbose >= 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_stoppable(run_command_line, argv)  # a signal from the first line on ends the script quietly with 0
+
+
+def run_command_line(argv: list[str] | None) -> int:
     speak_portuguese_argparse()
     args = build_parser().parse_args(argv)
     problem = missing_requirements()
     if problem is not None:
         print(f"Erro: {problem}", file=sys.stderr)
         return 1
-    configure_console(args.quiet, args.verbose)
+    configure_console(args.verbose)  # -q hides the lines of the changes (Console), not the status lines
     quiet_watchdog(args.verbose)
     try:
         token = token_from(args.token)
@@ -1646,12 +1996,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uri = validate_uri(args.uri)
         root = validate_directory(args.root)
+        state_file = validate_state_file(args.state_file or default_state_file(root, uri))
         settings = Settings(
             uri=uri,
             root=root,
             name=args.name,
             quiet=args.quiet,
-            state_file=os.path.abspath(args.state_file) if args.state_file else default_state_path(root, uri),
+            state_file=state_file,
             max_queued=args.max_queued,
             keepalive=args.keepalive,
             token=token,
@@ -1661,8 +2012,6 @@ def main(argv: list[str] | None = None) -> int:
     except FatalError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # platforms without loop.add_signal_handler
-        pass
     return 0
 
 

@@ -54,10 +54,16 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TextIO, get_args
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers, MultipleValuesError
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+try:
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.datastructures import Headers, MultipleValuesError
+    from websockets.exceptions import ConnectionClosed
+    from websockets.http11 import Request, Response
+except ModuleNotFoundError as missing:
+    if __name__ != "__main__":
+        raise
+    library = (missing.name or "websockets").partition(".")[0]  # run as a script: a sentence, not a traceback
+    sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
 
 # ---------------------------------------------------------------------------
 # Settings: edit these, or override them with the command-line flags.
@@ -216,12 +222,17 @@ def speak_portuguese_argparse() -> None:
 
 
 class PortugueseHelpFormatter(argparse.HelpFormatter):
-    """Help in Portuguese, each default shown after its option."""
+    """Help in Portuguese, each default shown after its option, numbers as the README writes them (20, not 20.0)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text:
-            text += " (padrão: %(default)s)"
+        # A flag without a value (nargs 0: -q, -v, --json) has no default worth showing; 0 is one (0 == False).
+        shown_default = (
+            action.nargs != 0 and action.default is not None and action.default not in ("", argparse.SUPPRESS)
+        )
+        if shown_default and "%(default)" not in text:
+            shown = f"{action.default:g}" if isinstance(action.default, float) else "%(default)s"
+            text += f" (padrão: {shown})"
         return text
 
 
@@ -235,10 +246,16 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def add_console_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
-    """-q and -v (one or the other), and --version."""
+    """-q and -v (one or the other; -v counts: -vv), and --version."""
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="diagnóstico detalhado no stderr")
+    verbosity.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="diagnóstico no stderr (-vv: também o das bibliotecas, em inglês)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="mostra a versão e sai")
 
 
@@ -260,8 +277,9 @@ class ConsoleFormatter(logging.Formatter):
         return f"{when}{prefix}{super().format(record)}"
 
 
-def configure_console(quiet: bool, verbose: bool) -> None:
-    """Log to stderr through ConsoleFormatter (-q: warnings and errors only; -v: everything)."""
+def configure_console(verbose: int, quiet: bool = False) -> None:
+    """Log to stderr through ConsoleFormatter (``quiet``: warnings and errors only; -v: our diagnostics too;
+    -vv: the libraries' as well)."""
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):  # a hostile name must never crash a print
             stream.reconfigure(errors="backslashreplace")
@@ -269,8 +287,40 @@ def configure_console(quiet: bool, verbose: bool) -> None:
     handler.setFormatter(ConsoleFormatter())
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # websockets logs expected network failures with tracebacks; show them only with -v.
-    logging.getLogger(f"{log.name}.websockets").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # websockets dumps every frame, in English, and logs expected network failures with tracebacks: -vv only.
+    logging.getLogger(f"{log.name}.websockets").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+    logging.getLogger("asyncio").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop a script cleanly: SIGINT and SIGTERM, but not a SIGINT that was ignored when the
+    script started (a shell's ``trap "" INT``, nohup): by the Unix convention it stays ignored."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    return [signal.SIGTERM] if ignored else [signal.SIGINT, signal.SIGTERM]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_stoppable(command_line: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """What main() does: run ``command_line(argv)`` (its exit code) with SIGINT and SIGTERM raising
+    KeyboardInterrupt until the event loop takes them over, and that interrupt as a quiet exit 0.
+
+    Before main() runs -- the interpreter starting, the imports -- the signals still act the default way.
+    The previous handlers come back at the end.
+    """
+    previous = {}
+    for sig in stop_signals():
+        with contextlib.suppress(ValueError):  # not the main thread (main() called by a test): leave them
+            previous[sig] = signal.signal(sig, _interrupt)
+    try:
+        return command_line(argv)
+    except KeyboardInterrupt:  # stopped before the loop took the signals over (or without add_signal_handler)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ===========================================================================
@@ -1806,7 +1856,7 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
     host, port, keepalive = settings.host, settings.port, settings.keepalive
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals():  # not a SIGINT ignored at start: the quick start's ``trap "" INT``
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
             loop.add_signal_handler(sig, stop.set)
     try:
@@ -1930,13 +1980,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_stoppable(run_command_line, argv)  # a signal from the first line on ends the script quietly with 0
+
+
+def run_command_line(argv: list[str] | None) -> int:
     speak_portuguese_argparse()
     args = build_parser().parse_args(argv)
     problem = missing_requirements()
     if problem is not None:
         print(f"Erro: {problem}", file=sys.stderr)
         return 1
-    configure_console(args.quiet, args.verbose)
+    configure_console(args.verbose, args.quiet)
     if not 0 <= args.port <= 65535:
         print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
         return 2
@@ -1976,8 +2030,6 @@ def main(argv: list[str] | None = None) -> int:
     except FatalError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # platforms without loop.add_signal_handler
-        pass
     return 0
 
 

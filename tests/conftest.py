@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,14 @@ def watched(tmp_path: Path) -> Path:
     directory = tmp_path / "monitorado"
     directory.mkdir()
     return directory
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests send SIGINT as a terminal's Ctrl-C would, and the scripts keep a SIGINT that was ignored when they
+    started (the Unix convention): so none of them may inherit an ignored SIGINT from however pytest was started
+    (nohup, a background job of a script). Python turns the default handler back into SIG_DFL in each child."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Hypothesis keeps no example database, and its caches stay in tests/ (the top level is the two scripts).

@@ -12,6 +12,7 @@ import base64
 import collections
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 import random
@@ -389,7 +390,7 @@ def test_tls(procs: Processes, tmp_path: Path, certificates: Certificates) -> No
     plain_uri = f"ws://{LOOPBACK}:{port}"
     cleartext = procs.client(dirs["sem_tls"], plain_uri, "sem_tls")
     cleartext.wait_for_line(
-        f"Sem conexão com {plain_uri}: resposta inválida do servidor (ele usa TLS? então a URI é wss://); "
+        f"Sem conexão com {plain_uri}: resposta inválida do servidor (ele usa TLS? então a URI é {uri}); "
         "tentando novamente...",
         "stderr",
     )
@@ -409,6 +410,41 @@ def test_tls(procs: Processes, tmp_path: Path, certificates: Certificates) -> No
     assert server.stripped() == [first, f"[{peer}] mensagem: por TLS", second], server.describe()
     assert good.running() and server.running()
     no_traceback(server, good)
+
+
+@pytest.mark.parametrize("problem", ["expirado", "outro_nome", "outro_ip"])
+def test_tls_certificate_expired_or_for_another_host_gets_a_fitting_hint(
+    procs: Processes, tmp_path: Path, problem: str
+) -> None:
+    """Signed by the CA the client trusts, but expired, or issued for a name that is not the URI's."""
+    ca = trustme.CA()
+    if problem == "expirado":
+        now = datetime.datetime.now(datetime.UTC)
+        leaf = ca.issue_cert(
+            LOOPBACK, not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1)
+        )
+        hint = "o certificado do servidor expirou; ele precisa de um certificado novo"
+    else:  # the URI names the server as localhost (a host name) or as 127.0.0.1 (an IP address)
+        leaf = ca.issue_cert("servidor.exemplo")
+        host = "localhost" if problem == "outro_nome" else LOOPBACK
+        hint = f"o certificado do servidor não vale para {host}; use na URI um nome que o certificado tenha"
+    certs = Certificates(tmp_path / "ca.pem", tmp_path / "outra_ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(str(certs.ca))
+    certs.chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(certs.key))
+    server, uri = start_tls_server(procs, certs)
+    if problem == "outro_nome":
+        uri = uri.replace(LOOPBACK, "localhost")
+    watched = tmp_path / "monitorado"
+    watched.mkdir()
+    client = procs.client(watched, uri, "cli", args=["--cafile", str(certs.ca)])
+    assert client.wait(TIMEOUT) == 1, client.describe()
+    assert plain(client.lines("stderr")) == [
+        f"Monitorando {watched} (com subdiretórios)",
+        f"Erro: falha de TLS com {uri}: {hint}",
+    ], client.describe()
+    no_traceback(client)
+    assert server.running()
 
 
 # ---------------------------------------------------------------------------
