@@ -83,7 +83,7 @@ MEMORY_MAX_CLIENTS = 10_000  # client ids the in-memory record keeps; past it NE
 MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (also kept below RLIMIT_NOFILE)
 FD_RESERVE = 64  # file descriptors kept free for the database, stdout, logs: the cap is RLIMIT_NOFILE - this
 HELLO_MAX_SIZE = 64 * 1024  # bytes of a message before a valid hello (and of every message of a plain text session)
-CONSOLE_BUFFER_LINES = 10_000  # lines waiting for stdout; with --banco, more are dropped (and counted)
+CONSOLE_BUFFER_BYTES = 1024 * 1024  # bytes waiting for stdout; with --banco, lines past it are dropped (and counted)
 MAX_ID_CHARS = 64  # longest client_id in a hello
 MAX_NAME_CHARS = 256  # longest client name in a hello
 MAX_ROOT_CHARS = 4096  # longest root in a hello
@@ -451,7 +451,8 @@ def inside_root(path: str, root: str, style: PathStyle) -> bool:
 def check_paths(hello: Hello, paths: Iterable[tuple[str, str | None]]) -> None:
     """ProtocolError (1008) unless every (text, base64) path is under the client's root (README, "Protocolo")."""
     for text, b64 in paths:
-        exact = text if b64 is None else exact_path(text, b64).decode("utf-8", "surrogateescape")
+        # The exact bytes, shown as the client shows bytes that are not UTF-8 (its root is sent that way too).
+        exact = text if b64 is None else exact_path(text, b64).decode("utf-8", "backslashreplace")
         if not inside_root(text, hello.root, hello.path_style) or not inside_root(exact, hello.root, hello.path_style):
             raise ProtocolError(f"caminho fora da raiz do cliente: {text!r}"[:100])
 
@@ -1085,10 +1086,6 @@ class Record:
         ).fetchone()
         return None if row is None else (int(row[0]), row[1])
 
-    def client_count(self) -> int:
-        """How many clients the record knows (their keys are never reused). A read."""
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM clients").fetchone()[0])
-
     def claim(self, hello: Hello, now: datetime.datetime) -> bytes | None:
         """Register the hello; the client's credential hash as stored now (the first one ever sent wins)."""
         self.register(hello, now)
@@ -1256,10 +1253,10 @@ class ConsoleClosed(Exception):
 class Console:
     """The one thread that writes stdout, so a slow or stuck reader never blocks the event loop.
 
-    ``write(lines, record=True)``: the lines are part of the record (no ``--banco``): always queued, and
-    the returned future resolves once they are written and flushed (ConsoleClosed if stdout is gone);
-    acks wait for it. ``record=False``: a mirror of the database; queued only while fewer than
-    ``limit`` lines wait, otherwise dropped and counted, and once the queue drains one stderr line says
+    ``write(lines, record=True)``: the lines are part of the record (no ``--banco``): always queued (the
+    acks that wait for them bound how much), and the returned future resolves once they are written and
+    flushed (ConsoleClosed if stdout is gone). ``record=False``: a mirror of the database; queued only
+    while at most ``limit`` bytes wait, otherwise dropped and counted, and once the queue drains one stderr line says
     how many were omitted. ``closed`` is called (in the loop, once) when a write fails. Futures resolve
     in the loop through call_soon_threadsafe: the only place where this thread meets asyncio.
     """
@@ -1270,7 +1267,7 @@ class Console:
         self._stream = stream
         self._closed = closed
         self._limit = limit
-        self._waiting = 0  # lines queued (owned by the loop)
+        self._waiting = 0  # bytes queued (owned by the loop)
         self._dropped = 0  # mirror lines not queued since the last report (owned by the loop)
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[tuple[bytes, int, asyncio.Future[None] | None] | None] = queue.SimpleQueue()
@@ -1285,12 +1282,12 @@ class Console:
             if future is not None:
                 future.set_exception(ConsoleClosed())
             return future
-        if future is None and self._waiting >= self._limit:
+        data = ("\n".join(lines) + "\n").encode(self.encoding, "backslashreplace")
+        if future is None and self._waiting + len(data) > self._limit:
             self._dropped += len(lines)
             return None
-        data = ("\n".join(lines) + "\n").encode(self.encoding, "backslashreplace")
-        self._waiting += len(lines)
-        self._queue.put((data, len(lines), future))
+        self._waiting += len(data)
+        self._queue.put((data, len(data), future))
         return future
 
     async def close(self) -> None:
@@ -1797,7 +1794,7 @@ class Session:
     def stage(self, message: Manifest) -> None:
         if self._manifest_seq is None:
             raise ProtocolError("'manifest' sem 'manifest_begin'")
-        check_paths(self.hello, ((path.decode("utf-8", "surrogateescape"), None) for path, _ in message.entries))
+        check_paths(self.hello, ((path.decode("utf-8", "backslashreplace"), None) for path, _ in message.entries))
         self._stage(message.entries, first=False)
 
     def _stage(self, entries: list[tuple[bytes, bool]], *, first: bool) -> None:
@@ -1864,7 +1861,8 @@ class MonitorServer:
         self.writer = writer
         self.token = token
         self.max_connections = max_connections
-        self.max_clients = max_clients  # client ids the record keeps at most (0: any number)
+        self.max_clients = max_clients  # client ids the in-memory record keeps at most (0: any number)
+        self.new_clients = 0  # ids first seen by this process (all the in-memory record knows)
         self.max_message = max_message  # a protocol client's limit, once its hello is valid
         self.hello_timeout = hello_timeout  # seconds for the first message (a slow or half-sent hello)
         self.servers: list[Any] = []  # the websockets Servers (one per address), for the connection count
@@ -2022,10 +2020,10 @@ class MonitorServer:
             state = self.clients.get(client_id)  # another connection of it may have come meanwhile
             if state is None:
                 if known is None and self.max_clients:
-                    count = await self.writer.read(lambda record: record.client_count())
-                    if count >= self.max_clients:
+                    if self.new_clients >= self.max_clients:
                         self._no_room.happened(self.max_clients)
                         raise ProtocolError("o servidor não tem espaço para clientes novos", CLOSE_TRY_AGAIN)
+                    self.new_clients += 1
                 last_seq, secret_hash = known or (0, None)
                 state = ClientState(hello.name, last_seq, last_seq, secret_hash=secret_hash)
         self._check_credential(state, hello)
@@ -2099,7 +2097,7 @@ async def run_server(settings: Settings) -> None:
         if monitor is not None:
             monitor.console_closed(exc)
 
-    console = Console(sys.stdout.buffer, encoding, closed, CONSOLE_BUFFER_LINES)
+    console = Console(sys.stdout.buffer, encoding, closed, CONSOLE_BUFFER_BYTES)
     try:
         monitor = MonitorServer(
             Output(console, settings.as_json, record=not settings.database),
