@@ -1086,12 +1086,6 @@ class Record:
         ).fetchone()
         return None if row is None else (int(row[0]), row[1])
 
-    def claim(self, hello: Hello, now: datetime.datetime) -> bytes | None:
-        """Register the hello; the client's credential hash as stored now (the first one ever sent wins)."""
-        self.register(hello, now)
-        row = self.conn.execute("SELECT secret_hash FROM clients WHERE client_id = ?", (hello.client_id,)).fetchone()
-        return row[0]  # type: ignore[no-any-return]
-
     def register(self, hello: Hello, now: datetime.datetime) -> tuple[int, int]:
         """Record a client's hello (name, root, last seen, a first credential); its (key, last stored seq)."""
         seen = now.isoformat(timespec="milliseconds")
@@ -2026,16 +2020,15 @@ class MonitorServer:
                     self.new_clients += 1
                 last_seq, secret_hash = known or (0, None)
                 state = ClientState(hello.name, last_seq, last_seq, secret_hash=secret_hash)
+                self.clients[client_id] = state
+        # From here to the end no await: two hellos racing for one id are checked one after the other.
         self._check_credential(state, hello)
+        if state.secret_hash is None:
+            # First contact of a credential (trust on first use). Its register job reaches the database
+            # before any of the client's events, so it is committed before anything is acknowledged.
+            state.secret_hash = hello.secret_hash
         now = utc_now()
-        if state.secret_hash is None and hello.secret_hash is not None:
-            # First contact of a credential (trust on first use): committed before the welcome, so two
-            # hellos racing for one id cannot both win.
-            state.secret_hash = await self.writer.write(lambda record: record.claim(hello, now))
-            self._check_credential(state, hello)
-        else:
-            self.writer.write_later(lambda record: record.register(hello, now))
-        self.clients[client_id] = state
+        self.writer.write_later(lambda record: record.register(hello, now))
         self.clients.move_to_end(client_id)  # most recent last, for eviction
         while len(self.clients) > MAX_REMEMBERED_CLIENTS:
             oldest_id, oldest = next(iter(self.clients.items()))

@@ -705,6 +705,7 @@ def ipv6_loopback() -> bool:
 @pytest.mark.skipif(not ipv6_loopback(), reason="sem IPv6 (::1) nesta máquina")
 def test_localhost_serves_both_loopbacks(procs: Processes) -> None:
     server = procs.server(args=["--host", "localhost"])
+    server.wait_for_line(re.compile(r"ouvindo em ws://\[::1\]:\d+$"), "stderr")
     bound = [line for line in server.stripped("stderr") if "ouvindo em" in line]
     assert bound == [
         f"Servidor WebSocket ouvindo em ws://127.0.0.1:{server.port}",
