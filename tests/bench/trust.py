@@ -4,10 +4,11 @@
     .venv/bin/python tests/bench/trust.py --quick    # 10 s per scenario
 
 For the server with --banco and without it (the in-memory default), three loads: (a) stdout never read,
-(b) 1,000 connections each holding 64 KiB - 1 of a frame before any hello (re-opened when the server drops
-them), (c) another client flooding batches of 1,000 events as fast as its acks come. Meanwhile the
-well-behaved client sends one event every 20 ms and times each ack. Without --banco, printing is part of
-the record, so with stdout stuck no ack can come: there the handshake + ping round trip is timed instead.
+(b) 1,000 connections each holding 64 KiB - 1 of a frame before any hello (re-opened when the server
+drops them; --max-conexoes 1100, so the well-behaved client fits beside them), (c) another client
+flooding batches of 1,000 events as fast as its acks come. Meanwhile the well-behaved client sends one
+event every 20 ms and times each ack. Without --banco, printing is part of the record, so with stdout
+stuck no ack can come: there the handshake + hello + ping round trip is timed instead.
 Everything on 127.0.0.1. Prints one Markdown table.
 """
 
@@ -41,7 +42,20 @@ LISTENING = re.compile(r"ouvindo em ws://127\.0\.0\.1:(\d+)$")
 
 def start_server(args: list[str], cwd: str) -> tuple[subprocess.Popen[bytes], int]:
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", "--json", "--open-timeout", "60", *args],
+        [
+            sys.executable,
+            str(SERVER),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+            "--open-timeout",
+            "60",
+            "--max-conexoes",
+            "1100",
+            *args,
+        ],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
