@@ -1263,6 +1263,7 @@ class Console:
         self._limit = limit
         self._waiting = 0  # bytes queued (owned by the loop)
         self._dropped = 0  # mirror lines not queued since the last report (owned by the loop)
+        self._idle = asyncio.Event()  # set whenever a write completes
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[tuple[bytes, int, asyncio.Future[None] | None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="console", daemon=True)
@@ -1283,6 +1284,14 @@ class Console:
         self._waiting += len(data)
         self._queue.put((data, len(data), future))
         return future
+
+    async def drained(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s: stdout may be stuck) until every queued line is written."""
+        deadline = time.monotonic() + timeout
+        while self._waiting and not self.gone and time.monotonic() < deadline:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
 
     async def close(self) -> None:
         """Write what is queued (stdout permitting), then stop the thread."""
@@ -1334,6 +1343,7 @@ class Console:
             self._waiting -= count
             if future is not None and not future.done():
                 future.set_result(None)
+        self._idle.set()
         if self._dropped and self._waiting == 0:
             log.warning(
                 "%d linhas omitidas no console (a saída padrão não acompanhou); o banco tem todos os eventos",
@@ -2221,6 +2231,10 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             log.warning("sem TLS, o token e os eventos trafegam sem criptografia; use --cert e --key.")
         await stop.wait()
         log.info("Encerrando o servidor...")
+        # What is printed by now gets its ack before the connections close (else it is sent again, shown twice).
+        await monitor.output.console.drained(timeout=2.0)
+        for _ in range(8):  # printed -> shown -> Acknowledger woken -> ack sent: a few loop turns
+            await asyncio.sleep(0)
     log.info("Servidor encerrado.")
 
 
