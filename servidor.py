@@ -41,6 +41,7 @@ import ipaddress
 import json
 import logging
 import os
+import pathlib
 import queue
 import re
 import signal
@@ -52,7 +53,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal, TextIO, get_args
+from typing import Any, BinaryIO, Literal, get_args
 
 try:
     from websockets.asyncio.server import ServerConnection, serve
@@ -84,6 +85,17 @@ RETENTION_DAYS = 0.0  # events stored more than this many days ago are deleted; 
 MAX_EVENTS = 0  # events kept at most in DATABASE, the oldest deleted first; 0: no limit
 MEMORY_MAX_EVENTS = 100_000  # the same limit without DATABASE (the in-memory record stays bounded)
 MAX_REMEMBERED_CLIENTS = 10_000  # idle clients whose sequence numbers stay in memory (the database keeps all)
+MEMORY_MAX_CLIENTS = 10_000  # client ids the in-memory record keeps; past it NEW ids are refused (never evicted)
+MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (also kept below RLIMIT_NOFILE)
+FD_RESERVE = 64  # file descriptors kept free for the database, stdout, logs: the cap is RLIMIT_NOFILE - this
+HELLO_MAX_SIZE = 64 * 1024  # bytes of a message before a valid hello (and of every message of a plain text session)
+CONSOLE_BUFFER_BYTES = 1024 * 1024  # bytes waiting for stdout; with --banco, lines past it are dropped (and counted)
+MAX_ID_CHARS = 64  # longest client_id in a hello
+MAX_NAME_CHARS = 256  # longest client name in a hello
+MAX_ROOT_CHARS = 4096  # longest root in a hello
+MIN_SECRET_CHARS = 32  # a hello's secret: at least 128 bits as hex
+MAX_SECRET_CHARS = 128
+WARNING_INTERVAL = 60.0  # seconds between two stderr lines about the same refused crowd (full server, cap)
 
 PROTOCOL_VERSION = 2  # what this server speaks; it answers each client in the client's own version
 PROTOCOL_VERSIONS = (1, 2)  # 1: events only; 2: adds the tree digest and the manifest (README, "Protocolo")
@@ -103,6 +115,8 @@ CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak (Pro
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: binary frame on a text protocol
 CLOSE_INTERNAL = 1011  # RFC 6455: the server hit an unexpected condition
 CLOSE_REPLACED = 4000  # application code: the same client connected again
+CLOSE_CREDENTIAL = 4001  # application code: the hello's secret does not prove the client_id
+CLOSE_TRY_AGAIN = 1013  # RFC 6455 (IANA): try again later; the in-memory record has no room for a new client
 
 log = logging.getLogger("servidor")
 
@@ -332,12 +346,21 @@ def run_stoppable(command_line: Callable[[list[str] | None], int], argv: list[st
 # ---------------------------------------------------------------------------
 
 
+PathStyle = Literal["posix", "windows"]
+PATH_STYLES: dict[PathStyle, type[pathlib.PurePath]] = {
+    "posix": pathlib.PurePosixPath,
+    "windows": pathlib.PureWindowsPath,
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Hello:
     client_id: str
     name: str
     root: str
     version: int
+    secret_hash: bytes | None = None  # SHA-256 of the hello's secret (version 2); the secret itself is not kept
+    path_style: PathStyle = "posix"  # how the client's paths are judged (README, "Protocolo")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -416,7 +439,79 @@ def parse_hello(text: str | bytes) -> Hello | None:
     assert client_id is not None and name is not None and root is not None
     if not client_id:
         raise ProtocolError("campo 'client_id' vazio")
-    return Hello(client_id=client_id, name=name, root=root, version=version)
+    for key, value, longest in (("client_id", client_id, MAX_ID_CHARS), ("name", name, MAX_NAME_CHARS)):
+        if len(value) > longest:
+            raise ProtocolError(f"campo '{key}' longo demais (máximo {longest} caracteres)")
+    if len(root) > MAX_ROOT_CHARS:
+        raise ProtocolError(f"campo 'root' longo demais (máximo {MAX_ROOT_CHARS} caracteres)")
+    style = _path_style(obj, root, version)
+    if not _is_absolute(root, style):
+        raise ProtocolError("campo 'root' não é um caminho absoluto")
+    secret_hash = None
+    if version >= 2:
+        secret = obj.get("secret")
+        if (
+            not isinstance(secret, str)
+            or re.fullmatch(f"[0-9a-f]{{{MIN_SECRET_CHARS},{MAX_SECRET_CHARS}}}", secret) is None
+        ):
+            raise ProtocolError(
+                f"campo 'secret' ausente ou inválido ({MIN_SECRET_CHARS} a {MAX_SECRET_CHARS} dígitos hexadecimais)"
+            )
+        secret_hash = hash_secret(secret)
+    return Hello(client_id, name, root, version, secret_hash, style)
+
+
+def hash_secret(secret: str) -> bytes:
+    """What the server keeps of a client's secret: its SHA-256 (compared with hmac.compare_digest)."""
+    return hashlib.sha256(secret.encode("ascii")).digest()
+
+
+def _path_style(obj: dict[str, Any], root: str, version: int) -> PathStyle:
+    """Version 2 says ``path_style`` (default posix); a version 1 root is judged by its looks (``C:\\`` is Windows)."""
+    if version >= 2:
+        style = obj.get("path_style", "posix")
+        if style not in PATH_STYLES:
+            raise ProtocolError("campo 'path_style' deve ser 'posix' ou 'windows'")
+        return style  # type: ignore[no-any-return]
+    if not root.startswith("/") and pathlib.PureWindowsPath(root).is_absolute():
+        return "windows"
+    return "posix"
+
+
+def _is_absolute(path: str, style: PathStyle) -> bool:
+    pure = PATH_STYLES[style](path)
+    return pure.is_absolute() and ".." not in pure.parts
+
+
+@functools.lru_cache(maxsize=64)
+def _root_of(root: str, style: PathStyle) -> tuple[pathlib.PurePath, str]:
+    pure = PATH_STYLES[style](root)
+    return pure, str(pure).rstrip("/") + "/"
+
+
+def inside_root(path: str, root: str, style: PathStyle) -> bool:
+    """Whether ``path`` is ``root`` or below it: absolute, no ``..`` component, judged as ``style`` paths."""
+    pure_root, prefix = _root_of(root, style)
+    if style == "posix" and path.startswith(prefix) and "/." not in path:
+        return True  # the common case without pathlib: under the root, no "." or ".." component
+    pure = PATH_STYLES[style](path)
+    return pure.is_absolute() and ".." not in pure.parts and (pure == pure_root or pure.is_relative_to(pure_root))
+
+
+def check_paths(hello: Hello, paths: Iterable[tuple[str, str | None]]) -> None:
+    """ProtocolError (1008) unless every (text, base64) path is under the client's root (README, "Protocolo")."""
+    for text, b64 in paths:
+        # The exact bytes, shown as the client shows bytes that are not UTF-8 (its root is sent that way too).
+        exact = text if b64 is None else exact_path(text, b64).decode("utf-8", "backslashreplace")
+        if not inside_root(text, hello.root, hello.path_style) or not inside_root(exact, hello.root, hello.path_style):
+            raise ProtocolError(f"caminho fora da raiz do cliente: {text!r}"[:100])
+
+
+def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:
+    for ev in events:
+        yield ev.path, ev.path_b64
+        if ev.dest_path is not None:
+            yield ev.dest_path, ev.dest_path_b64
 
 
 def _parse_event(obj: object) -> Event:
@@ -811,7 +906,8 @@ CREATE TABLE clients (
     last_seen TEXT NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0,
     digest_matched INTEGER,
-    verified_at TEXT
+    verified_at TEXT,
+    secret_hash BLOB
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
@@ -1068,14 +1164,23 @@ class Record:
         row = self.conn.execute("SELECT last_seq FROM clients WHERE client_id = ?", (client_id,)).fetchone()
         return 0 if row is None else int(row[0])
 
+    def client(self, client_id: str) -> tuple[int, bytes | None] | None:
+        """(last stored seq, credential hash) of a client; None for a stranger. A read."""
+        row = self.conn.execute(
+            "SELECT last_seq, secret_hash FROM clients WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), row[1])
+
     def register(self, hello: Hello, now: datetime.datetime) -> tuple[int, int]:
-        """Record a client's hello (name, root, last seen); its (key, last stored seq)."""
+        """Record a client's hello (name, root, last seen, a first credential); its (key, last stored seq)."""
         seen = now.isoformat(timespec="milliseconds")
         self.conn.execute(
-            "INSERT INTO clients (client_id, name, root, protocol, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO clients (client_id, name, root, protocol, first_seen, last_seen, secret_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, root = excluded.root,"
-            " protocol = excluded.protocol, last_seen = excluded.last_seen",
-            (hello.client_id, hello.name, hello.root, hello.version, seen, seen),
+            " protocol = excluded.protocol, last_seen = excluded.last_seen,"
+            " secret_hash = coalesce(clients.secret_hash, excluded.secret_hash)",
+            (hello.client_id, hello.name, hello.root, hello.version, seen, seen, hello.secret_hash),
         )
         key, last_seq = self.conn.execute(
             "SELECT id, last_seq FROM clients WHERE client_id = ?", (hello.client_id,)
@@ -1220,31 +1325,153 @@ def _resync_event(kind: EventKind, path: bytes, is_dir: bool, now: datetime.date
 # ---------------------------------------------------------------------------
 
 
+class ConsoleClosed(Exception):
+    """stdout is gone (closed pipe, full disk): what was waiting for it was not printed."""
+
+
+class Console:
+    """The one thread that writes stdout, so a slow or stuck reader never blocks the event loop.
+
+    ``write(lines, record=True)``: the lines are part of the record (no ``--banco``): always queued (the
+    acks that wait for them bound how much), and the returned future resolves once they are written and
+    flushed (ConsoleClosed if stdout is gone). ``record=False``: a mirror of the database; queued only
+    while at most ``limit`` bytes wait, otherwise dropped and counted, and once the queue drains one stderr line says
+    how many were omitted. ``closed`` is called (in the loop, once) when a write fails. Futures resolve
+    in the loop through call_soon_threadsafe: the only place where this thread meets asyncio.
+    """
+
+    def __init__(self, stream: BinaryIO, encoding: str, closed: Callable[[OSError], None], limit: int) -> None:
+        self.encoding = encoding
+        self.gone = False  # a write failed: nothing more is written (owned by the loop)
+        self._stream = stream
+        self._closed = closed
+        self._limit = limit
+        self._waiting = 0  # bytes queued (owned by the loop)
+        self._dropped = 0  # mirror lines not queued since the last report (owned by the loop)
+        self._idle = asyncio.Event()  # set whenever a write completes
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[tuple[bytes, int, asyncio.Future[None] | None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="console", daemon=True)
+        self._thread.start()
+
+    def write(self, lines: list[str], *, record: bool) -> asyncio.Future[None] | None:
+        if not lines:
+            return None
+        future = self._loop.create_future() if record else None
+        if self.gone:
+            if future is not None:
+                future.set_exception(ConsoleClosed())
+            return future
+        data = ("\n".join(lines) + "\n").encode(self.encoding, "backslashreplace")
+        if future is None and self._waiting + len(data) > self._limit:
+            self._dropped += len(lines)
+            return None
+        self._waiting += len(data)
+        self._queue.put((data, len(data), future))
+        return future
+
+    async def drained(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s: stdout may be stuck) until every queued line is written."""
+        deadline = time.monotonic() + timeout
+        while self._waiting and not self.gone and time.monotonic() < deadline:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
+
+    async def close(self) -> None:
+        """Write what is queued (stdout permitting), then stop the thread."""
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    # -- the thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            items = [item]
+            while len(items) < 256:  # one write for a burst
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                items.append(more)
+            try:
+                self._stream.write(b"".join(data for data, _, _ in items))
+                self._stream.flush()
+            except (OSError, ValueError) as exc:
+                failure = exc if isinstance(exc, OSError) else OSError(errno.EPIPE, "saída fechada")
+                self._silence()
+                self._call(self._failed, items, failure)
+                return
+            self._call(self._written, items)
+
+    def _silence(self) -> None:
+        """Point stdout at /dev/null: Python's own flush at exit must not fail on the closed pipe."""
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # -- back in the loop --------------------------------------------------
+
+    def _written(self, items: list[tuple[bytes, int, asyncio.Future[None] | None]]) -> None:
+        for _, count, future in items:
+            self._waiting -= count
+            if future is not None and not future.done():
+                future.set_result(None)
+        self._idle.set()
+        if self._dropped and self._waiting == 0:
+            log.warning(
+                "%d linhas omitidas no console (a saída padrão não acompanhou); o banco tem todos os eventos",
+                self._dropped,
+            )
+            self._dropped = 0
+
+    def _failed(self, items: list[tuple[bytes, int, asyncio.Future[None] | None]], exc: OSError) -> None:
+        self.gone = True
+        while True:  # whatever was queued after the failure is not written either
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is not None:
+                items.append(more)
+        for _, _, future in items:
+            if future is not None and not future.done():
+                future.set_exception(ConsoleClosed())
+        self._closed(exc)
+
+
 class Output:
-    """Writes events to stdout, one flush per batch so a burst costs one system call."""
+    """Formats events and text messages for stdout and hands them to the Console thread."""
 
-    def __init__(self, stream: TextIO, as_json: bool) -> None:
-        self.stream = stream
+    def __init__(self, console: Console, as_json: bool, record: bool) -> None:
+        self.console = console
         self.as_json = as_json
+        self.record = record  # printing is part of the record (no --banco): acks wait for it
 
-    def events(self, client: str, events: Iterable[Event], json_lines: list[str] | None) -> None:
-        """Print events: their JSON lines (already made for the log) with --json, readable lines otherwise."""
+    def events(self, client: str, events: Iterable[Event], json_lines: list[str] | None) -> asyncio.Future[None] | None:
+        """Print events: their JSON lines with --json, readable lines otherwise; a future when acks must wait."""
         if self.as_json:
-            self._write(json_lines if json_lines is not None else [])
-        else:
-            self._write([format_event(client, ev) for ev in events])
+            return self.console.write(json_lines if json_lines is not None else [], record=self.record)
+        return self.console.write([format_event(client, ev) for ev in events], record=self.record)
 
     def text(self, peer: str, message: str | bytes) -> None:
+        """A plain text message: the database has it, the console mirrors it (never waited for)."""
         now = datetime.datetime.now(datetime.UTC)
         if self.as_json:
-            self._write([to_json_line(text_record(peer, message, now))])
+            self.console.write([to_json_line(text_record(peer, message, now))], record=False)
         else:
-            self._write([format_text_message(peer, message, now)])
-
-    def _write(self, lines: list[str]) -> None:
-        if lines:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            self.console.write([format_text_message(peer, message, now)], record=False)
 
 
 class FailureReport:
@@ -1508,8 +1735,9 @@ class ClientState:
     name: str
     stored_seq: int = 0  # every event up to here is committed: what welcome reports
     accepted_seq: int = 0  # handed to the writer, maybe not committed yet: resent events up to here are dropped
-    last_write: asyncio.Future[Any] | None = None  # the writer's latest job with this client's events
+    last_write: asyncio.Future[Any] | None = None  # the latest job with this client's events (stored, then printed)
     connection: ServerConnection | None = None
+    secret_hash: bytes | None = None  # the client's credential, as stored (None: a client that never sent one)
 
     def idle(self) -> bool:
         return self.connection is None and (self.last_write is None or self.last_write.done())
@@ -1612,6 +1840,7 @@ class Session:
     def events(self, events: list[Event]) -> None:
         if self._manifest_seq is not None:
             raise ProtocolError("eventos no meio de um manifesto")
+        check_paths(self.hello, event_paths(events))
         state = self.state
         fresh = [ev for ev in events if ev.seq > state.accepted_seq]
         if fresh:
@@ -1654,6 +1883,7 @@ class Session:
     def stage(self, message: Manifest) -> None:
         if self._manifest_seq is None:
             raise ProtocolError("'manifest' sem 'manifest_begin'")
+        check_paths(self.hello, ((path.decode("utf-8", "backslashreplace"), None) for path, _ in message.entries))
         self._stage(message.entries, first=False)
 
     def _stage(self, entries: list[tuple[bytes, bool]], *, first: bool) -> None:
@@ -1686,18 +1916,78 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+class RateLimitedWarning:
+    """One stderr line per WARNING_INTERVAL for a condition that may repeat thousands of times a second."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message  # %-format with the count of occurrences since the last line, then the args
+        self._count = 0
+        self._said_at: float | None = None
+
+    def happened(self, *args: Any) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if self._said_at is None or now - self._said_at >= WARNING_INTERVAL:
+            log.warning(self.message, self._count, *args)
+            self._said_at, self._count = now, 0
+
+
 class MonitorServer:
     """Accepts monitor clients (and plain text clients), stores what they send and prints it once stored."""
 
-    def __init__(self, output: Output, writer: Writer, token: str = "") -> None:
+    def __init__(
+        self,
+        output: Output,
+        writer: Writer,
+        token: str = "",
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        max_clients: int = 0,
+        max_message: int = MAX_MESSAGE_SIZE,
+        hello_timeout: float = OPEN_TIMEOUT,
+    ) -> None:
         self.output = output
         self.writer = writer
         self.token = token
+        self.max_connections = max_connections
+        self.max_clients = max_clients  # client ids the in-memory record keeps at most (0: any number)
+        self.new_clients = 0  # ids first seen by this process (all the in-memory record knows)
+        self.max_message = max_message  # a protocol client's limit, once its hello is valid
+        self.hello_timeout = hello_timeout  # seconds for the first message (a slow or half-sent hello)
+        self.servers: list[Any] = []  # the websockets Servers (one per address), for the connection count
+        self.stop = asyncio.Event()
+        self.failure: str | None = None  # why the server stopped on its own (main exits with 1)
         self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
+        self._full = RateLimitedWarning(
+            "servidor cheio: %d conexões recusadas com HTTP 503 (limite de %d conexões abertas; --max-conexoes)"
+        )
+        self._no_room = RateLimitedWarning(
+            "%d clientes novos recusados: o registro em memória guarda no máximo %d clientes (use --banco)"
+        )
+
+    def console_closed(self, exc: OSError) -> None:
+        """stdout is gone: without --banco it was the record, so stop (exit 1); with it, keep serving."""
+        reason = (
+            "a saída padrão foi fechada" if exc.errno == errno.EPIPE else f"falha ao escrever na saída padrão ({exc})"
+        )
+        if self.output.record:
+            self.failure = (
+                f"{reason}; sem --banco ela é o registro dos eventos, então o servidor parou (nada mais foi confirmado)"
+            )
+            self.stop.set()
+        else:
+            log.warning("%s; os eventos continuam sendo gravados no banco, mas não aparecem mais no console", reason)
+
+    def open_connections(self) -> int:
+        """TCP connections open now, handshake done or not (each one holds a file descriptor)."""
+        return sum(len(server.handler_tasks) for server in self.servers)
 
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """Runs before the upgrade: a refused client gets a plain HTTP answer, never a WebSocket."""
+        if self.open_connections() > self.max_connections:
+            self._full.happened(self.max_connections)
+            return ws.respond(503, "Servidor cheio; tente mais tarde.\n")
         refusal = check_request(request.headers, self.token)
         if refusal is None:
             return None
@@ -1711,7 +2001,11 @@ class MonitorServer:
     async def handler(self, ws: ServerConnection) -> None:
         peer = format_peer(ws.remote_address)
         try:
-            first = await ws.recv()
+            try:
+                async with asyncio.timeout(self.hello_timeout):
+                    first = await ws.recv()
+            except TimeoutError:
+                raise ProtocolError(f"nenhuma mensagem completa em {self.hello_timeout:g} s") from None
             hello = parse_hello(first)
             if hello is None:
                 await self._plain_session(ws, peer, first)
@@ -1725,6 +2019,8 @@ class MonitorServer:
         except sqlite3.Error as exc:
             log.error("não foi possível ler o banco: %s", describe_sqlite_error(exc))
             await ws.close(CLOSE_INTERNAL, "erro no banco do servidor")
+        except ConsoleClosed:
+            await ws.close(CLOSE_INTERNAL, "a saída do servidor foi fechada")
         except Exception as exc:  # a bug must cost one connection, never the server
             log.error(
                 "Erro interno com %s: %r", escape(peer), exc, exc_info=log.isEnabledFor(logging.DEBUG), extra=NO_PREFIX
@@ -1749,6 +2045,8 @@ class MonitorServer:
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
         state = await self._register(ws, hello)
+        # Proven: the client may now send messages of the full size (from its next frame on: see README).
+        ws.protocol.max_message_size = self.max_message
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
         log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
         try:
@@ -1759,51 +2057,80 @@ class MonitorServer:
             log.info("cliente desconectado: %s", label)
 
     def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
-        """Hand events to the writer; they are printed once committed, and only those it had not stored."""
+        """Hand events to the writer; they are printed once committed, and only those it had not stored.
+
+        The returned future resolves once they are stored and, when printing is part of the record
+        (no --banco), printed: an ack waits for it.
+        """
         now = utc_now()
         write = self.writer.write(lambda record: record.store_events(hello, events, now))
-        write.add_done_callback(functools.partial(self._stored, hello, state, events[-1].seq))
-        return write
+        return self._shown(hello, state, events[-1].seq, write)
 
     def resync(self, hello: Hello, state: ClientState, seq: int, digest: Digest) -> asyncio.Future[Any]:
         """Replace the client's tree by its staged manifest; the differences are printed once committed."""
         now = utc_now()
         write = self.writer.write(lambda record: record.resync(hello, seq, digest, now))
-        write.add_done_callback(functools.partial(self._stored, hello, state, seq))
-        return write
+        return self._shown(hello, state, seq, write)
 
-    def _stored(self, hello: Hello, state: ClientState, seq: int, write: asyncio.Future[Any]) -> None:
+    def _shown(self, hello: Hello, state: ClientState, seq: int, write: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        shown: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        write.add_done_callback(functools.partial(self._stored, hello, state, seq, shown))
+        return shown
+
+    def _stored(
+        self, hello: Hello, state: ClientState, seq: int, shown: asyncio.Future[Any], write: asyncio.Future[Any]
+    ) -> None:
         """Runs in the loop, in commit order, whether or not the connection still exists."""
         if write.cancelled() or write.exception() is not None:
-            if state.last_write is write or state.last_write is None:
+            if state.last_write is shown or state.last_write is None:
                 state.accepted_seq, state.last_write = state.stored_seq, None  # not stored: take it again
+            shown.set_exception(write.exception() or asyncio.CancelledError())
             return
         state.stored_seq = max(state.stored_seq, seq)
         state.accepted_seq = max(state.accepted_seq, seq)
         stored: list[Event] = write.result()
+        printed = None
         if stored:
             json_lines = None
             if self.output.as_json:
                 json_lines = event_lines(hello.name, hello.client_id, stored)
-            self.output.events(hello.name, stored, json_lines)
+            printed = self.output.events(hello.name, stored, json_lines)
+        if printed is None:
+            shown.set_result(stored)
+        else:
+            printed.add_done_callback(lambda done: _settle(shown, done, stored))
 
     async def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
-        state = self.clients.get(hello.client_id)
+        """The client's state once its hello is accepted; ProtocolError (never touching its other connection) if not."""
+        client_id = hello.client_id
+        state = self.clients.get(client_id)
         if state is None:
-            last_seq = await self.writer.read(lambda record: record.last_seq(hello.client_id))
-            state = self.clients.get(hello.client_id)  # another connection of it may have come meanwhile
+            known = await self.writer.read(lambda record: record.client(client_id))
+            state = self.clients.get(client_id)  # another connection of it may have come meanwhile
             if state is None:
-                state = ClientState(name=hello.name, stored_seq=last_seq, accepted_seq=last_seq)
-        self.clients[hello.client_id] = state
-        self.clients.move_to_end(hello.client_id)  # most recent last, for eviction
+                if known is None and self.max_clients:
+                    if self.new_clients >= self.max_clients:
+                        self._no_room.happened(self.max_clients)
+                        raise ProtocolError("o servidor não tem espaço para clientes novos", CLOSE_TRY_AGAIN)
+                    self.new_clients += 1
+                last_seq, secret_hash = known or (0, None)
+                state = ClientState(hello.name, last_seq, last_seq, secret_hash=secret_hash)
+                self.clients[client_id] = state
+        # From here to the end no await: two hellos racing for one id are checked one after the other.
+        self._check_credential(state, hello)
+        if state.secret_hash is None:
+            # First contact of a credential (trust on first use). Its register job reaches the database
+            # before any of the client's events, so it is committed before anything is acknowledged.
+            state.secret_hash = hello.secret_hash
+        now = utc_now()
+        self.writer.write_later(lambda record: record.register(hello, now))
+        self.clients.move_to_end(client_id)  # most recent last, for eviction
         while len(self.clients) > MAX_REMEMBERED_CLIENTS:
             oldest_id, oldest = next(iter(self.clients.items()))
             if not oldest.idle():
                 break
             del self.clients[oldest_id]  # the database still knows its last seq
         old, state.connection, state.name = state.connection, ws, hello.name
-        now = utc_now()
-        self.writer.write_later(lambda record: record.register(hello, now))
         if old is not None:
             # The client reconnected before its old connection timed out: close the
             # old one so a single connection at a time delivers its events, in order.
@@ -1811,6 +2138,21 @@ class MonitorServer:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return state
+
+    @staticmethod
+    def _check_credential(state: ClientState, hello: Hello) -> None:
+        stored = state.secret_hash
+        if stored is not None and (hello.secret_hash is None or not hmac.compare_digest(stored, hello.secret_hash)):
+            raise ProtocolError("credencial ausente ou errada para este client_id", CLOSE_CREDENTIAL)
+
+
+def _settle(shown: asyncio.Future[Any], printed: asyncio.Future[None], stored: list[Event]) -> None:
+    if shown.done():
+        return
+    if printed.exception() is not None:
+        shown.set_exception(printed.exception())  # type: ignore[arg-type]
+    else:
+        shown.set_result(stored)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1827,18 +2169,61 @@ class Settings:
     key: str = KEY_FILE
     max_message: int = MAX_MESSAGE_SIZE
     open_timeout: float = OPEN_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 async def run_server(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; raise FatalError if the server cannot start."""
+    """Serve until SIGINT/SIGTERM (or stdout closes without --banco); raise FatalError if the server cannot go on."""
     tls = tls_context(settings.cert, settings.key) if settings.cert or settings.key else None
     conn = open_database(settings.database or ":memory:", connection_factory())
     writer = Writer(conn, Retention(settings.max_events, settings.retention_days))
+    monitor: MonitorServer | None = None
+    # --json is UTF-8 whatever the locale; readable lines use the console's encoding, escaping what it lacks.
+    encoding = "utf-8" if settings.as_json else (getattr(sys.stdout, "encoding", None) or "utf-8")
+
+    def closed(exc: OSError) -> None:
+        if monitor is not None:
+            monitor.console_closed(exc)
+
+    console = Console(sys.stdout.buffer, encoding, closed, CONSOLE_BUFFER_BYTES)
     try:
-        monitor = MonitorServer(Output(sys.stdout, settings.as_json), writer, settings.token)
+        monitor = MonitorServer(
+            Output(console, settings.as_json, record=not settings.database),
+            writer,
+            settings.token,
+            max_connections=connection_cap(settings.max_connections),
+            max_clients=0 if settings.database else MEMORY_MAX_CLIENTS,
+            max_message=settings.max_message,
+            hello_timeout=settings.open_timeout,
+        )
         await serve_until_stopped(monitor, settings, tls)
     finally:
         await writer.close()
+        await console.close()
+    if monitor.failure is not None:
+        raise FatalError(monitor.failure)
+
+
+def connection_cap(requested: int) -> int:
+    """``requested``, lowered so every connection has a file descriptor (RLIMIT_NOFILE, raised to its hard limit)."""
+    try:
+        import resource  # noqa: PLC0415 (Unix only)
+    except ImportError:
+        return requested
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = requested + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted and (hard == resource.RLIM_INFINITY or hard > soft):
+        with contextlib.suppress(ValueError, OSError):
+            soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return requested
+    cap = max(1, soft - FD_RESERVE)
+    log.warning(
+        "o limite de arquivos abertos (%d, ulimit -n) permite só %d conexões (pedidas: %d)", soft, cap, requested
+    )
+    return cap
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -1852,21 +2237,49 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def _ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class _AcceptFailures:
+    """The loop's exception handler: running out of file descriptors in accept() is one rate-limited line."""
+
+    def __init__(self) -> None:
+        self._warning = RateLimitedWarning("%d conexões esperaram: sem descritores de arquivo livres (%s)")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            self._warning.happened(getattr(exc, "strerror", None) or exc)
+        else:
+            loop.default_exception_handler(context)
+
+
 async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: ssl.SSLContext | None) -> None:
     host, port, keepalive = settings.host, settings.port, settings.keepalive
-    stop = asyncio.Event()
+    stop = monitor.stop
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_AcceptFailures())
     for sig in stop_signals():  # not a SIGINT ignored at start: the quick start's ``trap "" INT``
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
             loop.add_signal_handler(sig, stop.set)
-    try:
-        server = await serve(
+
+    def open_server(address: str, at_port: int) -> Any:
+        return serve(
             monitor.handler,
-            host,
-            port,
+            address,
+            at_port,
             ssl=tls,
             process_request=monitor.process_request,
-            max_size=settings.max_message,
+            # Until a valid hello; Session raises it to settings.max_message (README, "Segurança").
+            max_size=min(HELLO_MAX_SIZE, settings.max_message),
             max_queue=MAX_QUEUED_MESSAGES,
             compression=None,  # loopback and LAN: deflate costs more CPU than it saves
             ping_interval=keepalive,
@@ -1875,11 +2288,25 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             open_timeout=settings.open_timeout,
             logger=logging.getLogger("servidor.websockets"),
         )
-    except OSError as exc:
-        raise FatalError(describe_bind_error(exc, host, port)) from exc
-    async with server:
-        bound_port = server.sockets[0].getsockname()[1] if server.sockets else port
-        log.info("Servidor WebSocket ouvindo em %s", format_address(host, bound_port, tls is not None))
+
+    # "localhost" is both loopbacks: a client may resolve it to ::1 first (one port for both).
+    addresses = ["127.0.0.1", "::1"] if host == "localhost" and _ipv6_loopback_available() else [host]
+    async with contextlib.AsyncExitStack() as stack:
+        for address in addresses:
+            try:
+                server = await stack.enter_async_context(open_server(address, port))
+            except OSError as exc:
+                if monitor.servers:  # ::1 after 127.0.0.1: serve IPv4 only rather than not at all
+                    log.warning(
+                        "não foi possível escutar também em %s: %s", address, describe_bind_error(exc, address, port)
+                    )
+                    continue
+                raise FatalError(describe_bind_error(exc, host, port)) from exc
+            monitor.servers.append(server)
+            port = server.sockets[0].getsockname()[1] if server.sockets else port
+            for sock in server.sockets:
+                bound = sock.getsockname()
+                log.info("Servidor WebSocket ouvindo em %s", format_address(bound[0], bound[1], tls is not None))
         if not monitor.token and not is_loopback(host):
             log.warning(
                 "sem token, qualquer um que alcance esta porta pode enviar eventos; defina %s ou --token.",
@@ -1889,6 +2316,10 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             log.warning("sem TLS, o token e os eventos trafegam sem criptografia; use --cert e --key.")
         await stop.wait()
         log.info("Encerrando o servidor...")
+        # What is printed by now gets its ack before the connections close (else it is sent again, shown twice).
+        await monitor.output.console.drained(timeout=2.0)
+        for _ in range(8):  # printed -> shown -> Acknowledger woken -> ack sent: a few loop turns
+            await asyncio.sleep(0)
     log.info("Servidor encerrado.")
 
 
@@ -1975,6 +2406,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEGUNDOS",
         help="tempo para um cliente completar o handshake; depois disso a conexão é fechada",
     )
+    parser.add_argument(
+        "--max-conexoes",
+        dest="max_connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help="conexões abertas ao mesmo tempo, no máximo (além disso: HTTP 503); fica abaixo do ulimit -n",
+    )
     add_console_options(parser, quiet_help="só avisos e erros no stderr")
     return parser
 
@@ -1994,8 +2433,12 @@ def run_command_line(argv: list[str] | None) -> int:
     if not 0 <= args.port <= 65535:
         print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
         return 2
-    if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_message < 1024:
-        print("Erro: --keepalive e --open-timeout devem ser positivos; --max-mensagem, ao menos 1024", file=sys.stderr)
+    if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_message < 1024 or args.max_connections < 1:
+        print(
+            "Erro: --keepalive e --open-timeout devem ser positivos; --max-mensagem, ao menos 1024; "
+            "--max-conexoes, ao menos 1",
+            file=sys.stderr,
+        )
         return 2
     try:
         token = token_from(args.token)
@@ -2024,6 +2467,7 @@ def run_command_line(argv: list[str] | None) -> int:
         key=args.key,
         max_message=args.max_message,
         open_timeout=args.open_timeout,
+        max_connections=args.max_connections,
     )
     try:
         asyncio.run(run_server(settings))

@@ -258,7 +258,7 @@ def test_parse_hello_rejects_missing_version_and_client_id(servidor: ModuleType)
 
 
 def test_parse_hello_accepts_empty_name_and_max_length_text(servidor: ModuleType) -> None:
-    long = "r" * servidor.MAX_TEXT_CHARS
+    long = "/" + "r" * (servidor.MAX_ROOT_CHARS - 1)
     hello = servidor.parse_hello(json.dumps({**HELLO, "name": "", "root": long, "extra": [1, 2]}))
     assert hello == servidor.Hello(client_id="id1", name="", root=long, version=1)
 

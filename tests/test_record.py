@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -38,6 +39,7 @@ STORAGE_ERROR = "Erro: não foi possível gravar no banco: "
 
 
 OPEN: list[ClientConnection] = []  # closed after each test
+SECRETS: dict[str, str] = {}  # each client id's credential, so a reconnection proves the same id
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +62,8 @@ class ProtocolClient:
         self.ws: ClientConnection = connect(uri, open_timeout=TIMEOUT, close_timeout=2, legacy=True)
         OPEN.append(self.ws)
         hello = {"type": "hello", "version": version, "client_id": self.client_id, "name": name, "root": ROOT}
+        if version >= 2:
+            hello["secret"] = SECRETS.setdefault(self.client_id, secrets.token_hex(16))
         self.ws.send(json.dumps(hello))
         self.welcome = self.recv()
         assert self.welcome["type"] == "welcome" and self.welcome["version"] == version, self.welcome
