@@ -46,6 +46,8 @@ import itertools
 import json
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
 import ssl
@@ -56,7 +58,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, Literal, TextIO, cast, get_args
+from typing import Any, Literal, TextIO, TypeGuard, cast, get_args
 
 if sys.platform != "win32":
     import fcntl  # POSIX only: one client per state file (see StateFile.lock)
@@ -113,7 +115,8 @@ CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences lo
 RESCAN_SETTLE = 0.5  # after a kernel overflow, rescan once overflows stop for this long...
 RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: events plus the tree digest and the manifest (README, "Protocolo")
+FALLBACK_PROTOCOL_VERSION = 1  # spoken to a server that refuses 2 (not upgraded yet): events only, no digest
 STATE_VERSION = 3  # the state file's format
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
@@ -347,6 +350,20 @@ def run_stoppable(command_line: Callable[[list[str] | None], int], argv: list[st
             signal.signal(sig, handler)
 
 
+# Protocol version 2's tree digest (README, "Protocolo"): both sides must hash an entry the same way.
+DIGEST_MODULUS = 2**64
+
+
+def entry_hash(path: bytes, is_dir: bool) -> int:
+    """The 64-bit hash of one tree entry: the first 8 bytes (big-endian) of SHA-256(b"d\\0" or b"f\\0" + path).
+
+    ``path`` is the entry's exact absolute path in bytes (``path_b64`` decoded, else the UTF-8 of
+    ``path``). A tree's digest is (number of entries, sum of their hashes modulo 2**64): the order
+    does not matter, and adding or removing an entry changes it in O(1) on both sides.
+    """
+    return int.from_bytes(hashlib.sha256((b"d\0" if is_dir else b"f\0") + path).digest()[:8], "big")
+
+
 # ===========================================================================
 # Shared section: end.
 # ===========================================================================
@@ -415,28 +432,99 @@ def encode_batch(events: list[str]) -> str:
     return '{"type":"events","events":[' + ",".join(events) + "]}"
 
 
-def encode_hello(client_id: str, name: str, root: str) -> str:
-    return json.dumps(
-        {"type": "hello", "version": PROTOCOL_VERSION, "client_id": client_id, "name": name, "root": root},
-        ensure_ascii=False,
-    )
+def encode_hello(client_id: str, name: str, root: str, version: int = PROTOCOL_VERSION, secret: str = "") -> str:
+    """The first message: who this client is. ``secret`` (hex) proves the id in version 2 (README, "Protocolo")."""
+    hello: dict[str, Any] = {"type": "hello", "version": version, "client_id": client_id, "name": name, "root": root}
+    if version >= 2:
+        hello["secret"] = secret
+    return json.dumps(hello, ensure_ascii=False)
 
 
-def parse_server_message(text: str | bytes) -> tuple[str, int]:
-    """Decode a ``welcome`` or ``ack`` from the server into (type, seq); ProtocolError otherwise."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerMessage:
+    """A message from the server: ``welcome`` (``seq``: its ``ack``; ``version``), ``ack``, and in version 2
+    ``verified`` or ``resync`` (``seq``, and the server's tree digest: ``count`` entries adding up to ``sum``)."""
+
+    kind: Literal["welcome", "ack", "verified", "resync"]
+    seq: int
+    version: int = 0
+    count: int = 0
+    sum: int = 0
+
+
+def _natural(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def parse_server_message(text: str | bytes, version: int = PROTOCOL_VERSION) -> ServerMessage:
+    """Decode a message from the server; ProtocolError for anything the protocol ``version`` spoken does not have.
+
+    A ``welcome`` may be in any version up to ``version`` (the session then speaks the server's).
+    """
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
         raise ProtocolError("mensagem do servidor não é JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("mensagem do servidor não é um objeto JSON")
-    kind, key = obj.get("type"), ("ack" if obj.get("type") == "welcome" else "seq")
-    seq = obj.get(key)
-    if kind not in ("welcome", "ack") or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    kind = obj.get("type")
+    seq = obj.get("ack" if kind == "welcome" else "seq")
+    kinds = ("welcome", "ack", "verified", "resync") if version >= 2 else ("welcome", "ack")
+    if kind not in kinds or not _natural(seq):
         raise ProtocolError(f"mensagem inesperada do servidor: {str(text)[:80]!r}")
-    if kind == "welcome" and (type(obj.get("version")) is not int or obj.get("version") != PROTOCOL_VERSION):
-        raise ProtocolError(f"o servidor fala outra versão do protocolo: {obj.get('version')!r}")
-    return kind, seq
+    if kind == "welcome":
+        spoken = obj.get("version")
+        if type(spoken) is not int or not FALLBACK_PROTOCOL_VERSION <= spoken <= version:
+            raise ProtocolError(f"o servidor fala outra versão do protocolo: {spoken!r}")
+        return ServerMessage("welcome", seq, version=spoken)
+    if kind in ("verified", "resync"):
+        count, total = obj.get("count"), obj.get("sum")
+        if not _natural(count) or not isinstance(total, str) or re.fullmatch("[0-9a-f]{16}", total) is None:
+            raise ProtocolError(f"resumo inválido do servidor: {str(text)[:80]!r}")
+        return ServerMessage(kind, seq, count=count, sum=int(total, 16))
+    return ServerMessage(cast(Literal["ack"], kind), seq)
+
+
+def refused_version(reason: str) -> tuple[int, ...] | None:
+    """The versions a server that refused our hello says it speaks (close reason 1008, README "Protocolo"), or
+    None when the reason is not a version refusal. A server older than version 2 names none: (1,)."""
+    if not reason.startswith("versão de protocolo não suportada"):
+        return None
+    spoken = re.search(r"\(este servidor fala ([0-9 e,]+)\)", reason)
+    return tuple(int(n) for n in re.findall("[0-9]+", spoken.group(1))) if spoken else (FALLBACK_PROTOCOL_VERSION,)
+
+
+def encode_digest(seq: int, count: int, total: int) -> str:
+    """``digest``: the tree the server should hold for this client once every event up to ``seq`` is stored."""
+    return f'{{"type":"digest","seq":{seq},"count":{count},"sum":"{total:016x}"}}'
+
+
+def encode_manifest(seq: int, entries: Iterable[tuple[str, bool, int]]) -> tuple[list[str], int, int]:
+    """A whole manifest (README, "Protocolo"): ``manifest_begin``, the ``manifest`` batches, ``manifest_end``.
+
+    ``entries``: (path, is_dir, entry_hash) of every entry the server should hold as of ``seq``. Each
+    batch has at most BATCH_MAX_EVENTS entries and BATCH_MAX_BYTES bytes (ASCII JSON). Returns the
+    messages and the entries' digest (count, sum).
+    """
+    messages = [f'{{"type":"manifest_begin","seq":{seq}}}']
+    batch: list[str] = []
+    size = count = total = 0
+    for path, is_dir, value in entries:
+        text, b64 = wire_path(path)
+        item = f'{{"path":{json.dumps(text)},'
+        item += f'"path_b64":"{b64}",' if b64 is not None else ""
+        item += '"is_dir":true}' if is_dir else '"is_dir":false}'
+        if batch and (len(batch) >= BATCH_MAX_EVENTS or size + len(item) > BATCH_MAX_BYTES):
+            messages.append('{"type":"manifest","entries":[' + ",".join(batch) + "]}")
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item) + 1
+        count, total = count + 1, total + value
+    if batch:
+        messages.append('{"type":"manifest","entries":[' + ",".join(batch) + "]}")
+    total %= DIGEST_MODULUS
+    messages.append(f'{{"type":"manifest_end","count":{count},"sum":"{total:016x}"}}')
+    return messages, count, total
 
 
 def format_changes(changes: list[Change], when: datetime.datetime) -> str:
@@ -559,13 +647,36 @@ Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a 
 _MISSING: Any = object()
 
 
+def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
+    """(path, is_dir) of ``path`` (which holds ``node``) and of every entry below it, parents first."""
+    stack = [(path, node)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            yield path, True
+            stack.extend((path + os.sep + name, child) for name, child in node.items())
+        else:
+            yield path, False
+
+
+def path_hash(path: str, is_dir: bool) -> int:
+    """entry_hash of a path as watchdog gives it (the exact bytes: os.fsencode undoes surrogateescape)."""
+    return entry_hash(os.fsencode(path), is_dir)
+
+
 class View:
     """The watched tree as the server will see it once every queued event is delivered.
 
     Changes seen on disk go in; the changes worth sending come out: none when the
     view already agrees (a duplicate), and the missing parents first when an event
     arrives for a directory the view never heard of. Owns the tree, whether the root
-    exists, and whether an event showed that the view missed something.
+    exists, whether an event showed that the view missed something, and the digest of
+    what the server holds (README, "Protocolo").
+
+    The server holds what the changes returned so far describe, replayed its way (a client
+    id lives one run). Entries adopted from a start-up scan (``load_tree``) were never sent,
+    so until the server holds every entry of the view, ``_held`` lists the entry_hash of
+    those it does; the digest (``_count``, ``_sum``) covers only them.
     """
 
     def __init__(self, root: str) -> None:
@@ -574,6 +685,71 @@ class View:
         self.root_exists = True
         self.suspect = False  # an event showed that the view missed something: rescan soon
         self._prefix = root.rstrip(os.sep) + os.sep
+        self._count = 0  # entries the server holds once every queued event is stored...
+        self._sum = 0  # ...and their entry_hash values added up, mod DIGEST_MODULUS
+        self._held: set[int] | None = None  # None: the server holds every entry of the view
+
+    def digest(self) -> tuple[int, int]:
+        """(count, sum) of the tree the server holds once every queued event is stored."""
+        return self._count, self._sum
+
+    def _hold(self, path: str, is_dir: bool, new: bool = True) -> None:
+        """The server holds this entry now (``new``: it has just entered the view)."""
+        if self._held is None:
+            if not new:
+                return
+            value = path_hash(path, is_dir)
+        else:
+            value = path_hash(path, is_dir)
+            if value in self._held:
+                return
+            self._held.add(value)
+        self._count += 1
+        self._sum = (self._sum + value) % DIGEST_MODULUS
+
+    def _release(self, path: str, node: Tree | FileInfo) -> None:
+        """``path`` (holding ``node``) left the view with everything below it: so does what the server holds of it."""
+        for entry, is_dir in tree_entries(path, node):
+            value = path_hash(entry, is_dir)
+            if self._held is not None:
+                if value not in self._held:
+                    continue
+                self._held.remove(value)
+            self._count -= 1
+            self._sum = (self._sum - value) % DIGEST_MODULUS
+
+    def _carry(self, source: str, dest: str, node: Tree | FileInfo) -> None:
+        """``node`` moved from ``source`` to ``dest``: the server moves what it holds of it."""
+        old: list[int] = []
+        new: list[int] = []
+        for entry, is_dir in tree_entries(source, node):
+            value = path_hash(entry, is_dir)
+            if self._held is None or value in self._held:
+                old.append(value)
+                new.append(path_hash(dest + entry[len(source) :], is_dir))
+        if self._held is not None:
+            self._held.difference_update(old)
+            self._held.update(new)
+        self._sum = (self._sum + sum(new) - sum(old)) % DIGEST_MODULUS
+
+    def held_entries(self) -> Iterator[tuple[str, bool, int]]:
+        """(path, is_dir, entry_hash) of every entry the server should hold, parents first: the manifest.
+
+        Consume it at once (the view must not change meanwhile). Once it is exhausted the digest
+        is recounted from what it gave, since that is what the server will hold.
+        """
+        held, kept = self._held, set[int]()
+        count = total = seen = 0
+        for name, node in self.top.items():
+            for path, is_dir in tree_entries(self._prefix + name, node):
+                value = path_hash(path, is_dir)
+                seen += 1
+                if held is None or value in held:
+                    yield path, is_dir, value
+                    count, total = count + 1, total + value
+                    kept.add(value)
+        self._count, self._sum = count, total % DIGEST_MODULUS
+        self._held = None if count == seen else kept
 
     def take_suspect(self) -> bool:
         """Whether the view missed something since the last call."""
@@ -603,8 +779,10 @@ class View:
                 path = self._join(parts[:depth])
                 if name in node:
                     out.append(Change("deleted", path, False, origin="rescan"))
+                    self._release(path, child)
                 child = node[name] = {}
                 out.append(Change("created", path, True, origin="rescan"))
+                self._hold(path, True)
                 self.suspect = True
             node = child
         if out and origin == "live":
@@ -625,12 +803,14 @@ class View:
             if parent is None or parts[-1] not in parent:
                 return []
             node = parent.pop(parts[-1])
+            self._release(change.path, node)
             return [dataclasses.replace(change, is_dir=isinstance(node, dict))]
         if change.kind == "modified":
             parent = self._dir(parts[:-1])
             if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
                 parent[parts[-1]] = None  # the content changed: what we knew of it is stale
-                return [change]
+                self._hold(change.path, False, new=False)  # a file from the start-up scan: the server adds it
+                return [dataclasses.replace(change, is_dir=False) if change.is_dir else change]
             if change.is_dir or (parent is not None and parts[-1] in parent):
                 return []
             self.suspect = True  # a file we never saw created: its creation was lost
@@ -644,8 +824,10 @@ class View:
             if was_dir == is_dir:
                 return out
             out.append(Change("deleted", path, was_dir, origin=origin))
+            self._release(path, parent[name])
         parent[name] = {} if is_dir else None
         out.append(Change("created", path, is_dir, origin=origin))
+        self._hold(path, is_dir)
         return out
 
     def _move(self, parts: list[str], change: Change) -> list[Change]:
@@ -659,15 +841,20 @@ class View:
             return self._create(dest, change.is_dir, change.origin) if dest else []
         if not dest:  # moved onto the root itself: cannot happen; treat as gone
             node = parent.pop(parts[-1])
+            self._release(change.path, node)
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
         node = parent.pop(parts[-1])
         dest_parent, out = self._make_parents(dest, change.origin)
+        if dest[-1] in dest_parent:
+            self._release(change.dest_path, dest_parent[dest[-1]])
         dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
+        self._carry(change.path, change.dest_path, node)
         return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict))]
 
     def _apply_to_root(self, change: Change) -> list[Change]:
         if change.kind == "deleted" and self.root_exists:
             self.top.clear()
+            self._count, self._sum, self._held = 0, 0, None  # the server empties the tree too
             self.root_exists = False
             return [Change("deleted", self.root, True, origin=change.origin)]
         if change.kind == "created" and not self.root_exists:
@@ -676,7 +863,12 @@ class View:
         return []
 
     def load_tree(self, tree: Tree) -> None:
-        """Adopt a scanned tree (see scan_tree) as the view: it has the same shape."""
+        """Adopt a scanned tree (see scan_tree) as the view: it has the same shape.
+
+        At start-up (the server holds none of it: nothing was sent), or at a checkpoint (the same paths).
+        """
+        if self._held is None and self._count == 0 and tree:
+            self._held = set()  # the start-up scan: never sent
         self.top = tree
         self.root_exists = True
 
@@ -1313,9 +1505,7 @@ class Outbox:
         """Wait for queued events and room in the window; move a batch into flight."""
         while len(self.in_flight) >= MAX_IN_FLIGHT:
             await self.next_ack()
-        while not self._waiting:
-            self._added.clear()
-            await self._added.wait()
+        await self.queued()
         batch = next(split_batches(list(itertools.islice(self._waiting, BATCH_MAX_EVENTS))))
         for item in batch:
             self._waiting.popleft()
@@ -1323,6 +1513,12 @@ class Outbox:
                 del self._touched[item.path]
         self.in_flight.extend(batch)
         return batch
+
+    async def queued(self) -> None:
+        """Return once an event waits to be sent."""
+        while not self._waiting:
+            self._added.clear()
+            await self._added.wait()
 
     async def next_ack(self) -> None:
         """Return when the next ack arrives."""
@@ -1459,20 +1655,36 @@ class Recorder:
 
 
 class Uplink:
-    """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, flushes at the end.
+    """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
+    server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
 
-    Owns the connection (the loop alone touches it) and the client id the server
-    knows this run by.
+    Owns the connection (the loop alone touches it), the client id the server knows this
+    run by, the protocol version spoken, and where a verification stands.
     """
 
-    def __init__(self, settings: Settings, outbox: Outbox, on_all_acked: Callable[[], None]) -> None:
+    def __init__(self, settings: Settings, outbox: Outbox, view: View, on_all_acked: Callable[[], None]) -> None:
         self._settings = settings
         self._outbox = outbox
+        self._view = view
         self._on_all_acked = on_all_acked
         self.client_id = uuid.uuid4().hex
+        self.secret = secrets.token_hex(16)  # proves client_id to the server (protocol 2)
         self.connected = False
         self._ever_connected = False  # the server answered a hello in this run (so it speaks TLS, if asked)
         self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
+        self.version = PROTOCOL_VERSION  # said in the next hello: FALLBACK_PROTOCOL_VERSION after a refusal
+        self.spoken = PROTOCOL_VERSION  # what the current session speaks (the welcome's)
+        self._fallback_said = False
+        self._kick = asyncio.Event()  # wakes the sender: a verification step may be due
+        self._verify = False  # a digest is wanted, once the server has every event
+        self._answer: tuple[int, int] | None = None  # (seq, count) of a digest or manifest awaiting its answer
+        self._resync: int | None = None  # the server asked for the manifest: how many entries it holds
+        self._repair: tuple[int, float] | None = None  # a manifest went out (the server's count, when): hold events
+
+    def verify(self) -> None:
+        """Send a digest as soon as the server has acknowledged every event (protocol 2; a no-op on 1)."""
+        self._verify = True
+        self._kick.set()
 
     async def run(self) -> None:
         """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
@@ -1497,6 +1709,8 @@ class Uplink:
             except ConnectionClosed as exc:
                 self._connection_lost(exc)
             finally:
+                if self.connected:  # a session ended: the server may come back upgraded
+                    self.version = PROTOCOL_VERSION
                 self.connected = False
             quick_drops = quick_drops + 1 if loop.time() - opened < RECONNECT_MAX_DELAY else 0
             await asyncio.sleep(redial_delay(quick_drops))
@@ -1534,17 +1748,22 @@ class Uplink:
     async def _session(self, ws: ClientConnection) -> None:
         uri = self._settings.uri
         name, root = wire_path(self._settings.name)[0], wire_path(self._settings.root)[0]  # argv may hold any bytes
-        await ws.send(encode_hello(self.client_id, name, root))
+        await ws.send(encode_hello(self.client_id, name, root, self.version, self.secret))
         try:
-            kind, last_seq = parse_server_message(await ws.recv())
-            if kind != "welcome":
+            welcome = parse_server_message(await ws.recv(), self.version)
+            if welcome.kind != "welcome":
                 raise ProtocolError("o servidor não respondeu ao hello")
         except ProtocolError as exc:
             raise FatalError(f"{uri} não é um servidor deste monitor: {exc}") from None
-        if last_seq >= self._outbox.next_seq:
+        except ConnectionClosed as exc:
+            if self._version_refused(exc):
+                return  # reconnect at once, speaking the older version
+            raise
+        if welcome.seq >= self._outbox.next_seq:
             # The server remembers more than we ever sent under this id: not ours to trust.
-            raise FatalError(f"o servidor diz ter recebido o evento {last_seq}, que este cliente nunca enviou")
-        self._outbox.ack(last_seq)
+            raise FatalError(f"o servidor diz ter recebido o evento {welcome.seq}, que este cliente nunca enviou")
+        self._outbox.ack(welcome.seq)
+        self.spoken = welcome.version
         self.connected = self._ever_connected = True
         log.info("Conectado a %s", uri)
         sender = asyncio.create_task(self._send(ws))
@@ -1559,25 +1778,120 @@ class Uplink:
             if self._stopping:
                 ws.close_timeout = min(ws.close_timeout or STOP_CLOSE_TIMEOUT, STOP_CLOSE_TIMEOUT)
             await ws.close()
+            if self._answer is not None or self._resync is not None or self._repair is not None:
+                self._verify = True  # unfinished: ask again on the next connection
+            self._answer, self._resync, self._repair = None, None, None
+
+    def _version_refused(self, exc: ConnectionClosed) -> bool:
+        """Whether the server closed because it does not speak our version but speaks the fallback (then
+        switch to it); FatalError when it speaks neither."""
+        frame = exc.rcvd
+        spoken = refused_version(frame.reason) if frame is not None and frame.code == 1008 else None
+        if spoken is None:
+            return False
+        if FALLBACK_PROTOCOL_VERSION in spoken and self.version != FALLBACK_PROTOCOL_VERSION:
+            self.version = FALLBACK_PROTOCOL_VERSION
+            if not self._fallback_said:
+                self._fallback_said = True
+                log.debug(
+                    "o servidor %s fala só a versão %d do protocolo (ainda não foi atualizado): os eventos seguem, "
+                    "sem a verificação da árvore",
+                    self._settings.uri,
+                    FALLBACK_PROTOCOL_VERSION,
+                )
+            return True
+        newer = max(spoken, default=0) > PROTOCOL_VERSION
+        raise FatalError(
+            f"o servidor {self._settings.uri} não fala a versão {self.version} do protocolo deste cliente "
+            f"({frame.reason if frame else ''}); atualize {'este cliente' if newer else 'o servidor'}"
+        )
 
     async def _send(self, ws: ClientConnection) -> None:
-        for batch in self._outbox.unacked_batches():
+        """Send the batches, and at quiet moments the digest or the manifest: the only writer of ``ws``."""
+        outbox = self._outbox
+        for batch in outbox.unacked_batches():
             await ws.send(encode_batch([item.data for item in batch]))
         while True:
-            batch = await self._outbox.next_batch()
-            await ws.send(encode_batch([item.data for item in batch]))
+            if self._resync is not None and not outbox.waiting():
+                await self._send_manifest(ws)
+            elif self._verify and self._answer is None and not outbox.pending() and self.spoken >= 2:
+                self._verify = False
+                count, total = self._view.digest()
+                self._answer = (outbox.acked_seq, count)
+                await ws.send(encode_digest(outbox.acked_seq, count, total))
+            elif outbox.waiting() and self._repair is None:
+                batch = await outbox.next_batch()
+                await ws.send(encode_batch([item.data for item in batch]))
+            else:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait until an event is queued (unless a manifest holds them) or the sender is kicked."""
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._kick.wait())}
+        if self._repair is None:
+            waits.add(asyncio.ensure_future(self._outbox.queued()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        self._kick.clear()
+
+    async def _send_manifest(self, ws: ClientConnection) -> None:
+        """Send the whole tree the server should hold, as of the last event sent (none is waiting: the view
+        matches it); then hold the outbox until the server says the trees agree."""
+        assert self._resync is not None
+        seq = self._outbox.next_seq - 1
+        self._repair = (self._resync, asyncio.get_running_loop().time())
+        messages, count, _ = encode_manifest(seq, self._view.held_entries())  # at once: the view cannot move
+        self._resync, self._answer = None, (seq, count)
+        for message in messages:
+            await ws.send(message)
 
     async def _receive(self, ws: ClientConnection) -> None:
         while True:
             message = await ws.recv()  # raises ConnectionClosed, a normal close included
             try:
-                kind, seq = parse_server_message(message)
+                reply = parse_server_message(message, self.spoken)
+                if reply.kind in ("verified", "resync"):
+                    self._answered(reply)
             except ProtocolError as exc:
                 raise FatalError(str(exc)) from None
-            if kind == "ack":
-                self._outbox.ack(seq)
+            if reply.kind == "ack":
+                self._outbox.ack(reply.seq)
                 if not self._outbox.pending():
                     self._on_all_acked()  # the server has everything: time for a checkpoint
+                    self._kick.set()
+
+    def _answered(self, reply: ServerMessage) -> None:
+        """The server's answer to a digest (``verified`` or ``resync``) or to a manifest (``verified``)."""
+        sent, repair = self._answer, self._repair
+        if sent is None or (repair is not None and reply.kind == "resync"):
+            raise ProtocolError(f"resposta '{reply.kind}' que este cliente não pediu")
+        self._answer = None
+        seq, count = sent
+        if repair is not None:
+            self._repair = None
+            log.info(
+                "Ressincronização com o servidor: ele tinha %d entrada(s) desta árvore, este cliente %d; "
+                "manifesto enviado, as árvores agora conferem (%.2f s).",
+                repair[0],
+                count,
+                asyncio.get_running_loop().time() - repair[1],
+            )
+        elif reply.kind == "verified":
+            log.debug("verificação: a árvore do servidor confere com a deste cliente (seq %d, %d entradas)", seq, count)
+        else:
+            self._resync = reply.count
+            log.debug(
+                "verificação: a árvore do servidor difere (servidor: seq %d, %d entradas; cliente: seq %d, %d "
+                "entradas); enviando o manifesto",
+                reply.seq,
+                reply.count,
+                seq,
+                count,
+            )
+        self._kick.set()
 
     async def flush(self) -> None:
         """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything. From then on (we are
@@ -1606,6 +1920,7 @@ class Supervisor:
         rescans: RescanSchedule,
         state_file: StateFile,
         wake: asyncio.Event,
+        verify: Callable[[], None],
     ) -> None:
         self._view = view
         self._outbox = outbox
@@ -1614,6 +1929,7 @@ class Supervisor:
         self._rescans = rescans
         self._state_file = state_file
         self._wake = wake
+        self._verify = verify  # asks the server to compare its tree with the view's digest
         self._checkpoints = CheckpointSchedule()
         self._saved = 0  # recorder.recorded when the state file was last written
         self._interrupt = threading.Event()  # the client is stopping: scans in progress give up
@@ -1663,7 +1979,8 @@ class Supervisor:
             if self._rescans.needed and self._outbox.waiting() < self._outbox.limit // 2:
                 await self._rescan()
             elif self._ready_for_checkpoint() and self._checkpoints.due(loop.time()):
-                await self._checkpoint()
+                if await self._checkpoint():
+                    self._verify()  # the server has every event and the disk agrees: compare the trees
 
     async def last_checkpoint(self) -> None:
         """At shutdown, after the flush: save the state file if the server has everything."""
@@ -1708,15 +2025,15 @@ class Supervisor:
             sent = self._recorder.repair(self._view.diff(disk, "rescan"))
             log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
 
-    async def _checkpoint(self, interruptible: bool = True) -> None:
-        """When the server has everything, check the view against the disk and save the state file."""
+    async def _checkpoint(self, interruptible: bool = True) -> bool:
+        """When the server has everything, check the view against the disk and save the state file (True)."""
         loop = asyncio.get_running_loop()
         seen = self._recorder.events_seen
         disk = await self._scan("de verificação", interruptible)
         if disk is None or self._recorder.events_seen != seen or not self._ready_for_checkpoint():
             self._checkpoints.moved(loop.time())  # try again later, less eagerly
             log.debug("verificação: a árvore mudou durante a varredura; nova tentativa mais tarde")
-            return
+            return False
         differences = self._view.diff(disk, "rescan")
         if differences:
             if self._checkpoints.differs(loop.time()):
@@ -1726,12 +2043,13 @@ class Supervisor:
                 log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
             else:
                 log.debug("verificação: %d diferença(s); olhando de novo antes de enviar", len(differences))
-            return
+            return False
         self._checkpoints.agrees(loop.time())
         self._view.load_tree(disk)  # the same paths, with every file's info known again
         recorded = self._recorder.recorded
         await self._state_file.save(disk)
         self._saved = recorded
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1765,7 +2083,7 @@ class MonitorClient:
         self.recorder = Recorder(
             self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, Console(settings.quiet)
         )
-        self.uplink = Uplink(settings, self.outbox, self.wake.set)
+        self.uplink = Uplink(settings, self.outbox, self.view, self.wake.set)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
@@ -1785,7 +2103,7 @@ class MonitorClient:
         bridge = ThreadBridge(loop, self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge))
         supervisor = Supervisor(
-            self.view, self.outbox, self.recorder, watcher, self.rescans, self.state_file, self.wake
+            self.view, self.outbox, self.recorder, watcher, self.rescans, self.state_file, self.wake, self.uplink.verify
         )
         alarms = watchdog_alarms(
             lambda: bridge.call_soon(self.recorder.on_kernel_overflow), lambda: bridge.call_soon(self.wake.set)

@@ -337,6 +337,20 @@ def run_stoppable(command_line: Callable[[list[str] | None], int], argv: list[st
             signal.signal(sig, handler)
 
 
+# Protocol version 2's tree digest (README, "Protocolo"): both sides must hash an entry the same way.
+DIGEST_MODULUS = 2**64
+
+
+def entry_hash(path: bytes, is_dir: bool) -> int:
+    """The 64-bit hash of one tree entry: the first 8 bytes (big-endian) of SHA-256(b"d\\0" or b"f\\0" + path).
+
+    ``path`` is the entry's exact absolute path in bytes (``path_b64`` decoded, else the UTF-8 of
+    ``path``). A tree's digest is (number of entries, sum of their hashes modulo 2**64): the order
+    does not matter, and adding or removing an entry changes it in O(1) on both sides.
+    """
+    return int.from_bytes(hashlib.sha256((b"d\0" if is_dir else b"f\0") + path).digest()[:8], "big")
+
+
 # ===========================================================================
 # Shared section: end.
 # ===========================================================================
@@ -593,19 +607,6 @@ def encode_ack(seq: int) -> str:
 
 
 # Protocol version 2: the tree digest and the manifest (README, "Protocolo").
-
-
-def entry_hash(path: bytes, is_dir: bool) -> int:
-    """The 64-bit hash of one tree entry: the first 8 bytes (big-endian) of SHA-256(b"d\\0" or b"f\\0" + path).
-
-    ``path`` is the entry's exact absolute path in bytes (``path_b64`` decoded, else the UTF-8 of
-    ``path``). A tree's digest is (number of entries, sum of their hashes modulo 2**64): the order
-    does not matter, and adding or removing an entry changes it in O(1) on both sides.
-    """
-    return int.from_bytes(hashlib.sha256((b"d\0" if is_dir else b"f\0") + path).digest()[:8], "big")
-
-
-DIGEST_MODULUS = 2**64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import datetime
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -115,22 +116,87 @@ def test_encode_event_exact_wire_text(cliente: ModuleType) -> None:
     assert cliente.encode_batch(["{}", "[]"]) == '{"type":"events","events":[{},[]]}'
 
 
-def test_hello_round_trip(servidor: ModuleType, cliente: ModuleType) -> None:
-    text = cliente.encode_hello("0123abcd", "pc-ção 😀", "/home/joão/dados")
+@pytest.mark.parametrize("version", [2, 1])
+def test_hello_round_trip(servidor: ModuleType, cliente: ModuleType, version: int) -> None:
+    secret = "5e" * 16
+    text = cliente.encode_hello("0123abcd", "pc-ção 😀", "/home/joão/dados", version, secret)
+    secret_hash = hashlib.sha256(secret.encode()).digest() if version >= 2 else None
     assert servidor.parse_hello(text) == servidor.Hello(
-        client_id="0123abcd", name="pc-ção 😀", root="/home/joão/dados", version=1
+        client_id="0123abcd", name="pc-ção 😀", root="/home/joão/dados", version=version, secret_hash=secret_hash
     )
     hello = servidor.parse_hello(text)
-    assert (hello.client_id, hello.name, hello.root, hello.version) == ("0123abcd", "pc-ção 😀", "/home/joão/dados", 1)
     assert type(hello.version) is int
-    assert cliente.PROTOCOL_VERSION == 1 and servidor.PROTOCOL_VERSIONS == (1, 2)
+    assert cliente.encode_hello("i", "n", "/r", secret=secret) == cliente.encode_hello("i", "n", "/r", 2, secret)
+    assert (cliente.PROTOCOL_VERSION, cliente.FALLBACK_PROTOCOL_VERSION) == (2, 1)
+    assert servidor.PROTOCOL_VERSIONS == (1, 2)
 
 
 @pytest.mark.parametrize("seq", [0, 1, 42, 2**53])
-def test_welcome_and_ack_round_trip(servidor: ModuleType, cliente: ModuleType, seq: int) -> None:
-    assert cliente.parse_server_message(servidor.encode_welcome(seq, cliente.PROTOCOL_VERSION)) == ("welcome", seq)
-    assert cliente.parse_server_message(servidor.encode_ack(seq)) == ("ack", seq)
-    assert cliente.parse_server_message(servidor.encode_ack(seq).encode()) == ("ack", seq)
+@pytest.mark.parametrize("version", [2, 1])
+def test_welcome_and_ack_round_trip(servidor: ModuleType, cliente: ModuleType, seq: int, version: int) -> None:
+    Message = cliente.ServerMessage
+    welcome = servidor.encode_welcome(seq, version)
+    assert cliente.parse_server_message(welcome, version) == Message("welcome", seq, version=version)
+    assert cliente.parse_server_message(welcome) == Message("welcome", seq, version=version)  # the server's choice
+    assert cliente.parse_server_message(servidor.encode_ack(seq), version) == Message("ack", seq)
+    assert cliente.parse_server_message(servidor.encode_ack(seq).encode(), version) == Message("ack", seq)
+
+
+@pytest.mark.parametrize("kind", ["verified", "resync"])
+def test_digest_answers_round_trip(servidor: ModuleType, cliente: ModuleType, kind: str) -> None:
+    for digest in [servidor.Digest(0, 0), servidor.Digest(2**53, 2**64 - 1), servidor.Digest(3, 0xABC)]:
+        text = servidor.encode_digest_answer(kind, 7, digest)
+        assert cliente.parse_server_message(text) == cliente.ServerMessage(kind, 7, count=digest.count, sum=digest.sum)
+        with pytest.raises(cliente.ProtocolError):
+            cliente.parse_server_message(text, 1)  # version 1 has no digest
+
+
+def test_digest_and_manifest_are_what_the_server_parses(servidor: ModuleType, cliente: ModuleType) -> None:
+    text = cliente.encode_digest(12, 3, 0x0123456789ABCDEF)
+    assert servidor.parse_message(text) == servidor.DigestReport(12, servidor.Digest(3, 0x0123456789ABCDEF))
+    assert json.loads(text) == {"type": "digest", "seq": 12, "count": 3, "sum": "0123456789abcdef"}
+    bad = os.fsdecode(b"/w/b_\xff")
+    entries = [("/w/d", True), ("/w/d/ç.txt", False), (bad, False)]
+    hashed = [(path, is_dir, cliente.path_hash(path, is_dir)) for path, is_dir in entries]
+    messages, count, total = cliente.encode_manifest(5, hashed)
+    assert messages[0] == '{"type":"manifest_begin","seq":5}'
+    parsed = [servidor.parse_message(message) for message in messages]
+    assert parsed[0] == servidor.ManifestBegin(5)
+    exact = [(os.fsencode(path), is_dir) for path, is_dir in entries]
+    assert [entry for message in parsed[1:-1] for entry in message.entries] == exact
+    assert (
+        parsed[-1]
+        == servidor.ManifestEnd(servidor.Digest.of(exact))
+        == servidor.ManifestEnd(servidor.Digest(count, total))
+    )
+    assert json.loads(messages[1])["entries"][2] == {"path": "/w/b_\\xff", "path_b64": "L3cvYl//", "is_dir": False}
+    assert all(message.isascii() for message in messages)
+
+
+def test_manifest_batches_stay_under_the_limits(cliente: ModuleType) -> None:
+    long_name = "/w/" + "n" * 20_000
+    entries = [(f"/w/f{n:05d}", False, n) for n in range(2_500)] + [(long_name + str(n), False, 1) for n in range(30)]
+    messages, count, total = cliente.encode_manifest(0, entries)
+    batches = [json.loads(message)["entries"] for message in messages[1:-1]]
+    assert sum(len(batch) for batch in batches) == count == len(entries)
+    assert total == (sum(range(2_500)) + 30) % 2**64
+    assert all(len(batch) <= cliente.BATCH_MAX_EVENTS for batch in batches)
+    assert all(len(message) <= cliente.BATCH_MAX_BYTES + 100 for message in messages)
+    assert cliente.encode_manifest(9, []) == (
+        ['{"type":"manifest_begin","seq":9}', '{"type":"manifest_end","count":0,"sum":"0000000000000000"}'],
+        0,
+        0,
+    )
+
+
+def test_a_refused_version_names_what_the_server_speaks(servidor: ModuleType, cliente: ModuleType) -> None:
+    with pytest.raises(servidor.ProtocolError) as caught:
+        servidor.parse_hello(cliente.encode_hello("i", "n", "/r", 3))
+    assert cliente.refused_version(str(caught.value)) == (1, 2)
+    # What a server older than protocol 2 said (servidor.py before issue 13): it speaks only 1.
+    assert cliente.refused_version("versão de protocolo não suportada: 2") == (1,)
+    assert cliente.refused_version("versão de protocolo não suportada (este servidor fala 3): 2") == (3,)
+    assert cliente.refused_version("tipo de mensagem inesperado: 'digest'") is None
 
 
 # ---------------------------------------------------------------------------
@@ -1309,15 +1375,20 @@ def test_outbox_waits_for_room_in_the_window(cliente: ModuleType, monkeypatch: p
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ('{"type":"welcome","version":1,"ack":0}', ("welcome", 0)),
-        ('{"type":"welcome","version":1,"ack":17,"extra":null}', ("welcome", 17)),
-        ('{"type":"ack","seq":5}', ("ack", 5)),
-        (b'{"type":"ack","seq":5}', ("ack", 5)),
-        (' {"seq":9007199254740992,"type":"ack"} ', ("ack", 2**53)),
+        ('{"type":"welcome","version":1,"ack":0}', ("welcome", 0, 1)),
+        ('{"type":"welcome","version":2,"ack":17,"extra":null}', ("welcome", 17, 2)),
+        ('{"type":"ack","seq":5}', ("ack", 5, 0)),
+        (b'{"type":"ack","seq":5}', ("ack", 5, 0)),
+        (' {"seq":9007199254740992,"type":"ack"} ', ("ack", 2**53, 0)),
+        ('{"type":"verified","seq":3,"count":0,"sum":"0000000000000000"}', ("verified", 3, 0)),
+        ('{"type":"resync","seq":0,"count":9,"sum":"ffffffffffffffff","x":1}', ("resync", 0, 0)),
     ],
 )
-def test_parse_server_message_accepts(cliente: ModuleType, message: str | bytes, expected: tuple[str, int]) -> None:
-    assert cliente.parse_server_message(message) == expected
+def test_parse_server_message_accepts(
+    cliente: ModuleType, message: str | bytes, expected: tuple[str, int, int]
+) -> None:
+    parsed = cliente.parse_server_message(message)
+    assert (parsed.kind, parsed.seq, parsed.version) == expected
 
 
 @pytest.mark.parametrize(
@@ -1341,13 +1412,18 @@ def test_parse_server_message_accepts(cliente: ModuleType, message: str | bytes,
         pytest.param('{"type":"welcome","version":1,"seq":0}', id="welcome-wrong-key"),
         pytest.param('{"type":"welcome","version":1,"ack":-5}', id="welcome-negative"),
         pytest.param('{"type":"welcome","version":1,"ack":true}', id="welcome-bool"),
-        pytest.param('{"type":"welcome","version":2,"ack":0}', id="welcome-version-2"),
+        pytest.param('{"type":"welcome","version":3,"ack":0}', id="welcome-version-3"),
         pytest.param('{"type":"welcome","version":0,"ack":0}', id="welcome-version-0"),
         pytest.param('{"type":"welcome","version":"1","ack":0}', id="welcome-version-string"),
         pytest.param('{"type":"welcome","ack":0}', id="welcome-version-missing"),
         pytest.param('{"type":"welcome","version":true,"ack":0}', id="welcome-version-bool"),
         pytest.param('{"type":"hello","version":1,"seq":0}', id="other-type"),
         pytest.param('{"type":"events","seq":0}', id="events-type"),
+        pytest.param('{"type":"verified","seq":1,"count":0}', id="verified-without-sum"),
+        pytest.param('{"type":"verified","seq":1,"count":0,"sum":"0"}', id="verified-short-sum"),
+        pytest.param('{"type":"resync","seq":1,"count":0,"sum":"000000000000000A"}', id="resync-uppercase-sum"),
+        pytest.param('{"type":"resync","seq":1,"count":-1,"sum":"0000000000000000"}', id="resync-negative-count"),
+        pytest.param('{"type":"resync","count":1,"sum":"0000000000000000"}', id="resync-without-seq"),
     ],
 )
 def test_parse_server_message_rejects(cliente: ModuleType, message: str | bytes) -> None:

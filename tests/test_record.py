@@ -1,8 +1,8 @@
 """The server's record end to end: the real servidor.py on 127.0.0.1, its SQLite database, protocol 2.
 
-The monitor client still speaks protocol 1 (tests/test_convergence.py runs it against ``--banco``);
-protocol 2 -- the digest that proves the server's tree equals the client's, and the manifest that
-repairs it -- is spoken here by ``ProtocolClient``, a small client written with websockets directly.
+Protocol 2 -- the digest that proves the server's tree equals the client's, and the manifest that
+repairs it -- is spoken here by ``ProtocolClient``, a small client written with websockets directly, so
+each message can be chosen; tests/test_digest.py runs the real monitor_cliente.py against it.
 Faults are injected at boundaries the server owns: a small tmpfs that fills up, and the test hook
 ``SERVIDOR_TESTE_FALHA_COMMIT`` (every COMMIT fails while the file it names exists).
 """

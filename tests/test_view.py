@@ -6,12 +6,14 @@ every repair through View.diff, so their semantics are pinned here exactly.
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from convergence import replay as server_replay
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -302,3 +304,97 @@ def test_still_true_checks_the_disk_now(cliente: ModuleType, tmp_path: Path) -> 
     assert not cliente.still_true(C(cliente, "deleted", str(tmp_path / "f")))
     assert cliente.still_true(C(cliente, "deleted", str(tmp_path / "d"), False))  # a file became a directory
     assert cliente.still_true(C(cliente, "modified", str(tmp_path / "f")))
+
+
+# The digest (protocol 2): the view keeps, change by change, the digest of the tree the server holds --
+# what the changes apply returned describe, replayed by the server's own Record on an in-memory
+# database -- whatever the start-up scan held (never sent) and whatever the sequence of changes.
+NOW = datetime.datetime(2026, 11, 25, 17, 3, 31, tzinfo=datetime.UTC)
+
+
+def server_digest(servidor: ModuleType, cliente: ModuleType, sent: list[Any]) -> tuple[int, int]:
+    """Send ``sent`` (Changes) through the wire format into the real server's record, one event per
+    transaction; the digest of the client's tree there."""
+    conn = servidor.open_database(":memory:")
+    try:
+        record = servidor.Record(conn)
+        hello = servidor.Hello(client_id="c1", name="c1", root=ROOT, version=2)
+        wire = [cliente.encode_event(seq, change, NOW.isoformat()) for seq, change in enumerate(sent, 1)]
+        events = servidor.parse_events(cliente.encode_batch(wire)) if wire else []
+        for event in events:
+            record.store_events(hello, [event], NOW)
+        seq, digest = record.digest("c1")
+        assert seq == len(events)
+        return digest.count, digest.sum
+    finally:
+        conn.close()
+
+
+def build_tree(cliente: ModuleType, ops: list[Any]) -> Any:
+    """A tree in the View's shape, as a scan would find it, made by the creations and deletions in ``ops``."""
+    view = cliente.View(ROOT)
+    for kind, rel, is_dir, _ in ops:
+        if kind in ("created", "deleted"):
+            view.apply(C(cliente, kind, f"{ROOT}/{rel}", is_dir))
+    return view.top
+
+
+def apply_all(cliente: ModuleType, view: Any, ops: list[Any]) -> list[Any]:
+    sent: list[Any] = []
+    for kind, rel, is_dir, dest in ops:
+        if kind == "moved" and (dest == rel or dest.startswith(rel + "/")):
+            continue  # a directory cannot be moved into itself
+        if kind == "deleted" and rel == "a" and is_dir and dest == "c":
+            rel_path = ROOT  # now and then the watched directory itself goes
+        else:
+            rel_path = f"{ROOT}/{rel}"
+        sent += view.apply(C(cliente, kind, rel_path, is_dir, f"{ROOT}/{dest}" if kind == "moved" else None))
+    return sent
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(operations, operations, st.booleans())
+def test_the_incremental_digest_is_what_the_server_holds(
+    servidor: ModuleType, cliente: ModuleType, start: list[Any], ops: list[Any], scanned: bool
+) -> None:
+    view = cliente.View(ROOT)
+    if scanned:
+        view.load_tree(build_tree(cliente, start))  # the start-up scan: the server holds none of it
+    sent = apply_all(cliente, view, ops)
+    assert view.digest() == server_digest(servidor, cliente, sent)
+    # A full recount over the manifest gives the same digest, and the same entries as the server's replay.
+    digest = view.digest()
+    manifest = list(view.held_entries())
+    assert servidor.Digest.of((os.fsencode(p), d) for p, d, _ in manifest) == servidor.Digest(*digest)
+    assert all(value == cliente.path_hash(p, d) for p, d, value in manifest)
+    records = [{"event": c.kind, "path": c.path, "dest_path": c.dest_path} for c in sent]
+    assert {p for p, _, _ in manifest} == server_replay(records, root=ROOT)
+    assert view.digest() == digest
+    if not scanned:
+        assert {p for p, _, _ in manifest} == set(paths(view))  # nothing unsent: the server holds the view
+    # It stays right after the manifest (held entries recounted), change after change.
+    more = apply_all(cliente, view, ops[::-1])
+    assert view.digest() == server_digest(servidor, cliente, sent + more)
+
+
+def test_start_up_scan_is_not_in_the_digest_until_it_is_sent(servidor: ModuleType, cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    view.load_tree(tree({"/w/d": (True, None), "/w/d/f": (False, 1), "/w/g": (False, 2)}))
+    assert view.digest() == (0, 0)
+    sent = view.apply(C(cliente, "modified", "/w/g"))  # the server adds what an event names
+    sent += view.apply(C(cliente, "created", "/w/d/new"))
+    sent += view.apply(C(cliente, "moved", "/w/d", True, "/w/e"))  # it moves only what it holds
+    assert {p for p, _, _ in view.held_entries()} == {"/w/g", "/w/e/new"}
+    assert view.digest() == server_digest(servidor, cliente, sent)
+    assert view.digest()[0] == 2
+    sent += view.apply(C(cliente, "deleted", "/w", True))
+    assert view.digest() == (0, 0) == server_digest(servidor, cliente, sent)
+
+
+def test_names_that_are_not_utf8_hash_their_exact_bytes(servidor: ModuleType, cliente: ModuleType) -> None:
+    view = cliente.View(ROOT)
+    bad = os.fsdecode(b"/w/b_\xff")
+    sent = view.apply(C(cliente, "created", bad))
+    assert view.digest() == (1, servidor.entry_hash(b"/w/b_\xff", False))
+    assert view.digest() == server_digest(servidor, cliente, sent)
+    assert sent == [C(cliente, "created", bad)]

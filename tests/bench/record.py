@@ -15,7 +15,12 @@ What is measured (one run each; everything on 127.0.0.1 and in a temporary direc
 3. ``digest``: the server's digest of one client's tree of 100,000 and 1,000,000 entries (the SQL sum the
    server runs for each ``digest`` message), and the client side: ``Digest.of`` over the same entries
    (a full recount; the incremental update is one ``entry_hash`` per change, also timed).
-4. ``resync``: a client with 100,000 entries sends its manifest (batches of 1,000) to a real server that has
+4. ``client_digest``: the real client's View (monitor_cliente.py) on a tree of 100,000 and 1,000,000 files
+   (100 directories), best of 3: View.apply per creation (digest included), the digest's own part of it
+   (``View._hold``: one ``entry_hash``, and a set insertion when a start-up scan was never sent), the full
+   recount (``View.held_entries``, what a manifest walks), encoding the whole manifest (``encode_manifest``:
+   time and bytes), and deleting a 1/100 subtree (every path in it hashed again).
+5. ``resync``: a client with 100,000 entries sends its manifest (batches of 1,000) to a real server that has
    (a) none of them (100,000 differences printed) and (b) the same tree but 100 entries (100 differences):
    time from ``manifest_begin`` to ``verified``.
 """
@@ -26,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -44,12 +50,13 @@ from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = ROOT / "servidor.py"
+CLIENT_SCRIPT = ROOT / "monitor_cliente.py"
 LISTENING = re.compile(r"ouvindo em ws://127\.0\.0\.1:(\d+)")
 TS = "2026-11-25T17:03:31.118+00:00"
 
 
-def load_server() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_bench_servidor", SERVER_SCRIPT)
+def load_server(script: Path = SERVER_SCRIPT) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_bench_{script.stem}", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -180,6 +187,49 @@ def bench_digest(servidor: ModuleType, base: Path, sizes: list[int]) -> dict[str
     return out
 
 
+def keep_best(best: dict[str, float], name: str, value: float) -> None:
+    best[name] = min(best.get(name, value), value)
+
+
+def bench_client_digest(cliente: ModuleType, sizes: list[int], runs: int = 3) -> dict[str, Any]:
+    """The client's side of the digest, on the real View (see the module docstring, part 4); the best of ``runs``."""
+    out: dict[str, Any] = {}
+    for size in sizes:
+        changes = [cliente.Change("created", f"/d/sub{n:03d}", True) for n in range(100)]
+        changes += [cliente.Change("created", f"/d/sub{n % 100:03d}/f{n:07d}.txt", False) for n in range(size)]
+        best: dict[str, float] = {}
+        keep = functools.partial(keep_best, best)
+        for _ in range(runs):
+            view = cliente.View("/d")
+            started = time.perf_counter()
+            for change in changes:
+                view.apply(change)
+            keep("apply_us_per_change", (time.perf_counter() - started) / len(changes) * 1e6)
+            for held in (None, set[int]()):  # the server holds every entry / a start-up scan was never sent
+                alone = cliente.View("/d")
+                alone._held = held
+                started = time.perf_counter()
+                for change in changes:
+                    alone._hold(change.path, change.is_dir)  # the digest's own work in each apply
+                name = "digest_us_per_change" if held is None else "digest_us_per_change_after_scan"
+                keep(name, (time.perf_counter() - started) / len(changes) * 1e6)
+            started = time.perf_counter()
+            count = sum(1 for _ in view.held_entries())
+            keep("recount_s", time.perf_counter() - started)
+            assert count == len(changes) and view.digest()[0] == count
+            started = time.perf_counter()
+            messages, _, _ = cliente.encode_manifest(0, view.held_entries())
+            keep("manifest_s", time.perf_counter() - started)
+            best["manifest_mb"] = sum(len(message) for message in messages) / 1e6
+            started = time.perf_counter()
+            view.apply(cliente.Change("deleted", "/d/sub042", True))
+            keep("delete_subtree_ms", (time.perf_counter() - started) * 1e3)
+        best["subtree_entries"] = size // 100 + 1
+        out[str(size)] = best
+        log(f"client digest {size:,}: " + ", ".join(f"{key} {value:.3g}" for key, value in best.items()))
+    return out
+
+
 async def send_manifest(port: int, client_id: str, paths: list[str], servidor: ModuleType) -> float:
     async with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None) as ws:
         hello = {"type": "hello", "version": 2, "client_id": client_id, "name": "r", "root": "/r"}
@@ -216,20 +266,31 @@ def bench_resync(servidor: ModuleType, base: Path, size: int) -> dict[str, Any]:
         out.close()
 
 
+PARTS = ["start_up", "digest", "client_digest", "resync"]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Benchmarks of the server's record (see the docstring).")
     parser.add_argument("--events", type=int, default=10_000_000, help="events in the start-up database")
     parser.add_argument("--quick", action="store_true", help="digest of 100k only, resync of 10k")
     parser.add_argument("--tmpdir", default=None, help="where the databases go")
     parser.add_argument("--json-out", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     args = parser.parse_args(argv)
+    parts = args.only or PARTS
     servidor = load_server()
+    sizes = [100_000] if args.quick else [100_000, 1_000_000]
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-banco-", dir=args.tmpdir) as tmp:
         base = Path(tmp)
-        figures["start_up"] = bench_start_up(servidor, base, args.events)
-        figures["digest"] = bench_digest(servidor, base, [100_000] if args.quick else [100_000, 1_000_000])
-        figures["resync"] = bench_resync(servidor, base, 10_000 if args.quick else 100_000)
+        if "start_up" in parts:
+            figures["start_up"] = bench_start_up(servidor, base, args.events)
+        if "digest" in parts:
+            figures["digest"] = bench_digest(servidor, base, sizes)
+        if "client_digest" in parts:
+            figures["client_digest"] = bench_client_digest(load_server(CLIENT_SCRIPT), sizes)
+        if "resync" in parts:
+            figures["resync"] = bench_resync(servidor, base, 10_000 if args.quick else 100_000)
     figures["machine"] = {"cores": os.cpu_count(), "load": os.getloadavg(), "sqlite": sqlite3.sqlite_version}
     text = json.dumps(figures, indent=2)
     print(text)
