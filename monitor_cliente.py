@@ -38,6 +38,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import errno
 import hashlib
 import importlib.metadata
 import io
@@ -64,6 +65,10 @@ if sys.platform != "win32":
     import fcntl  # POSIX only: one client per state file (see StateFile.lock)
 
 try:
+    if __name__ == "__main__":  # a stop signal while the libraries load: a quiet exit 0 below (main() takes over)
+        for _name in ("SIGTERM", "SIGHUP"):
+            if getattr(signal, _name, None) and signal.getsignal(getattr(signal, _name)) is signal.SIG_DFL:
+                signal.signal(getattr(signal, _name), signal.default_int_handler)
     import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
     from watchdog.events import (
         DirCreatedEvent,
@@ -86,6 +91,10 @@ except ModuleNotFoundError as missing:
         raise
     library = (missing.name or "websockets").partition(".")[0]  # run as a script: a sentence, not a traceback
     sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    sys.exit(0)
 
 # ---------------------------------------------------------------------------
 # Settings: edit these, or override them with the command-line flags.
@@ -320,10 +329,55 @@ def configure_console(verbose: int, quiet: bool = False) -> None:
 
 
 def stop_signals() -> list[signal.Signals]:
-    """The signals that stop a script cleanly: SIGINT and SIGTERM, but not a SIGINT that was ignored when the
-    script started (a shell's ``trap "" INT``, nohup): by the Unix convention it stays ignored."""
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    return [signal.SIGTERM] if ignored else [signal.SIGINT, signal.SIGTERM]
+    """The signals that stop a script cleanly: SIGTERM, SIGINT (Ctrl-C) and SIGHUP (the terminal closed), but
+    not a SIGINT or SIGHUP that was ignored when the script started (a shell's ``trap "" INT``, nohup): by the
+    Unix convention it stays ignored. SIGHUP does not exist on Windows."""
+    optional = [getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name)]
+    return [signal.SIGTERM, *(sig for sig in optional if signal.getsignal(sig) is not signal.SIG_IGN)]
+
+
+# Portuguese for the system errors a user can meet (a missing file, a full disk...); strerror is English.
+_OS_ERRORS = {
+    errno.ENOENT: "arquivo ou diretório não encontrado",
+    errno.EACCES: "sem permissão",
+    errno.EPERM: "operação não permitida",
+    errno.EISDIR: "é um diretório",
+    errno.ENOTDIR: "um componente do caminho não é um diretório",
+    errno.ENOSPC: "disco cheio",
+    errno.EROFS: "sistema de arquivos somente leitura",
+    errno.EDQUOT: "cota de disco esgotada",
+    errno.EMFILE: "arquivos abertos demais neste processo",
+    errno.ENFILE: "arquivos abertos demais no sistema",
+    errno.ENAMETOOLONG: "nome longo demais",
+    errno.ELOOP: "links simbólicos demais no caminho",
+    errno.EIO: "erro de entrada e saída do disco",
+    errno.EEXIST: "já existe",
+    errno.EBUSY: "em uso",
+    errno.EPIPE: "a saída foi fechada",
+}
+# OpenSSL's reasons for a certificate or key file that cannot be used.
+_SSL_ERRORS = {
+    "KEY_VALUES_MISMATCH": "a chave não corresponde ao certificado",
+    "NO_START_LINE": "não é um arquivo PEM",
+    "PEM_LIB": "não é um arquivo PEM válido",
+    "NO_CERTIFICATE_OR_CRL_FOUND": "nenhum certificado no arquivo",
+    "BAD_END_LINE": "arquivo PEM incompleto",
+    "CA_MD_TOO_WEAK": "certificado assinado com um algoritmo fraco demais",
+    "EE_KEY_TOO_SMALL": "chave pequena demais",
+}
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A Portuguese reason for an OSError or ssl.SSLError (never the English strerror), e.g. ``sem permissão``.
+
+    An errno without a translation shows its symbolic name (``erro do sistema EXDEV``), which a user can search.
+    """
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        return _SSL_ERRORS.get(reason, f"erro de TLS {reason}" if reason else "erro de TLS")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _OS_ERRORS.get(exc.errno) or f"erro do sistema {errno.errorcode.get(exc.errno, exc.errno)}"
+    return type(exc).__name__
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -2278,7 +2332,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEGUNDOS",
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
-    add_console_options(parser, quiet_help="não mostra cada mudança; só avisos e erros")
+    add_console_options(parser, quiet_help="não mostra cada mudança; as mensagens de estado continuam")
     return parser
 
 

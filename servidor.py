@@ -56,6 +56,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Literal, get_args
 
 try:
+    if __name__ == "__main__":  # a stop signal while the libraries load: a quiet exit 0 below (main() takes over)
+        for _name in ("SIGTERM", "SIGHUP"):
+            if getattr(signal, _name, None) and signal.getsignal(getattr(signal, _name)) is signal.SIG_DFL:
+                signal.signal(getattr(signal, _name), signal.default_int_handler)
     from websockets.asyncio.server import ServerConnection, serve
     from websockets.datastructures import Headers, MultipleValuesError
     from websockets.exceptions import ConnectionClosed
@@ -65,6 +69,10 @@ except ModuleNotFoundError as missing:
         raise
     library = (missing.name or "websockets").partition(".")[0]  # run as a script: a sentence, not a traceback
     sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    sys.exit(0)
 
 # ---------------------------------------------------------------------------
 # Settings: edit these, or override them with the command-line flags.
@@ -307,10 +315,55 @@ def configure_console(verbose: int, quiet: bool = False) -> None:
 
 
 def stop_signals() -> list[signal.Signals]:
-    """The signals that stop a script cleanly: SIGINT and SIGTERM, but not a SIGINT that was ignored when the
-    script started (a shell's ``trap "" INT``, nohup): by the Unix convention it stays ignored."""
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    return [signal.SIGTERM] if ignored else [signal.SIGINT, signal.SIGTERM]
+    """The signals that stop a script cleanly: SIGTERM, SIGINT (Ctrl-C) and SIGHUP (the terminal closed), but
+    not a SIGINT or SIGHUP that was ignored when the script started (a shell's ``trap "" INT``, nohup): by the
+    Unix convention it stays ignored. SIGHUP does not exist on Windows."""
+    optional = [getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name)]
+    return [signal.SIGTERM, *(sig for sig in optional if signal.getsignal(sig) is not signal.SIG_IGN)]
+
+
+# Portuguese for the system errors a user can meet (a missing file, a full disk...); strerror is English.
+_OS_ERRORS = {
+    errno.ENOENT: "arquivo ou diretório não encontrado",
+    errno.EACCES: "sem permissão",
+    errno.EPERM: "operação não permitida",
+    errno.EISDIR: "é um diretório",
+    errno.ENOTDIR: "um componente do caminho não é um diretório",
+    errno.ENOSPC: "disco cheio",
+    errno.EROFS: "sistema de arquivos somente leitura",
+    errno.EDQUOT: "cota de disco esgotada",
+    errno.EMFILE: "arquivos abertos demais neste processo",
+    errno.ENFILE: "arquivos abertos demais no sistema",
+    errno.ENAMETOOLONG: "nome longo demais",
+    errno.ELOOP: "links simbólicos demais no caminho",
+    errno.EIO: "erro de entrada e saída do disco",
+    errno.EEXIST: "já existe",
+    errno.EBUSY: "em uso",
+    errno.EPIPE: "a saída foi fechada",
+}
+# OpenSSL's reasons for a certificate or key file that cannot be used.
+_SSL_ERRORS = {
+    "KEY_VALUES_MISMATCH": "a chave não corresponde ao certificado",
+    "NO_START_LINE": "não é um arquivo PEM",
+    "PEM_LIB": "não é um arquivo PEM válido",
+    "NO_CERTIFICATE_OR_CRL_FOUND": "nenhum certificado no arquivo",
+    "BAD_END_LINE": "arquivo PEM incompleto",
+    "CA_MD_TOO_WEAK": "certificado assinado com um algoritmo fraco demais",
+    "EE_KEY_TOO_SMALL": "chave pequena demais",
+}
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A Portuguese reason for an OSError or ssl.SSLError (never the English strerror), e.g. ``sem permissão``.
+
+    An errno without a translation shows its symbolic name (``erro do sistema EXDEV``), which a user can search.
+    """
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        return _SSL_ERRORS.get(reason, f"erro de TLS {reason}" if reason else "erro de TLS")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _OS_ERRORS.get(exc.errno) or f"erro do sistema {errno.errorcode.get(exc.errno, exc.errno)}"
+    return type(exc).__name__
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -887,8 +940,8 @@ def describe_bind_error(exc: OSError, host: str, port: int) -> str:
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"o endereço {host} não pertence a esta máquina"
     if isinstance(exc, socket.gaierror):
-        return f"endereço inválido: {host!r} ({exc.strerror})"
-    return f"não foi possível escutar em {host}:{port}: {exc.strerror or exc}"
+        return f"endereço inválido: {host!r} (nome não encontrado)"
+    return f"não foi possível escutar em {host}:{port}: {describe_os_error(exc)}"
 
 
 # ---------------------------------------------------------------------------
@@ -1970,7 +2023,9 @@ class MonitorServer:
     def console_closed(self, exc: OSError) -> None:
         """stdout is gone: without --banco it was the record, so stop (exit 1); with it, keep serving."""
         reason = (
-            "a saída padrão foi fechada" if exc.errno == errno.EPIPE else f"falha ao escrever na saída padrão ({exc})"
+            "a saída padrão foi fechada"
+            if exc.errno == errno.EPIPE
+            else f"falha ao escrever na saída padrão ({describe_os_error(exc)})"
         )
         if self.output.record:
             self.failure = (
@@ -2234,7 +2289,8 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise FatalError(f"não foi possível carregar o certificado {cert!r} e a chave {key!r}: {exc}") from exc
+        reason = describe_os_error(exc)
+        raise FatalError(f"não foi possível carregar o certificado {cert!r} e a chave {key!r}: {reason}") from exc
     return context
 
 
@@ -2258,7 +2314,7 @@ class _AcceptFailures:
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
-            self._warning.happened(getattr(exc, "strerror", None) or exc)
+            self._warning.happened(describe_os_error(exc) if isinstance(exc, OSError) else "?")
         else:
             loop.default_exception_handler(context)
 
@@ -2433,6 +2489,9 @@ def run_command_line(argv: list[str] | None) -> int:
     configure_console(args.verbose, args.quiet)
     if not 0 <= args.port <= 65535:
         print(f"Erro: porta inválida: {args.port} (use 0 a 65535)", file=sys.stderr)
+        return 2
+    if bool(args.cert) != bool(args.key):
+        print("Erro: TLS precisa de --cert e --key juntos", file=sys.stderr)
         return 2
     if args.keepalive <= 0 or args.open_timeout <= 0 or args.max_message < 1024 or args.max_connections < 1:
         print(
