@@ -354,6 +354,11 @@ _OS_ERRORS = {
     errno.EEXIST: "já existe",
     errno.EBUSY: "em uso",
     errno.EPIPE: "a saída foi fechada",
+    errno.ECONNRESET: "conexão interrompida pelo outro lado",
+    errno.ECONNABORTED: "conexão abortada",
+    errno.ENETUNREACH: "rede inalcançável",
+    errno.EHOSTUNREACH: "máquina inalcançável",
+    errno.ETIMEDOUT: "tempo esgotado",
 }
 # OpenSSL's reasons for a certificate or key file that cannot be used.
 _SSL_ERRORS = {
@@ -377,7 +382,7 @@ def describe_os_error(exc: BaseException) -> str:
         return _SSL_ERRORS.get(reason, f"erro de TLS {reason}" if reason else "erro de TLS")
     if isinstance(exc, OSError) and exc.errno is not None:
         return _OS_ERRORS.get(exc.errno) or f"erro do sistema {errno.errorcode.get(exc.errno, exc.errno)}"
-    return type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -687,9 +692,9 @@ def describe_connect_error(exc: BaseException, uri: str) -> str:
         return f"o endereço responde HTTP {status}, mas não é um servidor deste monitor (confira o endereço e a porta)"
     if isinstance(exc, InvalidHandshake):
         return "o endereço responde HTTP, mas não é um servidor deste monitor (confira o endereço e a porta)"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return describe_os_error(exc)
+    return type(exc).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -1263,7 +1268,7 @@ class StateFile:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise FatalError(f"não foi possível criar {escape(self.lock_path)}: {exc.strerror or exc}") from exc
+            raise FatalError(f"não foi possível criar {escape(self.lock_path)}: {describe_os_error(exc)}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -1322,7 +1327,7 @@ class StateFile:
             await asyncio.to_thread(write_state, self.path, text)
             log.debug("estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), len(text), self._ms(started))
         except OSError as exc:
-            log.warning("não foi possível gravar o estado em %s: %s", escape(self.path), exc.strerror or exc)
+            log.warning("não foi possível gravar o estado em %s: %s", escape(self.path), describe_os_error(exc))
 
 
 class ThreadBridge:
@@ -1441,7 +1446,7 @@ class Watcher:
             observer.start()
             self._identity = root_identity(self.root)
         except OSError as exc:
-            raise FatalError(f"não foi possível monitorar {escape(self.root)}: {exc.strerror or exc}") from exc
+            raise FatalError(f"não foi possível monitorar {escape(self.root)}: {describe_os_error(exc)}") from exc
         self._observer = observer
 
     async def stop(self) -> None:
@@ -1619,7 +1624,7 @@ class Console:
             if isinstance(exc, BrokenPipeError):
                 why = "a saída padrão foi fechada"
             else:
-                why = f"não foi possível escrever na saída padrão ({exc.strerror or exc})"
+                why = f"não foi possível escrever na saída padrão ({describe_os_error(exc)})"
             log.warning("%s; as mudanças deixam de aparecer aqui, mas continuam sendo enviadas.", why)
 
 
@@ -1776,9 +1781,10 @@ class Uplink:
         """
         uri = self._settings.uri
         why = describe_connect_error(exc, uri)
-        if isinstance(exc, ssl.SSLError) or (self._settings.tls and not self._ever_connected and not_tls(exc)):
-            # A wss:// URI for a ws:// server resets at the TLS hello: hopeless until the URI changes. (Once
-            # a hello was answered in this run, the server does speak TLS and a reset is a passing failure.)
+        if isinstance(exc, ssl.SSLError):
+            # The server answered, but not with TLS (plain HTTP) or with a certificate we cannot trust: it
+            # fails the same way until the URI or the certificate changes. A bare reset at the TLS hello (a
+            # ws:// server behind a wss:// URI, but also a proxy without its backend) is retried, with the hint.
             return FatalError(f"falha de TLS com {uri}: {why}")
         verdict = websockets.client.process_exception(exc)
         if verdict is None:
@@ -2212,12 +2218,21 @@ def validate_directory(path: str) -> str:
 
 
 def validate_uri(uri: str) -> str:
+    """``uri`` when a connection to it can work; FatalError with the reason otherwise."""
     try:
-        parse_uri(uri)
+        parts = urllib.parse.urlsplit(uri)  # websockets reads port 0 as "the default port"
+        if parts.username is not None:
+            # A password in the URI would be shown in every status line (and the journal): the token is the way.
+            raise FatalError(f"URI do servidor inválida: {uri!r} (sem usuário e senha na URI; use {TOKEN_ENV})")
+        parsed = parse_uri(uri)
+        if parts.port == 0:
+            raise FatalError(f"URI do servidor inválida: {uri!r} (a porta 0 não serve para conectar)")
+        if not parsed.host or any(char.isspace() for char in parsed.host):
+            raise FatalError(f"URI do servidor inválida: {uri!r} (o nome do servidor tem espaço ou está vazio)")
     except InvalidURI:
         raise FatalError(f"URI do servidor inválida: {uri!r} (exemplo: ws://localhost:8765)") from None
     except ValueError as exc:  # urllib's: a port out of range or not a number, a broken IPv6 address
-        hint = "a porta vai de 0 a 65535" if "out of range" in str(exc) else "exemplo: ws://localhost:8765"
+        hint = "a porta vai de 1 a 65535" if "out of range" in str(exc) else "exemplo: ws://localhost:8765"
         raise FatalError(f"URI do servidor inválida: {uri!r} ({hint})") from None
     return uri
 
@@ -2233,7 +2248,7 @@ def validate_state_file(path: str) -> str:
     except FileNotFoundError:
         return path
     except OSError as exc:
-        raise FatalError(f"não foi possível usar o arquivo de estado {escape(path)}: {exc.strerror or exc}") from exc
+        raise FatalError(f"não foi possível usar o arquivo de estado {escape(path)}: {describe_os_error(exc)}") from exc
     if not stat.S_ISREG(mode):
         raise FatalError(f"o arquivo de estado precisa ser um arquivo comum: {escape(path)}")
     return path
@@ -2247,14 +2262,16 @@ def default_state_file(root: str, uri: str) -> str:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        raise FatalError(f"não foi possível criar a pasta do estado {escape(folder)}: {exc.strerror or exc}") from exc
+        raise FatalError(
+            f"não foi possível criar a pasta do estado {escape(folder)}: {describe_os_error(exc)}"
+        ) from exc
     legacy = legacy_state_path(root, uri)
     if not os.path.lexists(path) and os.path.isfile(legacy):
         try:
             os.replace(legacy, path)
             log.debug("estado da versão anterior renomeado: %s -> %s", legacy, path)
         except OSError as exc:
-            log.warning("não foi possível renomear o estado %s: %s", legacy, exc.strerror or exc)
+            log.warning("não foi possível renomear o estado %s: %s", legacy, describe_os_error(exc))
     if not os.path.lexists(path):
         prefix = os.path.basename(path).partition("-")[0] + "-"
         with contextlib.suppress(OSError):
@@ -2281,7 +2298,7 @@ def tls_context(uri: str, ca_file: str) -> ssl.SSLContext | None:
     try:
         return ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
-        raise FatalError(f"não foi possível ler a CA {ca_file!r}: {exc}") from exc
+        raise FatalError(f"não foi possível ler a CA {ca_file!r}: {describe_os_error(exc)}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:

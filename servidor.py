@@ -340,6 +340,11 @@ _OS_ERRORS = {
     errno.EEXIST: "já existe",
     errno.EBUSY: "em uso",
     errno.EPIPE: "a saída foi fechada",
+    errno.ECONNRESET: "conexão interrompida pelo outro lado",
+    errno.ECONNABORTED: "conexão abortada",
+    errno.ENETUNREACH: "rede inalcançável",
+    errno.EHOSTUNREACH: "máquina inalcançável",
+    errno.ETIMEDOUT: "tempo esgotado",
 }
 # OpenSSL's reasons for a certificate or key file that cannot be used.
 _SSL_ERRORS = {
@@ -363,7 +368,7 @@ def describe_os_error(exc: BaseException) -> str:
         return _SSL_ERRORS.get(reason, f"erro de TLS {reason}" if reason else "erro de TLS")
     if isinstance(exc, OSError) and exc.errno is not None:
         return _OS_ERRORS.get(exc.errno) or f"erro do sistema {errno.errorcode.get(exc.errno, exc.errno)}"
-    return type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 def _interrupt(signum: int, frame: object) -> None:

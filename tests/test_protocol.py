@@ -937,11 +937,11 @@ def test_format_peer(servidor: ModuleType, address: Any, expected: str) -> None:
         (OSError(errno.EADDRNOTAVAIL, "Cannot assign"), "o endereço localhost não pertence a esta máquina"),
         (
             socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
-            "endereço inválido: 'localhost' (Name or service not known)",
+            "endereço inválido: 'localhost' (nome não encontrado)",
         ),
         (
             OSError(errno.ENETUNREACH, "Network is unreachable"),
-            "não foi possível escutar em localhost:8765: Network is unreachable",
+            "não foi possível escutar em localhost:8765: rede inalcançável",
         ),
         (OSError("boom"), "não foi possível escutar em localhost:8765: boom"),
     ],
@@ -1438,11 +1438,29 @@ def test_validate_uri_accepts(cliente: ModuleType, uri: str) -> None:
     assert cliente.validate_uri(uri) == uri
 
 
-@pytest.mark.parametrize("uri", ["http://x", "localhost:8765", "", "ws://", "ftp://x/", "ws//localhost"])
+@pytest.mark.parametrize(
+    "uri",
+    ["http://x", "localhost:8765", "", "ws://", "ftp://x/", "ws//localhost"],
+)
 def test_validate_uri_rejects(cliente: ModuleType, uri: str) -> None:
     with pytest.raises(cliente.FatalError) as info:
         cliente.validate_uri(uri)
     assert str(info.value) == f"URI do servidor inválida: {uri!r} (exemplo: ws://localhost:8765)"
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("ws://localhost:0", "a porta 0 não serve para conectar"),
+        ("ws://local host:1", "o nome do servidor tem espaço ou está vazio"),
+        ("ws://ana:segredo@localhost:8765", "sem usuário e senha na URI; use MONITOR_TOKEN"),
+        ("wss://ana@localhost:8765", "sem usuário e senha na URI; use MONITOR_TOKEN"),
+    ],
+)
+def test_validate_uri_rejects_what_can_never_connect(cliente: ModuleType, uri: str, reason: str) -> None:
+    with pytest.raises(cliente.FatalError) as info:
+        cliente.validate_uri(uri)
+    assert str(info.value) == f"URI do servidor inválida: {uri!r} ({reason})"
 
 
 def test_validate_directory_ok(cliente: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
