@@ -98,6 +98,7 @@ MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (als
 FD_RESERVE = 64  # file descriptors kept free for the database, stdout, logs: the cap is RLIMIT_NOFILE - this
 HELLO_MAX_SIZE = 64 * 1024  # bytes of a message before a valid hello (and of every message of a plain text session)
 CONSOLE_BUFFER_BYTES = 1024 * 1024  # bytes waiting for stdout; with --banco, lines past it are dropped (and counted)
+CONSOLE_CLOSE_TIMEOUT = 2.0  # seconds a stop waits for a stuck stdout before leaving its lines unprinted
 MAX_ID_CHARS = 64  # longest client_id in a hello
 MAX_NAME_CHARS = 256  # longest client name in a hello
 MAX_ROOT_CHARS = 4096  # longest root in a hello
@@ -1397,10 +1398,14 @@ class Console:
     def __init__(self, stream: BinaryIO, encoding: str, closed: Callable[[OSError], None], limit: int) -> None:
         self.encoding = encoding
         self.gone = False  # a write failed: nothing more is written (owned by the loop)
-        self._stream = stream
+        # os.write on the bare descriptor, never the BufferedWriter: a write stuck on an unread pipe then
+        # holds no lock that the interpreter's exit needs, so the thread can be abandoned at exit.
+        self._fd = stream.fileno()
         self._closed = closed
         self._limit = limit
         self._waiting = 0  # bytes queued (owned by the loop)
+        self._waiting_lines = 0  # lines queued and not written yet (owned by the loop)
+        self._ended = asyncio.Event()  # the thread has returned
         self._dropped = 0  # mirror lines not queued since the last report (owned by the loop)
         self._idle = asyncio.Event()  # set whenever a write completes
         self._loop = asyncio.get_running_loop()
@@ -1421,7 +1426,8 @@ class Console:
             self._dropped += len(lines)
             return None
         self._waiting += len(data)
-        self._queue.put((data, len(data), future))
+        self._waiting_lines += len(lines)
+        self._queue.put((data, len(lines), future))
         return future
 
     async def drained(self, timeout: float) -> None:
@@ -1432,10 +1438,19 @@ class Console:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
 
-    async def close(self) -> None:
-        """Write what is queued (stdout permitting), then stop the thread."""
+    async def close(self, timeout: float) -> None:
+        """Write what is queued, then stop the thread; after ``timeout`` s of a stdout that does not move,
+        abandon it (a daemon thread, stuck in write(): the exit does not wait for it) and say how many
+        lines were left unprinted."""
         self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        if not self._ended.is_set() and self._waiting_lines and not self.gone:
+            log.warning(
+                "%d linhas não foram impressas: a saída padrão não andou em %g s ao encerrar",
+                self._waiting_lines,
+                timeout,
+            )
 
     # -- the thread --------------------------------------------------------
 
@@ -1443,6 +1458,7 @@ class Console:
         while True:
             item = self._queue.get()
             if item is None:
+                self._call(self._ended.set)
                 return
             items = [item]
             while len(items) < 256:  # one write for a burst
@@ -1455,12 +1471,13 @@ class Console:
                     break
                 items.append(more)
             try:
-                self._stream.write(b"".join(data for data, _, _ in items))
-                self._stream.flush()
-            except (OSError, ValueError) as exc:
-                failure = exc if isinstance(exc, OSError) else OSError(errno.EPIPE, "saída fechada")
+                data = memoryview(b"".join(data for data, _, _ in items))
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError as exc:
                 self._silence()
-                self._call(self._failed, items, failure)
+                self._call(self._failed, items, exc)
+                self._call(self._ended.set)
                 return
             self._call(self._written, items)
 
@@ -1468,7 +1485,7 @@ class Console:
         """Point stdout at /dev/null: Python's own flush at exit must not fail on the closed pipe."""
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
+            os.dup2(devnull, self._fd)
             os.close(devnull)
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
@@ -1478,8 +1495,9 @@ class Console:
     # -- back in the loop --------------------------------------------------
 
     def _written(self, items: list[tuple[bytes, int, asyncio.Future[None] | None]]) -> None:
-        for _, count, future in items:
-            self._waiting -= count
+        for data, lines, future in items:
+            self._waiting -= len(data)
+            self._waiting_lines -= lines
             if future is not None and not future.done():
                 future.set_result(None)
         self._idle.set()
@@ -2255,7 +2273,7 @@ async def run_server(settings: Settings) -> None:
         await serve_until_stopped(monitor, settings, tls)
     finally:
         await writer.close()
-        await console.close()
+        await console.close(CONSOLE_CLOSE_TIMEOUT)
     if monitor.failure is not None:
         raise FatalError(monitor.failure)
 
