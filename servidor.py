@@ -1615,10 +1615,24 @@ class Writer:
     change the database; nothing is delivered meanwhile. ``read(work)``: runs between transactions,
     sees committed data only and never waits behind a failing commit. Results reach the event loop in
     submission order, through call_soon_threadsafe: the only place where this thread meets asyncio.
+
+    ``path``: the database file ("": in memory). Before each COMMIT its identity (st_dev, st_ino) is
+    compared with the file opened: a file deleted or replaced under the server would take every later
+    commit with it, so from then on nothing commits and ``lost(reason)`` is called once in the loop.
     """
 
-    def __init__(self, conn: sqlite3.Connection, retention: Retention) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        retention: Retention,
+        path: str = "",
+        lost: Callable[[str], None] | None = None,
+    ) -> None:
         self.record = Record(conn)
+        self._path = path
+        self._identity = _file_identity(path) if path else None
+        self._lost = lost
+        self._lost_reason: str | None = None  # the file is gone: nothing commits any more (owned by the thread)
         self.backlog = 0  # writes submitted and not yet delivered (owned by the loop)
         self._conn = conn
         self._retention = retention
@@ -1694,8 +1708,12 @@ class Writer:
                     retry_at = time.monotonic() + COMMIT_RETRY_DELAY
             if not pending:
                 self._trim()
-        if pending:
-            log.error("%d gravações pendentes ficaram fora do banco; os clientes reenviarão os eventos", len(pending))
+        if pending:  # with the file gone, the one error line is the stop's own (main's ``Erro:``)
+            log.log(
+                logging.INFO if self._lost_reason else logging.ERROR,
+                "%d gravações pendentes ficaram fora do banco; os clientes reenviarão os eventos",
+                len(pending),
+            )
         self._conn.close()
 
     def _take(self, timeout: float | None) -> list[_Job | None]:
@@ -1720,6 +1738,8 @@ class Writer:
     def _commit(self, jobs: list[_Job]) -> bool:
         """One transaction for ``jobs``; False (rolled back, reported) when the storage failed."""
         results: list[tuple[_Job, Any, bool]] = []
+        if self._lost_reason is not None:
+            return False
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
@@ -1732,6 +1752,9 @@ class Writer:
                     self._conn.execute("ROLLBACK TO work")  # this work's error is its caller's, not the others'
                     results.append((job, exc, False))
                 self._conn.execute("RELEASE work")
+            if not self._file_still_ours():
+                self._rollback()
+                return False
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -1741,6 +1764,20 @@ class Writer:
         self._loop.call_soon_threadsafe(self._deliver, results)
         return True
 
+    def _file_still_ours(self) -> bool:
+        """False once the database file was deleted or replaced (one stat per commit round)."""
+        if self._identity is None:
+            return True
+        if self._lost_reason is None and _file_identity(self._path) != self._identity:
+            self._lost_reason = (
+                f"o arquivo do banco {self._path!r} foi apagado ou substituído com o servidor rodando; "
+                "nada gravado depois disso foi confirmado e o servidor parou (reinicie-o: os clientes "
+                "reenviam o que não foi confirmado)"
+            )
+            if self._lost is not None:
+                self._loop.call_soon_threadsafe(self._lost, self._lost_reason)
+        return self._lost_reason is None
+
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself
@@ -1749,7 +1786,7 @@ class Writer:
     def _trim(self) -> None:
         """Retention: a few bounded transactions per round, the rest in the next rounds."""
         limits = self._retention.due()
-        if limits is None:
+        if limits is None or self._lost_reason is not None:
             return
         for _ in range(4):
             try:
@@ -1776,6 +1813,15 @@ class Writer:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of ``path``; None if it does not exist any more."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -2046,12 +2092,17 @@ class MonitorServer:
             else f"falha ao escrever na saída padrão ({describe_os_error(exc)})"
         )
         if self.output.record:
-            self.failure = (
+            self.fail(
                 f"{reason}; sem --banco ela é o registro dos eventos, então o servidor parou (nada mais foi confirmado)"
             )
-            self.stop.set()
         else:
             log.warning("%s; os eventos continuam sendo gravados no banco, mas não aparecem mais no console", reason)
+
+    def fail(self, reason: str) -> None:
+        """The record cannot go on: stop the server (main says ``Erro: reason``, exit 1)."""
+        if self.failure is None:
+            self.failure = reason
+        self.stop.set()
 
     def open_connections(self) -> int:
         """TCP connections open now, handshake done or not (each one holds a file descriptor)."""
@@ -2250,8 +2301,13 @@ async def run_server(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM (or stdout closes without --banco); raise FatalError if the server cannot go on."""
     tls = tls_context(settings.cert, settings.key) if settings.cert or settings.key else None
     conn = open_database(settings.database or ":memory:", connection_factory())
-    writer = Writer(conn, Retention(settings.max_events, settings.retention_days))
     monitor: MonitorServer | None = None
+
+    def lost(reason: str) -> None:
+        if monitor is not None:
+            monitor.fail(reason)
+
+    writer = Writer(conn, Retention(settings.max_events, settings.retention_days), settings.database, lost)
     # --json is UTF-8 whatever the locale; readable lines use the console's encoding, escaping what it lacks.
     encoding = "utf-8" if settings.as_json else (getattr(sys.stdout, "encoding", None) or "utf-8")
 

@@ -5,14 +5,17 @@ The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (hel
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import signal
+import sqlite3
 import termios
 from pathlib import Path
 
 import pytest
 from support import TIMEOUT, strip_ts, wait_until
 from test_trust import ROOT, Client, RawServer, batch, event, raw_servers, start
+from websockets.exceptions import ConnectionClosed
 
 __all__ = ["raw_servers"]  # the fixture, shared with test_trust.py
 
@@ -47,3 +50,35 @@ def test_sigterm_stops_when_nobody_reads_stdout(raw_servers: list[RawServer], tm
     unprinted = server.stderr_with("não foram impressas")
     assert len(unprinted) == 1 and strip_ts(unprinted[0]).startswith("Aviso: "), server.describe()
     assert not server.stderr_with("Traceback") and not server.stderr_with("Fatal"), server.describe()
+
+
+# ---------------------------------------------------------------------------
+# The database file deleted or replaced while the server runs.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_database_file_gone_stops_acks_and_the_server(raw_servers: list[RawServer], tmp_path: Path, how: str) -> None:
+    """Commits into an unlinked inode are lost at exit: nothing after it is acknowledged, one ``Erro:``
+    line says why, and the server stops with exit 1 (a restart opens the file again; clients resend)."""
+    database = tmp_path / "r.db"
+    server = start(raw_servers, tmp_path, ["--json", "--banco", str(database)])
+    server.read_stdout()
+    client = Client(server.uri)
+    client.send(event(1))
+    if how == "deleted":
+        database.unlink()
+    else:
+        other = tmp_path / "other.db"
+        with contextlib.closing(sqlite3.connect(other)) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        other.replace(database)
+    client.ws.send(batch(event(2)))
+    with pytest.raises(ConnectionClosed):  # never acknowledged: it is not in the file
+        answer = client.ws.recv(TIMEOUT)
+        raise AssertionError(f"unexpected {answer!r}")
+    assert server.proc.wait(TIMEOUT) == 1, server.describe()
+    server._reader.join(5)
+    errors = [line for line in server.stderr_lines if "Erro:" in line]
+    assert len(errors) == 1 and "foi apagado ou substituído" in errors[0], server.describe()
+    assert not server.stderr_with("Traceback"), server.describe()
