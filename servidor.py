@@ -1058,18 +1058,25 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
     try:
         conn.execute("PRAGMA busy_timeout = 1000")  # another process's lock: wait a little, then retry later
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        if path != ":memory:" and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-            raise FatalError(f"o banco {shown} não aceitou o modo WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        # Judged before anything is written: another program's file is left exactly as it was.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
-                raise FatalError(f"{shown} é um banco SQLite de outro programa")
-            conn.executescript(_SCHEMA)
-        elif version != SCHEMA_VERSION:
+        fresh = version == 0
+        if fresh and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+            raise FatalError(f"{shown} é um banco SQLite de outro programa")
+        if not fresh and version != SCHEMA_VERSION:
             raise FatalError(
                 f"o banco {shown} tem o esquema {version}; este servidor conhece o {SCHEMA_VERSION} (versão mais nova?)"
             )
+        missing = "" if fresh else _missing_columns(conn)
+        if missing:
+            raise FatalError(
+                f"{shown} é um banco SQLite de outro programa (tem user_version {version}, mas não {missing})"
+            )
+        if path != ":memory:" and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise FatalError(f"o banco {shown} não aceitou o modo WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        if fresh:
+            conn.executescript(_SCHEMA)
         conn.execute(_MANIFEST_SCHEMA)
     except sqlite3.Error as exc:
         conn.close()
@@ -1078,6 +1085,31 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
         conn.close()
         raise
     return conn
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each table's column names (sqlite_schema and table_info: no row of any table is read)."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")]
+    sql = "SELECT name FROM pragma_table_info(?)"
+    return {table: {row[0] for row in conn.execute(sql, (table,))} for table in tables}
+
+
+@functools.cache
+def _expected_columns() -> dict[str, set[str]]:
+    with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+        probe.executescript(_SCHEMA)
+        return _columns(probe)
+
+
+def _missing_columns(conn: sqlite3.Connection) -> str:
+    """What the schema of this version lacks in ``conn`` ("": nothing), e.g. ``a coluna 'events.path'``."""
+    found = _columns(conn)
+    for table, columns in _expected_columns().items():
+        if table not in found:
+            return f"a tabela {table!r}"
+        for column in sorted(columns - found[table]):
+            return f"a coluna {table + '.' + column!r}"
+    return ""
 
 
 def _signed(value: int) -> int:

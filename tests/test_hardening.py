@@ -9,11 +9,13 @@ import contextlib
 import fcntl
 import signal
 import sqlite3
+import subprocess
+import sys
 import termios
 from pathlib import Path
 
 import pytest
-from support import TIMEOUT, strip_ts, wait_until
+from support import LOOPBACK, SERVER_SCRIPT, TIMEOUT, script_env, strip_ts, wait_until
 from test_trust import ROOT, Client, RawServer, batch, event, raw_servers, start
 from websockets.exceptions import ConnectionClosed
 
@@ -82,3 +84,36 @@ def test_database_file_gone_stops_acks_and_the_server(raw_servers: list[RawServe
     errors = [line for line in server.stderr_lines if "Erro:" in line]
     assert len(errors) == 1 and "foi apagado ou substituído" in errors[0], server.describe()
     assert not server.stderr_with("Traceback"), server.describe()
+
+
+# ---------------------------------------------------------------------------
+# A database of another program that happens to have user_version = 1.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        "CREATE TABLE alheia (x); PRAGMA user_version = 1;",
+        "CREATE TABLE clients (id INTEGER PRIMARY KEY, nome TEXT); PRAGMA user_version = 1;",
+    ],
+    ids=["other-tables", "other-columns"],
+)
+def test_foreign_database_with_our_user_version_is_refused(tmp_path: Path, schema: str) -> None:
+    """Accepted at start, it answered every client with 1011 for ever: refused at start, exit 1, one line."""
+    database = tmp_path / "outro.db"
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.executescript(schema)
+    before = database.read_bytes()
+    done = subprocess.run(
+        [sys.executable, str(SERVER_SCRIPT), "--host", LOOPBACK, "--port", "0", "--banco", str(database)],
+        env=script_env(tmp_path / ".cache"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Erro: ") and "banco SQLite de outro programa" in lines[0], lines
+    assert database.read_bytes() == before  # nothing created in it
