@@ -1042,8 +1042,12 @@ def is_storage_failure(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and not isinstance(exc, job_errors)
 
 
-def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
+def open_database(
+    path: str, factory: type[sqlite3.Connection] = sqlite3.Connection, *, read_only: bool = False
+) -> sqlite3.Connection:
     """Open the record at ``path`` (":memory:": a private in-memory one), creating the schema in a new file.
+
+    ``read_only``: opened with SQLite's ``mode=ro``: nothing is ever written (an empty file is refused).
 
     Start-up reads the schema version and nothing else: no table grows its cost. WAL with
     synchronous=FULL: a COMMIT returns once the transaction is in the WAL and fsynced.
@@ -1052,7 +1056,11 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
     shown = "em memória" if path == ":memory:" else repr(path)
     try:
         # isolation_level=None: the writer says BEGIN/COMMIT itself; the connection moves to its thread.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=factory)
+        if read_only:
+            uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+            conn = sqlite3.connect(uri, isolation_level=None, check_same_thread=False, factory=factory, uri=True)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=factory)
     except sqlite3.Error as exc:
         raise FatalError(f"não foi possível abrir o banco {shown}: {describe_sqlite_error(exc)}") from exc
     try:
@@ -1072,6 +1080,10 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
             raise FatalError(
                 f"{shown} é um banco SQLite de outro programa (tem user_version {version}, mas não {missing})"
             )
+        if read_only:
+            if fresh:
+                raise FatalError(f"{shown} não tem o esquema deste servidor (um banco vazio: nenhum evento)")
+            return conn
         if path != ":memory:" and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
             raise FatalError(f"o banco {shown} não aceitou o modo WAL")
         conn.execute("PRAGMA synchronous = FULL")
@@ -2487,15 +2499,21 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
 
 
 def export(database: str) -> int:
-    """``--exportar``: every stored event as a ``--json`` line on stdout; the exit code."""
+    """``--exportar``: every stored event as a ``--json`` line on stdout (UTF-8, whatever the locale); the exit code.
+
+    The database is opened read-only (it may be another program's, or the running server's). A reader
+    that stops early (``| head -1``) ends the export quietly with 0, like other command-line tools.
+    """
     if not database or not os.path.isfile(database):
         print(f"Erro: --exportar precisa de um --banco que exista: {database!r}", file=sys.stderr)
         return 2 if not database else 1
+    out = sys.stdout.buffer
     try:
-        conn = open_database(database)
+        conn = open_database(database, read_only=True)
         try:
             for record in Record(conn).export():
-                sys.stdout.write(to_json_line(record) + "\n")
+                out.write(to_json_line(record).encode("utf-8") + b"\n")
+            out.flush()
         finally:
             conn.close()
     except FatalError as exc:
@@ -2504,6 +2522,12 @@ def export(database: str) -> int:
     except sqlite3.Error as exc:
         print(f"Erro: não foi possível ler o banco {database!r}: {describe_sqlite_error(exc)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader has what it wanted; Python's own flush at exit must not fail on the closed pipe.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
     return 0
 
 

@@ -6,13 +6,17 @@ The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (hel
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import termios
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from support import LOOPBACK, SERVER_SCRIPT, TIMEOUT, script_env, strip_ts, wait_until
@@ -117,3 +121,77 @@ def test_foreign_database_with_our_user_version_is_refused(tmp_path: Path, schem
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Erro: ") and "banco SQLite de outro programa" in lines[0], lines
     assert database.read_bytes() == before  # nothing created in it
+
+
+# ---------------------------------------------------------------------------
+# --exportar: UTF-8 whatever the locale, quiet on a closed pipe, never writes.
+# ---------------------------------------------------------------------------
+
+
+def exported_database(servidor: ModuleType, path: Path, events: int) -> None:
+    conn = servidor.open_database(str(path))
+    try:
+        record = servidor.Record(conn)
+        hello = servidor.Hello(client_id="c1", name="ação", root="/w", version=2)
+        now = datetime.datetime(2026, 11, 25, 17, 3, 31, tzinfo=datetime.UTC)
+        batch = [
+            servidor.Event(seq=n, event="created", path=f"/w/é{n}", is_dir=False, ts=now) for n in range(1, events + 1)
+        ]
+        conn.execute("BEGIN")
+        record.store_events(hello, batch, now)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def run_export(database: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, str(SERVER_SCRIPT), "--banco", str(database), "--exportar"],
+        env={**script_env(tmp_path / ".cache"), **env},
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_export_is_utf8_whatever_the_locale(servidor: ModuleType, tmp_path: Path) -> None:
+    database = tmp_path / "r.db"
+    exported_database(servidor, database, 3)
+    done = run_export(database, tmp_path, PYTHONIOENCODING="ascii", PYTHONUTF8="0", LC_ALL="C")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
+    assert [(line["client"], line["path"]) for line in lines] == [("ação", f"/w/é{n}") for n in (1, 2, 3)]
+
+
+def test_export_into_a_closed_pipe_stops_quietly(servidor: ModuleType, tmp_path: Path) -> None:
+    """``--exportar | head -1``: exit 0, nothing on stderr (no BrokenPipeError traceback)."""
+    database = tmp_path / "r.db"
+    exported_database(servidor, database, 20_000)  # far more than a pipe holds
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER_SCRIPT), "--banco", str(database), "--exportar"],
+        env=script_env(tmp_path / ".cache"),
+        stdout=write,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        assert json.loads(reader.readline())["seq"] == 1
+    _, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0 and stderr == b"", stderr.decode()
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign"])
+def test_export_never_writes_the_database(tmp_path: Path, content: str) -> None:
+    """A 0-byte file (or another program's database) is refused and left exactly as it was: read-only."""
+    database = tmp_path / "r.db"
+    database.write_bytes(b"")
+    if content == "foreign":
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            conn.execute("CREATE TABLE alheia (x)")
+    before = database.read_bytes()
+    done = run_export(database, tmp_path)
+    assert done.returncode == 1 and done.stdout == b"", done.stderr
+    errors = done.stderr.decode().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("Erro: "), errors
+    assert database.read_bytes() == before
