@@ -2294,12 +2294,8 @@ class MonitorServer:
         now = utc_now()
         self.writer.write_later(lambda record: record.register(hello, now))
         self.clients.move_to_end(client_id)  # most recent last, for eviction
-        while len(self.clients) > MAX_REMEMBERED_CLIENTS:
-            oldest_id, oldest = next(iter(self.clients.items()))
-            if not oldest.idle():
-                break
-            del self.clients[oldest_id]  # the database still knows its last seq
         old, state.connection, state.name = state.connection, ws, hello.name
+        self._forget_idle_clients()
         if old is not None:
             # The client reconnected before its old connection timed out: close the
             # old one so a single connection at a time delivers its events, in order.
@@ -2307,6 +2303,25 @@ class MonitorServer:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return state
+
+    def _forget_idle_clients(self) -> None:
+        """Past MAX_REMEMBERED_CLIENTS, forget the oldest IDLE states (the database still knows their last seq).
+
+        Connected clients, or those with a write in flight, are skipped, not a reason to stop: one client
+        connected for days must not let strangers' hellos grow memory. The skipped ones are at most the
+        open connections plus the pending writes, so the walk stays short.
+        """
+        excess = len(self.clients) - MAX_REMEMBERED_CLIENTS
+        if excess <= 0:
+            return
+        idle: list[str] = []
+        for client_id, state in self.clients.items():
+            if state.idle():
+                idle.append(client_id)
+                if len(idle) == excess:
+                    break
+        for client_id in idle:
+            del self.clients[client_id]
 
     @staticmethod
     def _check_credential(state: ClientState, hello: Hello) -> None:

@@ -5,6 +5,7 @@ The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (hel
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import fcntl
@@ -17,6 +18,7 @@ import sys
 import termios
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from support import LOOPBACK, SERVER_SCRIPT, TIMEOUT, script_env, strip_ts, wait_until
@@ -195,3 +197,40 @@ def test_export_never_writes_the_database(tmp_path: Path, content: str) -> None:
     errors = done.stderr.decode().splitlines()
     assert len(errors) == 1 and errors[0].startswith("Erro: "), errors
     assert database.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------
+# Strangers' hellos with one early client still connected.
+# ---------------------------------------------------------------------------
+
+
+def test_remembered_clients_stay_bounded_with_a_connected_head(
+    servidor: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The eviction walk stopped at the oldest state when it was connected, so memory grew with every
+    stranger's hello. The real MonitorServer._register, with the real writer and an in-memory record;
+    a connection is a plain object (only its identity is used until it is replaced)."""
+    monkeypatch.setattr(servidor, "MAX_REMEMBERED_CLIENTS", 50)
+
+    async def scenario() -> tuple[int, bool, int]:
+        writer = servidor.Writer(servidor.open_database(":memory:"), servidor.Retention(0, 0))
+        with open(os.devnull, "wb") as devnull:
+            console = servidor.Console(devnull, "utf-8", lambda exc: None, 1024)
+            monitor = servidor.MonitorServer(servidor.Output(console, True, record=False), writer)
+
+            def hello(client_id: str) -> Any:
+                return servidor.Hello(client_id=client_id, name="pc", root="/w", version=1)
+
+            early = await monitor._register(object(), hello("early"))
+            for n in range(500):
+                stranger = await monitor._register(object(), hello(f"stranger-{n}"))
+                stranger.connection = None  # it disconnected
+            remembered = len(monitor.clients)
+            kept = monitor.clients.get("early") is early
+            again = await monitor._register(object(), hello("stranger-0"))  # forgotten: read back from the record
+            await writer.close()
+            await console.close(1.0)
+            return remembered, kept, again.stored_seq
+
+    remembered, kept, _ = asyncio.run(scenario())
+    assert remembered <= 50 and kept, remembered
