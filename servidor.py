@@ -115,6 +115,8 @@ CACHE_KIB = 16 * 1024  # SQLite's page cache (the default 2 MiB makes every inde
 RETENTION_CHUNK = 10_000  # rows deleted per retention transaction, so a commit never waits long
 RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
 MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
+MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
@@ -1344,6 +1346,12 @@ class Record:
             self.tree.unstage(key)
         self.tree.stage(key, entries)
 
+    def unstage(self, client_id: str) -> None:
+        """Drop a manifest that will never end (its connection is gone). Only the temporary table changes."""
+        row = self.conn.execute("SELECT id FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+        if row is not None:
+            self.tree.unstage(row[0])
+
     def resync(self, hello: Hello, seq: int, expected: Digest, now: datetime.datetime) -> list[Event]:
         """Replace the client's tree by its staged manifest (as of ``seq``); store and return the differences.
 
@@ -1977,6 +1985,8 @@ class Session:
         self.acks = Acknowledger(ws)
         self.label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])})"
         self._manifest_seq: int | None = None  # a manifest is being received, as of this seq
+        self._manifest_entries = 0  # entries and path bytes of the manifest being received (capped)
+        self._manifest_bytes = 0
 
     async def run(self) -> None:
         acker = asyncio.create_task(self.acks.run())
@@ -1998,6 +2008,11 @@ class Session:
                     await self.end(message)
         finally:
             acker.cancel()
+            if self._manifest_seq is not None and self.state.connection in (None, self.ws):
+                # An unfinished manifest: its staged rows would stay in SQLite's temp storage for ever.
+                # (A newer connection of the client drops them itself when its manifest begins.)
+                client_id = self.hello.client_id
+                self.server.writer.write_later(lambda record: record.unstage(client_id))
 
     def events(self, events: list[Event]) -> None:
         if self._manifest_seq is not None:
@@ -2040,12 +2055,20 @@ class Session:
         if message.seq < self.state.stored_seq:
             raise ProtocolError(f"manifesto do seq {message.seq}, mas o servidor já tem até {self.state.stored_seq}")
         self._manifest_seq = message.seq
+        self._manifest_entries = self._manifest_bytes = 0
         self._stage([], first=True)
 
     def stage(self, message: Manifest) -> None:
         if self._manifest_seq is None:
             raise ProtocolError("'manifest' sem 'manifest_begin'")
         check_paths(self.hello, ((path.decode("utf-8", "backslashreplace"), None) for path, _ in message.entries))
+        self._manifest_entries += len(message.entries)
+        self._manifest_bytes += sum(len(path) for path, _ in message.entries)
+        if self._manifest_entries > MAX_MANIFEST_ENTRIES or self._manifest_bytes > MAX_MANIFEST_BYTES:
+            raise ProtocolError(
+                f"manifesto grande demais (máximo {MAX_MANIFEST_ENTRIES} entradas, "
+                f"{MAX_MANIFEST_BYTES} bytes de caminhos)"
+            )
         self._stage(message.entries, first=False)
 
     def _stage(self, entries: list[tuple[bytes, bool]], *, first: bool) -> None:

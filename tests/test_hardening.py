@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 import pytest
 from support import LOOPBACK, SERVER_SCRIPT, TIMEOUT, script_env, strip_ts, wait_until
 from test_trust import ROOT, Client, RawServer, batch, event, raw_servers, start
+from test_trust import hello as hello_message
+from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
 
 __all__ = ["raw_servers"]  # the fixture, shared with test_trust.py
@@ -234,3 +237,72 @@ def test_remembered_clients_stay_bounded_with_a_connected_head(
 
     remembered, kept, _ = asyncio.run(scenario())
     assert remembered <= 50 and kept, remembered
+
+
+# ---------------------------------------------------------------------------
+# Manifests: abandoned ones are dropped, big ones refused.
+# ---------------------------------------------------------------------------
+
+
+async def in_process_server(servidor: ModuleType, scenario: Any) -> Any:
+    """The real MonitorServer, Writer (in-memory record) and websockets server on 127.0.0.1 port 0, in this
+    process so the test can look into SQLite's temporary storage; ``scenario(uri, writer)`` drives it."""
+    from websockets.asyncio.server import serve
+
+    writer = servidor.Writer(servidor.open_database(":memory:"), servidor.Retention(0, 0))
+    with open(os.devnull, "wb") as devnull:
+        console = servidor.Console(devnull, "utf-8", lambda exc: None, 1024 * 1024)
+        monitor = servidor.MonitorServer(servidor.Output(console, True, record=False), writer)
+        try:
+            async with serve(monitor.handler, LOOPBACK, 0, max_size=servidor.HELLO_MAX_SIZE) as server:
+                port = server.sockets[0].getsockname()[1]
+                return await scenario(f"ws://{LOOPBACK}:{port}", writer)
+        finally:
+            await writer.close()
+            await console.close(1.0)
+
+
+def manifest_batch(first: int, count: int) -> str:
+    entries = [{"path": f"/home/x/f{n}", "is_dir": False} for n in range(first, first + count)]
+    return json.dumps({"type": "manifest", "entries": entries})
+
+
+def test_abandoned_manifest_is_dropped_when_its_connection_ends(servidor: ModuleType) -> None:
+    async def scenario(uri: str, writer: Any) -> int:
+        async with async_connect(uri) as ws:
+            await ws.send(hello_message("c1", "ab" * 16))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            await ws.send(json.dumps({"type": "manifest_begin", "seq": 0}))
+            await ws.send(manifest_batch(0, 500))
+            await ws.ping()  # the batch was read
+
+        def staged(record: Any) -> int:
+            return int(record.conn.execute("SELECT count(*) FROM temp.manifest").fetchone()[0])
+
+        deadline = time.monotonic() + TIMEOUT
+        while (left := await writer.read(staged)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return int(left)
+
+    assert asyncio.run(in_process_server(servidor, scenario)) == 0
+
+
+def test_manifest_past_the_cap_is_refused(servidor: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servidor, "MAX_MANIFEST_ENTRIES", 1000)
+
+    async def scenario(uri: str, writer: Any) -> tuple[int, str]:
+        async with async_connect(uri, max_size=None) as ws:
+            await ws.send(hello_message("c1", "ab" * 16))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            await ws.send(json.dumps({"type": "manifest_begin", "seq": 0}))
+            for first in range(0, 1500, 500):
+                await ws.send(manifest_batch(first, 500))
+            try:
+                answer = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            except ConnectionClosed as exc:
+                assert exc.rcvd is not None
+                return exc.rcvd.code, exc.rcvd.reason
+        raise AssertionError(f"not refused: {answer!r}")
+
+    code, reason = asyncio.run(in_process_server(servidor, scenario))
+    assert code == 1008 and "manifesto grande demais" in reason, (code, reason)
