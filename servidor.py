@@ -98,6 +98,7 @@ MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (als
 FD_RESERVE = 64  # file descriptors kept free for the database, stdout, logs: the cap is RLIMIT_NOFILE - this
 HELLO_MAX_SIZE = 64 * 1024  # bytes of a message before a valid hello (and of every message of a plain text session)
 CONSOLE_BUFFER_BYTES = 1024 * 1024  # bytes waiting for stdout; with --banco, lines past it are dropped (and counted)
+CONSOLE_CLOSE_TIMEOUT = 2.0  # seconds a stop waits for a stuck stdout before leaving its lines unprinted
 MAX_ID_CHARS = 64  # longest client_id in a hello
 MAX_NAME_CHARS = 256  # longest client name in a hello
 MAX_ROOT_CHARS = 4096  # longest root in a hello
@@ -114,6 +115,8 @@ CACHE_KIB = 16 * 1024  # SQLite's page cache (the default 2 MiB makes every inde
 RETENTION_CHUNK = 10_000  # rows deleted per retention transaction, so a commit never waits long
 RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
 MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
+MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
@@ -1046,8 +1049,12 @@ def is_storage_failure(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and not isinstance(exc, job_errors)
 
 
-def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
+def open_database(
+    path: str, factory: type[sqlite3.Connection] = sqlite3.Connection, *, read_only: bool = False
+) -> sqlite3.Connection:
     """Open the record at ``path`` (":memory:": a private in-memory one), creating the schema in a new file.
+
+    ``read_only``: opened with SQLite's ``mode=ro``: nothing is ever written (an empty file is refused).
 
     Start-up reads the schema version and nothing else: no table grows its cost. WAL with
     synchronous=FULL: a COMMIT returns once the transaction is in the WAL and fsynced.
@@ -1056,24 +1063,39 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
     shown = "em memória" if path == ":memory:" else repr(path)
     try:
         # isolation_level=None: the writer says BEGIN/COMMIT itself; the connection moves to its thread.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=factory)
+        if read_only:
+            uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+            conn = sqlite3.connect(uri, isolation_level=None, check_same_thread=False, factory=factory, uri=True)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=factory)
     except sqlite3.Error as exc:
         raise FatalError(f"não foi possível abrir o banco {shown}: {describe_sqlite_error(exc)}") from exc
     try:
         conn.execute("PRAGMA busy_timeout = 1000")  # another process's lock: wait a little, then retry later
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        if path != ":memory:" and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-            raise FatalError(f"o banco {shown} não aceitou o modo WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        # Judged before anything is written: another program's file is left exactly as it was.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
-                raise FatalError(f"{shown} é um banco SQLite de outro programa")
-            conn.executescript(_SCHEMA)
-        elif version != SCHEMA_VERSION:
+        fresh = version == 0
+        if fresh and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+            raise FatalError(f"{shown} é um banco SQLite de outro programa")
+        if not fresh and version != SCHEMA_VERSION:
             raise FatalError(
                 f"o banco {shown} tem o esquema {version}; este servidor conhece o {SCHEMA_VERSION} (versão mais nova?)"
             )
+        missing = "" if fresh else _missing_columns(conn)
+        if missing:
+            raise FatalError(
+                f"{shown} é um banco SQLite de outro programa (tem user_version {version}, mas não {missing})"
+            )
+        if read_only:
+            if fresh:
+                raise FatalError(f"{shown} não tem o esquema deste servidor (um banco vazio: nenhum evento)")
+            return conn
+        if path != ":memory:" and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise FatalError(f"o banco {shown} não aceitou o modo WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        if fresh:
+            conn.executescript(_SCHEMA)
         conn.execute(_MANIFEST_SCHEMA)
     except sqlite3.Error as exc:
         conn.close()
@@ -1082,6 +1104,31 @@ def open_database(path: str, factory: type[sqlite3.Connection] = sqlite3.Connect
         conn.close()
         raise
     return conn
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each table's column names (sqlite_schema and table_info: no row of any table is read)."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")]
+    sql = "SELECT name FROM pragma_table_info(?)"
+    return {table: {row[0] for row in conn.execute(sql, (table,))} for table in tables}
+
+
+@functools.cache
+def _expected_columns() -> dict[str, set[str]]:
+    with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+        probe.executescript(_SCHEMA)
+        return _columns(probe)
+
+
+def _missing_columns(conn: sqlite3.Connection) -> str:
+    """What the schema of this version lacks in ``conn`` ("": nothing), e.g. ``a coluna 'events.path'``."""
+    found = _columns(conn)
+    for table, columns in _expected_columns().items():
+        if table not in found:
+            return f"a tabela {table!r}"
+        for column in sorted(columns - found[table]):
+            return f"a coluna {table + '.' + column!r}"
+    return ""
 
 
 def _signed(value: int) -> int:
@@ -1304,6 +1351,12 @@ class Record:
             self.tree.unstage(key)
         self.tree.stage(key, entries)
 
+    def unstage(self, client_id: str) -> None:
+        """Drop a manifest that will never end (its connection is gone). Only the temporary table changes."""
+        row = self.conn.execute("SELECT id FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+        if row is not None:
+            self.tree.unstage(row[0])
+
     def resync(self, hello: Hello, seq: int, expected: Digest, now: datetime.datetime) -> list[Event]:
         """Replace the client's tree by its staged manifest (as of ``seq``); store and return the differences.
 
@@ -1402,10 +1455,14 @@ class Console:
     def __init__(self, stream: BinaryIO, encoding: str, closed: Callable[[OSError], None], limit: int) -> None:
         self.encoding = encoding
         self.gone = False  # a write failed: nothing more is written (owned by the loop)
-        self._stream = stream
+        # os.write on the bare descriptor, never the BufferedWriter: a write stuck on an unread pipe then
+        # holds no lock that the interpreter's exit needs, so the thread can be abandoned at exit.
+        self._fd = stream.fileno()
         self._closed = closed
         self._limit = limit
         self._waiting = 0  # bytes queued (owned by the loop)
+        self._waiting_lines = 0  # lines queued and not written yet (owned by the loop)
+        self._ended = asyncio.Event()  # the thread has returned
         self._dropped = 0  # mirror lines not queued since the last report (owned by the loop)
         self._idle = asyncio.Event()  # set whenever a write completes
         self._loop = asyncio.get_running_loop()
@@ -1426,7 +1483,8 @@ class Console:
             self._dropped += len(lines)
             return None
         self._waiting += len(data)
-        self._queue.put((data, len(data), future))
+        self._waiting_lines += len(lines)
+        self._queue.put((data, len(lines), future))
         return future
 
     async def drained(self, timeout: float) -> None:
@@ -1437,10 +1495,19 @@ class Console:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
 
-    async def close(self) -> None:
-        """Write what is queued (stdout permitting), then stop the thread."""
+    async def close(self, timeout: float) -> None:
+        """Write what is queued, then stop the thread; after ``timeout`` s of a stdout that does not move,
+        abandon it (a daemon thread, stuck in write(): the exit does not wait for it) and say how many
+        lines were left unprinted."""
         self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        if not self._ended.is_set() and self._waiting_lines and not self.gone:
+            log.warning(
+                "%d linhas não foram impressas: a saída padrão não andou em %g s ao encerrar",
+                self._waiting_lines,
+                timeout,
+            )
 
     # -- the thread --------------------------------------------------------
 
@@ -1448,6 +1515,7 @@ class Console:
         while True:
             item = self._queue.get()
             if item is None:
+                self._call(self._ended.set)
                 return
             items = [item]
             while len(items) < 256:  # one write for a burst
@@ -1460,12 +1528,13 @@ class Console:
                     break
                 items.append(more)
             try:
-                self._stream.write(b"".join(data for data, _, _ in items))
-                self._stream.flush()
-            except (OSError, ValueError) as exc:
-                failure = exc if isinstance(exc, OSError) else OSError(errno.EPIPE, "saída fechada")
+                data = memoryview(b"".join(data for data, _, _ in items))
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError as exc:
                 self._silence()
-                self._call(self._failed, items, failure)
+                self._call(self._failed, items, exc)
+                self._call(self._ended.set)
                 return
             self._call(self._written, items)
 
@@ -1473,7 +1542,7 @@ class Console:
         """Point stdout at /dev/null: Python's own flush at exit must not fail on the closed pipe."""
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
+            os.dup2(devnull, self._fd)
             os.close(devnull)
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
@@ -1483,8 +1552,9 @@ class Console:
     # -- back in the loop --------------------------------------------------
 
     def _written(self, items: list[tuple[bytes, int, asyncio.Future[None] | None]]) -> None:
-        for _, count, future in items:
-            self._waiting -= count
+        for data, lines, future in items:
+            self._waiting -= len(data)
+            self._waiting_lines -= lines
             if future is not None and not future.done():
                 future.set_result(None)
         self._idle.set()
@@ -1602,10 +1672,24 @@ class Writer:
     change the database; nothing is delivered meanwhile. ``read(work)``: runs between transactions,
     sees committed data only and never waits behind a failing commit. Results reach the event loop in
     submission order, through call_soon_threadsafe: the only place where this thread meets asyncio.
+
+    ``path``: the database file ("": in memory). Before each COMMIT its identity (st_dev, st_ino) is
+    compared with the file opened: a file deleted or replaced under the server would take every later
+    commit with it, so from then on nothing commits and ``lost(reason)`` is called once in the loop.
     """
 
-    def __init__(self, conn: sqlite3.Connection, retention: Retention) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        retention: Retention,
+        path: str = "",
+        lost: Callable[[str], None] | None = None,
+    ) -> None:
         self.record = Record(conn)
+        self._path = path
+        self._identity = _file_identity(path) if path else None
+        self._lost = lost
+        self._lost_reason: str | None = None  # the file is gone: nothing commits any more (owned by the thread)
         self.backlog = 0  # writes submitted and not yet delivered (owned by the loop)
         self._conn = conn
         self._retention = retention
@@ -1681,8 +1765,12 @@ class Writer:
                     retry_at = time.monotonic() + COMMIT_RETRY_DELAY
             if not pending:
                 self._trim()
-        if pending:
-            log.error("%d gravações pendentes ficaram fora do banco; os clientes reenviarão os eventos", len(pending))
+        if pending:  # with the file gone, the one error line is the stop's own (main's ``Erro:``)
+            log.log(
+                logging.INFO if self._lost_reason else logging.ERROR,
+                "%d gravações pendentes ficaram fora do banco; os clientes reenviarão os eventos",
+                len(pending),
+            )
         self._conn.close()
 
     def _take(self, timeout: float | None) -> list[_Job | None]:
@@ -1707,6 +1795,8 @@ class Writer:
     def _commit(self, jobs: list[_Job]) -> bool:
         """One transaction for ``jobs``; False (rolled back, reported) when the storage failed."""
         results: list[tuple[_Job, Any, bool]] = []
+        if self._lost_reason is not None:
+            return False
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
@@ -1719,6 +1809,9 @@ class Writer:
                     self._conn.execute("ROLLBACK TO work")  # this work's error is its caller's, not the others'
                     results.append((job, exc, False))
                 self._conn.execute("RELEASE work")
+            if not self._file_still_ours():
+                self._rollback()
+                return False
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -1728,6 +1821,20 @@ class Writer:
         self._loop.call_soon_threadsafe(self._deliver, results)
         return True
 
+    def _file_still_ours(self) -> bool:
+        """False once the database file was deleted or replaced (one stat per commit round)."""
+        if self._identity is None:
+            return True
+        if self._lost_reason is None and _file_identity(self._path) != self._identity:
+            self._lost_reason = (
+                f"o arquivo do banco {self._path!r} foi apagado ou substituído com o servidor rodando; "
+                "nada gravado depois disso foi confirmado e o servidor parou (reinicie-o: os clientes "
+                "reenviam o que não foi confirmado)"
+            )
+            if self._lost is not None:
+                self._loop.call_soon_threadsafe(self._lost, self._lost_reason)
+        return self._lost_reason is None
+
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself
@@ -1736,7 +1843,7 @@ class Writer:
     def _trim(self) -> None:
         """Retention: a few bounded transactions per round, the rest in the next rounds."""
         limits = self._retention.due()
-        if limits is None:
+        if limits is None or self._lost_reason is not None:
             return
         for _ in range(4):
             try:
@@ -1763,6 +1870,15 @@ class Writer:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of ``path``; None if it does not exist any more."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -1874,6 +1990,8 @@ class Session:
         self.acks = Acknowledger(ws)
         self.label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])})"
         self._manifest_seq: int | None = None  # a manifest is being received, as of this seq
+        self._manifest_entries = 0  # entries and path bytes of the manifest being received (capped)
+        self._manifest_bytes = 0
 
     async def run(self) -> None:
         acker = asyncio.create_task(self.acks.run())
@@ -1895,6 +2013,11 @@ class Session:
                     await self.end(message)
         finally:
             acker.cancel()
+            if self._manifest_seq is not None and self.state.connection in (None, self.ws):
+                # An unfinished manifest: its staged rows would stay in SQLite's temp storage for ever.
+                # (A newer connection of the client drops them itself when its manifest begins.)
+                client_id = self.hello.client_id
+                self.server.writer.write_later(lambda record: record.unstage(client_id))
 
     def events(self, events: list[Event]) -> None:
         if self._manifest_seq is not None:
@@ -1937,12 +2060,20 @@ class Session:
         if message.seq < self.state.stored_seq:
             raise ProtocolError(f"manifesto do seq {message.seq}, mas o servidor já tem até {self.state.stored_seq}")
         self._manifest_seq = message.seq
+        self._manifest_entries = self._manifest_bytes = 0
         self._stage([], first=True)
 
     def stage(self, message: Manifest) -> None:
         if self._manifest_seq is None:
             raise ProtocolError("'manifest' sem 'manifest_begin'")
         check_paths(self.hello, ((path.decode("utf-8", "backslashreplace"), None) for path, _ in message.entries))
+        self._manifest_entries += len(message.entries)
+        self._manifest_bytes += sum(len(path) for path, _ in message.entries)
+        if self._manifest_entries > MAX_MANIFEST_ENTRIES or self._manifest_bytes > MAX_MANIFEST_BYTES:
+            raise ProtocolError(
+                f"manifesto grande demais (máximo {MAX_MANIFEST_ENTRIES} entradas, "
+                f"{MAX_MANIFEST_BYTES} bytes de caminhos)"
+            )
         self._stage(message.entries, first=False)
 
     def _stage(self, entries: list[tuple[bytes, bool]], *, first: bool) -> None:
@@ -2033,12 +2164,17 @@ class MonitorServer:
             else f"falha ao escrever na saída padrão ({describe_os_error(exc)})"
         )
         if self.output.record:
-            self.failure = (
+            self.fail(
                 f"{reason}; sem --banco ela é o registro dos eventos, então o servidor parou (nada mais foi confirmado)"
             )
-            self.stop.set()
         else:
             log.warning("%s; os eventos continuam sendo gravados no banco, mas não aparecem mais no console", reason)
+
+    def fail(self, reason: str) -> None:
+        """The record cannot go on: stop the server (main says ``Erro: reason``, exit 1)."""
+        if self.failure is None:
+            self.failure = reason
+        self.stop.set()
 
     def open_connections(self) -> int:
         """TCP connections open now, handshake done or not (each one holds a file descriptor)."""
@@ -2186,12 +2322,8 @@ class MonitorServer:
         now = utc_now()
         self.writer.write_later(lambda record: record.register(hello, now))
         self.clients.move_to_end(client_id)  # most recent last, for eviction
-        while len(self.clients) > MAX_REMEMBERED_CLIENTS:
-            oldest_id, oldest = next(iter(self.clients.items()))
-            if not oldest.idle():
-                break
-            del self.clients[oldest_id]  # the database still knows its last seq
         old, state.connection, state.name = state.connection, ws, hello.name
+        self._forget_idle_clients()
         if old is not None:
             # The client reconnected before its old connection timed out: close the
             # old one so a single connection at a time delivers its events, in order.
@@ -2199,6 +2331,25 @@ class MonitorServer:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return state
+
+    def _forget_idle_clients(self) -> None:
+        """Past MAX_REMEMBERED_CLIENTS, forget the oldest IDLE states (the database still knows their last seq).
+
+        Connected clients, or those with a write in flight, are skipped, not a reason to stop: one client
+        connected for days must not let strangers' hellos grow memory. The skipped ones are at most the
+        open connections plus the pending writes, so the walk stays short.
+        """
+        excess = len(self.clients) - MAX_REMEMBERED_CLIENTS
+        if excess <= 0:
+            return
+        idle: list[str] = []
+        for client_id, state in self.clients.items():
+            if state.idle():
+                idle.append(client_id)
+                if len(idle) == excess:
+                    break
+        for client_id in idle:
+            del self.clients[client_id]
 
     @staticmethod
     def _check_credential(state: ClientState, hello: Hello) -> None:
@@ -2237,8 +2388,13 @@ async def run_server(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM (or stdout closes without --banco); raise FatalError if the server cannot go on."""
     tls = tls_context(settings.cert, settings.key) if settings.cert or settings.key else None
     conn = open_database(settings.database or ":memory:", connection_factory())
-    writer = Writer(conn, Retention(settings.max_events, settings.retention_days))
     monitor: MonitorServer | None = None
+
+    def lost(reason: str) -> None:
+        if monitor is not None:
+            monitor.fail(reason)
+
+    writer = Writer(conn, Retention(settings.max_events, settings.retention_days), settings.database, lost)
     # --json is UTF-8 whatever the locale; readable lines use the console's encoding, escaping what it lacks.
     encoding = "utf-8" if settings.as_json else (getattr(sys.stdout, "encoding", None) or "utf-8")
 
@@ -2260,7 +2416,7 @@ async def run_server(settings: Settings) -> None:
         await serve_until_stopped(monitor, settings, tls)
     finally:
         await writer.close()
-        await console.close()
+        await console.close(CONSOLE_CLOSE_TIMEOUT)
     if monitor.failure is not None:
         raise FatalError(monitor.failure)
 
@@ -2386,15 +2542,21 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
 
 
 def export(database: str) -> int:
-    """``--exportar``: every stored event as a ``--json`` line on stdout; the exit code."""
+    """``--exportar``: every stored event as a ``--json`` line on stdout (UTF-8, whatever the locale); the exit code.
+
+    The database is opened read-only (it may be another program's, or the running server's). A reader
+    that stops early (``| head -1``) ends the export quietly with 0, like other command-line tools.
+    """
     if not database or not os.path.isfile(database):
         print(f"Erro: --exportar precisa de um --banco que exista: {database!r}", file=sys.stderr)
         return 2 if not database else 1
+    out = sys.stdout.buffer
     try:
-        conn = open_database(database)
+        conn = open_database(database, read_only=True)
         try:
             for record in Record(conn).export():
-                sys.stdout.write(to_json_line(record) + "\n")
+                out.write(to_json_line(record).encode("utf-8") + b"\n")
+            out.flush()
         finally:
             conn.close()
     except FatalError as exc:
@@ -2403,6 +2565,12 @@ def export(database: str) -> int:
     except sqlite3.Error as exc:
         print(f"Erro: não foi possível ler o banco {database!r}: {describe_sqlite_error(exc)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader has what it wanted; Python's own flush at exit must not fail on the closed pipe.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
     return 0
 
 
