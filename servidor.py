@@ -1124,7 +1124,9 @@ class Tree:
         """Make the tree equal the staged manifest; (deleted, created) entries, each list sorted by path.
 
         Only the topmost of the deleted entries is listed (deleting it removes what is below), and an
-        entry whose type changed is deleted and created: replaying the lists gives the manifest.
+        entry whose type changed is deleted and created: replaying the lists gives the manifest. So an
+        entry the manifest keeps below a deleted one (``/w/a/a/a`` below a file ``/w/a`` the manifest
+        lacks: only events can make that shape) is listed as created: the deletion took it.
         """
         gone = self.conn.execute(
             "SELECT path, is_dir FROM tree AS t WHERE client = ?1 AND NOT EXISTS (SELECT 1 FROM temp.manifest AS m"
