@@ -1823,6 +1823,11 @@ class Session:
         acker = asyncio.create_task(self.acks.run())
         acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
         try:
+            pending = self.state.last_write
+            if pending is not None and not pending.done():
+                # A previous connection's events are still being stored (a client killed and restarted at
+                # once): the welcome waits for them, so the ack it reports is also what dedup drops.
+                await asyncio.wait({pending})
             await self.ws.send(encode_welcome(self.state.stored_seq, self.hello.version))
             async for text in self.ws:
                 await self.acks.room()
