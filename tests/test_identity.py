@@ -15,7 +15,6 @@ import re
 import secrets
 import signal
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +23,6 @@ from typing import Any
 import pytest
 from convergence import Burst, StdoutEvents, assert_no_event_twice, wait_converged, write_file
 from support import (
-    LOOPBACK,
     TIMEOUT,
     ClientProcess,
     Processes,
@@ -34,9 +32,10 @@ from support import (
     touch,
     wait_until,
 )
+from test_digest import VersionOneServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import ServerConnection
 
 NEW_IDENTITY = re.compile(r"Identidade nova deste cliente \(id ([0-9a-f]{32})\), guardada em (.+) \((.+)\); ")
 
@@ -247,20 +246,13 @@ def test_refused_identity_ends_the_client_with_one_clear_line(procs: Processes, 
     no_traceback(refused_client)
 
 
-class FullServer:
+class FullServer(VersionOneServer):
     """Refuses the first ``full`` hellos with 1013 (as servidor.py does when its in-memory record has no room),
     then welcomes the client (version 2) and acks its events."""
 
     def __init__(self, full: int) -> None:
         self.full = full
-        self.hellos: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-        self._server: Server = serve(self._handler, LOOPBACK, 0)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="servidor-cheio", daemon=True)
-
-    @property
-    def uri(self) -> str:
-        return f"ws://{LOOPBACK}:{self._server.socket.getsockname()[1]}"
+        super().__init__()
 
     def _handler(self, ws: ServerConnection) -> None:
         hello = json.loads(ws.recv())
@@ -275,18 +267,11 @@ class FullServer:
                 self.events += message["events"]
                 ws.send(json.dumps({"type": "ack", "seq": message["events"][-1]["seq"]}))
 
-    def __enter__(self) -> FullServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join(TIMEOUT)
-
 
 @pytest.fixture
 def full_server() -> Iterator[FullServer]:
-    with FullServer(full=3) as server:
+    server = FullServer(full=3)
+    with server:
         yield server
 
 
