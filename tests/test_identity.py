@@ -15,6 +15,7 @@ import re
 import secrets
 import signal
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -74,13 +75,15 @@ def test_client_killed_mid_burst_and_restarted_continues_its_seqs(
     first = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
     shown = StdoutEvents(server)
     client_id = read_state(state)["client_id"]  # written at start-up, before the server heard of it
-    burst = Burst(watched / "rajada", 3000, per_dir=200)
+    resume = threading.Event()
+    burst = Burst(watched / "rajada", 3000, per_dir=200, pause_after=1500, resume=resume)
     burst.start()
     wait_until(lambda: len(shown()) >= 300, describe=procs.describe)
     first.proc.send_signal(signal.SIGKILL)  # mid-burst: events queued and in flight are lost with it
     assert first.wait() == -signal.SIGKILL
+    assert burst.created < burst.count
+    resume.set()  # the second half while no client runs
     burst.join_checked()
-    killed_at = max(record["seq"] for record in shown())
 
     second = procs.client(watched, server.uri, "cli2", connected_to=server, args=["--estado", str(state)])
     events, _ = wait_converged(shown, watched, context=procs.describe)
@@ -88,8 +91,9 @@ def test_client_killed_mid_burst_and_restarted_continues_its_seqs(
     assert {record["client_id"] for record in events} == {client_id}  # one client, the same id after the restart
     seqs = [record["seq"] for record in events]
     assert seqs == list(range(1, len(seqs) + 1)), "seqs must continue, never restart or repeat"
+    of_first = [record["seq"] for record in events if record["client"] == "cli"]
     of_second = [record["seq"] for record in events if record["client"] == "cli2"]
-    assert of_second and min(of_second) == killed_at + 1  # the welcome's ack + 1
+    assert of_first and of_second and min(of_second) == max(of_first) + 1  # the welcome's ack + 1
     assert figures["by_origin"]["startup"] > 0
     assert not new_identity_lines(second), second.describe()
     assert read_state(state)["client_id"] == client_id
