@@ -126,9 +126,12 @@ RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 
 PROTOCOL_VERSION = 2  # 2: events plus the tree digest and the manifest (README, "Protocolo")
 FALLBACK_PROTOCOL_VERSION = 1  # spoken to a server that refuses 2 (not upgraded yet): events only, no digest
-STATE_VERSION = 3  # the state file's format
+STATE_VERSION = 4  # the state file's format (4: with the identity; 3, without one, is migrated)
+PREVIOUS_STATE_VERSION = 3
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
+CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
+CLOSE_TRY_AGAIN = 1013  # the server has no room for a new client now: retry later
 FATAL_CLOSE_CODES = {1002: "erro de protocolo", 1003: "dados não suportados", 1008: "protocolo violado"}
 WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
@@ -487,15 +490,25 @@ def encode_event(seq: int, change: Change, ts: str) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+def renumber(data: str, seq: int) -> str:
+    """An event encoded by encode_event under another ``seq`` (its text starts with ``{"seq":N,``)."""
+    return f'{{"seq":{seq}' + data[data.index(",") :]
+
+
 def encode_batch(events: list[str]) -> str:
     return '{"type":"events","events":[' + ",".join(events) + "]}"
 
 
-def encode_hello(client_id: str, name: str, root: str, version: int = PROTOCOL_VERSION, secret: str = "") -> str:
-    """The first message: who this client is. ``secret`` (hex) proves the id in version 2 (README, "Protocolo")."""
+def encode_hello(
+    client_id: str, name: str, root: str, version: int = PROTOCOL_VERSION, secret: str = "", path_style: str = "posix"
+) -> str:
+    """The first message: who this client is. ``secret`` (hex) proves the id in version 2, where ``path_style``
+    ("posix" or "windows") says how the server judges the paths (README, "Protocolo")."""
     hello: dict[str, Any] = {"type": "hello", "version": version, "client_id": client_id, "name": name, "root": root}
     if version >= 2:
         hello["secret"] = secret
+        if path_style != "posix":
+            hello["path_style"] = path_style
     return json.dumps(hello, ensure_ascii=False)
 
 
@@ -732,9 +745,10 @@ class View:
     exists, whether an event showed that the view missed something, and the digest of
     what the server holds (README, "Protocolo").
 
-    The server holds what the changes returned so far describe, replayed its way (a client
-    id lives one run). Entries adopted from a start-up scan (``load_tree``) were never sent,
-    so until the server holds every entry of the view, ``_held`` lists the entry_hash of
+    The server holds what the changes returned so far describe, replayed its way, on top of
+    what it held when the view was loaded (``restore``: the state file says, since a client id
+    lasts as long as its state file). Entries adopted from a scan that were never sent are not
+    held, so until the server holds every entry of the view, ``_held`` lists the entry_hash of
     those it does; the digest (``_count``, ``_sum``) covers only them.
     """
 
@@ -751,6 +765,17 @@ class View:
     def digest(self) -> tuple[int, int]:
         """(count, sum) of the tree the server holds once every queued event is stored."""
         return self._count, self._sum
+
+    def held(self) -> Held:
+        """What the server holds of the view once every queued event is stored, for the state file."""
+        return Held(self._count, self._sum, None if self._held is None else frozenset(self._held))
+
+    def restore(self, tree: Tree, held: Held) -> None:
+        """Adopt the tree of the state file, of which the server holds ``held`` (what the state file says)."""
+        self.top = tree
+        self.root_exists = True
+        self._count, self._sum = held.count, held.sum
+        self._held = None if held.hashes is None else set(held.hashes)
 
     def _hold(self, path: str, is_dir: bool, new: bool = True) -> None:
         """The server holds this entry now (``new``: it has just entered the view)."""
@@ -924,7 +949,8 @@ class View:
     def load_tree(self, tree: Tree) -> None:
         """Adopt a scanned tree (see scan_tree) as the view: it has the same shape.
 
-        At start-up (the server holds none of it: nothing was sent), or at a checkpoint (the same paths).
+        At start-up without a state (the server holds none of it: nothing was sent), or at a checkpoint
+        (the same paths).
         """
         if self._held is None and self._count == 0 and tree:
             self._held = set()  # the start-up scan: never sent
@@ -987,11 +1013,58 @@ def server_address(uri: str) -> str:
     return f"{'wss' if parsed.secure else 'ws'}://{host}:{parsed.port}{parsed.resource_name}"
 
 
-def encode_state(root: str, address: str, tree: Tree) -> str:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """Who this client is to the server: ``client_id`` (uuid4 hex) and the ``secret`` (hex) that proves it."""
+
+    client_id: str
+    secret: str
+
+    @classmethod
+    def new(cls) -> Identity:
+        return cls(uuid.uuid4().hex, secrets.token_hex(16))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Held:
+    """What the server holds of a View: the digest (``count`` entries adding up to ``sum``) and, when it
+    holds only some entries, their entry_hash values (``hashes``; None: every entry of the view)."""
+
+    count: int = 0
+    sum: int = 0
+    hashes: frozenset[int] | None = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SavedState:
+    """A state file's content: the tree the server acknowledged; the ``identity`` it knows this client by
+    (None in a version 3 file: a new one is made), the last ``seq`` it acknowledged, and what it ``held``."""
+
+    tree: Tree
+    identity: Identity | None = None
+    seq: int = 0
+    held: Held = Held()
+
+
+def encode_state(root: str, address: str, state: SavedState) -> str:
     """The state file: the tree the server at ``address`` (see server_address) has acknowledged, as nested JSON
-    (a file: its fingerprint)."""
+    (a file: its fingerprint), with the client's identity and what the server holds of the tree."""
+    assert state.identity is not None
+    held = state.held
+    obj = {
+        "version": STATE_VERSION,
+        "root": root,
+        "server": address,  # before the tree: see stored_server()
+        "client_id": state.identity.client_id,
+        "secret": state.identity.secret,
+        "seq": state.seq,
+        "count": held.count,
+        "sum": f"{held.sum:016x}",
+        "held": None if held.hashes is None else [f"{value:016x}" for value in sorted(held.hashes)],
+        "tree": state.tree,
+    }
     # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
-    return json.dumps({"version": STATE_VERSION, "root": root, "server": address, "tree": tree}, separators=(",", ":"))
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def same_server(stored: object, address: str) -> bool:
@@ -1004,11 +1077,41 @@ def same_server(stored: object, address: str) -> bool:
         return False
 
 
-def decode_state(text: str, root: str, address: str) -> Tree | None:
-    """The tree of a state file written for this root and server; None if it is not one."""
+_HEX16 = re.compile("[0-9a-f]{16}")
+
+
+def _decode_identity(obj: dict[str, Any]) -> tuple[Identity, int, Held] | None:
+    """The identity, last seq and Held of a version 4 state file; None when they are not valid."""
+    client_id, secret, seq = obj["client_id"], obj["secret"], obj["seq"]
+    count, total, held = obj["count"], obj["sum"], obj["held"]
+    if not isinstance(client_id, str) or re.fullmatch("[0-9a-f]{32}", client_id) is None:
+        return None
+    if not isinstance(secret, str) or re.fullmatch("[0-9a-f]{32,128}", secret) is None:
+        return None
+    if not _natural(seq) or not _natural(count) or not isinstance(total, str) or not _HEX16.fullmatch(total):
+        return None
+    hashes = None
+    if held is not None:
+        if not isinstance(held, list) or not all(isinstance(v, str) and _HEX16.fullmatch(v) for v in held):
+            return None
+        hashes = frozenset(int(value, 16) for value in held)
+        if len(hashes) != count or sum(hashes) % DIGEST_MODULUS != int(total, 16):
+            return None
+    return Identity(client_id, secret), seq, Held(count, int(total, 16), hashes)
+
+
+def decode_state(text: str, root: str, address: str) -> SavedState | None:
+    """The content of a state file written for this root and server (version 4, or 3: no identity, migrated);
+    None if it is not one."""
     try:
         obj = json.loads(text)
-        if obj["version"] != STATE_VERSION or obj["root"] != root or not same_server(obj["server"], address):
+        version = obj["version"]
+        if version not in (STATE_VERSION, PREVIOUS_STATE_VERSION):
+            return None
+        if obj["root"] != root or not same_server(obj["server"], address):
+            return None
+        identity = _decode_identity(obj) if version == STATE_VERSION else None
+        if version == STATE_VERSION and identity is None:
             return None
         tree = obj["tree"]
         stack = [tree]
@@ -1021,7 +1124,9 @@ def decode_state(text: str, root: str, address: str) -> Tree | None:
                     stack.append(child)
                 elif child is not None and type(child) is not int:
                     return None
-        return cast(Tree, tree)
+        if identity is None:
+            return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
+        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2])
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
@@ -1227,9 +1332,13 @@ def still_true(change: Change) -> bool:
 
 
 def write_state(path: str, text: str) -> None:
-    """Replace the state file atomically: a crash leaves the old one or the new one."""
+    """Replace the state file atomically: a crash leaves the old one or the new one. It holds the client's
+    secret: readable by its owner only (mode 0600, whatever an older file or the umask said)."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="ascii") as file:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="ascii") as file:
+        if hasattr(os, "fchmod"):  # not on Windows (before 3.13), where modes do not apply
+            os.fchmod(fd, 0o600)  # a .tmp left by a crash keeps its old mode through O_CREAT
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
@@ -1246,8 +1355,12 @@ def peek_server(path: str) -> str | None:
 
 
 class StateFile:
-    """The last tree the server acknowledged, kept between runs (``path`` "": none), and the lock that keeps it
-    to one client at a time. Problems reading or writing it are warnings."""
+    """The last tree the server acknowledged and the client's identity, kept between runs (``path`` "": none,
+    and a new identity each run), and the lock that keeps it to one client at a time. Problems reading or
+    writing it are warnings.
+
+    Owns ``identity``: read by ``load`` from the file, or made anew (and said once) when it has none.
+    """
 
     def __init__(self, path: str, root: str, address: str) -> None:
         self.path = path
@@ -1255,6 +1368,9 @@ class StateFile:
         self.address = address  # server_address() of the server
         self.lock_path = f"{path}.lock" if path else ""
         self.own_paths = frozenset({path, f"{path}.tmp", self.lock_path} - {""})  # never watched, never sent
+        self.identity = Identity.new()  # until load() reads the file's
+        self.new_identity = True  # the identity is not in the file yet: save it before anything is sent
+        self.ran_before = False  # a client used this state file before (see lock)
         self._lock_fd: int | None = None
 
     def lock(self) -> None:
@@ -1262,8 +1378,11 @@ class StateFile:
         holds it. Without fcntl (Windows) there is no lock."""
         if not self.path:
             return
+        self.ran_before = os.path.exists(self.lock_path)  # the lock file stays after each run: a trace of them
         if sys.platform == "win32":
             log.debug("sem fcntl neste sistema: o arquivo de estado não é travado contra outro cliente")
+            with contextlib.suppress(OSError):
+                open(self.lock_path, "ab").close()  # the trace, at least
             return
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -1288,19 +1407,37 @@ class StateFile:
         if fd is not None:
             os.close(fd)  # releases the lock; the empty lock file stays, for the next run
 
-    def load(self) -> Tree | None:
+    def load(self) -> SavedState | None:
+        """The state of the last run (None: none usable); sets ``identity``, saying when it is a new one."""
+        saved, why = self._read()
+        if saved is not None and saved.identity is not None:
+            self.identity, self.new_identity = saved.identity, False
+        elif self.path:
+            # Said once, when it replaces one (a deleted or unusable state file, the previous format);
+            # a first run has nothing to say.
+            log.log(
+                logging.INFO if why else logging.DEBUG,
+                "Identidade nova deste cliente (id %s), guardada em %s (%s); o servidor o verá como um cliente novo.",
+                self.identity.client_id,
+                escape(self.path),
+                why or "primeira execução",
+            )
+        return saved
+
+    def _read(self) -> tuple[SavedState | None, str]:
+        """The state of the last run, and why it has no identity ("" for a first run, or when it has one)."""
         if not self.path:
-            log.debug("sem arquivo de estado (--estado vazio)")
-            return None
+            log.debug("sem arquivo de estado (--estado vazio): uma identidade nova a cada execução")
+            return None, ""
         try:
             with open(self.path, encoding="ascii") as file:
                 text = file.read()
         except FileNotFoundError:
             log.debug("arquivo de estado: %s (ainda não existe: primeira execução)", escape(self.path))
-            return None
+            return None, "o arquivo de estado foi apagado" if self.ran_before else ""
         except (OSError, UnicodeDecodeError) as exc:
             log.warning("estado ilegível em %s (%s); começando do zero.", escape(self.path), exc)
-            return None
+            return None, "o arquivo de estado era ilegível"
         saved = decode_state(text, self.root, self.address)
         if saved is None:
             other = stored_server(text[:65536])
@@ -1312,19 +1449,21 @@ class StateFile:
                 log.warning("o estado em %s não serve para este diretório; começando do zero.", escape(self.path))
         else:
             log.debug("arquivo de estado: %s (%d bytes)", escape(self.path), len(text))
-        return saved
+        return saved, "o arquivo de estado não servia" if saved is None else "o arquivo de estado não tinha uma"
 
-    async def save(self, tree: Tree) -> None:
+    async def save(self, tree: Tree, held: Held, seq: int) -> None:
+        """Write ``tree``, of which the server holds ``held`` and has acknowledged every event up to ``seq``."""
         if not self.path:
             return
         try:
-            text = encode_state(self.root, self.address, tree)
+            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held))
         except RecursionError:  # a tree nested deeper than json can write
             log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
             return
         started = time.perf_counter()
         try:
             await asyncio.to_thread(write_state, self.path, text)
+            self.new_identity = False
             log.debug("estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), len(text), self._ms(started))
         except OSError as exc:
             log.warning("não foi possível gravar o estado em %s: %s", escape(self.path), describe_os_error(exc))
@@ -1591,6 +1730,20 @@ class Outbox:
         self.acked_seq = max(self.acked_seq, seq)
         self.progress.set()
 
+    def continue_after(self, seq: int) -> None:
+        """Number every event not sent yet after ``seq`` (never lower than now): a restarted client continues
+        where its identity stopped (the state file's last seq, then the welcome's ack), so no event it
+        sends reuses a seq the server stored, which it would drop as already seen."""
+        first = self._waiting[0].seq if self._waiting else self.next_seq
+        shift = seq + 1 - first
+        if shift <= 0:
+            return
+        for item in self._waiting:  # nothing in flight: the server acknowledged everything up to seq
+            item.seq += shift
+            item.data = renumber(item.data, item.seq)
+        self._touched = {path: touched + shift for path, touched in self._touched.items()}
+        self.next_seq += shift
+
     def unacked_batches(self) -> list[list[Outgoing]]:
         """What was in flight when a connection dropped, in batches, to send again."""
         return list(split_batches(self.in_flight))
@@ -1717,18 +1870,20 @@ class Uplink:
     """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
     server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
 
-    Owns the connection (the loop alone touches it), the client id the server knows this
-    run by, the protocol version spoken, and where a verification stands.
+    Owns the connection (the loop alone touches it), the protocol version spoken, and where a
+    verification stands. The identity said in the hello is the state file's (read when connecting).
     """
 
-    def __init__(self, settings: Settings, outbox: Outbox, view: View, on_all_acked: Callable[[], None]) -> None:
+    def __init__(
+        self, settings: Settings, outbox: Outbox, view: View, state_file: StateFile, on_all_acked: Callable[[], None]
+    ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._view = view
+        self._state_file = state_file
         self._on_all_acked = on_all_acked
-        self.client_id = uuid.uuid4().hex
-        self.secret = secrets.token_hex(16)  # proves client_id to the server (protocol 2)
         self.connected = False
+        self._full_said = False  # the server said it has no room for a new client (1013): warned once
         self._ever_connected = False  # the server answered a hello in this run (so it speaks TLS, if asked)
         self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
         self.version = PROTOCOL_VERSION  # said in the next hello: FALLBACK_PROTOCOL_VERSION after a refusal
@@ -1794,6 +1949,16 @@ class Uplink:
 
     def _connection_lost(self, exc: ConnectionClosed) -> None:
         frame = exc.rcvd
+        if frame is not None and frame.code == CLOSE_CREDENTIAL:
+            raise FatalError(self._refused_identity(frame.reason))
+        if frame is not None and frame.code == CLOSE_TRY_AGAIN:
+            uri, reason = self._settings.uri, frame.reason or "tente mais tarde"
+            if not self._full_said:
+                self._full_said = True
+                log.warning("o servidor %s não aceitou este cliente agora (%s); tentando de novo...", uri, reason)
+            else:
+                log.debug("o servidor %s ainda não aceita este cliente (%s)", uri, reason)
+            return
         if frame is not None and frame.code in FATAL_CLOSE_CODES:
             reason = frame.reason or FATAL_CLOSE_CODES[frame.code]
             raise FatalError(f"o servidor recusou as mensagens deste cliente: {reason}")
@@ -1805,10 +1970,24 @@ class Uplink:
             why = "conexão interrompida"
         log.warning("Conexão com %s perdida (%s); reconectando...", self._settings.uri, why, extra=NO_PREFIX)
 
+    def _refused_identity(self, reason: str) -> str:
+        """The fatal line for a close 4001: what happened and what the user can do."""
+        path = self._state_file.path
+        what = reason or f"código {CLOSE_CREDENTIAL}"
+        if not path:
+            return f"o servidor recusou a identidade deste cliente ({what}); inicie-o de novo"
+        return (
+            f"o servidor recusou a identidade deste cliente ({what}); ele guarda outro segredo para o id "
+            f"{self._state_file.identity.client_id}. Se este arquivo de estado foi copiado ou restaurado, ou outro "
+            f"cliente tomou o id, apague {escape(path)} para começar com uma identidade nova (o servidor verá um "
+            "cliente novo)"
+        )
+
     async def _session(self, ws: ClientConnection) -> None:
-        uri = self._settings.uri
+        uri, identity = self._settings.uri, self._state_file.identity
         name, root = wire_path(self._settings.name)[0], wire_path(self._settings.root)[0]  # argv may hold any bytes
-        await ws.send(encode_hello(self.client_id, name, root, self.version, self.secret))
+        style = "windows" if sys.platform == "win32" else "posix"
+        await ws.send(encode_hello(identity.client_id, name, root, self.version, identity.secret, style))
         try:
             welcome = parse_server_message(await ws.recv(), self.version)
             if welcome.kind != "welcome":
@@ -1819,12 +1998,12 @@ class Uplink:
             if self._version_refused(exc):
                 return  # reconnect at once, speaking the older version
             raise
-        if welcome.seq >= self._outbox.next_seq:
-            # The server remembers more than we ever sent under this id: not ours to trust.
-            raise FatalError(f"o servidor diz ter recebido o evento {welcome.seq}, que este cliente nunca enviou")
+        # The ack covers this identity's earlier runs too: what was never sent continues after it.
         self._outbox.ack(welcome.seq)
+        self._outbox.continue_after(welcome.seq)
         self.spoken = welcome.version
         self.connected = self._ever_connected = True
+        self._full_said = False
         log.info("Conectado a %s", uri)
         sender = asyncio.create_task(self._send(ws))
         receiver = asyncio.create_task(self._receive(ws))
@@ -2015,9 +2194,13 @@ class Supervisor:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
             self._view.load_tree(disk)
-            await self._state_file.save(disk)
+            await self._save(disk)
         else:
-            self._view.load_tree(saved)
+            # What the server holds of the saved tree: what the state says, or nothing under a new identity.
+            self._view.restore(saved.tree, saved.held if saved.identity is not None else Held())
+            self._outbox.continue_after(saved.seq)
+            if self._state_file.new_identity:
+                await self._save(saved.tree)  # the identity is kept before the server hears of it
             sent = self._recorder.repair(self._view.diff(disk, "startup", report_modified=True))
             log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
         return True
@@ -2107,9 +2290,13 @@ class Supervisor:
         self._checkpoints.agrees(loop.time())
         self._view.load_tree(disk)  # the same paths, with every file's info known again
         recorded = self._recorder.recorded
-        await self._state_file.save(disk)
+        await self._save(disk)
         self._saved = recorded
         return True
+
+    async def _save(self, tree: Tree) -> None:
+        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says)."""
+        await self._state_file.save(tree, self._view.held(), self._outbox.next_seq - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2143,7 +2330,7 @@ class MonitorClient:
         self.recorder = Recorder(
             self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, Console(settings.quiet)
         )
-        self.uplink = Uplink(settings, self.outbox, self.view, self.wake.set)
+        self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""

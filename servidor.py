@@ -1229,7 +1229,9 @@ class Tree:
         """Make the tree equal the staged manifest; (deleted, created) entries, each list sorted by path.
 
         Only the topmost of the deleted entries is listed (deleting it removes what is below), and an
-        entry whose type changed is deleted and created: replaying the lists gives the manifest.
+        entry whose type changed is deleted and created: replaying the lists gives the manifest. So an
+        entry the manifest keeps below a deleted one (``/w/a/a/a`` below a file ``/w/a`` the manifest
+        lacks: only events can make that shape) is listed as created: the deletion took it.
         """
         gone = self.conn.execute(
             "SELECT path, is_dir FROM tree AS t WHERE client = ?1 AND NOT EXISTS (SELECT 1 FROM temp.manifest AS m"
@@ -1997,6 +1999,11 @@ class Session:
         acker = asyncio.create_task(self.acks.run())
         acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
         try:
+            pending = self.state.last_write
+            if pending is not None and not pending.done():
+                # A previous connection's events are still being stored (a client killed and restarted at
+                # once): the welcome waits for them, so the ack it reports is also what dedup drops.
+                await asyncio.wait({pending})
             await self.ws.send(encode_welcome(self.state.stored_seq, self.hello.version))
             async for text in self.ws:
                 await self.acks.room()

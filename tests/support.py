@@ -394,3 +394,16 @@ class Processes:
 def touch(path: Path | bytes) -> None:
     """Create an empty file: one "created" event and no "modified"."""
     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+
+
+def previous_state_text(root: str, server: str, tree: dict[str, Any]) -> str:
+    """A state file as the client wrote it before it kept an identity (format 3, also 1.0.0's): the tree only."""
+    return json.dumps({"version": 3, "root": root, "server": server, "tree": tree}, separators=(",", ":"))
+
+
+def client_state(cache: Path) -> dict[str, Any]:
+    """The one state file a client left under the cache folder ``cache`` (its XDG_CACHE_HOME), as JSON."""
+    files = sorted((cache / "monitor_cliente").glob("*.json"))
+    assert len(files) == 1, files
+    state: dict[str, Any] = json.loads(files[0].read_text(encoding="ascii"))
+    return state

@@ -49,7 +49,16 @@ from convergence import (
     wait_converged,
     write_file,
 )
-from support import TIMEOUT, ClientProcess, Processes, ServerProcess, free_port, no_traceback, wait_until
+from support import (
+    TIMEOUT,
+    ClientProcess,
+    Processes,
+    ServerProcess,
+    client_state,
+    free_port,
+    no_traceback,
+    wait_until,
+)
 from websockets.sync.client import connect
 
 
@@ -243,7 +252,12 @@ def test_database_drops_resent_events_across_restart(
     stored = DatabaseEvents(database)
 
     second = procs.server(json_output=True, args=["--banco", str(database)])
-    hello = {"type": "hello", "version": 1, "client_id": client_id, "name": "cli", "root": str(watched)}
+    # The same client, resending after the restart: its identity is in its state file (a v1 hello, without
+    # the secret, is refused for an id that has one).
+    state = client_state(procs.cwd / ".cache")
+    assert state["client_id"] == client_id and state["seq"] == last_seq
+    hello = {"type": "hello", "version": 2, "client_id": client_id, "name": "cli", "root": str(watched)}
+    hello["secret"] = state["secret"]
     resent = [{key: value for key, value in record.items() if key not in ("client", "client_id")} for record in logged]
     extra = watched / "pasta" / "extra.txt"
     write_file(extra)  # no client watches now: the raw client below reports it
@@ -257,7 +271,7 @@ def test_database_drops_resent_events_across_restart(
     }
     with connect(second.uri) as ws:
         ws.send(json.dumps(hello))
-        assert json.loads(ws.recv(TIMEOUT)) == {"type": "welcome", "version": 1, "ack": last_seq}
+        assert json.loads(ws.recv(TIMEOUT)) == {"type": "welcome", "version": 2, "ack": last_seq}
         ws.send(json.dumps({"type": "events", "events": resent}))
         assert json.loads(ws.recv(TIMEOUT)) == {"type": "ack", "seq": last_seq}
         assert len(stored()) == len(logged), "resent events were stored again"

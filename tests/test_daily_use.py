@@ -34,6 +34,7 @@ from support import (
     free_port,
     has_ts,
     no_traceback,
+    previous_state_text,
     script_env,
     strip_ts,
     touch,
@@ -492,10 +493,11 @@ def test_different_servers_are_different_addresses(cliente: ModuleType, one: str
 def test_state_file_keeps_reading_the_old_spelling(cliente: ModuleType) -> None:
     """A state file of version 1.0.0 stored the URI as typed: it still counts for the same server."""
     tree = {"a.txt": 1}
-    old = cliente.encode_state("/w", "ws://127.0.0.1:8765", tree)  # what 1.0.0 wrote for that URI
-    assert cliente.decode_state(old, "/w", cliente.server_address("ws://localhost:8765")) == tree
+    old = previous_state_text("/w", "ws://127.0.0.1:8765", tree)  # what 1.0.0 wrote for that URI
+    assert cliente.decode_state(old, "/w", cliente.server_address("ws://localhost:8765")) == cliente.SavedState(tree)
     assert cliente.decode_state(old, "/w", cliente.server_address("ws://localhost:8766")) is None
-    new = cliente.encode_state("/w", cliente.server_address("ws://127.0.0.1:8765"), tree)
+    state = cliente.SavedState(tree, cliente.Identity.new())
+    new = cliente.encode_state("/w", cliente.server_address("ws://127.0.0.1:8765"), state)
     assert '"server":"ws://localhost:8765/"' in new
     assert cliente.stored_server(new) == "ws://localhost:8765/"
 
@@ -551,7 +553,7 @@ def test_state_file_of_the_previous_version_is_picked_up(
     legacy.parent.mkdir(parents=True)
     touch(watched / "conhecido.txt")
     info = cliente.fingerprint((watched / "conhecido.txt").stat())
-    legacy.write_text(cliente.encode_state(str(watched), server.uri, {"conhecido.txt": info}))
+    legacy.write_text(previous_state_text(str(watched), server.uri, {"conhecido.txt": info}))
     touch(watched / "novo.txt")
 
     client = procs.client(watched, server.uri, "cli", connected_to=server)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from convergence import replay as server_replay
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import previous_state_text
 
 ROOT = "/w"
 
@@ -255,15 +257,43 @@ def test_diff_then_apply_makes_the_view_equal_the_disk(
 def test_state_round_trip_keeps_names_that_are_not_utf8(cliente: ModuleType) -> None:
     bad = os.fsdecode(b"bad_\xff")
     top = {"d": {"f": 12345, "empty": {}}, bad: None, "g": -7}
-    text = cliente.encode_state("/w", "ws://localhost:8765", top)
+    state = cliente.SavedState(top, cliente.Identity.new())
+    text = cliente.encode_state("/w", "ws://localhost:8765", state)
     assert text.isascii()
-    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == top
+    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == state
     assert cliente.decode_state(text, "/other", "ws://localhost:8765") is None
     assert cliente.decode_state(text, "/w", "ws://elsewhere:1") is None
     assert cliente.decode_state(text[:-5], "/w", "ws://localhost:8765") is None
     assert cliente.decode_state('{"version": 99}', "/w", "ws://localhost:8765") is None
     wrong = text.replace("12345", '"x"')
     assert wrong != text and cliente.decode_state(wrong, "/w", "ws://localhost:8765") is None
+
+
+def test_state_keeps_the_identity_the_seq_and_what_the_server_holds(cliente: ModuleType) -> None:
+    held = cliente.Held(2, (5 + 2**63 + 2**62) % 2**64, frozenset({5, 2**63 + 2**62}))
+    state = cliente.SavedState({"a": 1, "d": {}}, cliente.Identity("ab" * 16, "cd" * 32), 41, held)
+    text = cliente.encode_state("/w", "ws://localhost:8765", state)
+    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == state
+    whole = dataclass_replace(state, held=cliente.Held(2, 77, None))  # the server holds every entry
+    text = cliente.encode_state("/w", "ws://localhost:8765", whole)
+    assert cliente.decode_state(text, "/w", "ws://localhost:8765") == whole
+    # A secret or id out of format, a held list that does not add up: not a state file of ours.
+    miscounted = dataclass_replace(state, held=cliente.Held(3, 0, held.hashes))
+    for bad in [
+        text.replace("cd" * 32, "CD" * 32),
+        text.replace("ab" * 16, "ab" * 15),
+        text.replace('"seq":41', '"seq":-1'),
+        cliente.encode_state("/w", "ws://localhost:8765", miscounted),
+    ]:
+        assert cliente.decode_state(bad, "/w", "ws://localhost:8765") is None, bad
+
+
+def test_state_of_the_previous_format_keeps_its_tree_without_an_identity(cliente: ModuleType) -> None:
+    """Format 3 had no identity: its tree is kept, the server is taken to hold none of it (a new identity)."""
+    top = {"d": {"f": 12345}, "g": None}
+    saved = cliente.decode_state(previous_state_text("/w", "ws://localhost:8765", top), "/w", "ws://localhost:8765")
+    assert saved == cliente.SavedState(top)
+    assert saved.identity is None and saved.seq == 0 and saved.held == cliente.Held(0, 0, frozenset())
 
 
 def test_default_state_path_is_per_directory_and_server_and_outside_the_tree(
