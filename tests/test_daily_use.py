@@ -586,7 +586,10 @@ def test_quiet_hides_the_changes_but_not_the_connection_lost_and_recovered(procs
     assert client.lines("stdout") == []
     status = plain(client.lines("stderr"))
     assert status[0] == f"Monitorando {watched} (com subdiretórios)"
-    assert status[-2:] == ["Encerrando: entregando os eventos pendentes...", "Monitor encerrado."]
+    # The restarted server (in memory) forgot a.txt: a verification that was under way may end during the flush.
+    end = status.index("Encerrando: entregando os eventos pendentes...")
+    assert status[-1] == "Monitor encerrado."
+    assert all(line.startswith("Ressincronização com o servidor: ") for line in status[end + 1 : -1]), status
 
 
 # websockets' own debug lines: "= connection is OPEN", "> TEXT '…' [N bytes]", "< TEXT …".
