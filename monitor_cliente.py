@@ -736,48 +736,40 @@ def path_hash(path: str, is_dir: bool) -> int:
     return entry_hash(os.fsencode(path), is_dir)
 
 
-class View:
-    """The watched tree as the server will see it once every queued event is delivered.
+class HeldDigest:
+    """What the server holds of a View once every queued event is stored, and its digest (README, "Protocolo").
 
-    Changes seen on disk go in; the changes worth sending come out: none when the
-    view already agrees (a duplicate), and the missing parents first when an event
-    arrives for a directory the view never heard of. Owns the tree, whether the root
-    exists, whether an event showed that the view missed something, and the digest of
-    what the server holds (README, "Protocolo").
-
-    The server holds what the changes returned so far describe, replayed its way, on top of
-    what it held when the view was loaded (``restore``: the state file says, since a client id
-    lasts as long as its state file). Entries adopted from a scan that were never sent are not
-    held, so until the server holds every entry of the view, ``_held`` lists the entry_hash of
-    those it does; the digest (``_count``, ``_sum``) covers only them.
+    The server holds what the changes returned so far describe, replayed its way, on top of what it held when
+    the view was loaded (``restore``: the state file says, since a client id lasts as long as its state file).
+    Entries adopted from a scan that were never sent are not held, so until the server holds every entry of
+    the view, ``_held`` lists the entry_hash of those it does; the digest (``_count``, ``_sum``) covers only them.
     """
 
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.top: Tree = {}
-        self.root_exists = True
-        self.suspect = False  # an event showed that the view missed something: rescan soon
-        self._prefix = root.rstrip(os.sep) + os.sep
-        self._count = 0  # entries the server holds once every queued event is stored...
+    def __init__(self) -> None:
+        self._count = 0  # entries the server holds...
         self._sum = 0  # ...and their entry_hash values added up, mod DIGEST_MODULUS
         self._held: set[int] | None = None  # None: the server holds every entry of the view
 
     def digest(self) -> tuple[int, int]:
-        """(count, sum) of the tree the server holds once every queued event is stored."""
         return self._count, self._sum
 
     def held(self) -> Held:
-        """What the server holds of the view once every queued event is stored, for the state file."""
         return Held(self._count, self._sum, None if self._held is None else frozenset(self._held))
 
-    def restore(self, tree: Tree, held: Held) -> None:
-        """Adopt the tree of the state file, of which the server holds ``held`` (what the state file says)."""
-        self.top = tree
-        self.root_exists = True
+    def restore(self, held: Held) -> None:
         self._count, self._sum = held.count, held.sum
         self._held = None if held.hashes is None else set(held.hashes)
 
-    def _hold(self, path: str, is_dir: bool, new: bool = True) -> None:
+    def clear(self) -> None:
+        """The server holds nothing (the root itself was deleted)."""
+        self._count, self._sum, self._held = 0, 0, None
+
+    def adopt_unsent(self) -> None:
+        """The view adopted a scan at start-up while the server held nothing: none of it was sent."""
+        if self._held is None and self._count == 0:
+            self._held = set()
+
+    def hold(self, path: str, is_dir: bool, new: bool = True) -> None:
         """The server holds this entry now (``new``: it has just entered the view)."""
         if self._held is None:
             if not new:
@@ -791,7 +783,7 @@ class View:
         self._count += 1
         self._sum = (self._sum + value) % DIGEST_MODULUS
 
-    def _release(self, path: str, node: Tree | FileInfo) -> None:
+    def release(self, path: str, node: Tree | FileInfo) -> None:
         """``path`` (holding ``node``) left the view with everything below it: so does what the server holds of it."""
         for entry, is_dir in tree_entries(path, node):
             value = path_hash(entry, is_dir)
@@ -802,7 +794,7 @@ class View:
             self._count -= 1
             self._sum = (self._sum - value) % DIGEST_MODULUS
 
-    def _carry(self, source: str, dest: str, node: Tree | FileInfo) -> None:
+    def carry(self, source: str, dest: str, node: Tree | FileInfo) -> None:
         """``node`` moved from ``source`` to ``dest``: the server moves what it holds of it."""
         old: list[int] = []
         new: list[int] = []
@@ -816,24 +808,62 @@ class View:
             self._held.update(new)
         self._sum = (self._sum + sum(new) - sum(old)) % DIGEST_MODULUS
 
+    def recount(self, entries: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool, int]]:
+        """(path, is_dir, entry_hash) of the ``entries`` (every entry of the view) the server should hold;
+        once exhausted, the digest is recounted from what it gave."""
+        held, kept = self._held, set[int]()
+        count = total = seen = 0
+        for path, is_dir in entries:
+            value = path_hash(path, is_dir)
+            seen += 1
+            if held is None or value in held:
+                yield path, is_dir, value
+                count, total = count + 1, total + value
+                kept.add(value)
+        self._count, self._sum = count, total % DIGEST_MODULUS
+        self._held = None if count == seen else kept
+
+
+class View:
+    """The watched tree as the server will see it once every queued event is delivered.
+
+    Changes seen on disk go in; the changes worth sending come out: none when the
+    view already agrees (a duplicate), and the missing parents first when an event
+    arrives for a directory the view never heard of. Owns the tree, whether the root
+    exists, and whether an event showed that the view missed something; what the server holds
+    of it, and its digest, is its ``HeldDigest``.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.top: Tree = {}
+        self.root_exists = True
+        self.suspect = False  # an event showed that the view missed something: rescan soon
+        self._prefix = root.rstrip(os.sep) + os.sep
+        self._server = HeldDigest()  # what the server holds of this view
+
+    def digest(self) -> tuple[int, int]:
+        """(count, sum) of the tree the server holds once every queued event is stored."""
+        return self._server.digest()
+
+    def held(self) -> Held:
+        """What the server holds of the view once every queued event is stored, for the state file."""
+        return self._server.held()
+
+    def restore(self, tree: Tree, held: Held) -> None:
+        """Adopt the tree of the state file, of which the server holds ``held`` (what the state file says)."""
+        self.top = tree
+        self.root_exists = True
+        self._server.restore(held)
+
     def held_entries(self) -> Iterator[tuple[str, bool, int]]:
         """(path, is_dir, entry_hash) of every entry the server should hold, parents first: the manifest.
 
         Consume it at once (the view must not change meanwhile). Once it is exhausted the digest
         is recounted from what it gave, since that is what the server will hold.
         """
-        held, kept = self._held, set[int]()
-        count = total = seen = 0
-        for name, node in self.top.items():
-            for path, is_dir in tree_entries(self._prefix + name, node):
-                value = path_hash(path, is_dir)
-                seen += 1
-                if held is None or value in held:
-                    yield path, is_dir, value
-                    count, total = count + 1, total + value
-                    kept.add(value)
-        self._count, self._sum = count, total % DIGEST_MODULUS
-        self._held = None if count == seen else kept
+        entries = (entry for name, node in self.top.items() for entry in tree_entries(self._prefix + name, node))
+        return self._server.recount(entries)
 
     def take_suspect(self) -> bool:
         """Whether the view missed something since the last call."""
@@ -863,10 +893,10 @@ class View:
                 path = self._join(parts[:depth])
                 if name in node:
                     out.append(Change("deleted", path, False, origin="rescan"))
-                    self._release(path, child)
+                    self._server.release(path, child)
                 child = node[name] = {}
                 out.append(Change("created", path, True, origin="rescan"))
-                self._hold(path, True)
+                self._server.hold(path, True)
                 self.suspect = True
             node = child
         if out and origin == "live":
@@ -887,13 +917,13 @@ class View:
             if parent is None or parts[-1] not in parent:
                 return []
             node = parent.pop(parts[-1])
-            self._release(change.path, node)
+            self._server.release(change.path, node)
             return [dataclasses.replace(change, is_dir=isinstance(node, dict))]
         if change.kind == "modified":
             parent = self._dir(parts[:-1])
             if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
                 parent[parts[-1]] = None  # the content changed: what we knew of it is stale
-                self._hold(change.path, False, new=False)  # a file from the start-up scan: the server adds it
+                self._server.hold(change.path, False, new=False)  # a file from the start-up scan: the server adds it
                 return [dataclasses.replace(change, is_dir=False) if change.is_dir else change]
             if change.is_dir or (parent is not None and parts[-1] in parent):
                 return []
@@ -908,10 +938,10 @@ class View:
             if was_dir == is_dir:
                 return out
             out.append(Change("deleted", path, was_dir, origin=origin))
-            self._release(path, parent[name])
+            self._server.release(path, parent[name])
         parent[name] = {} if is_dir else None
         out.append(Change("created", path, is_dir, origin=origin))
-        self._hold(path, is_dir)
+        self._server.hold(path, is_dir)
         return out
 
     def _move(self, parts: list[str], change: Change) -> list[Change]:
@@ -925,20 +955,20 @@ class View:
             return self._create(dest, change.is_dir, change.origin) if dest else []
         if not dest:  # moved onto the root itself: cannot happen; treat as gone
             node = parent.pop(parts[-1])
-            self._release(change.path, node)
+            self._server.release(change.path, node)
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
         node = parent.pop(parts[-1])
         dest_parent, out = self._make_parents(dest, change.origin)
         if dest[-1] in dest_parent:
-            self._release(change.dest_path, dest_parent[dest[-1]])
+            self._server.release(change.dest_path, dest_parent[dest[-1]])
         dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
-        self._carry(change.path, change.dest_path, node)
+        self._server.carry(change.path, change.dest_path, node)
         return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict))]
 
     def _apply_to_root(self, change: Change) -> list[Change]:
         if change.kind == "deleted" and self.root_exists:
             self.top.clear()
-            self._count, self._sum, self._held = 0, 0, None  # the server empties the tree too
+            self._server.clear()  # the server empties the tree too
             self.root_exists = False
             return [Change("deleted", self.root, True, origin=change.origin)]
         if change.kind == "created" and not self.root_exists:
@@ -952,8 +982,8 @@ class View:
         At start-up without a state (the server holds none of it: nothing was sent), or at a checkpoint
         (the same paths).
         """
-        if self._held is None and self._count == 0 and tree:
-            self._held = set()  # the start-up scan: never sent
+        if tree:
+            self._server.adopt_unsent()  # at start-up, the scan was never sent
         self.top = tree
         self.root_exists = True
 

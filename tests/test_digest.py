@@ -175,7 +175,7 @@ def test_a_client_whose_view_went_wrong_is_caught_by_the_digest(
         # Fault: the digest itself goes wrong in memory; the manifest recounts it, and the server changes nothing.
         loop = runner._loop
         assert loop is not None
-        loop.call_soon_threadsafe(lambda: setattr(monitor.view, "_sum", monitor.view._sum ^ 1))
+        loop.call_soon_threadsafe(lambda: setattr(monitor.view._server, "_sum", monitor.view._server._sum ^ 1))
         write_file(watched / "mais.txt")
         wait_until(lambda: len(resyncs()) == 2, timeout=60.0, describe=describe)
         server.wait_for_line(
