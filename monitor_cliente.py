@@ -1896,6 +1896,76 @@ class Recorder:
         return len(changes)
 
 
+class Verification:
+    """Where the proof of the server's tree stands (protocol 2; README, "Protocolo"); pure, driven by the Uplink.
+
+    A digest is wanted (at a checkpoint), sent once the server has every event, and answered ``verified`` or
+    ``resync``; after a ``resync`` the manifest goes out and events wait until the server says the trees agree.
+    """
+
+    def __init__(self) -> None:
+        self._wanted = False  # a digest is wanted, once the server has every event
+        self._answer: tuple[int, int] | None = None  # (seq, count) of a digest or manifest awaiting its answer
+        self._resync: int | None = None  # the server asked for the manifest: how many entries it holds
+        self._repair: tuple[int, float] | None = None  # a manifest went out (the server's count, when)
+
+    def want(self) -> None:
+        self._wanted = True
+
+    def digest_due(self) -> bool:
+        return self._wanted and self._answer is None
+
+    def manifest_due(self) -> bool:
+        return self._resync is not None
+
+    def holding(self) -> bool:
+        """Whether events must wait: a manifest is out and not yet answered."""
+        return self._repair is not None
+
+    def digest_sent(self, seq: int, count: int) -> None:
+        self._wanted, self._answer = False, (seq, count)
+
+    def manifest_sent(self, seq: int, count: int, now: float) -> None:
+        assert self._resync is not None
+        self._repair, self._resync, self._answer = (self._resync, now), None, (seq, count)
+
+    def interrupted(self) -> None:
+        """The connection ended: anything unfinished is asked again on the next one."""
+        if self._answer is not None or self._resync is not None or self._repair is not None:
+            self._wanted = True
+        self._answer, self._resync, self._repair = None, None, None
+
+    def answered(self, reply: ServerMessage, now: float) -> None:
+        """The server's answer to a digest (``verified`` or ``resync``) or to a manifest (``verified``);
+        ProtocolError for an answer nobody asked for."""
+        sent, repair = self._answer, self._repair
+        if sent is None or (repair is not None and reply.kind == "resync"):
+            raise ProtocolError(f"resposta '{reply.kind}' que este cliente não pediu")
+        self._answer = None
+        seq, count = sent
+        if repair is not None:
+            self._repair = None
+            log.info(
+                "Ressincronização com o servidor: ele tinha %d entrada(s) desta árvore, este cliente %d; "
+                "manifesto enviado, as árvores agora conferem (%.2f s).",
+                repair[0],
+                count,
+                now - repair[1],
+            )
+        elif reply.kind == "verified":
+            log.debug("verificação: a árvore do servidor confere com a deste cliente (seq %d, %d entradas)", seq, count)
+        else:
+            self._resync = reply.count
+            log.debug(
+                "verificação: a árvore do servidor difere (servidor: seq %d, %d entradas; cliente: seq %d, %d "
+                "entradas); enviando o manifesto",
+                reply.seq,
+                reply.count,
+                seq,
+                count,
+            )
+
+
 class Uplink:
     """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
     server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
@@ -1920,14 +1990,11 @@ class Uplink:
         self.spoken = PROTOCOL_VERSION  # what the current session speaks (the welcome's)
         self._fallback_said = False
         self._kick = asyncio.Event()  # wakes the sender: a verification step may be due
-        self._verify = False  # a digest is wanted, once the server has every event
-        self._answer: tuple[int, int] | None = None  # (seq, count) of a digest or manifest awaiting its answer
-        self._resync: int | None = None  # the server asked for the manifest: how many entries it holds
-        self._repair: tuple[int, float] | None = None  # a manifest went out (the server's count, when): hold events
+        self._proof = Verification()
 
     def verify(self) -> None:
         """Send a digest as soon as the server has acknowledged every event (protocol 2; a no-op on 1)."""
-        self._verify = True
+        self._proof.want()
         self._kick.set()
 
     async def run(self) -> None:
@@ -2047,9 +2114,7 @@ class Uplink:
             if self._stopping:
                 ws.close_timeout = min(ws.close_timeout or STOP_CLOSE_TIMEOUT, STOP_CLOSE_TIMEOUT)
             await ws.close()
-            if self._answer is not None or self._resync is not None or self._repair is not None:
-                self._verify = True  # unfinished: ask again on the next connection
-            self._answer, self._resync, self._repair = None, None, None
+            self._proof.interrupted()
 
     def _version_refused(self, exc: ConnectionClosed) -> bool:
         """Whether the server closed because it does not speak our version but speaks the fallback (then
@@ -2081,14 +2146,13 @@ class Uplink:
         for batch in outbox.unacked_batches():
             await ws.send(encode_batch([item.data for item in batch]))
         while True:
-            if self._resync is not None and not outbox.waiting():
+            if self._proof.manifest_due() and not outbox.waiting():
                 await self._send_manifest(ws)
-            elif self._verify and self._answer is None and not outbox.pending() and self.spoken >= 2:
-                self._verify = False
+            elif self._proof.digest_due() and not outbox.pending() and self.spoken >= 2:
                 count, total = self._view.digest()
-                self._answer = (outbox.acked_seq, count)
+                self._proof.digest_sent(outbox.acked_seq, count)
                 await ws.send(encode_digest(outbox.acked_seq, count, total))
-            elif outbox.waiting() and self._repair is None:
+            elif outbox.waiting() and not self._proof.holding():
                 batch = await outbox.next_batch()
                 await ws.send(encode_batch([item.data for item in batch]))
             else:
@@ -2097,7 +2161,7 @@ class Uplink:
     async def _idle(self) -> None:
         """Wait until an event is queued (unless a manifest holds them) or the sender is kicked."""
         waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._kick.wait())}
-        if self._repair is None:
+        if not self._proof.holding():
             waits.add(asyncio.ensure_future(self._outbox.queued()))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -2109,11 +2173,9 @@ class Uplink:
     async def _send_manifest(self, ws: ClientConnection) -> None:
         """Send the whole tree the server should hold, as of the last event sent (none is waiting: the view
         matches it); then hold the outbox until the server says the trees agree."""
-        assert self._resync is not None
         seq = self._outbox.next_seq - 1
-        self._repair = (self._resync, asyncio.get_running_loop().time())
         messages, count, _ = encode_manifest(seq, self._view.held_entries())  # at once: the view cannot move
-        self._resync, self._answer = None, (seq, count)
+        self._proof.manifest_sent(seq, count, asyncio.get_running_loop().time())
         for message in messages:
             await ws.send(message)
 
@@ -2123,7 +2185,8 @@ class Uplink:
             try:
                 reply = parse_server_message(message, self.spoken)
                 if reply.kind in ("verified", "resync"):
-                    self._answered(reply)
+                    self._proof.answered(reply, asyncio.get_running_loop().time())
+                    self._kick.set()
             except ProtocolError as exc:
                 raise FatalError(str(exc)) from None
             if reply.kind == "ack":
@@ -2131,36 +2194,6 @@ class Uplink:
                 if not self._outbox.pending():
                     self._on_all_acked()  # the server has everything: time for a checkpoint
                     self._kick.set()
-
-    def _answered(self, reply: ServerMessage) -> None:
-        """The server's answer to a digest (``verified`` or ``resync``) or to a manifest (``verified``)."""
-        sent, repair = self._answer, self._repair
-        if sent is None or (repair is not None and reply.kind == "resync"):
-            raise ProtocolError(f"resposta '{reply.kind}' que este cliente não pediu")
-        self._answer = None
-        seq, count = sent
-        if repair is not None:
-            self._repair = None
-            log.info(
-                "Ressincronização com o servidor: ele tinha %d entrada(s) desta árvore, este cliente %d; "
-                "manifesto enviado, as árvores agora conferem (%.2f s).",
-                repair[0],
-                count,
-                asyncio.get_running_loop().time() - repair[1],
-            )
-        elif reply.kind == "verified":
-            log.debug("verificação: a árvore do servidor confere com a deste cliente (seq %d, %d entradas)", seq, count)
-        else:
-            self._resync = reply.count
-            log.debug(
-                "verificação: a árvore do servidor difere (servidor: seq %d, %d entradas; cliente: seq %d, %d "
-                "entradas); enviando o manifesto",
-                reply.seq,
-                reply.count,
-                seq,
-                count,
-            )
-        self._kick.set()
 
     async def flush(self) -> None:
         """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything. From then on (we are

@@ -145,3 +145,53 @@ def test_outbox_next_batch_waits_for_an_event(cliente: ModuleType) -> None:
         assert box.waiting() == 0 and box.pending() == 1
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------
+# Verification: where the proof of the server's tree stands (pure).
+# ---------------------------------------------------------------------------
+
+
+def _reply(cliente: ModuleType, kind: str, seq: int = 5, count: int = 2) -> Any:
+    return cliente.ServerMessage(kind, seq, 2, count, 0)
+
+
+def test_verification_digest_then_verified(cliente: ModuleType) -> None:
+    proof = cliente.Verification()
+    assert not proof.digest_due()
+    proof.want()
+    assert proof.digest_due() and not proof.manifest_due() and not proof.holding()
+    proof.digest_sent(5, 2)
+    assert not proof.digest_due()  # one digest in flight at a time
+    proof.answered(_reply(cliente, "verified"), now=10.0)
+    assert not proof.digest_due() and not proof.manifest_due() and not proof.holding()
+
+
+def test_verification_resync_holds_events_until_the_manifest_is_verified(cliente: ModuleType) -> None:
+    proof = cliente.Verification()
+    proof.want()
+    proof.digest_sent(5, 2)
+    proof.answered(_reply(cliente, "resync", count=7), now=10.0)
+    assert proof.manifest_due() and not proof.holding()
+    proof.manifest_sent(5, 2, now=11.0)
+    assert proof.holding() and not proof.manifest_due()
+    with pytest.raises(cliente.ProtocolError):
+        proof.answered(_reply(cliente, "resync"), now=12.0)  # a manifest is answered by "verified" only
+
+
+def test_verification_answer_nobody_asked_for_is_a_protocol_error(cliente: ModuleType) -> None:
+    with pytest.raises(cliente.ProtocolError):
+        cliente.Verification().answered(_reply(cliente, "verified"), now=1.0)
+
+
+def test_verification_interrupted_asks_again_on_the_next_connection(cliente: ModuleType) -> None:
+    proof = cliente.Verification()
+    proof.want()
+    proof.digest_sent(5, 2)
+    proof.interrupted()
+    assert proof.digest_due() and not proof.holding()
+    proof.digest_sent(6, 2)
+    proof.answered(_reply(cliente, "resync"), now=1.0)
+    proof.manifest_sent(6, 2, now=2.0)
+    proof.interrupted()
+    assert proof.digest_due() and not proof.holding() and not proof.manifest_due()
