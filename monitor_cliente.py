@@ -1038,12 +1038,18 @@ class Held:
 @dataclasses.dataclass(frozen=True, slots=True)
 class SavedState:
     """A state file's content: the tree the server acknowledged; the ``identity`` it knows this client by
-    (None in a version 3 file: a new one is made), the last ``seq`` it acknowledged, and what it ``held``."""
+    (None in a version 3 file: a new one is made), the last ``seq`` it acknowledged, and what it ``held``.
+
+    ``pending``: the events of a run that stopped before the server confirmed them, as (seq, JSON text), seqs
+    after ``seq``; the tree already includes them. Sent again under the same seqs, so the server drops those it
+    stored (README, "Protocolo"). Absent from files written with nothing pending (and from older ones).
+    """
 
     tree: Tree
     identity: Identity | None = None
     seq: int = 0
     held: Held = Held()
+    pending: tuple[tuple[int, str], ...] = ()
 
 
 def encode_state(root: str, address: str, state: SavedState) -> str:
@@ -1063,6 +1069,8 @@ def encode_state(root: str, address: str, state: SavedState) -> str:
         "held": None if held.hashes is None else [f"{value:016x}" for value in sorted(held.hashes)],
         "tree": state.tree,
     }
+    if state.pending:
+        obj["pending"] = [[seq, data] for seq, data in state.pending]
     # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
     return json.dumps(obj, separators=(",", ":"))
 
@@ -1100,6 +1108,24 @@ def _decode_identity(obj: dict[str, Any]) -> tuple[Identity, int, Held] | None:
     return Identity(client_id, secret), seq, Held(count, int(total, 16), hashes)
 
 
+def _decode_pending(value: object, after: int) -> tuple[tuple[int, str], ...] | None:
+    """The ``pending`` events of a state file: [seq, event JSON] pairs, seqs rising after ``after``, each text
+    an event numbered with its seq; None when they are not valid."""
+    if not isinstance(value, list):
+        return None
+    pending: list[tuple[int, str]] = []
+    for entry in value:
+        if not isinstance(entry, list) or len(entry) != 2 or not _natural(entry[0]) or not isinstance(entry[1], str):
+            return None
+        seq, data = entry
+        event = json.loads(data)
+        if seq <= after or not isinstance(event, dict) or event.get("seq") != seq:
+            return None
+        pending.append((seq, data))
+        after = seq
+    return tuple(pending)
+
+
 def decode_state(text: str, root: str, address: str) -> SavedState | None:
     """The content of a state file written for this root and server (version 4, or 3: no identity, migrated);
     None if it is not one."""
@@ -1126,7 +1152,10 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
                     return None
         if identity is None:
             return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
-        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2])
+        pending = _decode_pending(obj.get("pending", []), identity[1])
+        if pending is None:
+            return None
+        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2], pending)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
@@ -1451,12 +1480,13 @@ class StateFile:
             log.debug("arquivo de estado: %s (%d bytes)", escape(self.path), len(text))
         return saved, "o arquivo de estado não servia" if saved is None else "o arquivo de estado não tinha uma"
 
-    async def save(self, tree: Tree, held: Held, seq: int) -> None:
-        """Write ``tree``, of which the server holds ``held`` and has acknowledged every event up to ``seq``."""
+    async def save(self, tree: Tree, held: Held, seq: int, pending: tuple[tuple[int, str], ...] = ()) -> None:
+        """Write ``tree``, of which the server holds ``held`` and has acknowledged every event up to ``seq``
+        (and will hold ``pending`` too: events sent again at the next start, see SavedState)."""
         if not self.path:
             return
         try:
-            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held))
+            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
         except RecursionError:  # a tree nested deeper than json can write
             log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
             return
@@ -1743,6 +1773,21 @@ class Outbox:
             item.data = renumber(item.data, item.seq)
         self._touched = {path: touched + shift for path, touched in self._touched.items()}
         self.next_seq += shift
+
+    def restore(self, acked: int, pending: Iterable[tuple[int, str]]) -> None:
+        """Take back, before anything else is queued, the events a previous run sent without a confirmation
+        (the state file's ``pending``): in flight under their own seqs, so they go out first on the next
+        connection and the server drops those it already has."""
+        assert not self.in_flight and not self._waiting
+        for seq, data in pending:
+            path = json.loads(data).get("path", "")
+            self.in_flight.append(Outgoing(seq, path if isinstance(path, str) else "", data))
+            self.next_seq = seq + 1
+        self.acked_seq = max(self.acked_seq, acked)
+
+    def unconfirmed(self) -> tuple[tuple[int, str], ...]:
+        """Every event the server has not confirmed, in flight or waiting, as (seq, JSON text), in seq order."""
+        return tuple((item.seq, item.data) for item in itertools.chain(self.in_flight, self._waiting))
 
     def unacked_batches(self) -> list[list[Outgoing]]:
         """What was in flight when a connection dropped, in batches, to send again."""
@@ -2198,6 +2243,7 @@ class Supervisor:
         else:
             # What the server holds of the saved tree: what the state says, or nothing under a new identity.
             self._view.restore(saved.tree, saved.held if saved.identity is not None else Held())
+            self._outbox.restore(saved.seq, saved.pending)  # before any new event: they keep their seqs
             self._outbox.continue_after(saved.seq)
             if self._state_file.new_identity:
                 await self._save(saved.tree)  # the identity is kept before the server hears of it
@@ -2226,8 +2272,11 @@ class Supervisor:
                     self._verify()  # the server has every event and the disk agrees: compare the trees
 
     async def last_checkpoint(self) -> None:
-        """At shutdown, after the flush: save the state file if the server has everything."""
-        if self._ready_for_checkpoint() and self._view.root_exists:
+        """At shutdown, after the flush: save the state file if the server has everything; otherwise save the
+        view with the events it has not confirmed, to send again at the next start (see SavedState)."""
+        if self._outbox.pending():
+            await self._save(self._view.top)
+        elif self._ready_for_checkpoint() and self._view.root_exists:
             await self._checkpoint(interruptible=False)
 
     def _ready_for_checkpoint(self) -> bool:
@@ -2295,8 +2344,11 @@ class Supervisor:
         return True
 
     async def _save(self, tree: Tree) -> None:
-        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says)."""
-        await self._state_file.save(tree, self._view.held(), self._outbox.next_seq - 1)
+        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says), with the
+        events the server has not confirmed yet (none, but at shutdown)."""
+        pending = self._outbox.unconfirmed()
+        seq = pending[0][0] - 1 if pending else self._outbox.next_seq - 1
+        await self._state_file.save(tree, self._view.held(), seq, pending)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2388,7 +2440,11 @@ class MonitorClient:
                 await watcher.stop()
         left = self.outbox.pending()
         if left:
-            log.warning("%d evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.", left)
+            log.warning(
+                "%d evento(s) sem confirmação do servidor; serão reenviados na próxima execução%s.",
+                left,
+                "" if self.state_file.path else " (sem arquivo de estado, não serão)",
+            )
         log.info("Monitor encerrado.")
 
 

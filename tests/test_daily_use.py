@@ -253,7 +253,7 @@ def test_ctrl_c_with_a_frozen_server_does_not_wait_for_its_close(procs: Processe
     status = plain(client.lines("stderr"))
     assert status[-3:] == [
         "Encerrando: entregando os eventos pendentes...",
-        "Aviso: 1 evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.",
+        "Aviso: 1 evento(s) sem confirmação do servidor; serão reenviados na próxima execução.",
         "Monitor encerrado.",
     ], client.describe()
     no_traceback(client)
