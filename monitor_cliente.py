@@ -2481,19 +2481,25 @@ def validate_uri(uri: str) -> str:
 
 
 def validate_state_file(path: str) -> str:
-    """The absolute path of a state file we may use: in an existing folder, a regular file or none yet."""
-    path = os.path.abspath(path)
+    """The absolute path of a state file we may use: a regular file or none yet, in an existing folder, both
+    writable by us (FatalError otherwise). A symbolic link (even one whose target does not exist yet) is followed:
+    the state is written to its target, and the link stays (README, "Configuração")."""
+    path = os.path.realpath(os.path.abspath(path))
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise FatalError(f"a pasta do arquivo de estado não existe: {escape(folder)}")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return path
+        mode = None
     except OSError as exc:
         raise FatalError(f"não foi possível usar o arquivo de estado {escape(path)}: {describe_os_error(exc)}") from exc
-    if not stat.S_ISREG(mode):
+    if mode is not None and not stat.S_ISREG(mode):
         raise FatalError(f"o arquivo de estado precisa ser um arquivo comum: {escape(path)}")
+    if mode is not None and not os.access(path, os.W_OK):
+        raise FatalError(f"sem permissão para gravar o arquivo de estado {escape(path)}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # it is replaced through <path>.tmp, beside its <path>.lock
+        raise FatalError(f"sem permissão para gravar na pasta do arquivo de estado: {escape(folder)}")
     return path
 
 

@@ -12,10 +12,13 @@ import functools
 import http.server
 import os
 import re
+import shutil
 import signal
 import ssl
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -428,6 +431,70 @@ def test_state_file_must_be_a_regular_file(procs: Processes, watched: Path, tmp_
         path.mkdir()
     client = procs.client(watched, f"ws://{LOOPBACK}:1", "cli", args=["--estado", str(path)])
     assert_single_error(client, f"Erro: o arquivo de estado precisa ser um arquivo comum: {path}")
+
+
+@pytest.mark.parametrize("target_exists", [True, False], ids=["link", "link-pendente"])
+def test_state_file_behind_a_symlink_is_written_to_its_target(
+    procs: Processes, watched: Path, tmp_path: Path, target_exists: bool
+) -> None:
+    """Before: the link was replaced by a regular file (a dangling one too). Now the state goes to the target."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "estado.json"
+    if target_exists:
+        target.write_text("{}", encoding="ascii")  # not a state: replaced by one, through the link
+    link = tmp_path / "estado-link.json"
+    link.symlink_to(target)
+    server = procs.server()
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(link)])
+    wait_until(lambda: '"client_id"' in target.read_text(encoding="ascii") if target.exists() else False)
+    touch(watched / "a.txt")
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
+    assert client.stop() == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert '"a.txt"' in target.read_text(encoding="ascii")
+    assert not (tmp_path / "estado-link.json.tmp").exists() and not (tmp_path / "estado-link.json.lock").exists()
+    no_traceback(client)
+
+
+CHECK_STATE_FILE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import monitor_cliente
+    try:
+        monitor_cliente.validate_state_file(sys.argv[2])
+    except monitor_cliente.FatalError as exc:
+        print(exc)
+    """
+)
+
+
+@pytest.mark.parametrize("case", ["arquivo-somente-leitura", "pasta-somente-leitura"])
+def test_state_file_we_cannot_write_is_refused_at_start(tmp_path: Path, case: str) -> None:
+    """Before: a 0444 state file was silently replaced (its mode changed). Modes do not bind root: as root the
+    check runs as ``nobody`` (setpriv), in a folder of its own that nobody can read."""
+    folder = Path(tempfile.mkdtemp(prefix="estado-"))
+    try:
+        path = folder / "estado.json"
+        if case == "arquivo-somente-leitura":
+            folder.chmod(0o777)
+            path.write_text("{}", encoding="ascii")
+            path.chmod(0o444)
+            expected = f"sem permissão para gravar o arquivo de estado {path}"
+        else:
+            folder.chmod(0o555)
+            expected = f"sem permissão para gravar na pasta do arquivo de estado: {folder}"
+        command = [sys.executable, "-c", CHECK_STATE_FILE, str(Path(__file__).parent.parent), str(path)]
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("root without setpriv: modes do not apply")
+            command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        assert result.stdout.strip() == expected, result
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444 if path.exists() else True
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
 
 
 # ---------------------------------------------------------------------------
