@@ -1650,23 +1650,22 @@ class Watcher:
                     extra=NO_PREFIX,
                 )
             return "gone"
-        finding: RootFinding
+        # One finding, one line: a replaced root is not also said to have reappeared.
         if root_in_view and identity != self._identity:
             # Renamed away and replaced by a new directory: inotify still follows the old one.
+            self._missing = False
             log.warning(
                 "O diretório monitorado foi substituído por outro: %s; recomeçando.", escape(self.root), extra=NO_PREFIX
             )
-            finding = "replaced"
-        elif not root_in_view:
-            finding = "reappeared"
-        elif not self.alive():
+            return "replaced"
+        if not root_in_view:
+            self._missing = False
+            log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
+            return "reappeared"
+        if not self.alive():
             log.warning("o monitoramento parou; reiniciando com uma varredura.")
             return "stopped"
-        else:
-            return "readable" if self._became_readable() else "ok"
-        self._missing = False
-        log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
-        return finding
+        return "readable" if self._became_readable() else "ok"
 
     def _became_readable(self) -> bool:
         readable = {d for d in self._unreadable if os.access(d, os.R_OK | os.X_OK)}
