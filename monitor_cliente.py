@@ -132,6 +132,7 @@ REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script w
 # Close codes after which reconnecting would fail the same way.
 CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
 CLOSE_TRY_AGAIN = 1013  # the server has no room for a new client now: retry later
+REDIRECT_STATUSES = {300, 301, 302, 303, 307, 308}  # answered to the handshake: not followed (see DirectConnect)
 FATAL_CLOSE_CODES = {1002: "erro de protocolo", 1003: "dados não suportados", 1008: "protocolo violado"}
 WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
@@ -702,6 +703,13 @@ def describe_connect_error(exc: BaseException, uri: str) -> str:
             return "o servidor recusou a conexão (HTTP 403)"
         if status >= 500:
             return f"o servidor respondeu HTTP {status}"
+        if status in REDIRECT_STATUSES:
+            location = exc.response.headers.get("Location")
+            target = urllib.parse.urljoin(uri, location) if location else "outro endereço"
+            return (
+                f"o servidor redirecionou para {escape(target)} (HTTP {status}); este monitor não segue "
+                "redirecionamentos: se esse é o servidor certo, use-o em --servidor"
+            )
         return f"o endereço responde HTTP {status}, mas não é um servidor deste monitor (confira o endereço e a porta)"
     if isinstance(exc, InvalidHandshake):
         return "o endereço responde HTTP, mas não é um servidor deste monitor (confira o endereço e a porta)"
@@ -1910,6 +1918,16 @@ class Recorder:
         return len(changes)
 
 
+class DirectConnect(connect):
+    """websockets' connect() without following HTTP redirects: the server is the one the user named. websockets
+    follows them by default, and for good (later reconnections go to the new address, and the token is dropped
+    on a cross-origin one), while the state file is kept for the named server. A 3xx becomes an InvalidStatus,
+    fatal, said by describe_connect_error."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
 class Uplink:
     """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
     server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
@@ -1948,7 +1966,7 @@ class Uplink:
         """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
         settings, loop = self._settings, asyncio.get_running_loop()
         quick_drops = 0
-        async for ws in connect(
+        async for ws in DirectConnect(
             settings.uri,
             process_exception=self._on_connect_error,
             reconnect_delays=reconnect_delays,

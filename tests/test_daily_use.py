@@ -354,6 +354,59 @@ def test_an_http_server_that_is_not_a_monitor(
     no_traceback(client)
 
 
+@contextlib.contextmanager
+def redirecting_server(status: int, location: str) -> Iterator[int]:
+    """An HTTP server on 127.0.0.1 (a free port) that answers every request with ``status`` to ``location``
+    (``{port}`` in it: its own port)."""
+    where: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Location", where[0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    where.append(location.format(port=server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "target"),
+    [
+        (301, f"ws://{LOOPBACK}:1/", f"ws://{LOOPBACK}:1/"),  # nothing listens there: before, "conexão recusada"
+        (302, "/outro", f"ws://{LOOPBACK}:{{port}}/outro"),
+        (307, "ws://localhost:{port}/", "ws://localhost:{port}/"),  # to itself: before, "more than 10 redirects"
+    ],
+    ids=["301-para-outra-porta", "302-relativo", "307-para-si-mesmo"],
+)
+def test_a_redirect_is_said_with_its_target_and_not_followed(
+    procs: Processes, watched: Path, status: int, location: str, target: str
+) -> None:
+    with redirecting_server(status, location) as port:
+        uri = f"ws://{LOOPBACK}:{port}"
+        client = procs.client(watched, uri, "cli")
+        assert client.wait() == 1, client.describe()
+    assert plain(client.lines("stderr"))[-1] == (
+        f"Erro: não foi possível conectar a {uri}: o servidor redirecionou para {target.format(port=port)} "
+        f"(HTTP {status}); este monitor não segue redirecionamentos: se esse é o servidor certo, use-o em --servidor"
+    ), client.describe()
+    no_traceback(client)
+
+
 def test_wss_to_a_plain_server_says_why_and_keeps_trying(procs: Processes, watched: Path) -> None:
     """A bare reset at the TLS hello is what a ws:// server does to a wss:// URI, but also what a proxy without
     its backend does: the likely cause is said on each attempt, and the client keeps trying (nothing is lost)."""
