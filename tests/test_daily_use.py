@@ -26,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import watchdog
 from support import (
     CLIENT_SCRIPT,
     LOOPBACK,
@@ -103,6 +104,55 @@ def test_without_the_libraries_one_portuguese_line(tmp_path: Path, script: Path,
 def test_without_watchdog_the_client_names_it(tmp_path: Path) -> None:
     result = run([sys.executable, "-I", "-c", BLOCKED_RUN, "watchdog", str(CLIENT_SCRIPT)], tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", MISSING.format("watchdog") + "\n")
+
+
+# Runs a script as __main__ with the folder sys.argv[1] (a fake old library) first on sys.path.
+OLD_LIBRARY_RUN = textwrap.dedent(
+    """
+    import runpy
+    import sys
+
+    sys.path.insert(0, sys.argv.pop(1))
+    script = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    runpy.run_path(script, run_name="__main__")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("library", "version", "files", "shown"),
+    [
+        ("websockets", "10.4", {"__init__.py": "", "client.py": ""}, "websockets 10.4"),  # no websockets.asyncio
+        ("watchdog", "0.9.0", {"__init__.py": "", "events.py": ""}, "watchdog 0.9.0"),  # a name it lacks
+        ("websockets", None, {"__init__.py": "", "client.py": ""}, "websockets (de versão desconhecida)"),
+    ],
+    ids=["websockets-sem-asyncio", "watchdog-sem-um-nome", "sem-metadados"],
+)
+def test_a_library_too_old_to_import_is_named_with_its_version(
+    tmp_path: Path, library: str, version: str | None, files: dict[str, str], shown: str
+) -> None:
+    """Before: "falta a biblioteca websockets" (ModuleNotFoundError for websockets.asyncio), or a traceback (an
+    ImportError of a name an older version does not have)."""
+    fake = tmp_path / "antigas"
+    (fake / library).mkdir(parents=True)
+    for name, text in files.items():
+        (fake / library / name).write_text(text, encoding="utf-8")
+    if version is not None:
+        info = fake / f"{library}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {library}\nVersion: {version}\n")
+    isolated = []
+    if version is None:  # no site-packages, so no installed metadata either; watchdog copied beside the fake
+        isolated = ["-S"]
+        shutil.copytree(Path(watchdog.__file__).parent, fake / "watchdog", ignore=shutil.ignore_patterns("*.pyc"))
+    result = run([sys.executable, *isolated, "-c", OLD_LIBRARY_RUN, str(fake), str(CLIENT_SCRIPT), "--help"], tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"Erro: {shown} é antigo demais; este script precisa de uma versão mais nova: "
+        "pip install -U websockets watchdog\n",
+    )
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
