@@ -86,11 +86,20 @@ try:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
     from websockets.uri import parse_uri
-except ModuleNotFoundError as missing:
+except ImportError as missing:  # ModuleNotFoundError too: a library missing, or one too old to have a name
     if __name__ != "__main__":
         raise
     library = (missing.name or "websockets").partition(".")[0]  # run as a script: a sentence, not a traceback
-    sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
+    if isinstance(missing, ModuleNotFoundError) and missing.name == library:
+        sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
+    try:  # installed, without what this script imports (websockets.asyncio, a renamed class): an older version
+        _found = f"{library} {importlib.metadata.version(library)}"
+    except importlib.metadata.PackageNotFoundError:
+        _found = f"{library} (de versão desconhecida)"
+    sys.exit(
+        f"Erro: {_found} é antigo demais; este script precisa de uma versão mais nova: "
+        "pip install -U websockets watchdog"
+    )
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise
@@ -132,6 +141,7 @@ REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script w
 # Close codes after which reconnecting would fail the same way.
 CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
 CLOSE_TRY_AGAIN = 1013  # the server has no room for a new client now: retry later
+REDIRECT_STATUSES = {300, 301, 302, 303, 307, 308}  # answered to the handshake: not followed (see DirectConnect)
 FATAL_CLOSE_CODES = {1002: "erro de protocolo", 1003: "dados não suportados", 1008: "protocolo violado"}
 WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
@@ -702,6 +712,13 @@ def describe_connect_error(exc: BaseException, uri: str) -> str:
             return "o servidor recusou a conexão (HTTP 403)"
         if status >= 500:
             return f"o servidor respondeu HTTP {status}"
+        if status in REDIRECT_STATUSES:
+            location = exc.response.headers.get("Location")
+            target = urllib.parse.urljoin(uri, location) if location else "outro endereço"
+            return (
+                f"o servidor redirecionou para {escape(target)} (HTTP {status}); este monitor não segue "
+                "redirecionamentos: se esse é o servidor certo, use-o em --servidor"
+            )
         return f"o endereço responde HTTP {status}, mas não é um servidor deste monitor (confira o endereço e a porta)"
     if isinstance(exc, InvalidHandshake):
         return "o endereço responde HTTP, mas não é um servidor deste monitor (confira o endereço e a porta)"
@@ -1068,12 +1085,18 @@ class Held:
 @dataclasses.dataclass(frozen=True, slots=True)
 class SavedState:
     """A state file's content: the tree the server acknowledged; the ``identity`` it knows this client by
-    (None in a version 3 file: a new one is made), the last ``seq`` it acknowledged, and what it ``held``."""
+    (None in a version 3 file: a new one is made), the last ``seq`` it acknowledged, and what it ``held``.
+
+    ``pending``: the events of a run that stopped before the server confirmed them, as (seq, JSON text), seqs
+    after ``seq``; the tree already includes them. Sent again under the same seqs, so the server drops those it
+    stored (README, "Protocolo"). Absent from files written with nothing pending (and from older ones).
+    """
 
     tree: Tree
     identity: Identity | None = None
     seq: int = 0
     held: Held = Held()
+    pending: tuple[tuple[int, str], ...] = ()
 
 
 def encode_state(root: str, address: str, state: SavedState) -> str:
@@ -1093,6 +1116,8 @@ def encode_state(root: str, address: str, state: SavedState) -> str:
         "held": None if held.hashes is None else [f"{value:016x}" for value in sorted(held.hashes)],
         "tree": state.tree,
     }
+    if state.pending:
+        obj["pending"] = [[seq, data] for seq, data in state.pending]
     # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
     return json.dumps(obj, separators=(",", ":"))
 
@@ -1130,6 +1155,24 @@ def _decode_identity(obj: dict[str, Any]) -> tuple[Identity, int, Held] | None:
     return Identity(client_id, secret), seq, Held(count, int(total, 16), hashes)
 
 
+def _decode_pending(value: object, after: int) -> tuple[tuple[int, str], ...] | None:
+    """The ``pending`` events of a state file: [seq, event JSON] pairs, seqs rising after ``after``, each text
+    an event numbered with its seq; None when they are not valid."""
+    if not isinstance(value, list):
+        return None
+    pending: list[tuple[int, str]] = []
+    for entry in value:
+        if not isinstance(entry, list) or len(entry) != 2 or not _natural(entry[0]) or not isinstance(entry[1], str):
+            return None
+        seq, data = entry
+        event = json.loads(data)
+        if seq <= after or not isinstance(event, dict) or event.get("seq") != seq:
+            return None
+        pending.append((seq, data))
+        after = seq
+    return tuple(pending)
+
+
 def decode_state(text: str, root: str, address: str) -> SavedState | None:
     """The content of a state file written for this root and server (version 4, or 3: no identity, migrated);
     None if it is not one."""
@@ -1156,7 +1199,10 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
                     return None
         if identity is None:
             return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
-        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2])
+        pending = _decode_pending(obj.get("pending", []), identity[1])
+        if pending is None:
+            return None
+        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2], pending)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
@@ -1481,12 +1527,13 @@ class StateFile:
             log.debug("arquivo de estado: %s (%d bytes)", escape(self.path), len(text))
         return saved, "o arquivo de estado não servia" if saved is None else "o arquivo de estado não tinha uma"
 
-    async def save(self, tree: Tree, held: Held, seq: int) -> None:
-        """Write ``tree``, of which the server holds ``held`` and has acknowledged every event up to ``seq``."""
+    async def save(self, tree: Tree, held: Held, seq: int, pending: tuple[tuple[int, str], ...] = ()) -> None:
+        """Write ``tree``, of which the server holds ``held`` and has acknowledged every event up to ``seq``
+        (and will hold ``pending`` too: events sent again at the next start, see SavedState)."""
         if not self.path:
             return
         try:
-            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held))
+            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
         except RecursionError:  # a tree nested deeper than json can write
             log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
             return
@@ -1650,23 +1697,22 @@ class Watcher:
                     extra=NO_PREFIX,
                 )
             return "gone"
-        finding: RootFinding
+        # One finding, one line: a replaced root is not also said to have reappeared.
         if root_in_view and identity != self._identity:
             # Renamed away and replaced by a new directory: inotify still follows the old one.
+            self._missing = False
             log.warning(
                 "O diretório monitorado foi substituído por outro: %s; recomeçando.", escape(self.root), extra=NO_PREFIX
             )
-            finding = "replaced"
-        elif not root_in_view:
-            finding = "reappeared"
-        elif not self.alive():
+            return "replaced"
+        if not root_in_view:
+            self._missing = False
+            log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
+            return "reappeared"
+        if not self.alive():
             log.warning("o monitoramento parou; reiniciando com uma varredura.")
             return "stopped"
-        else:
-            return "readable" if self._became_readable() else "ok"
-        self._missing = False
-        log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
-        return finding
+        return "readable" if self._became_readable() else "ok"
 
     def _became_readable(self) -> bool:
         readable = {d for d in self._unreadable if os.access(d, os.R_OK | os.X_OK)}
@@ -1773,6 +1819,21 @@ class Outbox:
             item.data = renumber(item.data, item.seq)
         self._touched = {path: touched + shift for path, touched in self._touched.items()}
         self.next_seq += shift
+
+    def restore(self, acked: int, pending: Iterable[tuple[int, str]]) -> None:
+        """Take back, before anything else is queued, the events a previous run sent without a confirmation
+        (the state file's ``pending``): in flight under their own seqs, so they go out first on the next
+        connection and the server drops those it already has."""
+        assert not self.in_flight and not self._waiting
+        for seq, data in pending:
+            path = json.loads(data).get("path", "")
+            self.in_flight.append(Outgoing(seq, path if isinstance(path, str) else "", data))
+            self.next_seq = seq + 1
+        self.acked_seq = max(self.acked_seq, acked)
+
+    def unconfirmed(self) -> tuple[tuple[int, str], ...]:
+        """Every event the server has not confirmed, in flight or waiting, as (seq, JSON text), in seq order."""
+        return tuple((item.seq, item.data) for item in itertools.chain(self.in_flight, self._waiting))
 
     def unacked_batches(self) -> list[list[Outgoing]]:
         """What was in flight when a connection dropped, in batches, to send again."""
@@ -1966,6 +2027,16 @@ class Verification:
             )
 
 
+class DirectConnect(connect):
+    """websockets' connect() without following HTTP redirects: the server is the one the user named. websockets
+    follows them by default, and for good (later reconnections go to the new address, and the token is dropped
+    on a cross-origin one), while the state file is kept for the named server. A 3xx becomes an InvalidStatus,
+    fatal, said by describe_connect_error."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
 class Uplink:
     """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
     server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
@@ -2001,7 +2072,7 @@ class Uplink:
         """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
         settings, loop = self._settings, asyncio.get_running_loop()
         quick_drops = 0
-        async for ws in connect(
+        async for ws in DirectConnect(
             settings.uri,
             process_exception=self._on_connect_error,
             reconnect_delays=reconnect_delays,
@@ -2261,6 +2332,7 @@ class Supervisor:
         else:
             # What the server holds of the saved tree: what the state says, or nothing under a new identity.
             self._view.restore(saved.tree, saved.held if saved.identity is not None else Held())
+            self._outbox.restore(saved.seq, saved.pending)  # before any new event: they keep their seqs
             self._outbox.continue_after(saved.seq)
             if self._state_file.new_identity:
                 await self._save(saved.tree)  # the identity is kept before the server hears of it
@@ -2289,8 +2361,11 @@ class Supervisor:
                     self._verify()  # the server has every event and the disk agrees: compare the trees
 
     async def last_checkpoint(self) -> None:
-        """At shutdown, after the flush: save the state file if the server has everything."""
-        if self._ready_for_checkpoint() and self._view.root_exists:
+        """At shutdown, after the flush: save the state file if the server has everything; otherwise save the
+        view with the events it has not confirmed, to send again at the next start (see SavedState)."""
+        if self._outbox.pending():
+            await self._save(self._view.top)
+        elif self._ready_for_checkpoint() and self._view.root_exists:
             await self._checkpoint(interruptible=False)
 
     def _ready_for_checkpoint(self) -> bool:
@@ -2358,8 +2433,11 @@ class Supervisor:
         return True
 
     async def _save(self, tree: Tree) -> None:
-        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says)."""
-        await self._state_file.save(tree, self._view.held(), self._outbox.next_seq - 1)
+        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says), with the
+        events the server has not confirmed yet (none, but at shutdown)."""
+        pending = self._outbox.unconfirmed()
+        seq = pending[0][0] - 1 if pending else self._outbox.next_seq - 1
+        await self._state_file.save(tree, self._view.held(), seq, pending)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2451,7 +2529,11 @@ class MonitorClient:
                 await watcher.stop()
         left = self.outbox.pending()
         if left:
-            log.warning("%d evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.", left)
+            log.warning(
+                "%d evento(s) sem confirmação do servidor; serão reenviados na próxima execução%s.",
+                left,
+                "" if self.state_file.path else " (sem arquivo de estado, não serão)",
+            )
         log.info("Monitor encerrado.")
 
 
@@ -2488,19 +2570,25 @@ def validate_uri(uri: str) -> str:
 
 
 def validate_state_file(path: str) -> str:
-    """The absolute path of a state file we may use: in an existing folder, a regular file or none yet."""
-    path = os.path.abspath(path)
+    """The absolute path of a state file we may use: a regular file or none yet, in an existing folder, both
+    writable by us (FatalError otherwise). A symbolic link (even one whose target does not exist yet) is followed:
+    the state is written to its target, and the link stays (README, "Configuração")."""
+    path = os.path.realpath(os.path.abspath(path))
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise FatalError(f"a pasta do arquivo de estado não existe: {escape(folder)}")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return path
+        mode = None
     except OSError as exc:
         raise FatalError(f"não foi possível usar o arquivo de estado {escape(path)}: {describe_os_error(exc)}") from exc
-    if not stat.S_ISREG(mode):
+    if mode is not None and not stat.S_ISREG(mode):
         raise FatalError(f"o arquivo de estado precisa ser um arquivo comum: {escape(path)}")
+    if mode is not None and not os.access(path, os.W_OK):
+        raise FatalError(f"sem permissão para gravar o arquivo de estado {escape(path)}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # it is replaced through <path>.tmp, beside its <path>.lock
+        raise FatalError(f"sem permissão para gravar na pasta do arquivo de estado: {escape(folder)}")
     return path
 
 

@@ -64,11 +64,20 @@ try:
     from websockets.datastructures import Headers, MultipleValuesError
     from websockets.exceptions import ConnectionClosed
     from websockets.http11 import Request, Response
-except ModuleNotFoundError as missing:
+except ImportError as missing:  # ModuleNotFoundError too: a library missing, or one too old to have a name
     if __name__ != "__main__":
         raise
     library = (missing.name or "websockets").partition(".")[0]  # run as a script: a sentence, not a traceback
-    sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
+    if isinstance(missing, ModuleNotFoundError) and missing.name == library:
+        sys.exit(f"Erro: falta a biblioteca {library} — instale com: pip install websockets watchdog")
+    try:  # installed, without what this script imports (websockets.asyncio, a renamed class): an older version
+        _found = f"{library} {importlib.metadata.version(library)}"
+    except importlib.metadata.PackageNotFoundError:
+        _found = f"{library} (de versão desconhecida)"
+    sys.exit(
+        f"Erro: {_found} é antigo demais; este script precisa de uma versão mais nova: "
+        "pip install -U websockets watchdog"
+    )
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise

@@ -544,6 +544,12 @@ def test_root_replaced_at_once(
     events, tree = wait_converged(shown, watched, timeout=30.0, context=procs.describe)
     assert tree == {f"{watched}/{p}" for p in ["x.txt", "nova", "nova/y.txt", "nova/z.txt"]}
     figures = assert_no_event_twice(events)
+    # One line per finding: before, a replacement was also said to have "reappeared".
+    said = ("substituído", "reapareceu", "não existe mais")
+    kinds = [
+        next(what for what in said if what in line) for line in client.lines("stderr") if any(w in line for w in said)
+    ]
+    assert kinds in (["substituído"], ["reapareceu"], ["não existe mais", "reapareceu"]), client.describe()
     no_traceback(client, server)
     report(request, tree, figures)
 

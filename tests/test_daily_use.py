@@ -12,10 +12,13 @@ import functools
 import http.server
 import os
 import re
+import shutil
 import signal
 import ssl
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import watchdog
 from support import (
     CLIENT_SCRIPT,
     LOOPBACK,
@@ -100,6 +104,58 @@ def test_without_the_libraries_one_portuguese_line(tmp_path: Path, script: Path,
 def test_without_watchdog_the_client_names_it(tmp_path: Path) -> None:
     result = run([sys.executable, "-I", "-c", BLOCKED_RUN, "watchdog", str(CLIENT_SCRIPT)], tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", MISSING.format("watchdog") + "\n")
+
+
+# Runs a script as __main__ with the folder sys.argv[1] (a fake old library) first on sys.path.
+OLD_LIBRARY_RUN = textwrap.dedent(
+    """
+    import runpy
+    import sys
+
+    sys.path.insert(0, sys.argv.pop(1))
+    script = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    runpy.run_path(script, run_name="__main__")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("library", "version", "files", "shown"),
+    [
+        ("websockets", "10.4", {"__init__.py": "", "client.py": ""}, "websockets 10.4"),  # no websockets.asyncio
+        ("watchdog", "0.9.0", {"__init__.py": "", "events.py": ""}, "watchdog 0.9.0"),  # a name it lacks
+        ("websockets", None, {"__init__.py": "", "client.py": ""}, "websockets (de versão desconhecida)"),
+    ],
+    ids=["websockets-sem-asyncio", "watchdog-sem-um-nome", "sem-metadados"],
+)
+def test_a_library_too_old_to_import_is_named_with_its_version(
+    tmp_path: Path, library: str, version: str | None, files: dict[str, str], shown: str
+) -> None:
+    """Before: "falta a biblioteca websockets" (ModuleNotFoundError for websockets.asyncio), or a traceback (an
+    ImportError of a name an older version does not have)."""
+    fake = tmp_path / "antigas"
+    (fake / library).mkdir(parents=True)
+    for name, text in files.items():
+        (fake / library / name).write_text(text, encoding="utf-8")
+    if version is not None:
+        info = fake / f"{library}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {library}\nVersion: {version}\n")
+    isolated = []
+    if version is None:  # no site-packages, so no installed metadata either; watchdog copied beside the fake
+        isolated = ["-S"]
+        shutil.copytree(Path(watchdog.__file__).parent, fake / "watchdog", ignore=shutil.ignore_patterns("*.pyc"))
+    scripts = [CLIENT_SCRIPT, SERVER_SCRIPT] if library == "websockets" else [CLIENT_SCRIPT]  # the server: no watchdog
+    for script in scripts:
+        result = run([sys.executable, *isolated, "-c", OLD_LIBRARY_RUN, str(fake), str(script), "--help"], tmp_path)
+        assert (script.name, result.returncode, result.stdout, result.stderr) == (
+            script.name,
+            1,
+            "",
+            f"Erro: {shown} é antigo demais; este script precisa de uma versão mais nova: "
+            "pip install -U websockets watchdog\n",
+        )
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
@@ -253,7 +309,7 @@ def test_ctrl_c_with_a_frozen_server_does_not_wait_for_its_close(procs: Processe
     status = plain(client.lines("stderr"))
     assert status[-3:] == [
         "Encerrando: entregando os eventos pendentes...",
-        "Aviso: 1 evento(s) não entregue(s) ao servidor; serão recuperados na próxima execução.",
+        "Aviso: 1 evento(s) sem confirmação do servidor; serão reenviados na próxima execução.",
         "Monitor encerrado.",
     ], client.describe()
     no_traceback(client)
@@ -351,6 +407,59 @@ def test_an_http_server_that_is_not_a_monitor(
     no_traceback(client)
 
 
+@contextlib.contextmanager
+def redirecting_server(status: int, location: str) -> Iterator[int]:
+    """An HTTP server on 127.0.0.1 (a free port) that answers every request with ``status`` to ``location``
+    (``{port}`` in it: its own port)."""
+    where: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Location", where[0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    where.append(location.format(port=server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "target"),
+    [
+        (301, f"ws://{LOOPBACK}:1/", f"ws://{LOOPBACK}:1/"),  # nothing listens there: before, "conexão recusada"
+        (302, "/outro", f"ws://{LOOPBACK}:{{port}}/outro"),
+        (307, "ws://localhost:{port}/", "ws://localhost:{port}/"),  # to itself: before, "more than 10 redirects"
+    ],
+    ids=["301-para-outra-porta", "302-relativo", "307-para-si-mesmo"],
+)
+def test_a_redirect_is_said_with_its_target_and_not_followed(
+    procs: Processes, watched: Path, status: int, location: str, target: str
+) -> None:
+    with redirecting_server(status, location) as port:
+        uri = f"ws://{LOOPBACK}:{port}"
+        client = procs.client(watched, uri, "cli")
+        assert client.wait() == 1, client.describe()
+    assert plain(client.lines("stderr"))[-1] == (
+        f"Erro: não foi possível conectar a {uri}: o servidor redirecionou para {target.format(port=port)} "
+        f"(HTTP {status}); este monitor não segue redirecionamentos: se esse é o servidor certo, use-o em --servidor"
+    ), client.describe()
+    no_traceback(client)
+
+
 def test_wss_to_a_plain_server_says_why_and_keeps_trying(procs: Processes, watched: Path) -> None:
     """A bare reset at the TLS hello is what a ws:// server does to a wss:// URI, but also what a proxy without
     its backend does: the likely cause is said on each attempt, and the client keeps trying (nothing is lost)."""
@@ -428,6 +537,70 @@ def test_state_file_must_be_a_regular_file(procs: Processes, watched: Path, tmp_
         path.mkdir()
     client = procs.client(watched, f"ws://{LOOPBACK}:1", "cli", args=["--estado", str(path)])
     assert_single_error(client, f"Erro: o arquivo de estado precisa ser um arquivo comum: {path}")
+
+
+@pytest.mark.parametrize("target_exists", [True, False], ids=["link", "link-pendente"])
+def test_state_file_behind_a_symlink_is_written_to_its_target(
+    procs: Processes, watched: Path, tmp_path: Path, target_exists: bool
+) -> None:
+    """Before: the link was replaced by a regular file (a dangling one too). Now the state goes to the target."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "estado.json"
+    if target_exists:
+        target.write_text("{}", encoding="ascii")  # not a state: replaced by one, through the link
+    link = tmp_path / "estado-link.json"
+    link.symlink_to(target)
+    server = procs.server()
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(link)])
+    wait_until(lambda: '"client_id"' in target.read_text(encoding="ascii") if target.exists() else False)
+    touch(watched / "a.txt")
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
+    assert client.stop() == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert '"a.txt"' in target.read_text(encoding="ascii")
+    assert not (tmp_path / "estado-link.json.tmp").exists() and not (tmp_path / "estado-link.json.lock").exists()
+    no_traceback(client)
+
+
+CHECK_STATE_FILE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import monitor_cliente
+    try:
+        monitor_cliente.validate_state_file(sys.argv[2])
+    except monitor_cliente.FatalError as exc:
+        print(exc)
+    """
+)
+
+
+@pytest.mark.parametrize("case", ["arquivo-somente-leitura", "pasta-somente-leitura"])
+def test_state_file_we_cannot_write_is_refused_at_start(tmp_path: Path, case: str) -> None:
+    """Before: a 0444 state file was silently replaced (its mode changed). Modes do not bind root: as root the
+    check runs as ``nobody`` (setpriv), in a folder of its own that nobody can read."""
+    folder = Path(tempfile.mkdtemp(prefix="estado-"))
+    try:
+        path = folder / "estado.json"
+        if case == "arquivo-somente-leitura":
+            folder.chmod(0o777)
+            path.write_text("{}", encoding="ascii")
+            path.chmod(0o444)
+            expected = f"sem permissão para gravar o arquivo de estado {path}"
+        else:
+            folder.chmod(0o555)
+            expected = f"sem permissão para gravar na pasta do arquivo de estado: {folder}"
+        command = [sys.executable, "-c", CHECK_STATE_FILE, str(Path(__file__).parent.parent), str(path)]
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("root without setpriv: modes do not apply")
+            command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        assert result.stdout.strip() == expected, result
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444 if path.exists() else True
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
 
 
 # ---------------------------------------------------------------------------

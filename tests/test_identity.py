@@ -304,3 +304,59 @@ def test_hello_says_the_root_and_the_path_style(procs: Processes, watched: Path,
     assert hello.get("path_style", "posix") == "posix"  # "windows" on Windows
     assert re.fullmatch("[0-9a-f]{32}", hello["secret"])
     assert client.stop() == 0
+
+
+@pytest.mark.timeout(180)
+def test_events_unconfirmed_at_stop_are_resent_under_their_seqs_never_shown_twice(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """Stopped while the server is frozen (SIGSTOP): the batch waits in the server's socket buffer, unconfirmed.
+    The server stores it once thawed; the restarted client sends it again under the same seqs (the state file
+    keeps them), and the server drops them as already seen. Before: shown again as "(varredura inicial)"."""
+    state = tmp_path / "estado.json"
+    server = procs.server(json_output=True)
+    first = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
+    shown = StdoutEvents(server)
+    wait_until(state.exists, describe=procs.describe)
+    names = [f"f{index:02d}.txt" for index in range(20)]
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        for name in names:
+            touch(watched / name)
+        for name in names:
+            first.wait_for_line(f"arquivo criado: {watched}/{name}")
+        assert first.stop(signal.SIGINT, timeout=TIMEOUT) == 0
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert said(first, "20 evento(s) sem confirmação do servidor; serão reenviados na próxima execução."), (
+        first.describe()
+    )
+    saved = read_state(state)
+    assert [seq for seq, _ in saved["pending"]] == list(range(saved["seq"] + 1, saved["seq"] + 21))
+    wait_until(lambda: len(shown()) >= 20, describe=procs.describe)  # the thawed server stores the batch
+
+    touch(watched / "depois.txt")  # made while no client runs: reported at start-up, after the 20
+    second = procs.client(watched, server.uri, "cli", args=["--estado", str(state)])
+    second.wait_for_line(f"Conectado a {server.uri}", "stderr")
+    events, _ = wait_converged(shown, watched, context=procs.describe)
+    assert_no_event_twice(events)
+    created = [record["path"] for record in events if record["event"] == "created"]
+    assert sorted(created) == sorted(f"{watched}/{name}" for name in [*names, "depois.txt"]), procs.describe()
+    assert [record["origin"] for record in events if record["path"] == f"{watched}/depois.txt"] == ["startup"]
+    wait_until(lambda: "pending" not in read_state(state), 60.0, procs.describe)  # the next checkpoint
+    assert second.stop() == 0
+    no_traceback(first, second, server)
+
+
+def test_state_with_pending_events_round_trips_and_a_file_without_them_loads_as_before(cliente: ModuleType) -> None:
+    identity = cliente.Identity.new()
+    event = json.dumps({"seq": 8, "event": "created", "path": "/r/a"})
+    saved = cliente.SavedState({"a": None}, identity, 7, cliente.Held(), ((8, event),))
+    text = cliente.encode_state("/r", "ws://localhost:8765/", saved)
+    assert cliente.decode_state(text, "/r", "ws://localhost:8765/") == saved
+    without = dict(json.loads(text))
+    del without["pending"]
+    loaded = cliente.decode_state(json.dumps(without), "/r", "ws://localhost:8765/")
+    assert loaded is not None and loaded.pending == () and loaded.seq == 7
+    for bad in ([[7, event]], [[8, "{}"]], [[9, event]], "x", [[8, 1]]):
+        assert cliente.decode_state(json.dumps({**without, "pending": bad}), "/r", "ws://localhost:8765/") is None
