@@ -2037,67 +2037,20 @@ class DirectConnect(connect):
         return exc
 
 
-class Uplink:
-    """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
-    server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
+class Verdicts:
+    """How the Uplink's failures are judged and said: a failed connection attempt, a close by the server, a
+    refused protocol version. Each is retried (with one line) or a FatalError that says what to do."""
 
-    Owns the connection (the loop alone touches it), the protocol version spoken, and where a
-    verification stands. The identity said in the hello is the state file's (read when connecting).
-    """
-
-    def __init__(
-        self, settings: Settings, outbox: Outbox, view: View, state_file: StateFile, on_all_acked: Callable[[], None]
-    ) -> None:
+    def __init__(self, settings: Settings, state_file: StateFile) -> None:
         self._settings = settings
-        self._outbox = outbox
-        self._view = view
-        self._state_file = state_file
-        self._on_all_acked = on_all_acked
-        self.connected = False
+        self._state_file = state_file  # named in the line of a refused identity
         self._full_said = False  # the server said it has no room for a new client (1013): warned once
-        self._ever_connected = False  # the server answered a hello in this run (so it speaks TLS, if asked)
-        self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
-        self.version = PROTOCOL_VERSION  # said in the next hello: FALLBACK_PROTOCOL_VERSION after a refusal
-        self.spoken = PROTOCOL_VERSION  # what the current session speaks (the welcome's)
-        self._fallback_said = False
-        self._kick = asyncio.Event()  # wakes the sender: a verification step may be due
-        self._proof = Verification()
+        self._fallback_said = False  # the server speaks only the fallback version: said once (-v)
 
-    def verify(self) -> None:
-        """Send a digest as soon as the server has acknowledged every event (protocol 2; a no-op on 1)."""
-        self._proof.want()
-        self._kick.set()
+    def connected(self) -> None:
+        self._full_said = False
 
-    async def run(self) -> None:
-        """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
-        settings, loop = self._settings, asyncio.get_running_loop()
-        quick_drops = 0
-        async for ws in DirectConnect(
-            settings.uri,
-            process_exception=self._on_connect_error,
-            reconnect_delays=reconnect_delays,
-            compression=None,  # loopback and LAN: deflate costs more CPU than it saves
-            open_timeout=OPEN_TIMEOUT,
-            ssl=settings.tls,
-            additional_headers={"Authorization": f"Bearer {settings.token}"} if settings.token else None,
-            ping_interval=settings.keepalive,
-            ping_timeout=settings.keepalive,
-            close_timeout=settings.keepalive,  # a dead server never answers the close either
-            logger=logging.getLogger("monitor.websockets"),
-        ):
-            opened = loop.time()
-            try:
-                await self._session(ws)
-            except ConnectionClosed as exc:
-                self._connection_lost(exc)
-            finally:
-                if self.connected:  # a session ended: the server may come back upgraded
-                    self.version = PROTOCOL_VERSION
-                self.connected = False
-            quick_drops = quick_drops + 1 if loop.time() - opened < RECONNECT_MAX_DELAY else 0
-            await asyncio.sleep(redial_delay(quick_drops))
-
-    def _on_connect_error(self, exc: Exception) -> Exception | None:
+    def connect_error(self, exc: Exception) -> Exception | None:
         """websockets' verdict (retry on network errors and 5xx), with one line per attempt.
 
         A wrong token or an untrusted certificate would fail the same way forever: fatal.
@@ -2115,7 +2068,8 @@ class Uplink:
             return None
         return FatalError(f"não foi possível conectar a {uri}: {why}")
 
-    def _connection_lost(self, exc: ConnectionClosed) -> None:
+    def connection_lost(self, exc: ConnectionClosed) -> None:
+        """A session ended: one line and a reconnection, or FatalError (a refused identity, a violated protocol)."""
         frame = exc.rcvd
         if frame is not None and frame.code == CLOSE_CREDENTIAL:
             raise FatalError(self._refused_identity(frame.reason))
@@ -2151,6 +2105,88 @@ class Uplink:
             "cliente novo)"
         )
 
+    def version_refused(self, exc: ConnectionClosed, version: int) -> int | None:
+        """The version to speak next when the server closed because it does not speak ``version`` but speaks the
+        fallback; None when the close was about something else; FatalError when it speaks neither."""
+        frame = exc.rcvd
+        spoken = refused_version(frame.reason) if frame is not None and frame.code == 1008 else None
+        if spoken is None:
+            return None
+        if FALLBACK_PROTOCOL_VERSION in spoken and version != FALLBACK_PROTOCOL_VERSION:
+            if not self._fallback_said:
+                self._fallback_said = True
+                log.debug(
+                    "o servidor %s fala só a versão %d do protocolo (ainda não foi atualizado): os eventos seguem, "
+                    "sem a verificação da árvore",
+                    self._settings.uri,
+                    FALLBACK_PROTOCOL_VERSION,
+                )
+            return FALLBACK_PROTOCOL_VERSION
+        newer = max(spoken, default=0) > PROTOCOL_VERSION
+        raise FatalError(
+            f"o servidor {self._settings.uri} não fala a versão {version} do protocolo deste cliente "
+            f"({frame.reason if frame else ''}); atualize {'este cliente' if newer else 'o servidor'}"
+        )
+
+
+class Uplink:
+    """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
+    server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
+
+    Owns the connection (the loop alone touches it), the protocol version spoken, and where a
+    verification stands. The identity said in the hello is the state file's (read when connecting).
+    """
+
+    def __init__(
+        self, settings: Settings, outbox: Outbox, view: View, state_file: StateFile, on_all_acked: Callable[[], None]
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._view = view
+        self._state_file = state_file
+        self._on_all_acked = on_all_acked
+        self.connected = False
+        self._verdicts = Verdicts(settings, state_file)
+        self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
+        self.version = PROTOCOL_VERSION  # said in the next hello: FALLBACK_PROTOCOL_VERSION after a refusal
+        self.spoken = PROTOCOL_VERSION  # what the current session speaks (the welcome's)
+        self._kick = asyncio.Event()  # wakes the sender: a verification step may be due
+        self._proof = Verification()
+
+    def verify(self) -> None:
+        """Send a digest as soon as the server has acknowledged every event (protocol 2; a no-op on 1)."""
+        self._proof.want()
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
+        settings, loop = self._settings, asyncio.get_running_loop()
+        quick_drops = 0
+        async for ws in DirectConnect(
+            settings.uri,
+            process_exception=self._verdicts.connect_error,
+            reconnect_delays=reconnect_delays,
+            compression=None,  # loopback and LAN: deflate costs more CPU than it saves
+            open_timeout=OPEN_TIMEOUT,
+            ssl=settings.tls,
+            additional_headers={"Authorization": f"Bearer {settings.token}"} if settings.token else None,
+            ping_interval=settings.keepalive,
+            ping_timeout=settings.keepalive,
+            close_timeout=settings.keepalive,  # a dead server never answers the close either
+            logger=logging.getLogger("monitor.websockets"),
+        ):
+            opened = loop.time()
+            try:
+                await self._session(ws)
+            except ConnectionClosed as exc:
+                self._verdicts.connection_lost(exc)
+            finally:
+                if self.connected:  # a session ended: the server may come back upgraded
+                    self.version = PROTOCOL_VERSION
+                self.connected = False
+            quick_drops = quick_drops + 1 if loop.time() - opened < RECONNECT_MAX_DELAY else 0
+            await asyncio.sleep(redial_delay(quick_drops))
+
     async def _session(self, ws: ClientConnection) -> None:
         uri, identity = self._settings.uri, self._state_file.identity
         name, root = wire_path(self._settings.name)[0], wire_path(self._settings.root)[0]  # argv may hold any bytes
@@ -2163,15 +2199,17 @@ class Uplink:
         except ProtocolError as exc:
             raise FatalError(f"{uri} não é um servidor deste monitor: {exc}") from None
         except ConnectionClosed as exc:
-            if self._version_refused(exc):
+            fallback = self._verdicts.version_refused(exc, self.version)
+            if fallback is not None:
+                self.version = fallback
                 return  # reconnect at once, speaking the older version
             raise
         # The ack covers this identity's earlier runs too: what was never sent continues after it.
         self._outbox.ack(welcome.seq)
         self._outbox.continue_after(welcome.seq)
         self.spoken = welcome.version
-        self.connected = self._ever_connected = True
-        self._full_said = False
+        self.connected = True
+        self._verdicts.connected()
         log.info("Conectado a %s", uri)
         sender = asyncio.create_task(self._send(ws))
         receiver = asyncio.create_task(self._receive(ws))
@@ -2186,30 +2224,6 @@ class Uplink:
                 ws.close_timeout = min(ws.close_timeout or STOP_CLOSE_TIMEOUT, STOP_CLOSE_TIMEOUT)
             await ws.close()
             self._proof.interrupted()
-
-    def _version_refused(self, exc: ConnectionClosed) -> bool:
-        """Whether the server closed because it does not speak our version but speaks the fallback (then
-        switch to it); FatalError when it speaks neither."""
-        frame = exc.rcvd
-        spoken = refused_version(frame.reason) if frame is not None and frame.code == 1008 else None
-        if spoken is None:
-            return False
-        if FALLBACK_PROTOCOL_VERSION in spoken and self.version != FALLBACK_PROTOCOL_VERSION:
-            self.version = FALLBACK_PROTOCOL_VERSION
-            if not self._fallback_said:
-                self._fallback_said = True
-                log.debug(
-                    "o servidor %s fala só a versão %d do protocolo (ainda não foi atualizado): os eventos seguem, "
-                    "sem a verificação da árvore",
-                    self._settings.uri,
-                    FALLBACK_PROTOCOL_VERSION,
-                )
-            return True
-        newer = max(spoken, default=0) > PROTOCOL_VERSION
-        raise FatalError(
-            f"o servidor {self._settings.uri} não fala a versão {self.version} do protocolo deste cliente "
-            f"({frame.reason if frame else ''}); atualize {'este cliente' if newer else 'o servidor'}"
-        )
 
     async def _send(self, ws: ClientConnection) -> None:
         """Send the batches, and at quiet moments the digest or the manifest: the only writer of ``ws``."""
