@@ -1139,10 +1139,16 @@ def _signed(value: int) -> int:
 _SIGN_BIT = 2**63
 
 
-def _below(path: bytes) -> tuple[bytes, bytes]:
-    """The key range of everything strictly below ``path``: [path/, path0), since "0" follows "/" in bytes."""
-    base = path.rstrip(b"/")
-    return base + b"/", base + b"0"
+def _separator(style: PathStyle) -> bytes:
+    """The byte that separates the components of a client's paths (its declared ``path_style``)."""
+    return b"\\" if style == "windows" else b"/"
+
+
+def _below(path: bytes, sep: bytes = b"/") -> tuple[bytes, bytes]:
+    """The key range of everything strictly below ``path``: [path + sep, path + the byte after sep)
+    ("0" follows "/", "]" follows "\\")."""
+    base = path.rstrip(sep)
+    return base + sep, base + bytes([sep[0] + 1])
 
 
 class Tree:
@@ -1157,7 +1163,7 @@ class Tree:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def apply(self, client: int, root: bytes, events: list[Event]) -> None:
+    def apply(self, client: int, root: bytes, events: list[Event], sep: bytes = b"/") -> None:
         if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
             paths = [(exact_path(ev.path, ev.path_b64), ev.is_dir) for ev in events]
             self.conn.executemany(
@@ -1174,25 +1180,25 @@ class Tree:
             self.conn.executemany(_UPSERT_ENTRY, upserts)  # in order: a later deletion may undo them
             upserts = []
             if ev.event == "deleted":
-                self.remove(client, path)
+                self.remove(client, path, sep)
             else:
                 assert ev.dest_path is not None
-                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root)
+                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root, sep)
         self.conn.executemany(_UPSERT_ENTRY, upserts)
 
-    def remove(self, client: int, path: bytes) -> None:
-        low, high = _below(path)
+    def remove(self, client: int, path: bytes, sep: bytes = b"/") -> None:
+        low, high = _below(path, sep)
         self.conn.execute("DELETE FROM tree WHERE client = ? AND path = ?", (client, path))
         self.conn.execute("DELETE FROM tree WHERE client = ? AND path >= ? AND path < ?", (client, low, high))
 
-    def move(self, client: int, source: bytes, dest: bytes, root: bytes) -> None:
-        low, high = _below(source)
+    def move(self, client: int, source: bytes, dest: bytes, root: bytes, sep: bytes = b"/") -> None:
+        low, high = _below(source, sep)
         rows = self.conn.execute(
             "SELECT path, is_dir, size, mtime FROM tree WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
             (client, source, low, high),
         ).fetchall()
-        self.remove(client, source)
-        self.remove(client, dest)
+        self.remove(client, source, sep)
+        self.remove(client, dest, sep)
         if dest != root:
             moved = [(dest + path[len(source) :], is_dir, size, mtime) for path, is_dir, size, mtime in rows]
             self.conn.executemany(
@@ -1225,7 +1231,7 @@ class Tree:
     def unstage(self, client: int) -> None:
         self.conn.execute("DELETE FROM temp.manifest WHERE client = ?", (client,))
 
-    def replace(self, client: int) -> tuple[list[tuple[bytes, bool]], list[tuple[bytes, bool]]]:
+    def replace(self, client: int, sep: bytes = b"/") -> tuple[list[tuple[bytes, bool]], list[tuple[bytes, bool]]]:
         """Make the tree equal the staged manifest; (deleted, created) entries, each list sorted by path.
 
         Only the topmost of the deleted entries is listed (deleting it removes what is below), and an
@@ -1241,11 +1247,11 @@ class Tree:
         deleted: list[tuple[bytes, bool]] = []
         removed: set[bytes] = set()
         for path, is_dir in gone:
-            parts = path.split(b"/")
-            if not any(b"/".join(parts[:depth]) in removed for depth in range(1, len(parts))):
+            parts = path.split(sep)
+            if not any(sep.join(parts[:depth]) in removed for depth in range(1, len(parts))):
                 deleted.append((path, bool(is_dir)))
                 removed.add(path)
-                self.remove(client, path)
+                self.remove(client, path, sep)
         new = self.conn.execute(
             "SELECT path, is_dir, hash FROM temp.manifest AS m WHERE client = ?1 AND NOT EXISTS (SELECT 1 FROM tree"
             " AS t WHERE t.client = ?1 AND t.path = m.path AND t.is_dir = m.is_dir) ORDER BY path",
@@ -1302,7 +1308,7 @@ class Record:
         fresh = [ev for ev in events if ev.seq > last_seq]  # never twice, whatever the caller resends
         if fresh:
             self._insert(key, fresh, int(now.timestamp()))
-            self.tree.apply(key, hello.root.encode("utf-8"), fresh)
+            self.tree.apply(key, hello.root.encode("utf-8"), fresh, _separator(hello.path_style))
             self.conn.execute(
                 "UPDATE clients SET last_seq = ?, last_seen = ? WHERE id = ?",
                 (fresh[-1].seq, now.isoformat(timespec="milliseconds"), key),
@@ -1370,7 +1376,7 @@ class Record:
             raise ProtocolError(
                 f"o manifesto recebido ({staged.count} entradas) não confere com o resumo ({expected.count} entradas)"
             )
-        deleted, created = self.tree.replace(key)
+        deleted, created = self.tree.replace(key, _separator(hello.path_style))
         differences = [_resync_event("deleted", path, is_dir, now) for path, is_dir in deleted]
         differences += [_resync_event("created", path, is_dir, now) for path, is_dir in created]
         self._insert(key, differences, int(now.timestamp()))

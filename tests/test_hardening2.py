@@ -1,0 +1,48 @@
+"""Issues 13 and 14, third round: the remaining kinds of defect the tester found, each as a test.
+
+The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (helpers of test_trust.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import TIMEOUT
+from test_trust import Client, RawServer, event, raw_servers, start
+
+__all__ = ["raw_servers"]  # the fixture, shared with test_trust.py
+
+
+def digest(client: Client, seq: int, count: int = 0, total: int = 0) -> dict[str, object]:
+    """Send a digest; the server's answer."""
+    client.ws.send(json.dumps({"type": "digest", "seq": seq, "count": count, "sum": f"{total:016x}"}))
+    answer: dict[str, object] = json.loads(client.ws.recv(TIMEOUT))
+    return answer
+
+
+# ---------------------------------------------------------------------------
+# Subtrees follow the client's path style.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+@pytest.mark.parametrize("database", [False, True], ids=["memory", "database"])
+def test_windows_subtrees_go_with_their_directory(
+    raw_servers: list[RawServer], tmp_path: Path, how: str, database: bool
+) -> None:
+    """A Windows client's directory deleted (or moved out and the destination deleted) takes its children."""
+    args = ["--json", *(["--banco", str(tmp_path / "r.db")] if database else [])]
+    server = start(raw_servers, tmp_path, args)
+    client = Client(server.uri, root="C:\\w", path_style="windows")
+    client.send(event(1, "C:\\w\\d", is_dir=True), event(2, "C:\\w\\d\\f"), event(3, "C:\\w\\d\\e", is_dir=True))
+    client.send(event(4, "C:\\w\\d\\e\\g"))
+    if how == "deleted":
+        client.send(event(5, "C:\\w\\d", event="deleted", is_dir=True))
+    else:
+        client.send(event(5, "C:\\w\\d", event="moved", dest_path="C:\\w\\m", is_dir=True))
+        client.send(event(6, "C:\\w\\m", event="deleted", is_dir=True))
+    seq = 5 if how == "deleted" else 6
+    answer = digest(client, seq)
+    assert answer["type"] == "verified" and answer["count"] == 0, answer
