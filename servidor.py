@@ -117,6 +117,9 @@ RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
 MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
 MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
+DIGEST_MIN_INTERVAL = (
+    2.0  # seconds between two digests of one connection computed; an earlier one waits (a client checks every >= 5 s)
+)
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
@@ -2000,6 +2003,7 @@ class Session:
         self._manifest_seq: int | None = None  # a manifest is being received, as of this seq
         self._manifest_entries = 0  # entries and path bytes of the manifest being received (capped)
         self._manifest_bytes = 0
+        self._next_digest = 0.0  # monotonic time before which a digest waits (each one is a full SQL sum)
 
     async def run(self) -> None:
         acker = asyncio.create_task(self.acks.run())
@@ -2047,9 +2051,13 @@ class Session:
         """Compare the client's digest with the server's tree; answer ``verified`` or ``resync``."""
         if self._manifest_seq is not None:
             raise ProtocolError("'digest' no meio de um manifesto")
+        early = self._next_digest - time.monotonic()
+        if early > 0:  # a digest spammer waits: it never makes the single writer thread sum its tree again and again
+            await asyncio.sleep(early)
         await self.acks.drained()
         client_id = self.hello.client_id
         seq, digest = await self.server.writer.read(lambda record: record.digest(client_id))
+        self._next_digest = time.monotonic() + DIGEST_MIN_INTERVAL
         matched = seq == report.seq and digest == report.digest
         now = utc_now()
         self.server.writer.write_later(lambda record: record.note_digest(client_id, matched, now))

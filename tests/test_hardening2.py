@@ -6,6 +6,7 @@ The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (hel
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,31 @@ def test_windows_subtrees_go_with_their_directory(
     seq = 5 if how == "deleted" else 6
     answer = digest(client, seq)
     assert answer["type"] == "verified" and answer["count"] == 0, answer
+
+
+# ---------------------------------------------------------------------------
+# A digest spammer does not keep the writer thread summing trees.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database", [False, True], ids=["memory", "database"])
+def test_digest_spam_is_rate_limited(raw_servers: list[RawServer], tmp_path: Path, database: bool) -> None:
+    """Digests sent back to back are computed at most once per DIGEST_MIN_INTERVAL (each is a full SQL sum on
+    the writer thread every ack waits for): another client's acks go on, and each digest is still answered."""
+    args = ["--json", "-v", *(["--banco", str(tmp_path / "r.db")] if database else [])]
+    server = start(raw_servers, tmp_path, args)
+    server.read_stdout()
+    spammer = Client(server.uri)
+    spammer.send(event(1))
+    for _ in range(50):
+        spammer.ws.send(json.dumps({"type": "digest", "seq": 1, "count": 1, "sum": "0" * 16}))
+    honest = Client(server.uri)
+    started = time.monotonic()
+    for seq in range(1, 21):
+        honest.send(event(seq))
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - started)))
+    computed = len(server.stderr_with("verificação de"))
+    elapsed = time.monotonic() - started
+    assert 1 <= computed <= 2 + elapsed / 2.0, server.describe()  # DIGEST_MIN_INTERVAL = 2 s; 50 without the limit
+    answer = json.loads(spammer.ws.recv(TIMEOUT))  # answered, not refused: an honest client keeps working
+    assert answer["type"] in ("verified", "resync"), answer
