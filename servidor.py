@@ -117,9 +117,7 @@ RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
 MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
 MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
-DIGEST_MIN_INTERVAL = (
-    2.0  # seconds between two digests of one connection computed; an earlier one waits (a client checks every >= 5 s)
-)
+DIGEST_MIN_INTERVAL = 2.0  # seconds between two digests computed for one connection; an earlier one waits
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
