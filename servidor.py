@@ -118,6 +118,7 @@ MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit befo
 MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
 DIGEST_MIN_INTERVAL = 2.0  # seconds between two digests computed for one connection; an earlier one waits
+CLAIM_TIMEOUT = 10.0  # seconds a hello waits for its credential's commit before 1013 "tente mais tarde"
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
@@ -1922,6 +1923,7 @@ class ClientState:
     last_write: asyncio.Future[Any] | None = None  # the latest job with this client's events (stored, then printed)
     connection: ServerConnection | None = None
     secret_hash: bytes | None = None  # the client's credential, as stored (None: a client that never sent one)
+    claim: asyncio.Future[Any] | None = None  # the commit of the credential's first contact (no welcome before it)
 
     def idle(self) -> bool:
         return self.connection is None and (self.last_write is None or self.last_write.done())
@@ -2264,13 +2266,32 @@ class MonitorServer:
         # Proven: the client may now send messages of the full size (from its next frame on: see README).
         ws.protocol.max_message_size = self.max_message
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
-        log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
         try:
+            await self._claimed(state)
+            log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
             await Session(self, ws, hello, state).run()
         finally:
             if state.connection is ws:
                 state.connection = None
             log.info("cliente desconectado: %s", label)
+
+    @staticmethod
+    async def _claimed(state: ClientState) -> None:
+        """Wait (at most CLAIM_TIMEOUT) until the client's credential is committed; 1013 if it is not."""
+        claim = state.claim
+        if claim is None:
+            return
+        try:
+            async with asyncio.timeout(CLAIM_TIMEOUT):
+                await asyncio.shield(claim)
+        except TimeoutError:
+            raise ProtocolError(
+                f"a credencial não pôde ser gravada em {CLAIM_TIMEOUT:g} s; tente mais tarde", CLOSE_TRY_AGAIN
+            ) from None
+        except Exception:
+            raise ProtocolError("a credencial não pôde ser gravada; tente mais tarde", CLOSE_TRY_AGAIN) from None
+        if state.claim is claim:
+            state.claim = None
 
     def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
         """Hand events to the writer; they are printed once committed, and only those it had not stored.
@@ -2334,12 +2355,14 @@ class MonitorServer:
                 self.clients[client_id] = state
         # From here to the end no await: two hellos racing for one id are checked one after the other.
         self._check_credential(state, hello)
-        if state.secret_hash is None:
-            # First contact of a credential (trust on first use). Its register job reaches the database
-            # before any of the client's events, so it is committed before anything is acknowledged.
-            state.secret_hash = hello.secret_hash
         now = utc_now()
-        self.writer.write_later(lambda record: record.register(hello, now))
+        registered = self.writer.write(lambda record: record.register(hello, now))
+        registered.add_done_callback(_log_failure)
+        if state.secret_hash is None and hello.secret_hash is not None:
+            # First contact of a credential (trust on first use): the welcome waits for its commit
+            # (README, "Segurança"), and so does a second connection that proves the same secret meanwhile.
+            state.secret_hash = hello.secret_hash
+            state.claim = registered
         self.clients.move_to_end(client_id)  # most recent last, for eviction
         old, state.connection, state.name = state.connection, ws, hello.name
         self._forget_idle_clients()

@@ -5,13 +5,23 @@ The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (hel
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import secrets
+import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from support import TIMEOUT
-from test_trust import Client, RawServer, event, raw_servers, start
+from test_trust import Client, RawServer, event, raw_servers, refused, start
+from test_trust import hello as hello_message
+
+FAIL_COMMIT_ENV = (
+    "SERVIDOR_TESTE_FALHA_COMMIT"  # servidor.FAIL_COMMIT_ENV: while the file it names exists, commits fail
+)
 
 __all__ = ["raw_servers"]  # the fixture, shared with test_trust.py
 
@@ -75,3 +85,29 @@ def test_digest_spam_is_rate_limited(raw_servers: list[RawServer], tmp_path: Pat
     assert 1 <= computed <= 2 + elapsed / 2.0, server.describe()  # DIGEST_MIN_INTERVAL = 2 s; 50 without the limit
     answer = json.loads(spammer.ws.recv(TIMEOUT))  # answered, not refused: an honest client keeps working
     assert answer["type"] in ("verified", "resync"), answer
+
+
+# ---------------------------------------------------------------------------
+# The credential is committed before the welcome.
+# ---------------------------------------------------------------------------
+
+
+def test_welcome_waits_for_the_claim_commit(raw_servers: list[RawServer], tmp_path: Path) -> None:
+    """No welcome while the first contact of a credential is not committed (a kill -9 would forget it): while
+    commits fail the hello is refused with 1013 within CLAIM_TIMEOUT; once they work the claim is on disk."""
+    flag = tmp_path / "falhar-commit"
+    flag.touch()
+    database = tmp_path / "r.db"
+    server = start(raw_servers, tmp_path, ["--json", "--banco", str(database)], env={FAIL_COMMIT_ENV: str(flag)})
+    server.read_stdout()
+    client_id, secret = uuid.uuid4().hex, secrets.token_hex(16)
+    started = time.monotonic()
+    code, reason = refused(server.uri, hello_message(client_id, secret), timeout=TIMEOUT + 15)
+    assert code == 1013 and "tente mais tarde" in reason, (code, reason, server.describe())
+    assert time.monotonic() - started < 15
+    flag.unlink()
+    client = Client(server.uri, client_id, secret)  # the retry: welcome only once the claim is committed
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        (stored,) = conn.execute("SELECT secret_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+    assert stored == hashlib.sha256(secret.encode("ascii")).digest()
+    client.send(event(1))
