@@ -92,6 +92,11 @@ DATABASE = ""  # SQLite file of the durable record (events, clients, trees); "":
 RETENTION_DAYS = 0.0  # events stored more than this many days ago are deleted; 0: kept forever
 MAX_EVENTS = 0  # events kept at most in DATABASE, the oldest deleted first; 0: no limit
 MEMORY_MAX_EVENTS = 100_000  # the same limit without DATABASE (the in-memory record stays bounded)
+MEMORY_MAX_BYTES = (
+    64 * 1024 * 1024
+)  # bytes of paths the in-memory record keeps at most, the oldest events deleted first
+MEMORY_MAX_TEXTS = 10_000  # plain text messages the in-memory record keeps at most, the oldest deleted first
+MEMORY_MAX_TEXT_BYTES = 8 * 1024 * 1024  # bytes of plain text messages the in-memory record keeps at most
 MAX_REMEMBERED_CLIENTS = 10_000  # idle clients whose sequence numbers stay in memory (the database keeps all)
 MEMORY_MAX_CLIENTS = 10_000  # client ids the in-memory record keeps; past it NEW ids are refused (never evicted)
 MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (also kept below RLIMIT_NOFILE)
@@ -1274,6 +1279,7 @@ class Record:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.tree = Tree(conn)
+        self.added_bytes = {"events": 0, "messages": 0}  # bytes inserted since trim last counted the table
 
     def last_seq(self, client_id: str) -> int:
         """The last stored seq of a client (0 for a stranger). A read."""
@@ -1318,6 +1324,10 @@ class Record:
         return fresh
 
     def _insert(self, key: int, events: list[Event], stored_at: int) -> None:
+        self.added_bytes["events"] += sum(
+            len(ev.path) + len(ev.dest_path or "") + len(ev.path_b64 or "") + len(ev.dest_path_b64 or "")
+            for ev in events
+        )
         self.conn.executemany(
             _INSERT_EVENT,
             [
@@ -1390,6 +1400,7 @@ class Record:
 
     def store_text(self, peer: str, text: str | bytes, now: datetime.datetime) -> None:
         """Store a plain text message (or a binary one's bytes)."""
+        self.added_bytes["messages"] += len(text)
         self.conn.execute(
             "INSERT INTO messages (peer, text, data, ts, stored_at) VALUES (?, ?, ?, ?, ?)",
             (
@@ -1401,18 +1412,23 @@ class Record:
             ),
         )
 
-    def trim(self, max_events: int, stored_before: int | None) -> int:
+    def trim(self, max_events: int, stored_before: int | None, budget: MemoryBudget | None = None) -> int:
         """Delete up to RETENTION_CHUNK of the oldest events and of the oldest messages past the limits.
 
         ``max_events``: rows kept per table (0: any number); ``stored_before``: Unix time before which
         rows go (None: any age). Rows are removed from the oldest id on, so each statement is a range of
-        the primary key. Returns how many rows went.
+        the primary key. ``budget`` (the in-memory record): bytes per table and rows of messages. Returns how
+        many rows went.
         """
         deleted = 0
         for table in ("events", "messages"):
+            if budget is not None:
+                deleted += self._trim_bytes(table, budget)
             low, high = self.conn.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()  # noqa: S608
             if low is None:
                 continue
+            if budget is not None and table == "messages" and high - low + 1 > budget.texts:
+                deleted += self.conn.execute("DELETE FROM messages WHERE id < ?", (high - budget.texts + 1,)).rowcount
             end = low + RETENTION_CHUNK
             if stored_before is not None:
                 deleted += self.conn.execute(
@@ -1426,6 +1442,28 @@ class Record:
                 ).rowcount
         return deleted
 
+    def _trim_bytes(self, table: str, budget: MemoryBudget) -> int:
+        """Delete the oldest rows of ``table`` while its bytes exceed the budget. The table is summed only once
+        an eighth of the budget was added since the last sum, so the cost per stored byte stays bounded."""
+        limit = budget.event_bytes if table == "events" else budget.text_bytes
+        if self.added_bytes[table] <= limit // 8:
+            return 0
+        size = _ROW_BYTES[table]
+        (total,) = self.conn.execute(f"SELECT ifnull(sum({size}), 0) FROM {table}").fetchone()  # noqa: S608
+        self.added_bytes[table] = 0
+        excess = total - limit
+        if excess <= 0:
+            return 0
+        cut = None
+        for row_id, row_bytes in self.conn.execute(f"SELECT id, {size} FROM {table} ORDER BY id"):  # noqa: S608
+            excess -= row_bytes
+            if excess <= 0:
+                cut = row_id
+                break
+        if cut is None:
+            return 0
+        return self.conn.execute(f"DELETE FROM {table} WHERE id <= ?", (cut,)).rowcount  # noqa: S608
+
     def export(self) -> Iterator[dict[str, Any]]:
         """Every stored event, oldest first, as its ``--json`` record. A read."""
         rows = self.conn.execute(
@@ -1435,6 +1473,22 @@ class Record:
         for name, client_id, seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64 in rows:
             ev = Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64)
             yield event_record(name, client_id, ev)
+
+
+_ROW_BYTES = {  # what a row of each table costs, in bytes (as Record.added_bytes counts it)
+    "events": "length(CAST(path AS BLOB)) + ifnull(length(CAST(dest_path AS BLOB)), 0)"
+    " + ifnull(length(path_b64), 0) + ifnull(length(dest_path_b64), 0)",
+    "messages": "ifnull(length(CAST(text AS BLOB)), 0) + ifnull(length(data), 0)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryBudget:
+    """What the in-memory record keeps at most besides its rows of events (README, "O registro")."""
+
+    event_bytes: int = MEMORY_MAX_BYTES
+    texts: int = MEMORY_MAX_TEXTS
+    text_bytes: int = MEMORY_MAX_TEXT_BYTES
 
 
 def _resync_event(kind: EventKind, path: bytes, is_dir: bool, now: datetime.datetime) -> Event:
@@ -1642,23 +1696,26 @@ class FailureReport:
 class Retention:
     """What the writer deletes, and when: the events past ``max_events`` and those older than ``days``."""
 
-    def __init__(self, max_events: int = MAX_EVENTS, days: float = RETENTION_DAYS) -> None:
+    def __init__(
+        self, max_events: int = MAX_EVENTS, days: float = RETENTION_DAYS, budget: MemoryBudget | None = None
+    ) -> None:
         self.max_events = max_events
         self.days = days
+        self.budget = budget
         self._next_age_check = 0.0  # time.monotonic()
 
     def idle_timeout(self) -> float | None:
         """How long the writer may sleep with nothing to do (None: until a job comes)."""
         return RETENTION_INTERVAL if self.days else None
 
-    def due(self) -> tuple[int, int | None] | None:
+    def due(self) -> tuple[int, int | None, MemoryBudget | None] | None:
         """Arguments for Record.trim, or None when nothing needs checking now."""
         stored_before = None
         if self.days and time.monotonic() >= self._next_age_check:
             stored_before = int(time.time() - self.days * 86_400)
-        if not self.max_events and stored_before is None:
+        if not self.max_events and stored_before is None and self.budget is None:
             return None
-        return self.max_events, stored_before
+        return self.max_events, stored_before, self.budget
 
     def caught_up(self) -> None:
         if self.days:
@@ -2436,7 +2493,8 @@ async def run_server(settings: Settings) -> None:
         if monitor is not None:
             monitor.fail(reason)
 
-    writer = Writer(conn, Retention(settings.max_events, settings.retention_days), settings.database, lost)
+    budget = None if settings.database else MemoryBudget()
+    writer = Writer(conn, Retention(settings.max_events, settings.retention_days, budget), settings.database, lost)
     # --json is UTF-8 whatever the locale; readable lines use the console's encoding, escaping what it lacks.
     encoding = "utf-8" if settings.as_json else (getattr(sys.stdout, "encoding", None) or "utf-8")
 
