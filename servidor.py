@@ -124,6 +124,7 @@ MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 10
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
 DIGEST_MIN_INTERVAL = 2.0  # seconds between two digests computed for one connection; an earlier one waits
 CLAIM_TIMEOUT = 10.0  # seconds a hello waits for its credential's commit before 1013 "tente mais tarde"
+MAX_PENDING_BYTES = 64 * 1024 * 1024  # bytes of messages awaiting their commit, all connections: past it none is read
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
@@ -2074,9 +2075,10 @@ class Session:
             await self.ws.send(encode_welcome(self.state.stored_seq, self.hello.version))
             async for text in self.ws:
                 await self.acks.room()
+                await self.server.budget_room()
                 message = parse_message(text, self.hello.version)
                 if isinstance(message, list):
-                    self.events(message)
+                    self.events(message, len(text))
                 elif isinstance(message, DigestReport):
                     await self.check(message)
                 elif isinstance(message, ManifestBegin):
@@ -2093,7 +2095,7 @@ class Session:
                 client_id = self.hello.client_id
                 self.server.writer.write_later(lambda record: record.unstage(client_id))
 
-    def events(self, events: list[Event]) -> None:
+    def events(self, events: list[Event], size: int = 0) -> None:
         if self._manifest_seq is not None:
             raise ProtocolError("eventos no meio de um manifesto")
         check_paths(self.hello, event_paths(events))
@@ -2102,6 +2104,7 @@ class Session:
         if fresh:
             state.accepted_seq = fresh[-1].seq
             state.last_write = self.server.store(self.hello, state, fresh)
+            self.server.hold(size, state.last_write)
         self.acks.add(state.last_write, state.accepted_seq)
 
     async def check(self, report: DigestReport) -> None:
@@ -2233,6 +2236,27 @@ class MonitorServer:
         self._no_room = RateLimitedWarning(
             "%d clientes novos recusados: o registro em memória guarda no máximo %d clientes (use --banco)"
         )
+        self.pending_bytes = 0  # bytes of the messages whose writes have not completed (every connection)
+        self._released = asyncio.Event()  # set whenever pending_bytes went down
+
+    def hold(self, size: int, write: asyncio.Future[Any]) -> None:
+        """Count ``size`` bytes against MAX_PENDING_BYTES until ``write`` completes."""
+        self.pending_bytes += size
+        write.add_done_callback(functools.partial(self._release, size))
+
+    def _release(self, size: int, _write: asyncio.Future[Any]) -> None:
+        self.pending_bytes -= size
+        self._released.set()
+
+    async def budget_room(self) -> None:
+        """Wait while the messages awaiting their commit, over all connections, exceed MAX_PENDING_BYTES (a
+        failing disk then stops every reader: TCP pushes back on the clients instead of memory growing)."""
+        if self.pending_bytes <= MAX_PENDING_BYTES:
+            return
+        log.debug("leitura pausada: %d bytes esperam o commit (limite de %d)", self.pending_bytes, MAX_PENDING_BYTES)
+        while self.pending_bytes > MAX_PENDING_BYTES:
+            self._released.clear()
+            await self._released.wait()
 
     def console_closed(self, exc: OSError) -> None:
         """stdout is gone: without --banco it was the record, so stop (exit 1); with it, keep serving."""
@@ -2314,8 +2338,10 @@ class MonitorServer:
     def _text(self, peer: str, message: str | bytes) -> None:
         # Shown at once and stored without waiting: nothing is acknowledged, and a flood must not stall the loop.
         now = utc_now()
-        if self.writer.backlog < MAX_PENDING_TEXTS:
-            self.writer.write_later(lambda record: record.store_text(peer, message, now))
+        if self.writer.backlog < MAX_PENDING_TEXTS and self.pending_bytes <= MAX_PENDING_BYTES:
+            write = self.writer.write(lambda record: record.store_text(peer, message, now))
+            write.add_done_callback(_log_failure)
+            self.hold(len(message), write)
         self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:

@@ -10,13 +10,14 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from support import TIMEOUT
-from test_trust import Client, RawServer, event, raw_servers, refused, start
+from support import TIMEOUT, wait_until
+from test_trust import ROOT, Client, RawServer, batch, event, raw_servers, refused, start
 from test_trust import hello as hello_message
 
 FAIL_COMMIT_ENV = (
@@ -111,3 +112,36 @@ def test_welcome_waits_for_the_claim_commit(raw_servers: list[RawServer], tmp_pa
         (stored,) = conn.execute("SELECT secret_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
     assert stored == hashlib.sha256(secret.encode("ascii")).digest()
     client.send(event(1))
+
+
+# ---------------------------------------------------------------------------
+# A global budget of bytes awaiting their commit.
+# ---------------------------------------------------------------------------
+
+
+def test_bytes_awaiting_commit_have_a_global_budget(raw_servers: list[RawServer], tmp_path: Path) -> None:
+    """While commits fail, each connection may have MAX_PENDING_BATCHES batches in memory; over all connections
+    the bytes awaiting their commit stay under MAX_PENDING_BYTES (64 MiB): past it the server stops reading
+    every connection, and once commits work again everything is acknowledged."""
+    flag = tmp_path / "falhar-commit"
+    database = tmp_path / "r.db"
+    server = start(raw_servers, tmp_path, ["-v", "--banco", str(database)], env={FAIL_COMMIT_ENV: str(flag)})
+    server.read_stdout()
+    clients = [Client(server.uri) for _ in range(6)]  # their credentials committed
+    flag.touch()
+    long = "p" * 900
+
+    def flood(client: Client) -> None:
+        for b in range(16):
+            client.ws.send(batch(*[event(b * 1000 + n + 1, f"{ROOT}/{long}{n}") for n in range(1000)]))
+
+    threads = [threading.Thread(target=flood, args=(client,), daemon=True) for client in clients]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: bool(server.stderr_with("leitura pausada")), describe=server.describe)
+    flag.unlink()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    for client in clients:
+        while (answer := json.loads(client.ws.recv(TIMEOUT * 3)))["seq"] != 16_000:
+            assert answer["type"] == "ack", answer
