@@ -2066,6 +2066,8 @@ class Session:
     async def run(self) -> None:
         acker = asyncio.create_task(self.acks.run())
         acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
+        watcher = asyncio.create_task(self._watch_incomplete())
+        watcher.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             pending = self.state.last_write
             if pending is not None and not pending.done():
@@ -2089,11 +2091,35 @@ class Session:
                     await self.end(message)
         finally:
             acker.cancel()
+            watcher.cancel()
             if self._manifest_seq is not None and self.state.connection in (None, self.ws):
                 # An unfinished manifest: its staged rows would stay in SQLite's temp storage for ever.
                 # (A newer connection of the client drops them itself when its manifest begins.)
                 client_id = self.hello.client_id
                 self.server.writer.write_later(lambda record: record.unstage(client_id))
+
+    async def _watch_incomplete(self) -> None:
+        """Close the connection when a message stays incomplete (a frame, or a fragmented message, begun and
+        not finished) for --open-timeout seconds while the server is reading it: a held half-frame costs memory.
+        Time the server itself stops reading (back-pressure) does not count."""
+        protocol = self.ws.protocol
+        timeout = self.server.hello_timeout
+        loop = asyncio.get_running_loop()
+        since: float | None = None
+        while True:
+            await asyncio.sleep(timeout / 4)
+            transport = self.ws.transport
+            reading = getattr(transport, "is_reading", lambda: True)()
+            partial = bool(protocol.reader.buffer) or protocol.current_size is not None
+            if not (partial and reading):
+                since = None
+            elif since is None:
+                since = loop.time()
+            elif loop.time() - since >= timeout:
+                reason = f"mensagem incompleta por mais de {timeout:g} s"
+                log.warning("%s violou o protocolo: %s", self.label, reason)
+                await self.ws.close(CLOSE_POLICY, reason)
+                return
 
     def events(self, events: list[Event], size: int = 0) -> None:
         if self._manifest_seq is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support import TIMEOUT, wait_until
-from test_trust import ROOT, Client, RawServer, batch, event, raw_servers, refused, start
+from test_trust import ROOT, Client, RawServer, batch, event, frame_header, raw_servers, refused, start, ws_handshake
 from test_trust import hello as hello_message
 
 FAIL_COMMIT_ENV = (
@@ -145,3 +145,33 @@ def test_bytes_awaiting_commit_have_a_global_budget(raw_servers: list[RawServer]
     for client in clients:
         while (answer := json.loads(client.ws.recv(TIMEOUT * 3)))["seq"] != 16_000:
             assert answer["type"] == "ack", answer
+
+
+# ---------------------------------------------------------------------------
+# An incomplete message after the hello times out too.
+# ---------------------------------------------------------------------------
+
+
+def test_incomplete_message_after_hello_times_out(raw_servers: list[RawServer], tmp_path: Path) -> None:
+    """A frame begun after a valid hello and never finished (memory held for nothing) closes the connection
+    with 1008 after --open-timeout seconds, like a half-sent hello; an idle client is not closed."""
+    server = start(raw_servers, tmp_path, ["--json", "--open-timeout", "1"])
+    server.read_stdout()
+    idle = Client(server.uri)
+    assert server.port is not None
+    sock = ws_handshake(server.port)
+    message = hello_message(uuid.uuid4().hex, secrets.token_hex(16), root=ROOT).encode()
+    sock.sendall(frame_header(len(message)) + message)
+    sock.settimeout(TIMEOUT)
+    received = b""
+    while b"welcome" not in received:
+        received += sock.recv(65536)
+    sock.sendall(frame_header(500_000) + b"a" * 100_000)  # a batch that never ends
+    started = time.monotonic()
+    with contextlib.suppress(OSError):
+        while b"incompleta" not in received and (chunk := sock.recv(65536)):
+            received += chunk
+    sock.close()
+    assert b"welcome" in received and b"\x88" in received and b"\x03\xf0" in received, received[-200:]  # 1008
+    assert b"incompleta" in received and time.monotonic() - started < 10
+    idle.send(event(1))  # an idle connection with nothing half-sent lives on
