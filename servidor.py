@@ -573,11 +573,14 @@ def _root_of(root: str, style: PathStyle) -> tuple[pathlib.PurePath, str]:
 
 
 def inside_root(path: str, root: str, style: PathStyle) -> bool:
-    """Whether ``path`` is ``root`` or below it: absolute, no ``..`` component, judged as ``style`` paths."""
+    """Whether ``path`` is ``root`` or below it: absolute, normalised (no ``.`` or ``..`` component, no empty one,
+    no trailing separator), judged as ``style`` paths."""
     pure_root, prefix = _root_of(root, style)
-    if style == "posix" and path.startswith(prefix) and "/." not in path:
-        return True  # the common case without pathlib: under the root, no "." or ".." component
+    if style == "posix" and path.startswith(prefix) and "/." not in path and "//" not in path:
+        return not path.endswith("/") or path == "/"  # the common case without pathlib
     pure = PATH_STYLES[style](path)
+    if str(pure) != (path if style == "posix" else path.replace("/", "\\")):
+        return False  # "/w/", "/w//x", "/w/./x", "C:\\w\\": not as the client's system writes it
     return pure.is_absolute() and ".." not in pure.parts and (pure == pure_root or pure.is_relative_to(pure_root))
 
 
@@ -587,7 +590,9 @@ def check_paths(hello: Hello, paths: Iterable[tuple[str, str | None]]) -> None:
         # The exact bytes, shown as the client shows bytes that are not UTF-8 (its root is sent that way too).
         exact = text if b64 is None else exact_path(text, b64).decode("utf-8", "backslashreplace")
         if not inside_root(text, hello.root, hello.path_style) or not inside_root(exact, hello.root, hello.path_style):
-            raise ProtocolError(f"caminho fora da raiz do cliente: {text!r}"[:100])
+            raise ProtocolError(f"caminho fora da raiz do cliente ou não normalizado: {text!r}"[:100])
+        if exact != text:
+            raise ProtocolError(f"'path_b64' não confere com o caminho {text!r}"[:100])
 
 
 def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:

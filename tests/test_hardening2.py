@@ -5,6 +5,7 @@ The real servidor.py on 127.0.0.1 (port 0), driven by raw WebSocket clients (hel
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -19,6 +20,7 @@ import pytest
 from support import TIMEOUT, wait_until
 from test_trust import ROOT, Client, RawServer, batch, event, frame_header, raw_servers, refused, start, ws_handshake
 from test_trust import hello as hello_message
+from websockets.exceptions import ConnectionClosed
 
 FAIL_COMMIT_ENV = (
     "SERVIDOR_TESTE_FALHA_COMMIT"  # servidor.FAIL_COMMIT_ENV: while the file it names exists, commits fail
@@ -175,3 +177,47 @@ def test_incomplete_message_after_hello_times_out(raw_servers: list[RawServer], 
     assert b"welcome" in received and b"\x88" in received and b"\x03\xf0" in received, received[-200:]  # 1008
     assert b"incompleta" in received and time.monotonic() - started < 10
     idle.send(event(1))  # an idle connection with nothing half-sent lives on
+
+
+# ---------------------------------------------------------------------------
+# Paths: only normalised ones, and a path_b64 that says what the path shows.
+# ---------------------------------------------------------------------------
+
+
+def closed_with(client: Client, *events: dict[str, object]) -> tuple[int, str]:
+    client.ws.send(batch(*events))
+    try:
+        answer = client.ws.recv(TIMEOUT)
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None
+        return exc.rcvd.code, exc.rcvd.reason
+    raise AssertionError(f"not refused; the server answered {answer!r}")
+
+
+POSIX_UNNORMALISED = [f"{ROOT}/", f"{ROOT}//x", f"{ROOT}/./x", f"{ROOT}/x/", f"{ROOT}/x/.", "//home/x/y"]
+WINDOWS_UNNORMALISED = ["C:\\w\\", "C:\\w\\\\x", "C:\\w\\.\\x", "C:\\w\\x\\", "C:\\w\\x\\."]
+
+
+@pytest.mark.parametrize("database", [False, True], ids=["memory", "database"])
+def test_unnormalised_and_mismatched_paths_are_refused(
+    raw_servers: list[RawServer], tmp_path: Path, database: bool
+) -> None:
+    """One file, one name in the tree: "/w/x/" or "/w//x" would be a second entry for "/w/x" (never deleted
+    with it). A path_b64 whose bytes, shown as \\xNN, are not the path would print one name and store another."""
+    args = ["--json", *(["--banco", str(tmp_path / "r.db")] if database else [])]
+    server = start(raw_servers, tmp_path, args)
+    for path in POSIX_UNNORMALISED:
+        code, reason = closed_with(Client(server.uri), event(1, path))
+        assert code == 1008 and "não normalizado" in reason, (path, code, reason)
+    for path in WINDOWS_UNNORMALISED:
+        client = Client(server.uri, root="C:\\w", path_style="windows")
+        code, reason = closed_with(client, event(1, path))
+        assert code == 1008 and "não normalizado" in reason, (path, code, reason)
+    hidden = base64.b64encode(f"{ROOT}/outro_\xff".encode("latin-1")).decode()
+    code, reason = closed_with(Client(server.uri), event(1, f"{ROOT}/b_\\xff", path_b64=hidden))
+    assert code == 1008 and "path_b64" in reason, (code, reason)
+    good = base64.b64encode(f"{ROOT}/b_".encode() + b"\xff").decode()
+    fine = Client(server.uri)
+    fine.send(event(1, f"{ROOT}/b_\\xff", path_b64=good), event(2, f"{ROOT}/.oculto"), event(3, f"{ROOT}/a..b"))
+    windows = Client(server.uri, root="C:\\w", path_style="windows")
+    windows.send(event(1, "C:\\w\\a"), event(2, "C:/w/b"), event(3, "C:\\w"))
