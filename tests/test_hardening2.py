@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from support import TIMEOUT, wait_until
@@ -221,3 +222,21 @@ def test_unnormalised_and_mismatched_paths_are_refused(
     fine.send(event(1, f"{ROOT}/b_\\xff", path_b64=good), event(2, f"{ROOT}/.oculto"), event(3, f"{ROOT}/a..b"))
     windows = Client(server.uri, root="C:\\w", path_style="windows")
     windows.send(event(1, "C:\\w\\a"), event(2, "C:/w/b"), event(3, "C:\\w"))
+
+
+# ---------------------------------------------------------------------------
+# Line and paragraph separators are escaped in the readable output.
+# ---------------------------------------------------------------------------
+
+
+def test_line_separators_are_escaped(raw_servers: list[RawServer], tmp_path: Path, servidor: ModuleType) -> None:
+    """U+2028/U+2029 break the line in many terminals and log viewers: a file name cannot forge a second line.
+    The escape table is shared (monitor_cliente.py has the same one, tests/test_shared.py)."""
+    assert servidor.escape("a\u2028b\u2029c") == "a\\u2028b\\u2029c"
+    server = start(raw_servers, tmp_path, [])
+    client = Client(server.uri)
+    client.send(event(1, f"{ROOT}/a\u2028[12:00:00] falso\u2029b"))
+    server.read_stdout()
+    wait_until(lambda: b"falso" in server.stdout_data, describe=server.describe)
+    text = server.stdout_data.decode()
+    assert "\u2028" not in text and "\u2029" not in text and "a\\u2028[12:00:00] falso\\u2029b" in text, text
