@@ -2267,6 +2267,9 @@ class MonitorServer:
         self._no_room = RateLimitedWarning(
             "%d clientes novos recusados: o registro em memória guarda no máximo %d clientes (use --banco)"
         )
+        self._texts_unstored = RateLimitedWarning(
+            "%d mensagens de texto mostradas sem ser gravadas: a fila de gravação está cheia (%d mensagens ou %d bytes)"
+        )
         self.pending_bytes = 0  # bytes of the messages whose writes have not completed (every connection)
         self._released = asyncio.Event()  # set whenever pending_bytes went down
 
@@ -2373,6 +2376,8 @@ class MonitorServer:
             write = self.writer.write(lambda record: record.store_text(peer, message, now))
             write.add_done_callback(_log_failure)
             self.hold(len(message), write)
+        else:
+            self._texts_unstored.happened(MAX_PENDING_TEXTS, MAX_PENDING_BYTES)
         self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:

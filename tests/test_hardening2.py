@@ -22,6 +22,7 @@ from support import TIMEOUT, wait_until
 from test_trust import ROOT, Client, RawServer, batch, event, frame_header, raw_servers, refused, start, ws_handshake
 from test_trust import hello as hello_message
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 FAIL_COMMIT_ENV = (
     "SERVIDOR_TESTE_FALHA_COMMIT"  # servidor.FAIL_COMMIT_ENV: while the file it names exists, commits fail
@@ -240,3 +241,24 @@ def test_line_separators_are_escaped(raw_servers: list[RawServer], tmp_path: Pat
     wait_until(lambda: b"falso" in server.stdout_data, describe=server.describe)
     text = server.stdout_data.decode()
     assert "\u2028" not in text and "\u2029" not in text and "a\\u2028[12:00:00] falso\\u2029b" in text, text
+
+
+# ---------------------------------------------------------------------------
+# Plain text messages shown but not stored: said once, not silently.
+# ---------------------------------------------------------------------------
+
+
+def test_full_text_backlog_is_said_once(raw_servers: list[RawServer], tmp_path: Path) -> None:
+    """While commits fail, past MAX_PENDING_TEXTS (10,000) waiting texts the rest are shown but not stored:
+    one stderr line says so (rate-limited: not one per message)."""
+    flag = tmp_path / "falhar-commit"
+    flag.touch()
+    server = start(raw_servers, tmp_path, ["--banco", str(tmp_path / "r.db")], env={FAIL_COMMIT_ENV: str(flag)})
+    server.read_stdout()
+    with connect(server.uri, open_timeout=TIMEOUT, close_timeout=2) as ws:
+        for n in range(10_300):
+            ws.send(f"texto {n}")
+        ws.send("último")
+        wait_until(lambda: "último".encode() in server.stdout_data, describe=server.describe)
+    lines = server.stderr_with("sem ser gravadas")
+    assert len(lines) == 1 and "Aviso: " in lines[0], server.describe()
