@@ -183,9 +183,9 @@ class ProtocolError(ValueError):
         self.code = code
 
 
-# Characters that would move the cursor, recolour or reorder the terminal, or hide
-# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
-_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
+# Characters that would move the cursor, recolour or reorder the terminal, break the line or hide
+# text: C0/C1 controls, DEL, line/paragraph separators, bidi embeddings/overrides/isolates, lone surrogates.
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029]
 _UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
 _ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
 _ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}

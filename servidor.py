@@ -101,6 +101,11 @@ DATABASE = ""  # SQLite file of the durable record (events, clients, trees); "":
 RETENTION_DAYS = 0.0  # events stored more than this many days ago are deleted; 0: kept forever
 MAX_EVENTS = 0  # events kept at most in DATABASE, the oldest deleted first; 0: no limit
 MEMORY_MAX_EVENTS = 100_000  # the same limit without DATABASE (the in-memory record stays bounded)
+MEMORY_MAX_BYTES = (
+    64 * 1024 * 1024
+)  # bytes of paths the in-memory record keeps at most, the oldest events deleted first
+MEMORY_MAX_TEXTS = 10_000  # plain text messages the in-memory record keeps at most, the oldest deleted first
+MEMORY_MAX_TEXT_BYTES = 8 * 1024 * 1024  # bytes of plain text messages the in-memory record keeps at most
 MAX_REMEMBERED_CLIENTS = 10_000  # idle clients whose sequence numbers stay in memory (the database keeps all)
 MEMORY_MAX_CLIENTS = 10_000  # client ids the in-memory record keeps; past it NEW ids are refused (never evicted)
 MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (also kept below RLIMIT_NOFILE)
@@ -126,6 +131,9 @@ RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
 MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
 MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
+DIGEST_MIN_INTERVAL = 2.0  # seconds between two digests computed for one connection; an earlier one waits
+CLAIM_TIMEOUT = 10.0  # seconds a hello waits for its credential's commit before 1013 "tente mais tarde"
+MAX_PENDING_BYTES = 64 * 1024 * 1024  # bytes of messages awaiting their commit, all connections: past it none is read
 MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it they are shown but not stored
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
@@ -168,9 +176,9 @@ class ProtocolError(ValueError):
         self.code = code
 
 
-# Characters that would move the cursor, recolour or reorder the terminal, or hide
-# text: C0/C1 controls, DEL, bidi embeddings/overrides/isolates, lone surrogates.
-_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
+# Characters that would move the cursor, recolour or reorder the terminal, break the line or hide
+# text: C0/C1 controls, DEL, line/paragraph separators, bidi embeddings/overrides/isolates, lone surrogates.
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029]
 _UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
 _ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
 _ESCAPES |= {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
@@ -574,11 +582,14 @@ def _root_of(root: str, style: PathStyle) -> tuple[pathlib.PurePath, str]:
 
 
 def inside_root(path: str, root: str, style: PathStyle) -> bool:
-    """Whether ``path`` is ``root`` or below it: absolute, no ``..`` component, judged as ``style`` paths."""
+    """Whether ``path`` is ``root`` or below it: absolute, normalised (no ``.`` or ``..`` component, no empty one,
+    no trailing separator), judged as ``style`` paths."""
     pure_root, prefix = _root_of(root, style)
-    if style == "posix" and path.startswith(prefix) and "/." not in path:
-        return True  # the common case without pathlib: under the root, no "." or ".." component
+    if style == "posix" and path.startswith(prefix) and "/." not in path and "//" not in path:
+        return not path.endswith("/") or path == "/"  # the common case without pathlib
     pure = PATH_STYLES[style](path)
+    if str(pure) != (path if style == "posix" else path.replace("/", "\\")):
+        return False  # "/w/", "/w//x", "/w/./x", "C:\\w\\": not as the client's system writes it
     return pure.is_absolute() and ".." not in pure.parts and (pure == pure_root or pure.is_relative_to(pure_root))
 
 
@@ -588,7 +599,9 @@ def check_paths(hello: Hello, paths: Iterable[tuple[str, str | None]]) -> None:
         # The exact bytes, shown as the client shows bytes that are not UTF-8 (its root is sent that way too).
         exact = text if b64 is None else exact_path(text, b64).decode("utf-8", "backslashreplace")
         if not inside_root(text, hello.root, hello.path_style) or not inside_root(exact, hello.root, hello.path_style):
-            raise ProtocolError(f"caminho fora da raiz do cliente: {text!r}"[:100])
+            raise ProtocolError(f"caminho fora da raiz do cliente ou não normalizado: {text!r}"[:100])
+        if exact != text:
+            raise ProtocolError(f"'path_b64' não confere com o caminho {text!r}"[:100])
 
 
 def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:
@@ -1148,10 +1161,16 @@ def _signed(value: int) -> int:
 _SIGN_BIT = 2**63
 
 
-def _below(path: bytes) -> tuple[bytes, bytes]:
-    """The key range of everything strictly below ``path``: [path/, path0), since "0" follows "/" in bytes."""
-    base = path.rstrip(b"/")
-    return base + b"/", base + b"0"
+def _separator(style: PathStyle) -> bytes:
+    """The byte that separates the components of a client's paths (its declared ``path_style``)."""
+    return b"\\" if style == "windows" else b"/"
+
+
+def _below(path: bytes, sep: bytes = b"/") -> tuple[bytes, bytes]:
+    """The key range of everything strictly below ``path``: [path + sep, path + the byte after sep)
+    ("0" follows "/", "]" follows "\\")."""
+    base = path.rstrip(sep)
+    return base + sep, base + bytes([sep[0] + 1])
 
 
 class Tree:
@@ -1166,7 +1185,7 @@ class Tree:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def apply(self, client: int, root: bytes, events: list[Event]) -> None:
+    def apply(self, client: int, root: bytes, events: list[Event], sep: bytes = b"/") -> None:
         if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
             paths = [(exact_path(ev.path, ev.path_b64), ev.is_dir) for ev in events]
             self.conn.executemany(
@@ -1183,25 +1202,25 @@ class Tree:
             self.conn.executemany(_UPSERT_ENTRY, upserts)  # in order: a later deletion may undo them
             upserts = []
             if ev.event == "deleted":
-                self.remove(client, path)
+                self.remove(client, path, sep)
             else:
                 assert ev.dest_path is not None
-                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root)
+                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root, sep)
         self.conn.executemany(_UPSERT_ENTRY, upserts)
 
-    def remove(self, client: int, path: bytes) -> None:
-        low, high = _below(path)
+    def remove(self, client: int, path: bytes, sep: bytes = b"/") -> None:
+        low, high = _below(path, sep)
         self.conn.execute("DELETE FROM tree WHERE client = ? AND path = ?", (client, path))
         self.conn.execute("DELETE FROM tree WHERE client = ? AND path >= ? AND path < ?", (client, low, high))
 
-    def move(self, client: int, source: bytes, dest: bytes, root: bytes) -> None:
-        low, high = _below(source)
+    def move(self, client: int, source: bytes, dest: bytes, root: bytes, sep: bytes = b"/") -> None:
+        low, high = _below(source, sep)
         rows = self.conn.execute(
             "SELECT path, is_dir, size, mtime FROM tree WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
             (client, source, low, high),
         ).fetchall()
-        self.remove(client, source)
-        self.remove(client, dest)
+        self.remove(client, source, sep)
+        self.remove(client, dest, sep)
         if dest != root:
             moved = [(dest + path[len(source) :], is_dir, size, mtime) for path, is_dir, size, mtime in rows]
             self.conn.executemany(
@@ -1234,7 +1253,7 @@ class Tree:
     def unstage(self, client: int) -> None:
         self.conn.execute("DELETE FROM temp.manifest WHERE client = ?", (client,))
 
-    def replace(self, client: int) -> tuple[list[tuple[bytes, bool]], list[tuple[bytes, bool]]]:
+    def replace(self, client: int, sep: bytes = b"/") -> tuple[list[tuple[bytes, bool]], list[tuple[bytes, bool]]]:
         """Make the tree equal the staged manifest; (deleted, created) entries, each list sorted by path.
 
         Only the topmost of the deleted entries is listed (deleting it removes what is below), and an
@@ -1250,11 +1269,11 @@ class Tree:
         deleted: list[tuple[bytes, bool]] = []
         removed: set[bytes] = set()
         for path, is_dir in gone:
-            parts = path.split(b"/")
-            if not any(b"/".join(parts[:depth]) in removed for depth in range(1, len(parts))):
+            parts = path.split(sep)
+            if not any(sep.join(parts[:depth]) in removed for depth in range(1, len(parts))):
                 deleted.append((path, bool(is_dir)))
                 removed.add(path)
-                self.remove(client, path)
+                self.remove(client, path, sep)
         new = self.conn.execute(
             "SELECT path, is_dir, hash FROM temp.manifest AS m WHERE client = ?1 AND NOT EXISTS (SELECT 1 FROM tree"
             " AS t WHERE t.client = ?1 AND t.path = m.path AND t.is_dir = m.is_dir) ORDER BY path",
@@ -1275,6 +1294,7 @@ class Record:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.tree = Tree(conn)
+        self.added_bytes = {"events": 0, "messages": 0}  # bytes inserted since trim last counted the table
 
     def last_seq(self, client_id: str) -> int:
         """The last stored seq of a client (0 for a stranger). A read."""
@@ -1311,7 +1331,7 @@ class Record:
         fresh = [ev for ev in events if ev.seq > last_seq]  # never twice, whatever the caller resends
         if fresh:
             self._insert(key, fresh, int(now.timestamp()))
-            self.tree.apply(key, hello.root.encode("utf-8"), fresh)
+            self.tree.apply(key, hello.root.encode("utf-8"), fresh, _separator(hello.path_style))
             self.conn.execute(
                 "UPDATE clients SET last_seq = ?, last_seen = ? WHERE id = ?",
                 (fresh[-1].seq, now.isoformat(timespec="milliseconds"), key),
@@ -1319,6 +1339,10 @@ class Record:
         return fresh
 
     def _insert(self, key: int, events: list[Event], stored_at: int) -> None:
+        self.added_bytes["events"] += sum(
+            len(ev.path) + len(ev.dest_path or "") + len(ev.path_b64 or "") + len(ev.dest_path_b64 or "")
+            for ev in events
+        )
         self.conn.executemany(
             _INSERT_EVENT,
             [
@@ -1379,7 +1403,7 @@ class Record:
             raise ProtocolError(
                 f"o manifesto recebido ({staged.count} entradas) não confere com o resumo ({expected.count} entradas)"
             )
-        deleted, created = self.tree.replace(key)
+        deleted, created = self.tree.replace(key, _separator(hello.path_style))
         differences = [_resync_event("deleted", path, is_dir, now) for path, is_dir in deleted]
         differences += [_resync_event("created", path, is_dir, now) for path, is_dir in created]
         self._insert(key, differences, int(now.timestamp()))
@@ -1391,6 +1415,7 @@ class Record:
 
     def store_text(self, peer: str, text: str | bytes, now: datetime.datetime) -> None:
         """Store a plain text message (or a binary one's bytes)."""
+        self.added_bytes["messages"] += len(text)
         self.conn.execute(
             "INSERT INTO messages (peer, text, data, ts, stored_at) VALUES (?, ?, ?, ?, ?)",
             (
@@ -1402,18 +1427,23 @@ class Record:
             ),
         )
 
-    def trim(self, max_events: int, stored_before: int | None) -> int:
+    def trim(self, max_events: int, stored_before: int | None, budget: MemoryBudget | None = None) -> int:
         """Delete up to RETENTION_CHUNK of the oldest events and of the oldest messages past the limits.
 
         ``max_events``: rows kept per table (0: any number); ``stored_before``: Unix time before which
         rows go (None: any age). Rows are removed from the oldest id on, so each statement is a range of
-        the primary key. Returns how many rows went.
+        the primary key. ``budget`` (the in-memory record): bytes per table and rows of messages. Returns how
+        many rows went.
         """
         deleted = 0
         for table in ("events", "messages"):
+            if budget is not None:
+                deleted += self._trim_bytes(table, budget)
             low, high = self.conn.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()  # noqa: S608
             if low is None:
                 continue
+            if budget is not None and table == "messages" and high - low + 1 > budget.texts:
+                deleted += self.conn.execute("DELETE FROM messages WHERE id < ?", (high - budget.texts + 1,)).rowcount
             end = low + RETENTION_CHUNK
             if stored_before is not None:
                 deleted += self.conn.execute(
@@ -1427,6 +1457,28 @@ class Record:
                 ).rowcount
         return deleted
 
+    def _trim_bytes(self, table: str, budget: MemoryBudget) -> int:
+        """Delete the oldest rows of ``table`` while its bytes exceed the budget. The table is summed only once
+        an eighth of the budget was added since the last sum, so the cost per stored byte stays bounded."""
+        limit = budget.event_bytes if table == "events" else budget.text_bytes
+        if self.added_bytes[table] <= limit // 8:
+            return 0
+        size = _ROW_BYTES[table]
+        (total,) = self.conn.execute(f"SELECT ifnull(sum({size}), 0) FROM {table}").fetchone()  # noqa: S608
+        self.added_bytes[table] = 0
+        excess = total - limit
+        if excess <= 0:
+            return 0
+        cut = None
+        for row_id, row_bytes in self.conn.execute(f"SELECT id, {size} FROM {table} ORDER BY id"):  # noqa: S608
+            excess -= row_bytes
+            if excess <= 0:
+                cut = row_id
+                break
+        if cut is None:
+            return 0
+        return self.conn.execute(f"DELETE FROM {table} WHERE id <= ?", (cut,)).rowcount  # noqa: S608
+
     def export(self) -> Iterator[dict[str, Any]]:
         """Every stored event, oldest first, as its ``--json`` record. A read."""
         rows = self.conn.execute(
@@ -1436,6 +1488,22 @@ class Record:
         for name, client_id, seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64 in rows:
             ev = Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64)
             yield event_record(name, client_id, ev)
+
+
+_ROW_BYTES = {  # what a row of each table costs, in bytes (as Record.added_bytes counts it)
+    "events": "length(CAST(path AS BLOB)) + ifnull(length(CAST(dest_path AS BLOB)), 0)"
+    " + ifnull(length(path_b64), 0) + ifnull(length(dest_path_b64), 0)",
+    "messages": "ifnull(length(CAST(text AS BLOB)), 0) + ifnull(length(data), 0)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryBudget:
+    """What the in-memory record keeps at most besides its rows of events (README, "O registro")."""
+
+    event_bytes: int = MEMORY_MAX_BYTES
+    texts: int = MEMORY_MAX_TEXTS
+    text_bytes: int = MEMORY_MAX_TEXT_BYTES
 
 
 def _resync_event(kind: EventKind, path: bytes, is_dir: bool, now: datetime.datetime) -> Event:
@@ -1643,23 +1711,26 @@ class FailureReport:
 class Retention:
     """What the writer deletes, and when: the events past ``max_events`` and those older than ``days``."""
 
-    def __init__(self, max_events: int = MAX_EVENTS, days: float = RETENTION_DAYS) -> None:
+    def __init__(
+        self, max_events: int = MAX_EVENTS, days: float = RETENTION_DAYS, budget: MemoryBudget | None = None
+    ) -> None:
         self.max_events = max_events
         self.days = days
+        self.budget = budget
         self._next_age_check = 0.0  # time.monotonic()
 
     def idle_timeout(self) -> float | None:
         """How long the writer may sleep with nothing to do (None: until a job comes)."""
         return RETENTION_INTERVAL if self.days else None
 
-    def due(self) -> tuple[int, int | None] | None:
+    def due(self) -> tuple[int, int | None, MemoryBudget | None] | None:
         """Arguments for Record.trim, or None when nothing needs checking now."""
         stored_before = None
         if self.days and time.monotonic() >= self._next_age_check:
             stored_before = int(time.time() - self.days * 86_400)
-        if not self.max_events and stored_before is None:
+        if not self.max_events and stored_before is None and self.budget is None:
             return None
-        return self.max_events, stored_before
+        return self.max_events, stored_before, self.budget
 
     def caught_up(self) -> None:
         if self.days:
@@ -1924,6 +1995,7 @@ class ClientState:
     last_write: asyncio.Future[Any] | None = None  # the latest job with this client's events (stored, then printed)
     connection: ServerConnection | None = None
     secret_hash: bytes | None = None  # the client's credential, as stored (None: a client that never sent one)
+    claim: asyncio.Future[Any] | None = None  # the commit of the credential's first contact (no welcome before it)
 
     def idle(self) -> bool:
         return self.connection is None and (self.last_write is None or self.last_write.done())
@@ -2003,10 +2075,13 @@ class Session:
         self._manifest_seq: int | None = None  # a manifest is being received, as of this seq
         self._manifest_entries = 0  # entries and path bytes of the manifest being received (capped)
         self._manifest_bytes = 0
+        self._next_digest = 0.0  # monotonic time before which a digest waits (each one is a full SQL sum)
 
     async def run(self) -> None:
         acker = asyncio.create_task(self.acks.run())
         acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
+        watcher = asyncio.create_task(self._watch_incomplete())
+        watcher.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             pending = self.state.last_write
             if pending is not None and not pending.done():
@@ -2016,9 +2091,10 @@ class Session:
             await self.ws.send(encode_welcome(self.state.stored_seq, self.hello.version))
             async for text in self.ws:
                 await self.acks.room()
+                await self.server.budget_room()
                 message = parse_message(text, self.hello.version)
                 if isinstance(message, list):
-                    self.events(message)
+                    self.events(message, len(text))
                 elif isinstance(message, DigestReport):
                     await self.check(message)
                 elif isinstance(message, ManifestBegin):
@@ -2029,13 +2105,37 @@ class Session:
                     await self.end(message)
         finally:
             acker.cancel()
+            watcher.cancel()
             if self._manifest_seq is not None and self.state.connection in (None, self.ws):
                 # An unfinished manifest: its staged rows would stay in SQLite's temp storage for ever.
                 # (A newer connection of the client drops them itself when its manifest begins.)
                 client_id = self.hello.client_id
                 self.server.writer.write_later(lambda record: record.unstage(client_id))
 
-    def events(self, events: list[Event]) -> None:
+    async def _watch_incomplete(self) -> None:
+        """Close the connection when a message stays incomplete (a frame, or a fragmented message, begun and
+        not finished) for --open-timeout seconds while the server is reading it: a held half-frame costs memory.
+        Time the server itself stops reading (back-pressure) does not count."""
+        protocol = self.ws.protocol
+        timeout = self.server.hello_timeout
+        loop = asyncio.get_running_loop()
+        since: float | None = None
+        while True:
+            await asyncio.sleep(timeout / 4)
+            transport = self.ws.transport
+            reading = getattr(transport, "is_reading", lambda: True)()
+            partial = bool(protocol.reader.buffer) or protocol.current_size is not None
+            if not (partial and reading):
+                since = None
+            elif since is None:
+                since = loop.time()
+            elif loop.time() - since >= timeout:
+                reason = f"mensagem incompleta por mais de {timeout:g} s"
+                log.warning("%s violou o protocolo: %s", self.label, reason)
+                await self.ws.close(CLOSE_POLICY, reason)
+                return
+
+    def events(self, events: list[Event], size: int = 0) -> None:
         if self._manifest_seq is not None:
             raise ProtocolError("eventos no meio de um manifesto")
         check_paths(self.hello, event_paths(events))
@@ -2044,15 +2144,20 @@ class Session:
         if fresh:
             state.accepted_seq = fresh[-1].seq
             state.last_write = self.server.store(self.hello, state, fresh)
+            self.server.hold(size, state.last_write)
         self.acks.add(state.last_write, state.accepted_seq)
 
     async def check(self, report: DigestReport) -> None:
         """Compare the client's digest with the server's tree; answer ``verified`` or ``resync``."""
         if self._manifest_seq is not None:
             raise ProtocolError("'digest' no meio de um manifesto")
+        early = self._next_digest - time.monotonic()
+        if early > 0:  # a digest spammer waits: it never makes the single writer thread sum its tree again and again
+            await asyncio.sleep(early)
         await self.acks.drained()
         client_id = self.hello.client_id
         seq, digest = await self.server.writer.read(lambda record: record.digest(client_id))
+        self._next_digest = time.monotonic() + DIGEST_MIN_INTERVAL
         matched = seq == report.seq and digest == report.digest
         now = utc_now()
         self.server.writer.write_later(lambda record: record.note_digest(client_id, matched, now))
@@ -2171,6 +2276,30 @@ class MonitorServer:
         self._no_room = RateLimitedWarning(
             "%d clientes novos recusados: o registro em memória guarda no máximo %d clientes (use --banco)"
         )
+        self._texts_unstored = RateLimitedWarning(
+            "%d mensagens de texto mostradas sem ser gravadas: a fila de gravação está cheia (%d mensagens ou %d bytes)"
+        )
+        self.pending_bytes = 0  # bytes of the messages whose writes have not completed (every connection)
+        self._released = asyncio.Event()  # set whenever pending_bytes went down
+
+    def hold(self, size: int, write: asyncio.Future[Any]) -> None:
+        """Count ``size`` bytes against MAX_PENDING_BYTES until ``write`` completes."""
+        self.pending_bytes += size
+        write.add_done_callback(functools.partial(self._release, size))
+
+    def _release(self, size: int, _write: asyncio.Future[Any]) -> None:
+        self.pending_bytes -= size
+        self._released.set()
+
+    async def budget_room(self) -> None:
+        """Wait while the messages awaiting their commit, over all connections, exceed MAX_PENDING_BYTES (a
+        failing disk then stops every reader: TCP pushes back on the clients instead of memory growing)."""
+        if self.pending_bytes <= MAX_PENDING_BYTES:
+            return
+        log.debug("leitura pausada: %d bytes esperam o commit (limite de %d)", self.pending_bytes, MAX_PENDING_BYTES)
+        while self.pending_bytes > MAX_PENDING_BYTES:
+            self._released.clear()
+            await self._released.wait()
 
     def console_closed(self, exc: OSError) -> None:
         """stdout is gone: without --banco it was the record, so stop (exit 1); with it, keep serving."""
@@ -2252,8 +2381,12 @@ class MonitorServer:
     def _text(self, peer: str, message: str | bytes) -> None:
         # Shown at once and stored without waiting: nothing is acknowledged, and a flood must not stall the loop.
         now = utc_now()
-        if self.writer.backlog < MAX_PENDING_TEXTS:
-            self.writer.write_later(lambda record: record.store_text(peer, message, now))
+        if self.writer.backlog < MAX_PENDING_TEXTS and self.pending_bytes <= MAX_PENDING_BYTES:
+            write = self.writer.write(lambda record: record.store_text(peer, message, now))
+            write.add_done_callback(_log_failure)
+            self.hold(len(message), write)
+        else:
+            self._texts_unstored.happened(MAX_PENDING_TEXTS, MAX_PENDING_BYTES)
         self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
@@ -2261,13 +2394,32 @@ class MonitorServer:
         # Proven: the client may now send messages of the full size (from its next frame on: see README).
         ws.protocol.max_message_size = self.max_message
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
-        log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
         try:
+            await self._claimed(state)
+            log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
             await Session(self, ws, hello, state).run()
         finally:
             if state.connection is ws:
                 state.connection = None
             log.info("cliente desconectado: %s", label)
+
+    @staticmethod
+    async def _claimed(state: ClientState) -> None:
+        """Wait (at most CLAIM_TIMEOUT) until the client's credential is committed; 1013 if it is not."""
+        claim = state.claim
+        if claim is None:
+            return
+        try:
+            async with asyncio.timeout(CLAIM_TIMEOUT):
+                await asyncio.shield(claim)
+        except TimeoutError:
+            raise ProtocolError(
+                f"a credencial não pôde ser gravada em {CLAIM_TIMEOUT:g} s; tente mais tarde", CLOSE_TRY_AGAIN
+            ) from None
+        except Exception:
+            raise ProtocolError("a credencial não pôde ser gravada; tente mais tarde", CLOSE_TRY_AGAIN) from None
+        if state.claim is claim:
+            state.claim = None
 
     def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
         """Hand events to the writer; they are printed once committed, and only those it had not stored.
@@ -2331,12 +2483,14 @@ class MonitorServer:
                 self.clients[client_id] = state
         # From here to the end no await: two hellos racing for one id are checked one after the other.
         self._check_credential(state, hello)
-        if state.secret_hash is None:
-            # First contact of a credential (trust on first use). Its register job reaches the database
-            # before any of the client's events, so it is committed before anything is acknowledged.
-            state.secret_hash = hello.secret_hash
         now = utc_now()
-        self.writer.write_later(lambda record: record.register(hello, now))
+        registered = self.writer.write(lambda record: record.register(hello, now))
+        registered.add_done_callback(_log_failure)
+        if state.secret_hash is None and hello.secret_hash is not None:
+            # First contact of a credential (trust on first use): the welcome waits for its commit
+            # (README, "Segurança"), and so does a second connection that proves the same secret meanwhile.
+            state.secret_hash = hello.secret_hash
+            state.claim = registered
         self.clients.move_to_end(client_id)  # most recent last, for eviction
         old, state.connection, state.name = state.connection, ws, hello.name
         self._forget_idle_clients()
@@ -2410,7 +2564,8 @@ async def run_server(settings: Settings) -> None:
         if monitor is not None:
             monitor.fail(reason)
 
-    writer = Writer(conn, Retention(settings.max_events, settings.retention_days), settings.database, lost)
+    budget = None if settings.database else MemoryBudget()
+    writer = Writer(conn, Retention(settings.max_events, settings.retention_days, budget), settings.database, lost)
     # --json is UTF-8 whatever the locale; readable lines use the console's encoding, escaping what it lacks.
     encoding = "utf-8" if settings.as_json else (getattr(sys.stdout, "encoding", None) or "utf-8")
 

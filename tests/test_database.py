@@ -420,9 +420,29 @@ def test_trim_by_age(servidor: ModuleType, record: Any) -> None:
 
 def test_retention_says_when(servidor: ModuleType) -> None:
     assert servidor.Retention(0, 0).due() is None
-    assert servidor.Retention(5, 0).due() == (5, None)
+    assert servidor.Retention(5, 0).due() == (5, None, None)
     retention = servidor.Retention(0, 1.5)
     limits = retention.due()
     assert limits is not None and limits[0] == 0 and limits[1] is not None
     retention.caught_up()
     assert retention.due() is None  # the age is checked again RETENTION_INTERVAL later
+
+
+def test_memory_budget_caps_bytes_and_texts(servidor: ModuleType, record: Any) -> None:
+    """The in-memory record is bounded in bytes too (long paths, long texts), and in plain text messages:
+    the oldest rows go first, the newest stay."""
+    budget = servidor.MemoryBudget(event_bytes=80_000, texts=5, text_bytes=30_000)
+    long = "x" * 9_000
+    for n in range(20):
+        record.store_events(
+            hello(servidor), make_events(servidor, [("created", f"/w/{long}{n}", False, None)], n + 1), NOW
+        )
+        record.store_text("127.0.0.1:5", f"{n:02d}" + "t" * 9_000, NOW)
+        record.trim(0, None, budget)
+    (event_bytes,) = record.conn.execute("SELECT sum(length(CAST(path AS BLOB))) FROM events").fetchone()
+    assert event_bytes <= 80_000 * 9 // 8 + 10_000
+    seqs = [row[0] for row in record.conn.execute("SELECT seq FROM events ORDER BY id")]
+    assert seqs and seqs[-1] == 20 and seqs == list(range(seqs[0], 21))
+    texts = [row[0][:2] for row in record.conn.execute("SELECT text FROM messages ORDER BY id")]
+    assert 1 <= len(texts) <= 5 and texts[-1] == "19"
+    assert sum(len(text) for (text,) in record.conn.execute("SELECT text FROM messages")) <= 30_000 * 9 // 8 + 10_000

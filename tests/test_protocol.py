@@ -633,6 +633,7 @@ ESCAPES = [
     ("\u202a\u202b\u202c\u202d", "\\u202a\\u202b\\u202c\\u202d"),
     ("\u2066x\u2067y\u2068z\u2069", "\\u2066x\\u2067y\\u2068z\\u2069"),
     ("\u061c\u200e\u200f", "\\u061c\\u200e\\u200f"),
+    ("/w/\u2028x\u2029", "/w/\\u2028x\\u2029"),  # line and paragraph separators break the line
     ("bad_\udcff", "bad_\\xff"),
     ("\udc80\udce9", "\\x80\\xe9"),
     ("\ud800", "\\ud800"),
@@ -648,7 +649,6 @@ UNCHANGED = [
     '"><img src=x onerror=alert(1)>.txt',
     "C:\\dir\\x1b",
     "\xa0nbsp \u00ad soft hyphen \u200b zwsp",
-    "/w/\u2028",
 ]
 
 

@@ -355,8 +355,9 @@ def test_failed_commits_ack_nothing_and_recover(
     ), line
     assert server.lines() == [], "an event was printed before it was committed"
     assert stored_seqs(database, client.client_id) == []
-    # The rest of the server lives: a handshake and another client's hello are answered.
-    other = ProtocolClient(servidor, server.uri, name="outro")
+    # The rest of the server lives: a handshake and another client's hello are answered (a version 1 one: a
+    # new credential waits for its commit, test_hardening2.py::test_welcome_waits_for_the_claim_commit).
+    other = ProtocolClient(servidor, server.uri, name="outro", version=1)
     assert other.welcome["ack"] == 0
 
     failing_commits.unlink()
