@@ -2062,6 +2062,14 @@ class Acknowledger:
             raise
 
 
+def partial_message_visible(protocol: Any) -> bool:
+    """Whether websockets' Protocol still shows a message begun and not finished the way 17.x does
+    (``reader.buffer``, ``current_size``: not public API; tests/test_hardening2.py fails loudly if they go)."""
+    return isinstance(getattr(getattr(protocol, "reader", None), "buffer", None), (bytes, bytearray)) and hasattr(
+        protocol, "current_size"
+    )
+
+
 class Session:
     """One protocol client's connection: its events to the writer, acks back, and the digest check (v2)."""
 
@@ -2117,6 +2125,9 @@ class Session:
         not finished) for --open-timeout seconds while the server is reading it: a held half-frame costs memory.
         Time the server itself stops reading (back-pressure) does not count."""
         protocol = self.ws.protocol
+        if not partial_message_visible(protocol):
+            log.debug("websockets mudou: sem o limite de tempo para mensagens incompletas")
+            return
         timeout = self.server.hello_timeout
         loop = asyncio.get_running_loop()
         since: float | None = None

@@ -262,3 +262,11 @@ def test_full_text_backlog_is_said_once(raw_servers: list[RawServer], tmp_path: 
         wait_until(lambda: "último".encode() in server.stdout_data, describe=server.describe)
     lines = server.stderr_with("sem ser gravadas")
     assert len(lines) == 1 and "Aviso: " in lines[0], server.describe()
+
+
+def test_websockets_still_shows_a_partial_message(servidor: ModuleType) -> None:
+    """The incomplete-message timeout reads two non-public attributes of websockets' Protocol: if a release
+    changes them the server only loses that timeout (said at -v); this test says so loudly."""
+    from websockets.server import ServerProtocol
+
+    assert servidor.partial_message_visible(ServerProtocol())
