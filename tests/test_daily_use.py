@@ -365,6 +365,19 @@ def test_stop_during_the_initial_scan_does_not_wait_for_it(
 
 
 @contextlib.contextmanager
+def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
+    """Run ``server`` in a thread of this test; its port while it runs."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+@contextlib.contextmanager
 def http_server(directory: Path, protocol: str) -> Iterator[int]:
     """python -m http.server, on 127.0.0.1 (a free port), in a thread of this test."""
 
@@ -374,15 +387,10 @@ def http_server(directory: Path, protocol: str) -> Iterator[int]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), functools.partial(Handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(TIMEOUT)
+    with serving(
+        http.server.ThreadingHTTPServer((LOOPBACK, 0), functools.partial(Handler, directory=str(directory)))
+    ) as port:
+        yield port
 
 
 @pytest.mark.parametrize(
@@ -427,14 +435,8 @@ def redirecting_server(status: int, location: str) -> Iterator[int]:
 
     server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
     where.append(location.format(port=server.server_address[1]))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(TIMEOUT)
+    with serving(server) as port:
+        yield port
 
 
 @pytest.mark.parametrize(
