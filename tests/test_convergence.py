@@ -115,6 +115,9 @@ def test_disk_tree_lists_everything_below_the_root(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
+OMITTED = re.compile(r"Aviso: (\d+) linhas omitidas no console")
+
+
 @pytest.mark.timeout(150)
 def test_server_killed_mid_burst_and_restarted_with_same_database(
     procs: Processes, watched: Path, tmp_path: Path, request: pytest.FixtureRequest
@@ -158,13 +161,24 @@ def test_server_killed_mid_burst_and_restarted_with_same_database(
     not_printed = list(range(highest_printed_by_first + 1, last_logged_by_first + 1))
     assert len(not_printed) <= 1_000, f"more than one batch stored but not printed: {len(not_printed)}"
     expected_second = [key for key in logged_keys if key[1] > last_logged_by_first]
+
+    def printed_or_said_omitted() -> bool:
+        # With --banco the console is a mirror: when the reader of stdout falls behind, lines are dropped and
+        # their number said on stderr (README, "Segurança"). What is printed is in order, never twice.
+        printed = [event_key(r) for r in StdoutEvents(second)() if is_protocol_event(r)]
+        omitted = sum(int(m.group(1)) for line in second.lines("stderr") if (m := OMITTED.search(line)))
+        assert len(set(printed)) == len(printed) and set(printed) <= set(expected_second), second.describe()
+        assert printed == sorted(printed, key=lambda key: key[1]), second.describe()
+        return len(printed) + omitted == len(expected_second)
+
     wait_until(
-        lambda: [event_key(r) for r in StdoutEvents(second)() if is_protocol_event(r)] == expected_second,
-        describe=lambda: f"the second server did not print exactly the events it stored\n{procs.describe()}",
+        printed_or_said_omitted,
+        describe=lambda: f"the second server neither printed nor said it omitted its events\n{procs.describe()}",
     )
     both = StdoutEvents(first, second)
     stdout_figures = assert_no_event_twice(both(), "events on the two servers' stdout")
-    if not not_printed:
+    said_omitted = any(OMITTED.search(line) for script in (first, second) for line in script.lines("stderr"))
+    if not not_printed and not said_omitted:  # the screens are complete only when nothing was left off them
         wait_converged(both, watched, timeout=30.0, context=procs.describe)
     report(
         request,
