@@ -17,6 +17,7 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -286,10 +287,13 @@ class StdoutEvents:
         out: list[EventRecord] = []
         for script, records in zip(self.scripts, self._records, strict=True):
             lines = script.lines("stdout")
-            for line in lines[len(records) :]:
+            for index in range(len(records), len(lines)):
+                line = lines[index]
                 try:
                     record = json.loads(line)
                 except ValueError:
+                    if index == len(lines) - 1 and script.proc.poll() == -signal.SIGKILL:
+                        continue  # the last line, torn by kill -9 while the console was writing it
                     raise AssertionError(f"stdout line is not JSON: {line!r}\n{script.describe()}") from None
                 assert isinstance(record, dict), f"stdout line is not a JSON object: {line!r}"
                 records.append(record)
