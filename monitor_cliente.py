@@ -165,6 +165,9 @@ EventKind = Literal["created", "modified", "deleted", "moved"]
 Origin = Literal["live", "rescan", "startup", "resync"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 ORIGINS: tuple[Origin, ...] = get_args(Origin)
+# What a path is (ECS file.type): "other" is a FIFO, a socket or a device.
+FileType = Literal["file", "dir", "symlink", "other"]
+FILE_TYPES: tuple[FileType, ...] = get_args(FileType)
 
 
 class FatalError(Exception):
@@ -207,10 +210,23 @@ _ORIGIN_NOTES: dict[Origin, str] = {
 }
 
 
-def describe_change(kind: EventKind, path: str, is_dir: bool, dest_path: str | None, origin: Origin) -> str:
-    """What happened, in Portuguese, paths escaped: ``arquivo movido: /w/a -> /w/b (varredura)``."""
-    noun = "diretório" if is_dir else "arquivo"
-    line = f"{noun} {_VERBS[kind]}: {escape(path)}"
+_NOUNS: dict[FileType, str] = {
+    "file": "arquivo",
+    "dir": "diretório",
+    "symlink": "link simbólico",
+    "other": "arquivo especial",
+}
+
+
+def describe_change(
+    kind: EventKind, path: str, file_type: FileType, dest_path: str | None, origin: Origin, attrib: bool = False
+) -> str:
+    """What happened, in Portuguese, paths escaped: ``arquivo movido: /w/a -> /w/b (varredura)``.
+
+    ``attrib``: only metadata changed (chmod, chown, touch), shown as ``... modificado (atributos): /w/a``.
+    """
+    verb = _VERBS[kind] + (" (atributos)" if attrib else "")
+    line = f"{_NOUNS[file_type]} {verb}: {escape(path)}"
     if dest_path is not None:
         line += f" -> {escape(dest_path)}"
     return line + _ORIGIN_NOTES[origin]
@@ -612,7 +628,8 @@ def encode_manifest(seq: int, entries: Iterable[tuple[str, bool, int]]) -> tuple
 def format_changes(changes: list[Change], when: datetime.datetime) -> str:
     """The client's own console lines for a burst, like the server's but without a name."""
     stamp = f"{when:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
-    return "".join(f"{stamp}{describe_change(c.kind, c.path, c.is_dir, c.dest_path, c.origin)}\n" for c in changes)
+    lines = (describe_change(c.kind, c.path, "dir" if c.is_dir else "file", c.dest_path, c.origin) for c in changes)
+    return "".join(f"{stamp}{line}\n" for line in lines)
 
 
 @dataclasses.dataclass(slots=True)

@@ -158,6 +158,9 @@ EventKind = Literal["created", "modified", "deleted", "moved"]
 Origin = Literal["live", "rescan", "startup", "resync"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 ORIGINS: tuple[Origin, ...] = get_args(Origin)
+# What a path is (ECS file.type): "other" is a FIFO, a socket or a device.
+FileType = Literal["file", "dir", "symlink", "other"]
+FILE_TYPES: tuple[FileType, ...] = get_args(FileType)
 
 
 class FatalError(Exception):
@@ -200,10 +203,23 @@ _ORIGIN_NOTES: dict[Origin, str] = {
 }
 
 
-def describe_change(kind: EventKind, path: str, is_dir: bool, dest_path: str | None, origin: Origin) -> str:
-    """What happened, in Portuguese, paths escaped: ``arquivo movido: /w/a -> /w/b (varredura)``."""
-    noun = "diretório" if is_dir else "arquivo"
-    line = f"{noun} {_VERBS[kind]}: {escape(path)}"
+_NOUNS: dict[FileType, str] = {
+    "file": "arquivo",
+    "dir": "diretório",
+    "symlink": "link simbólico",
+    "other": "arquivo especial",
+}
+
+
+def describe_change(
+    kind: EventKind, path: str, file_type: FileType, dest_path: str | None, origin: Origin, attrib: bool = False
+) -> str:
+    """What happened, in Portuguese, paths escaped: ``arquivo movido: /w/a -> /w/b (varredura)``.
+
+    ``attrib``: only metadata changed (chmod, chown, touch), shown as ``... modificado (atributos): /w/a``.
+    """
+    verb = _VERBS[kind] + (" (atributos)" if attrib else "")
+    line = f"{_NOUNS[file_type]} {verb}: {escape(path)}"
     if dest_path is not None:
         line += f" -> {escape(dest_path)}"
     return line + _ORIGIN_NOTES[origin]
@@ -819,7 +835,7 @@ def iso_time(ts: datetime.datetime) -> str:
 
 def format_event(client: str, ev: Event) -> str:
     """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x``."""
-    what = describe_change(ev.event, ev.path, ev.is_dir, ev.dest_path, ev.origin)
+    what = describe_change(ev.event, ev.path, "dir" if ev.is_dir else "file", ev.dest_path, ev.origin)
     return f"{local_time(ev.ts)} [{escape(client)}] {what}"
 
 
