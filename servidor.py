@@ -120,8 +120,12 @@ MIN_SECRET_CHARS = 32  # a hello's secret: at least 128 bits as hex
 MAX_SECRET_CHARS = 128
 WARNING_INTERVAL = 60.0  # seconds between two stderr lines about the same refused crowd (full server, cap)
 
-PROTOCOL_VERSION = 2  # what this server speaks; it answers each client in the client's own version
-PROTOCOL_VERSIONS = (1, 2)  # 1: events only; 2: adds the tree digest and the manifest (README, "Protocolo")
+PROTOCOL_VERSION = 3  # what this server speaks; it answers each client in the client's own version
+PROTOCOL_VERSIONS = (
+    1,
+    2,
+    3,
+)  # 1: events only; 2: adds the tree digest and the manifest; 3: adds metadata (README, "Protocolo")
 SCHEMA_VERSION = 1  # PRAGMA user_version of the database
 COMMIT_RETRY_DELAY = 1.0  # seconds between attempts after a failed commit
 FAILURE_REPORT_INTERVAL = 60.0  # seconds between two stderr lines about the same storage failure
@@ -539,7 +543,7 @@ def parse_hello(text: str | bytes) -> Hello | None:
         return None
     version = obj.get("version")
     if type(version) is not int or version not in PROTOCOL_VERSIONS:
-        spoken = " e ".join(map(str, PROTOCOL_VERSIONS))
+        spoken = ", ".join(map(str, PROTOCOL_VERSIONS[:-1])) + f" e {PROTOCOL_VERSIONS[-1]}"
         raise ProtocolError(f"versão de protocolo não suportada (este servidor fala {spoken}): {version!r}")
     client_id = _text(obj, "client_id")
     name = _text(obj, "name")

@@ -139,8 +139,8 @@ def test_hello_versions(servidor: ModuleType) -> None:
     base = {"type": "hello", "client_id": "x", "name": "n", "root": "/w"}
     assert servidor.parse_hello(json.dumps({**base, "version": 1})).version == 1
     assert servidor.parse_hello(json.dumps({**base, "version": 2, "secret": "ab" * 16})).version == 2
-    with pytest.raises(servidor.ProtocolError, match=r"este servidor fala 1 e 2\): 3"):
-        servidor.parse_hello(json.dumps({**base, "version": 3}))
+    with pytest.raises(servidor.ProtocolError, match=r"este servidor fala 1, 2 e 3\): 4"):
+        servidor.parse_hello(json.dumps({**base, "version": 4}))
     assert json.loads(servidor.encode_welcome(5, 1)) == {"type": "welcome", "version": 1, "ack": 5}
 
 

@@ -653,11 +653,11 @@ SESSION_VIOLATIONS = [
     ),
 ]
 
-UNSUPPORTED_VERSION = "versão de protocolo não suportada (este servidor fala 1 e 2)"
+UNSUPPORTED_VERSION = "versão de protocolo não suportada (este servidor fala 1, 2 e 3)"
 HELLO_VIOLATIONS = [
     Violation(f"versao-{name}", hello_frame(version=value), f"{UNSUPPORTED_VERSION}: {shown}")
     for name, value, shown in [
-        ("3", 3, "3"),
+        ("4", 4, "4"),
         ("0", 0, "0"),
         ("texto", "1", "'1'"),
         ("booleana", True, "True"),

@@ -128,7 +128,7 @@ def test_hello_round_trip(servidor: ModuleType, cliente: ModuleType, version: in
     assert type(hello.version) is int
     assert cliente.encode_hello("i", "n", "/r", secret=secret) == cliente.encode_hello("i", "n", "/r", 2, secret)
     assert (cliente.PROTOCOL_VERSION, cliente.FALLBACK_PROTOCOL_VERSION) == (2, 1)
-    assert servidor.PROTOCOL_VERSIONS == (1, 2)
+    assert servidor.PROTOCOL_VERSIONS == (1, 2, 3)
 
 
 @pytest.mark.parametrize("seq", [0, 1, 42, 2**53])
@@ -191,8 +191,8 @@ def test_manifest_batches_stay_under_the_limits(cliente: ModuleType) -> None:
 
 def test_a_refused_version_names_what_the_server_speaks(servidor: ModuleType, cliente: ModuleType) -> None:
     with pytest.raises(servidor.ProtocolError) as caught:
-        servidor.parse_hello(cliente.encode_hello("i", "n", "/r", 3))
-    assert cliente.refused_version(str(caught.value)) == (1, 2)
+        servidor.parse_hello(cliente.encode_hello("i", "n", "/r", 4))
+    assert cliente.refused_version(str(caught.value)) == (1, 2, 3)
     # What a server older than protocol 2 said (servidor.py before issue 13): it speaks only 1.
     assert cliente.refused_version("versão de protocolo não suportada: 2") == (1,)
     assert cliente.refused_version("versão de protocolo não suportada (este servidor fala 3): 2") == (3,)
@@ -294,7 +294,7 @@ def test_parse_hello_returns_none_for_other_first_messages(servidor: ModuleType,
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param({"version": 3}, id="version-3"),
+        pytest.param({"version": 4}, id="version-4"),
         pytest.param({"version": 0}, id="version-0"),
         pytest.param({"version": "1"}, id="version-string"),
         pytest.param({"version": True}, id="version-bool"),

@@ -282,12 +282,12 @@ def test_version_1_is_answered_in_version_1_and_has_no_digest(servidor: ModuleTy
 def test_an_unknown_version_is_refused_with_the_versions_spoken(procs: Processes) -> None:
     server = procs.server()
     with connect(server.uri, open_timeout=TIMEOUT) as ws:
-        ws.send(json.dumps({"type": "hello", "version": 3, "client_id": "x", "name": "n", "root": ROOT}))
+        ws.send(json.dumps({"type": "hello", "version": 4, "client_id": "x", "name": "n", "root": ROOT}))
         with pytest.raises(ConnectionClosed) as caught:
             ws.recv(TIMEOUT)
     assert caught.value.rcvd is not None
     assert caught.value.rcvd.code == 1008
-    assert caught.value.rcvd.reason == "versão de protocolo não suportada (este servidor fala 1 e 2): 3"
+    assert caught.value.rcvd.reason == "versão de protocolo não suportada (este servidor fala 1, 2 e 3): 4"
 
 
 @pytest.mark.parametrize(
