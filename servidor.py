@@ -14,7 +14,8 @@ transaction that stores them has committed (to the SQLite file of --banco, or to
 in-memory database without it) and they have been printed; any other text message is
 printed as received, escaped. Resent events are recognised by (client id, seq) and
 never shown twice, across restarts too when --banco is used. Each client's tree is
-kept too, and a client speaking protocol 2 proves with a digest that it matches.
+kept too, and a client speaking protocol 2 proves with a digest that it matches; one
+speaking protocol 3 also says what each path is (type, size, mtime, mode, a link's target).
 
 Only ``websockets`` and the standard library (``sqlite3`` included) are needed: copy
 this file, run ``pip install websockets`` and start it.
@@ -126,7 +127,7 @@ PROTOCOL_VERSIONS = (
     2,
     3,
 )  # 1: events only; 2: adds the tree digest and the manifest; 3: adds metadata (README, "Protocolo")
-SCHEMA_VERSION = 1  # PRAGMA user_version of the database
+SCHEMA_VERSION = 2  # PRAGMA user_version of the database; an older one is migrated in place at start
 COMMIT_RETRY_DELAY = 1.0  # seconds between attempts after a failed commit
 FAILURE_REPORT_INTERVAL = 60.0  # seconds between two stderr lines about the same storage failure
 CACHE_KIB = 16 * 1024  # SQLite's page cache (the default 2 MiB makes every index insert a cache miss)
@@ -142,6 +143,7 @@ MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
 MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
+MAX_FILE_SIZE = 2**63  # largest ``size`` an event may say (bytes; protocol 3)
 MAX_TEXT_CHARS = 16 * 1024  # longest path, name or id accepted in a message
 CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak (ProtocolError's default code)
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: binary frame on a text protocol
@@ -486,6 +488,16 @@ class Event:
     dest_path: str | None = None
     path_b64: str | None = None
     dest_path_b64: str | None = None
+    # Protocol version 3's metadata, named after ECS file.* fields (README, "Protocolo"); None: not known (an
+    # older client, or lstat failed). They describe the destination of a move.
+    type: FileType | None = None
+    size: int | None = None  # bytes (st_size; a symlink's: the length of its target)
+    mtime: datetime.datetime | None = None  # UTC
+    mode: str | None = None  # permission bits as octal text, e.g. "0644"
+    target_path: str | None = None  # a symlink's target, as the client's os.readlink gives it
+    target_path_b64: str | None = None  # its exact bytes, when they are not UTF-8
+    sha256: str | None = None  # 64 lowercase hex digits (the client's --hash)
+    attrib: bool = False  # a modified event where only metadata changed (chmod, chown, touch)
 
 
 def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
@@ -631,7 +643,7 @@ def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:
             yield ev.dest_path, ev.dest_path_b64
 
 
-def _parse_event(obj: object) -> Event:
+def _parse_event(obj: object, version: int) -> Event:
     if not isinstance(obj, dict):
         raise ProtocolError("evento não é um objeto JSON")
     seq = obj.get("seq")
@@ -655,45 +667,87 @@ def _parse_event(obj: object) -> Event:
     if (kind == "moved") != (dest_path is not None):
         raise ProtocolError("'dest_path' é obrigatório em 'moved' e só nele")
     return Event(
-        seq=seq,
-        event=kind,
-        path=path,
-        is_dir=is_dir,
-        ts=ts,
-        origin=origin,
-        dest_path=dest_path,
-        path_b64=_b64(obj, "path_b64"),
-        dest_path_b64=_b64(obj, "dest_path_b64"),
+        seq,
+        kind,
+        path,
+        is_dir,
+        ts,
+        origin,
+        dest_path,
+        _b64(obj, "path_b64"),
+        _b64(obj, "dest_path_b64"),
+        *(_metadata(obj, kind, is_dir) if version >= 3 else ()),
     )
 
 
+_MODE = re.compile("[0-7]{3,6}")
+_SHA256 = re.compile("[0-9a-f]{64}")
+Metadata = tuple[FileType, int | None, datetime.datetime | None, str | None, str | None, str | None, str | None, bool]
+
+
+def _metadata(obj: dict[str, Any], kind: EventKind, is_dir: bool) -> Metadata:
+    """An event's protocol 3 keys, in Event's field order (README, "Protocolo"); ProtocolError (1008) if one is
+    wrong. ``type`` is required, the others optional (absent or null: not known)."""
+    file_type = obj.get("type")
+    if file_type not in FILE_TYPES:
+        raise ProtocolError(f"campo 'type' ausente ou desconhecido: {file_type!r}"[:100])
+    if is_dir != (file_type == "dir"):
+        raise ProtocolError(f"campo 'is_dir' não confere com 'type' {file_type!r}")
+    size = obj.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_SIZE):
+        raise ProtocolError(f"campo 'size' não é um inteiro de 0 a {MAX_FILE_SIZE}")
+    mtime_text = _text(obj, "mtime", optional=True)
+    mtime = None if mtime_text is None else _parse_ts(mtime_text, "mtime").astimezone(datetime.UTC)
+    mode = obj.get("mode")
+    if mode is not None and (not isinstance(mode, str) or _MODE.fullmatch(mode) is None):
+        raise ProtocolError("campo 'mode' não tem de 3 a 6 dígitos octais")
+    target_path = _text(obj, "target_path", optional=True)
+    target_path_b64 = _b64(obj, "target_path_b64")
+    if target_path_b64 is not None and (
+        target_path is None or exact_path("", target_path_b64).decode("utf-8", "backslashreplace") != target_path
+    ):
+        raise ProtocolError("'target_path_b64' não confere com 'target_path'")
+    sha256 = obj.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None):
+        raise ProtocolError("campo 'sha256' não tem 64 dígitos hexadecimais minúsculos")
+    if "attrib" in obj and (obj["attrib"] is not True or kind != "modified"):
+        raise ProtocolError("campo 'attrib' só pode ser true, e só em 'modified'")
+    return file_type, size, mtime, mode, target_path, target_path_b64, sha256, "attrib" in obj
+
+
 @functools.lru_cache(maxsize=1024)  # the events of a batch mostly share one timestamp
-def _parse_ts(text: str) -> datetime.datetime:
+def _parse_ts(text: str, key: str = "ts") -> datetime.datetime:
+    """A timestamp field (``ts``, ``mtime``): ISO 8601 with a time zone, shown in UTC and in local time."""
     try:
         ts = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise ProtocolError("campo 'ts' não é uma data ISO 8601") from None
+        raise ProtocolError(f"campo '{key}' não é uma data ISO 8601") from None
     if ts.tzinfo is None:
-        raise ProtocolError("campo 'ts' sem fuso horário")
+        raise ProtocolError(f"campo '{key}' sem fuso horário")
     try:
         ts.astimezone()  # year 1 or 9999 in another time zone cannot be shown in local time
+        ts.astimezone(datetime.UTC)
     except (OverflowError, ValueError):
-        raise ProtocolError("campo 'ts' fora do intervalo") from None
+        raise ProtocolError(f"campo '{key}' fora do intervalo") from None
     return ts
 
 
-def parse_events(text: str | bytes) -> list[Event]:
-    """Decode and validate an ``events`` message; raise ProtocolError if it is not one."""
-    return _events_from(_loads_object(text))
+def parse_events(text: str | bytes, version: int = 2) -> list[Event]:
+    """Decode and validate an ``events`` message as ``version`` has it; raise ProtocolError if it is not one.
+
+    Version 2 (the default) reads the keys every version has and ignores any other; version 3 requires
+    ``type`` and reads the metadata keys.
+    """
+    return _events_from(_loads_object(text), version)
 
 
-def _events_from(obj: dict[str, Any]) -> list[Event]:
+def _events_from(obj: dict[str, Any], version: int) -> list[Event]:
     if obj.get("type") != "events":
         raise ProtocolError(f"tipo de mensagem inesperado: {obj.get('type')!r}"[:100])
     raw = obj.get("events")
     if not isinstance(raw, list) or not raw:
         raise ProtocolError("campo 'events' ausente ou vazio")
-    events = [_parse_event(item) for item in raw]
+    events = [_parse_event(item, version) for item in raw]
     if any(a.seq >= b.seq for a, b in zip(events, events[1:], strict=False)):
         raise ProtocolError("números de sequência fora de ordem")
     return events
@@ -842,7 +896,7 @@ def parse_message(text: str | bytes, version: int = PROTOCOL_VERSION) -> ClientM
     obj = _loads_object(text)
     kind = obj.get("type")
     if kind == "events" or version < 2:
-        return _events_from(obj)
+        return _events_from(obj, version)
     if kind == "digest":
         return DigestReport(_count(obj, "seq"), _digest(obj))
     if kind == "manifest_begin":
@@ -877,10 +931,63 @@ def iso_time(ts: datetime.datetime) -> str:
     return ts.isoformat(timespec="milliseconds")
 
 
+_SIZE_UNITS = ("kB", "MB", "GB", "TB", "PB", "EB")
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes (>= 0) for a person: decimal units (1 kB = 1000 B), one decimal from kB up, rounded half up,
+    Portuguese decimal comma: ``0 B``, ``999 B``, ``1,0 kB``, ``1,2 MB`` (1.2 × 10⁶ B), ``9,2 EB`` (2**63).
+    A value that rounds to 1000 of a unit is shown in the next one (999 950 B: ``1,0 MB``)."""
+    if n < 1000:
+        return f"{n} B"
+    scale = 1
+    for unit in _SIZE_UNITS:
+        scale *= 1000
+        tenths = (n * 10 + scale // 2) // scale  # integers: exact for any size
+        if tenths < 10_000 or unit == _SIZE_UNITS[-1]:
+            break
+    return f"{tenths // 10},{tenths % 10} {unit}"
+
+
+def file_type_of(ev: Event) -> FileType:
+    """What the event's path is: the client's ``type`` (protocol 3), else what ``is_dir`` says."""
+    return ev.type or ("dir" if ev.is_dir else "file")
+
+
 def format_event(client: str, ev: Event) -> str:
-    """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x``."""
-    what = describe_change(ev.event, ev.path, "dir" if ev.is_dir else "file", ev.dest_path, ev.origin)
+    """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x (1,2 MB)``: a file's size when
+    known, a symbolic link's target (``-> alvo``), escaped like the paths."""
+    file_type = file_type_of(ev)
+    what = describe_change(ev.event, ev.path, file_type, ev.dest_path, ev.origin, ev.attrib)
+    if file_type == "file" and ev.size is not None:
+        what += f" ({human_size(ev.size)})"
+    elif file_type == "symlink" and ev.target_path is not None:
+        what += f" -> {escape(ev.target_path)}"
     return f"{local_time(ev.ts)} [{escape(client)}] {what}"
+
+
+def iso_mtime(mtime: datetime.datetime) -> str:
+    """An mtime as protocol 3 writes it: ISO 8601 in UTC, with microseconds."""
+    return mtime.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def metadata_items(ev: Event) -> list[tuple[str, str | int]]:
+    """The protocol 3 keys of an event that are known, as ``--json`` shows them, in the protocol's order
+    (``attrib`` only when true; none for an older client's event)."""
+    items: list[tuple[str, str | int]] = []
+    for key, value in (
+        ("type", ev.type),
+        ("size", ev.size),
+        ("mtime", None if ev.mtime is None else iso_mtime(ev.mtime)),
+        ("mode", ev.mode),
+        ("target_path", ev.target_path),
+        ("target_path_b64", ev.target_path_b64),
+        ("sha256", ev.sha256),
+        ("attrib", True if ev.attrib else None),
+    ):
+        if value is not None:
+            items.append((key, value))
+    return items
 
 
 def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
@@ -895,6 +1002,7 @@ def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
     if ev.dest_path is not None:
         record["dest_path"] = ev.dest_path
     record["is_dir"] = ev.is_dir
+    record.update(metadata_items(ev))
     record["ts"] = iso_time(ev.ts)
     record["origin"] = ev.origin
     if ev.path_b64 is not None:
@@ -954,7 +1062,10 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
         line = f'{head}{ev.seq or "null"}, "event": {_json_string(ev.event)}, "path": {_json_string(ev.path)}'
         if ev.dest_path is not None:
             line += f', "dest_path": {_json_string(ev.dest_path)}'
-        line += f', "is_dir": {"true" if ev.is_dir else "false"}, "ts": {_json_ts(ev.ts)}'
+        line += f', "is_dir": {"true" if ev.is_dir else "false"}'
+        for key, value in metadata_items(ev):
+            line += f', "{key}": {_json_string(value) if isinstance(value, str) else _json_scalar(value)}'
+        line += f', "ts": {_json_ts(ev.ts)}'
         line += f', "origin": {_json_string(ev.origin)}'
         if ev.path_b64 is not None:
             line += f', "path_b64": {_json_string(ev.path_b64)}'
@@ -964,6 +1075,10 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
     if not client.isascii() or not client_id.isascii() or "\x7f" in head:
         return [_terminal_safe(line) for line in lines]
     return [line if line.isascii() and "\x7f" not in line else _terminal_safe(line) for line in lines]
+
+
+def _json_scalar(value: int) -> str:
+    return "true" if value is True else str(value)
 
 
 def _terminal_safe(line: str) -> str:
@@ -1038,6 +1153,7 @@ def describe_bind_error(exc: OSError, host: str, port: int) -> str:
 # The record: SQLite schema and statements. Only the writer thread runs them (README, "Banco de dados").
 # ---------------------------------------------------------------------------
 
+# Version 1 of the schema; _MIGRATIONS[n] takes a database from version n to n + 1. A new file gets both.
 _SCHEMA = """
 BEGIN;
 CREATE TABLE clients (
@@ -1090,6 +1206,24 @@ CREATE TABLE messages (
 PRAGMA user_version = 1;
 COMMIT;
 """
+_MIGRATIONS = {
+    # 2: protocol 3's metadata of each event (nullable: not known, an older client's), and each tree entry's type.
+    1: """
+BEGIN;
+ALTER TABLE events ADD COLUMN type TEXT;
+ALTER TABLE events ADD COLUMN size INTEGER;
+ALTER TABLE events ADD COLUMN mtime TEXT;
+ALTER TABLE events ADD COLUMN mode TEXT;
+ALTER TABLE events ADD COLUMN target_path TEXT;
+ALTER TABLE events ADD COLUMN target_path_b64 TEXT;
+ALTER TABLE events ADD COLUMN sha256 TEXT;
+ALTER TABLE events ADD COLUMN attrib INTEGER;
+ALTER TABLE tree ADD COLUMN type TEXT;
+PRAGMA user_version = 2;
+COMMIT;
+""",
+}
+_METADATA_COLUMNS = ("type", "size", "mtime", "mode", "target_path", "target_path_b64", "sha256", "attrib")
 # A manifest being received: private to the connection, never durable (a resync starts over).
 _MANIFEST_SCHEMA = """
 CREATE TEMP TABLE manifest (
@@ -1097,13 +1231,29 @@ CREATE TEMP TABLE manifest (
     PRIMARY KEY (client, path)
 ) WITHOUT ROWID
 """
+# An event's columns, in the order of _event_row (and of --json, but for path_b64 and dest_path_b64).
+_EVENT_COLUMNS = (
+    *("seq", "event", "path", "dest_path", "is_dir", "ts", "origin", "path_b64", "dest_path_b64"),
+    *_METADATA_COLUMNS,
+)
 _INSERT_EVENT = (
-    "INSERT INTO events (client, seq, event, path, dest_path, is_dir, ts, origin, path_b64, dest_path_b64, stored_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO events (client, {', '.join(_EVENT_COLUMNS)}, stored_at)"
+    f" VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + 2))})"
+)
+# Events without metadata (an older client's, a resync's): eight values fewer to bind, a third faster.
+_PLAIN_COLUMNS = _EVENT_COLUMNS[: -len(_METADATA_COLUMNS)]
+_INSERT_PLAIN_EVENT = (
+    f"INSERT INTO events (client, {', '.join(_PLAIN_COLUMNS)}, stored_at)"
+    f" VALUES ({', '.join('?' * (len(_PLAIN_COLUMNS) + 2))})"
 )
 _UPSERT_ENTRY = (
-    "INSERT INTO tree (client, path, is_dir, hash) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (client, path) DO UPDATE SET is_dir = excluded.is_dir, hash = excluded.hash"
+    "INSERT INTO tree (client, path, is_dir, type, size, mtime, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (client, path) DO UPDATE SET is_dir = excluded.is_dir, type = excluded.type,"
+    " size = excluded.size, mtime = excluded.mtime, hash = excluded.hash"
+)
+_UPSERT_PLAIN_ENTRY = (  # the same without metadata (not known), three values fewer to bind
+    "INSERT INTO tree (client, path, is_dir, hash) VALUES (?, ?, ?, ?) ON CONFLICT (client, path) DO UPDATE SET"
+    " is_dir = excluded.is_dir, type = NULL, size = NULL, mtime = NULL, hash = excluded.hash"
 )
 _SQLITE_REASONS = {
     "SQLITE_FULL": "disco cheio",
@@ -1160,11 +1310,11 @@ def open_database(
         fresh = version == 0
         if fresh and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
             raise FatalError(f"{shown} é um banco SQLite de outro programa")
-        if not fresh and version != SCHEMA_VERSION:
+        if not fresh and not 1 <= version <= SCHEMA_VERSION:
             raise FatalError(
                 f"o banco {shown} tem o esquema {version}; este servidor conhece o {SCHEMA_VERSION} (versão mais nova?)"
             )
-        missing = "" if fresh else _missing_columns(conn)
+        missing = "" if fresh else _missing_columns(conn, version)
         if missing:
             raise FatalError(
                 f"{shown} é um banco SQLite de outro programa (tem user_version {version}, mas não {missing})"
@@ -1178,6 +1328,10 @@ def open_database(
         conn.execute("PRAGMA synchronous = FULL")
         if fresh:
             conn.executescript(_SCHEMA)
+        for step in range(max(version, 1), SCHEMA_VERSION):  # ALTER TABLE ... ADD COLUMN: no row is read
+            conn.executescript(_MIGRATIONS[step])
+        if 0 < version < SCHEMA_VERSION:
+            log.info("banco %s atualizado do esquema %d para o %d", shown, version, SCHEMA_VERSION)
         conn.execute(_MANIFEST_SCHEMA)
     except sqlite3.Error as exc:
         conn.close()
@@ -1196,16 +1350,18 @@ def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
 
 
 @functools.cache
-def _expected_columns() -> dict[str, set[str]]:
+def _expected_columns(version: int) -> dict[str, set[str]]:
     with contextlib.closing(sqlite3.connect(":memory:")) as probe:
         probe.executescript(_SCHEMA)
+        for step in range(1, version):
+            probe.executescript(_MIGRATIONS[step])
         return _columns(probe)
 
 
-def _missing_columns(conn: sqlite3.Connection) -> str:
-    """What the schema of this version lacks in ``conn`` ("": nothing), e.g. ``a coluna 'events.path'``."""
+def _missing_columns(conn: sqlite3.Connection, version: int) -> str:
+    """What schema ``version`` lacks in ``conn`` ("": nothing), e.g. ``a coluna 'events.path'``."""
     found = _columns(conn)
-    for table, columns in _expected_columns().items():
+    for table, columns in _expected_columns(version).items():
         if table not in found:
             return f"a tabela {table!r}"
         for column in sorted(columns - found[table]):
@@ -1219,6 +1375,23 @@ def _signed(value: int) -> int:
 
 
 _SIGN_BIT = 2**63
+
+
+def _sql_int(value: int | None) -> int | float | None:
+    """An integer as SQLite can store it: its INTEGER is signed 64-bit, so 2**63 (MAX_FILE_SIZE) goes as a
+    REAL, which holds that power of two exactly (read back with int())."""
+    return float(value) if value is not None and value >= _SIGN_BIT else value
+
+
+def _entry_metadata(ev: Event) -> tuple[str | None, int | float | None, float | None]:
+    """The ``tree`` columns type, size and mtime (Unix time, REAL) an event gives its entry (NULL: not known)."""
+    return ev.type, _sql_int(ev.size), None if ev.mtime is None else ev.mtime.timestamp()
+
+
+def _entry_row(client: int, path: bytes, ev: Event, metadata: bool) -> tuple[Any, ...]:
+    """The ``tree`` row an event leaves at ``path``, as _UPSERT_ENTRY (``metadata``) or _UPSERT_PLAIN_ENTRY takes it."""
+    hashed = _signed(entry_hash(path, ev.is_dir))
+    return (client, path, ev.is_dir, *_entry_metadata(ev), hashed) if metadata else (client, path, ev.is_dir, hashed)
 
 
 def _separator(style: PathStyle) -> bytes:
@@ -1246,27 +1419,34 @@ class Tree:
         self.conn = conn
 
     def apply(self, client: int, root: bytes, events: list[Event], sep: bytes = b"/") -> None:
+        """Each event's change, in order; an entry keeps the event's type, size and mtime (NULL: not known)."""
+        metadata = any(ev.type is not None for ev in events)  # protocol 3's events carry them (type always)
+        upsert = _UPSERT_ENTRY if metadata else _UPSERT_PLAIN_ENTRY
         if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
-            paths = [(exact_path(ev.path, ev.path_b64), ev.is_dir) for ev in events]
-            self.conn.executemany(
-                _UPSERT_ENTRY, [(client, p, d, _signed(entry_hash(p, d))) for p, d in paths if p != root]
-            )
+            paths = [(exact_path(ev.path, ev.path_b64), ev) for ev in events]
+            self.conn.executemany(upsert, [_entry_row(client, p, ev, metadata) for p, ev in paths if p != root])
             return
-        upserts: list[tuple[int, bytes, bool, int]] = []
+        upserts: list[tuple[Any, ...]] = []
         for ev in events:
             path = exact_path(ev.path, ev.path_b64)
             if ev.event in ("created", "modified"):
                 if path != root:
-                    upserts.append((client, path, ev.is_dir, _signed(entry_hash(path, ev.is_dir))))
+                    upserts.append(_entry_row(client, path, ev, metadata))
                 continue
-            self.conn.executemany(_UPSERT_ENTRY, upserts)  # in order: a later deletion may undo them
+            self.conn.executemany(upsert, upserts)  # in order: a later deletion may undo them
             upserts = []
             if ev.event == "deleted":
                 self.remove(client, path, sep)
             else:
                 assert ev.dest_path is not None
-                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root, sep)
-        self.conn.executemany(_UPSERT_ENTRY, upserts)
+                dest = exact_path(ev.dest_path, ev.dest_path_b64)
+                self.move(client, path, dest, root, sep)
+                if ev.type is not None:  # the metadata describe the destination (moved there, if the tree had it)
+                    self.conn.execute(
+                        "UPDATE tree SET type = ?, size = ?, mtime = ? WHERE client = ? AND path = ?",
+                        (*_entry_metadata(ev), client, dest),
+                    )
+        self.conn.executemany(upsert, upserts)
 
     def remove(self, client: int, path: bytes, sep: bytes = b"/") -> None:
         low, high = _below(path, sep)
@@ -1276,16 +1456,16 @@ class Tree:
     def move(self, client: int, source: bytes, dest: bytes, root: bytes, sep: bytes = b"/") -> None:
         low, high = _below(source, sep)
         rows = self.conn.execute(
-            "SELECT path, is_dir, size, mtime FROM tree WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
+            "SELECT path, is_dir, type, size, mtime FROM tree"
+            " WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
             (client, source, low, high),
         ).fetchall()
         self.remove(client, source, sep)
         self.remove(client, dest, sep)
         if dest != root:
-            moved = [(dest + path[len(source) :], is_dir, size, mtime) for path, is_dir, size, mtime in rows]
+            moved = [(dest + path[len(source) :], *rest) for path, *rest in rows]
             self.conn.executemany(
-                "INSERT INTO tree (client, path, is_dir, size, mtime, hash) VALUES (?, ?, ?, ?, ?, ?)",
-                [(client, p, d, s, m, _signed(entry_hash(p, bool(d)))) for p, d, s, m in moved],
+                _UPSERT_ENTRY, [(client, p, d, t, s, m, _signed(entry_hash(p, bool(d)))) for p, d, t, s, m in moved]
             )
 
     def digest(self, client: int) -> Digest:
@@ -1339,7 +1519,7 @@ class Tree:
             " AS t WHERE t.client = ?1 AND t.path = m.path AND t.is_dir = m.is_dir) ORDER BY path",
             (client,),
         ).fetchall()
-        self.conn.executemany(_UPSERT_ENTRY, [(client, path, is_dir, value) for path, is_dir, value in new])
+        self.conn.executemany(_UPSERT_PLAIN_ENTRY, [(client, path, is_dir, value) for path, is_dir, value in new])
         self.unstage(client)
         return deleted, [(path, bool(is_dir)) for path, is_dir, _ in new]
 
@@ -1400,32 +1580,10 @@ class Record:
         return fresh
 
     def _insert(self, key: int, events: list[Event], stored_at: int) -> None:
-        self.pruner.added(
-            "events",
-            sum(
-                len(ev.path) + len(ev.dest_path or "") + len(ev.path_b64 or "") + len(ev.dest_path_b64 or "")
-                for ev in events
-            ),
-        )
-        self.conn.executemany(
-            _INSERT_EVENT,
-            [
-                (
-                    key,
-                    ev.seq or None,
-                    ev.event,
-                    ev.path,
-                    ev.dest_path,
-                    ev.is_dir,
-                    iso_time(ev.ts),
-                    ev.origin,
-                    ev.path_b64,
-                    ev.dest_path_b64,
-                    stored_at,
-                )
-                for ev in events
-            ],
-        )
+        self.pruner.added("events", sum(map(_event_bytes, events)))
+        metadata = any(ev.type is not None for ev in events)
+        rows = [(key, *_event_row(ev, metadata), stored_at) for ev in events]
+        self.conn.executemany(_INSERT_EVENT if metadata else _INSERT_PLAIN_EVENT, rows)
 
     def digest(self, client_id: str) -> tuple[int, Digest]:
         """(last stored seq, digest of the tree) of a client; (0, empty) for a stranger. A read."""
@@ -1492,21 +1650,57 @@ class Record:
         )
 
     def export(self) -> Iterator[dict[str, Any]]:
-        """Every stored event, oldest first, as its ``--json`` record. A read."""
+        """Every stored event, oldest first, as its ``--json`` record. A read (of a version 1 file too: it was
+        opened read-only, not migrated, and its events have no metadata)."""
+        found = _columns(self.conn)["events"]
+        columns = ", ".join(f"e.{name}" if name in found else "NULL" for name in _EVENT_COLUMNS)
         rows = self.conn.execute(
-            "SELECT c.name, c.client_id, e.seq, e.event, e.path, e.dest_path, e.is_dir, e.ts, e.origin, e.path_b64,"
-            " e.dest_path_b64 FROM events AS e JOIN clients AS c ON c.id = e.client ORDER BY e.id"
+            f"SELECT c.name, c.client_id, {columns} FROM events AS e JOIN clients AS c ON c.id = e.client"  # noqa: S608
+            " ORDER BY e.id"
         )
-        for name, client_id, seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64 in rows:
-            ev = Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64)
-            yield event_record(name, client_id, ev)
+        for name, client_id, *row in rows:
+            yield event_record(name, client_id, _stored_event(row))
+
+
+def _event_row(ev: Event, metadata: bool = True) -> tuple[Any, ...]:
+    """An event as the events table keeps it, in _EVENT_COLUMNS order (``seq`` NULL: a resync's difference);
+    without ``metadata``, in _PLAIN_COLUMNS order."""
+    plain = (ev.seq or None, ev.event, ev.path, ev.dest_path, ev.is_dir, iso_time(ev.ts), ev.origin, ev.path_b64,
+             ev.dest_path_b64)  # fmt: skip
+    if not metadata:
+        return plain
+    mtime = None if ev.mtime is None else iso_mtime(ev.mtime)
+    return (*plain, ev.type, _sql_int(ev.size), mtime, ev.mode, ev.target_path, ev.target_path_b64, ev.sha256,
+            ev.attrib or None)  # fmt: skip
+
+
+def _stored_event(row: list[Any]) -> Event:
+    """The Event a row in _EVENT_COLUMNS order holds."""
+    seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64, file_type, size, mtime, *rest = row
+    mode, target_path, target_path_b64, sha256, attrib = rest
+    return Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64, file_type,
+                 None if size is None else int(size), None if mtime is None else _parse_ts(mtime, "mtime"), mode,
+                 target_path, target_path_b64, sha256, bool(attrib))  # fmt: skip
 
 
 _ROW_BYTES = {  # what a row of each table costs, in bytes (as Pruner.added counts it)
     "events": "length(CAST(path AS BLOB)) + ifnull(length(CAST(dest_path AS BLOB)), 0)"
-    " + ifnull(length(path_b64), 0) + ifnull(length(dest_path_b64), 0)",
+    " + ifnull(length(path_b64), 0) + ifnull(length(dest_path_b64), 0)"
+    " + ifnull(length(CAST(target_path AS BLOB)), 0) + ifnull(length(target_path_b64), 0)",
     "messages": "ifnull(length(CAST(text AS BLOB)), 0) + ifnull(length(data), 0)",
 }
+
+
+def _event_bytes(ev: Event) -> int:
+    """What an event's row costs, as _ROW_BYTES["events"] counts it (characters for bytes: a cheap estimate)."""
+    return (
+        len(ev.path)
+        + len(ev.dest_path or "")
+        + len(ev.path_b64 or "")
+        + len(ev.dest_path_b64 or "")
+        + len(ev.target_path or "")
+        + len(ev.target_path_b64 or "")
+    )
 
 
 class Pruner:
