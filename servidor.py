@@ -14,7 +14,8 @@ transaction that stores them has committed (to the SQLite file of --banco, or to
 in-memory database without it) and they have been printed; any other text message is
 printed as received, escaped. Resent events are recognised by (client id, seq) and
 never shown twice, across restarts too when --banco is used. Each client's tree is
-kept too, and a client speaking protocol 2 proves with a digest that it matches.
+kept too, and a client speaking protocol 2 proves with a digest that it matches; one
+speaking protocol 3 also says what each path is (type, size, mtime, mode, a link's target).
 
 Only ``websockets`` and the standard library (``sqlite3`` included) are needed: copy
 this file, run ``pip install websockets`` and start it.
@@ -126,7 +127,7 @@ PROTOCOL_VERSIONS = (
     2,
     3,
 )  # 1: events only; 2: adds the tree digest and the manifest; 3: adds metadata (README, "Protocolo")
-SCHEMA_VERSION = 1  # PRAGMA user_version of the database
+SCHEMA_VERSION = 2  # PRAGMA user_version of the database; an older one is migrated in place at start
 COMMIT_RETRY_DELAY = 1.0  # seconds between attempts after a failed commit
 FAILURE_REPORT_INTERVAL = 60.0  # seconds between two stderr lines about the same storage failure
 CACHE_KIB = 16 * 1024  # SQLite's page cache (the default 2 MiB makes every index insert a cache miss)
@@ -142,6 +143,7 @@ MAX_PENDING_TEXTS = 10_000  # plain text messages awaiting their commit; past it
 FAIL_COMMIT_ENV = "SERVIDOR_TESTE_FALHA_COMMIT"  # test hook: while the file it names exists, commits fail
 REQUIRED = [("websockets", (17, 0))]  # what this script was written and tested against
 MAX_SEQ = 2**53  # largest integer every JSON parser keeps exactly
+MAX_FILE_SIZE = 2**63  # largest ``size`` an event may say (bytes; protocol 3)
 MAX_TEXT_CHARS = 16 * 1024  # longest path, name or id accepted in a message
 CLOSE_POLICY = 1008  # RFC 6455: the message violates the protocol we speak (ProtocolError's default code)
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: binary frame on a text protocol
@@ -486,6 +488,16 @@ class Event:
     dest_path: str | None = None
     path_b64: str | None = None
     dest_path_b64: str | None = None
+    # Protocol version 3's metadata, named after ECS file.* fields (README, "Protocolo"); None: not known (an
+    # older client, or lstat failed). They describe the destination of a move.
+    type: FileType | None = None
+    size: int | None = None  # bytes (st_size; a symlink's: the length of its target)
+    mtime: datetime.datetime | None = None  # UTC
+    mode: str | None = None  # permission bits as octal text, e.g. "0644"
+    target_path: str | None = None  # a symlink's target, as the client's os.readlink gives it
+    target_path_b64: str | None = None  # its exact bytes, when they are not UTF-8
+    sha256: str | None = None  # 64 lowercase hex digits (the client's --hash)
+    attrib: bool = False  # a modified event where only metadata changed (chmod, chown, touch)
 
 
 def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
@@ -631,7 +643,7 @@ def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:
             yield ev.dest_path, ev.dest_path_b64
 
 
-def _parse_event(obj: object) -> Event:
+def _parse_event(obj: object, version: int) -> Event:
     if not isinstance(obj, dict):
         raise ProtocolError("evento não é um objeto JSON")
     seq = obj.get("seq")
@@ -655,45 +667,87 @@ def _parse_event(obj: object) -> Event:
     if (kind == "moved") != (dest_path is not None):
         raise ProtocolError("'dest_path' é obrigatório em 'moved' e só nele")
     return Event(
-        seq=seq,
-        event=kind,
-        path=path,
-        is_dir=is_dir,
-        ts=ts,
-        origin=origin,
-        dest_path=dest_path,
-        path_b64=_b64(obj, "path_b64"),
-        dest_path_b64=_b64(obj, "dest_path_b64"),
+        seq,
+        kind,
+        path,
+        is_dir,
+        ts,
+        origin,
+        dest_path,
+        _b64(obj, "path_b64"),
+        _b64(obj, "dest_path_b64"),
+        *(_metadata(obj, kind, is_dir) if version >= 3 else ()),
     )
 
 
+_MODE = re.compile("[0-7]{3,6}")
+_SHA256 = re.compile("[0-9a-f]{64}")
+Metadata = tuple[FileType, int | None, datetime.datetime | None, str | None, str | None, str | None, str | None, bool]
+
+
+def _metadata(obj: dict[str, Any], kind: EventKind, is_dir: bool) -> Metadata:
+    """An event's protocol 3 keys, in Event's field order (README, "Protocolo"); ProtocolError (1008) if one is
+    wrong. ``type`` is required, the others optional (absent or null: not known)."""
+    file_type = obj.get("type")
+    if file_type not in FILE_TYPES:
+        raise ProtocolError(f"campo 'type' ausente ou desconhecido: {file_type!r}"[:100])
+    if is_dir != (file_type == "dir"):
+        raise ProtocolError(f"campo 'is_dir' não confere com 'type' {file_type!r}")
+    size = obj.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_SIZE):
+        raise ProtocolError(f"campo 'size' não é um inteiro de 0 a {MAX_FILE_SIZE}")
+    mtime_text = _text(obj, "mtime", optional=True)
+    mtime = None if mtime_text is None else _parse_ts(mtime_text, "mtime").astimezone(datetime.UTC)
+    mode = obj.get("mode")
+    if mode is not None and (not isinstance(mode, str) or _MODE.fullmatch(mode) is None):
+        raise ProtocolError("campo 'mode' não tem de 3 a 6 dígitos octais")
+    target_path = _text(obj, "target_path", optional=True)
+    target_path_b64 = _b64(obj, "target_path_b64")
+    if target_path_b64 is not None and (
+        target_path is None or exact_path("", target_path_b64).decode("utf-8", "backslashreplace") != target_path
+    ):
+        raise ProtocolError("'target_path_b64' não confere com 'target_path'")
+    sha256 = obj.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None):
+        raise ProtocolError("campo 'sha256' não tem 64 dígitos hexadecimais minúsculos")
+    if "attrib" in obj and (obj["attrib"] is not True or kind != "modified"):
+        raise ProtocolError("campo 'attrib' só pode ser true, e só em 'modified'")
+    return file_type, size, mtime, mode, target_path, target_path_b64, sha256, "attrib" in obj
+
+
 @functools.lru_cache(maxsize=1024)  # the events of a batch mostly share one timestamp
-def _parse_ts(text: str) -> datetime.datetime:
+def _parse_ts(text: str, key: str = "ts") -> datetime.datetime:
+    """A timestamp field (``ts``, ``mtime``): ISO 8601 with a time zone, shown in UTC and in local time."""
     try:
         ts = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise ProtocolError("campo 'ts' não é uma data ISO 8601") from None
+        raise ProtocolError(f"campo '{key}' não é uma data ISO 8601") from None
     if ts.tzinfo is None:
-        raise ProtocolError("campo 'ts' sem fuso horário")
+        raise ProtocolError(f"campo '{key}' sem fuso horário")
     try:
         ts.astimezone()  # year 1 or 9999 in another time zone cannot be shown in local time
+        ts.astimezone(datetime.UTC)
     except (OverflowError, ValueError):
-        raise ProtocolError("campo 'ts' fora do intervalo") from None
+        raise ProtocolError(f"campo '{key}' fora do intervalo") from None
     return ts
 
 
-def parse_events(text: str | bytes) -> list[Event]:
-    """Decode and validate an ``events`` message; raise ProtocolError if it is not one."""
-    return _events_from(_loads_object(text))
+def parse_events(text: str | bytes, version: int = 2) -> list[Event]:
+    """Decode and validate an ``events`` message as ``version`` has it; raise ProtocolError if it is not one.
+
+    Version 2 (the default) reads the keys every version has and ignores any other; version 3 requires
+    ``type`` and reads the metadata keys.
+    """
+    return _events_from(_loads_object(text), version)
 
 
-def _events_from(obj: dict[str, Any]) -> list[Event]:
+def _events_from(obj: dict[str, Any], version: int) -> list[Event]:
     if obj.get("type") != "events":
         raise ProtocolError(f"tipo de mensagem inesperado: {obj.get('type')!r}"[:100])
     raw = obj.get("events")
     if not isinstance(raw, list) or not raw:
         raise ProtocolError("campo 'events' ausente ou vazio")
-    events = [_parse_event(item) for item in raw]
+    events = [_parse_event(item, version) for item in raw]
     if any(a.seq >= b.seq for a, b in zip(events, events[1:], strict=False)):
         raise ProtocolError("números de sequência fora de ordem")
     return events
@@ -756,6 +810,46 @@ class ManifestEnd:
     digest: Digest
 
 
+class ManifestProgress:
+    """Where one connection is in a manifest: none open, or open as of ``seq`` with so many entries and path
+    bytes so far (capped: MAX_MANIFEST_ENTRIES, MAX_MANIFEST_BYTES). Each step raises ProtocolError out of order."""
+
+    def __init__(self) -> None:
+        self.seq: int | None = None  # a manifest is being received, as of this seq
+        self._entries = 0
+        self._bytes = 0
+
+    def outside(self, what: str) -> None:
+        """ProtocolError if ``what`` (a message kind) comes while a manifest is open."""
+        if self.seq is not None:
+            raise ProtocolError(f"{what} no meio de um manifesto")
+
+    def begin(self, message: ManifestBegin, stored_seq: int) -> None:
+        if self.seq is not None:
+            raise ProtocolError("'manifest_begin' repetido")
+        if message.seq < stored_seq:
+            raise ProtocolError(f"manifesto do seq {message.seq}, mas o servidor já tem até {stored_seq}")
+        self.seq, self._entries, self._bytes = message.seq, 0, 0
+
+    def add(self, message: Manifest) -> None:
+        if self.seq is None:
+            raise ProtocolError("'manifest' sem 'manifest_begin'")
+        self._entries += len(message.entries)
+        self._bytes += sum(len(path) for path, _ in message.entries)
+        if self._entries > MAX_MANIFEST_ENTRIES or self._bytes > MAX_MANIFEST_BYTES:
+            raise ProtocolError(
+                f"manifesto grande demais (máximo {MAX_MANIFEST_ENTRIES} entradas, "
+                f"{MAX_MANIFEST_BYTES} bytes de caminhos)"
+            )
+
+    def end(self) -> int:
+        """Close the manifest; the seq it was opened as of."""
+        if self.seq is None:
+            raise ProtocolError("'manifest_end' sem 'manifest_begin'")
+        seq, self.seq = self.seq, None
+        return seq
+
+
 ClientMessage = list[Event] | DigestReport | ManifestBegin | Manifest | ManifestEnd
 
 
@@ -802,7 +896,7 @@ def parse_message(text: str | bytes, version: int = PROTOCOL_VERSION) -> ClientM
     obj = _loads_object(text)
     kind = obj.get("type")
     if kind == "events" or version < 2:
-        return _events_from(obj)
+        return _events_from(obj, version)
     if kind == "digest":
         return DigestReport(_count(obj, "seq"), _digest(obj))
     if kind == "manifest_begin":
@@ -837,10 +931,63 @@ def iso_time(ts: datetime.datetime) -> str:
     return ts.isoformat(timespec="milliseconds")
 
 
+_SIZE_UNITS = ("kB", "MB", "GB", "TB", "PB", "EB")
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes (>= 0) for a person: decimal units (1 kB = 1000 B), one decimal from kB up, rounded half up,
+    Portuguese decimal comma: ``0 B``, ``999 B``, ``1,0 kB``, ``1,2 MB`` (1.2 × 10⁶ B), ``9,2 EB`` (2**63).
+    A value that rounds to 1000 of a unit is shown in the next one (999 950 B: ``1,0 MB``)."""
+    if n < 1000:
+        return f"{n} B"
+    scale = 1
+    for unit in _SIZE_UNITS:
+        scale *= 1000
+        tenths = (n * 10 + scale // 2) // scale  # integers: exact for any size
+        if tenths < 10_000 or unit == _SIZE_UNITS[-1]:
+            break
+    return f"{tenths // 10},{tenths % 10} {unit}"
+
+
+def file_type_of(ev: Event) -> FileType:
+    """What the event's path is: the client's ``type`` (protocol 3), else what ``is_dir`` says."""
+    return ev.type or ("dir" if ev.is_dir else "file")
+
+
 def format_event(client: str, ev: Event) -> str:
-    """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x``."""
-    what = describe_change(ev.event, ev.path, "dir" if ev.is_dir else "file", ev.dest_path, ev.origin)
+    """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x (1,2 MB)``: a file's size when
+    known, a symbolic link's target (``-> alvo``), escaped like the paths."""
+    file_type = file_type_of(ev)
+    what = describe_change(ev.event, ev.path, file_type, ev.dest_path, ev.origin, ev.attrib)
+    if file_type == "file" and ev.size is not None:
+        what += f" ({human_size(ev.size)})"
+    elif file_type == "symlink" and ev.target_path is not None:
+        what += f" -> {escape(ev.target_path)}"
     return f"{local_time(ev.ts)} [{escape(client)}] {what}"
+
+
+def iso_mtime(mtime: datetime.datetime) -> str:
+    """An mtime as protocol 3 writes it: ISO 8601 in UTC, with microseconds."""
+    return mtime.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def metadata_items(ev: Event) -> list[tuple[str, str | int]]:
+    """The protocol 3 keys of an event that are known, as ``--json`` shows them, in the protocol's order
+    (``attrib`` only when true; none for an older client's event)."""
+    items: list[tuple[str, str | int]] = []
+    for key, value in (
+        ("type", ev.type),
+        ("size", ev.size),
+        ("mtime", None if ev.mtime is None else iso_mtime(ev.mtime)),
+        ("mode", ev.mode),
+        ("target_path", ev.target_path),
+        ("target_path_b64", ev.target_path_b64),
+        ("sha256", ev.sha256),
+        ("attrib", True if ev.attrib else None),
+    ):
+        if value is not None:
+            items.append((key, value))
+    return items
 
 
 def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
@@ -855,6 +1002,7 @@ def event_record(client: str, client_id: str, ev: Event) -> dict[str, Any]:
     if ev.dest_path is not None:
         record["dest_path"] = ev.dest_path
     record["is_dir"] = ev.is_dir
+    record.update(metadata_items(ev))
     record["ts"] = iso_time(ev.ts)
     record["origin"] = ev.origin
     if ev.path_b64 is not None:
@@ -914,7 +1062,10 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
         line = f'{head}{ev.seq or "null"}, "event": {_json_string(ev.event)}, "path": {_json_string(ev.path)}'
         if ev.dest_path is not None:
             line += f', "dest_path": {_json_string(ev.dest_path)}'
-        line += f', "is_dir": {"true" if ev.is_dir else "false"}, "ts": {_json_ts(ev.ts)}'
+        line += f', "is_dir": {"true" if ev.is_dir else "false"}'
+        for key, value in metadata_items(ev):
+            line += f', "{key}": {_json_string(value) if isinstance(value, str) else _json_scalar(value)}'
+        line += f', "ts": {_json_ts(ev.ts)}'
         line += f', "origin": {_json_string(ev.origin)}'
         if ev.path_b64 is not None:
             line += f', "path_b64": {_json_string(ev.path_b64)}'
@@ -924,6 +1075,10 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
     if not client.isascii() or not client_id.isascii() or "\x7f" in head:
         return [_terminal_safe(line) for line in lines]
     return [line if line.isascii() and "\x7f" not in line else _terminal_safe(line) for line in lines]
+
+
+def _json_scalar(value: int) -> str:
+    return "true" if value is True else str(value)
 
 
 def _terminal_safe(line: str) -> str:
@@ -998,6 +1153,7 @@ def describe_bind_error(exc: OSError, host: str, port: int) -> str:
 # The record: SQLite schema and statements. Only the writer thread runs them (README, "Banco de dados").
 # ---------------------------------------------------------------------------
 
+# Version 1 of the schema; _MIGRATIONS[n] takes a database from version n to n + 1. A new file gets both.
 _SCHEMA = """
 BEGIN;
 CREATE TABLE clients (
@@ -1050,6 +1206,24 @@ CREATE TABLE messages (
 PRAGMA user_version = 1;
 COMMIT;
 """
+_MIGRATIONS = {
+    # 2: protocol 3's metadata of each event (nullable: not known, an older client's), and each tree entry's type.
+    1: """
+BEGIN;
+ALTER TABLE events ADD COLUMN type TEXT;
+ALTER TABLE events ADD COLUMN size INTEGER;
+ALTER TABLE events ADD COLUMN mtime TEXT;
+ALTER TABLE events ADD COLUMN mode TEXT;
+ALTER TABLE events ADD COLUMN target_path TEXT;
+ALTER TABLE events ADD COLUMN target_path_b64 TEXT;
+ALTER TABLE events ADD COLUMN sha256 TEXT;
+ALTER TABLE events ADD COLUMN attrib INTEGER;
+ALTER TABLE tree ADD COLUMN type TEXT;
+PRAGMA user_version = 2;
+COMMIT;
+""",
+}
+_METADATA_COLUMNS = ("type", "size", "mtime", "mode", "target_path", "target_path_b64", "sha256", "attrib")
 # A manifest being received: private to the connection, never durable (a resync starts over).
 _MANIFEST_SCHEMA = """
 CREATE TEMP TABLE manifest (
@@ -1057,13 +1231,29 @@ CREATE TEMP TABLE manifest (
     PRIMARY KEY (client, path)
 ) WITHOUT ROWID
 """
+# An event's columns, in the order of _event_row (and of --json, but for path_b64 and dest_path_b64).
+_EVENT_COLUMNS = (
+    *("seq", "event", "path", "dest_path", "is_dir", "ts", "origin", "path_b64", "dest_path_b64"),
+    *_METADATA_COLUMNS,
+)
 _INSERT_EVENT = (
-    "INSERT INTO events (client, seq, event, path, dest_path, is_dir, ts, origin, path_b64, dest_path_b64, stored_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO events (client, {', '.join(_EVENT_COLUMNS)}, stored_at)"
+    f" VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + 2))})"
+)
+# Events without metadata (an older client's, a resync's): eight values fewer to bind, a third faster.
+_PLAIN_COLUMNS = _EVENT_COLUMNS[: -len(_METADATA_COLUMNS)]
+_INSERT_PLAIN_EVENT = (
+    f"INSERT INTO events (client, {', '.join(_PLAIN_COLUMNS)}, stored_at)"
+    f" VALUES ({', '.join('?' * (len(_PLAIN_COLUMNS) + 2))})"
 )
 _UPSERT_ENTRY = (
-    "INSERT INTO tree (client, path, is_dir, hash) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (client, path) DO UPDATE SET is_dir = excluded.is_dir, hash = excluded.hash"
+    "INSERT INTO tree (client, path, is_dir, type, size, mtime, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (client, path) DO UPDATE SET is_dir = excluded.is_dir, type = excluded.type,"
+    " size = excluded.size, mtime = excluded.mtime, hash = excluded.hash"
+)
+_UPSERT_PLAIN_ENTRY = (  # the same without metadata (not known), three values fewer to bind
+    "INSERT INTO tree (client, path, is_dir, hash) VALUES (?, ?, ?, ?) ON CONFLICT (client, path) DO UPDATE SET"
+    " is_dir = excluded.is_dir, type = NULL, size = NULL, mtime = NULL, hash = excluded.hash"
 )
 _SQLITE_REASONS = {
     "SQLITE_FULL": "disco cheio",
@@ -1120,11 +1310,11 @@ def open_database(
         fresh = version == 0
         if fresh and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
             raise FatalError(f"{shown} é um banco SQLite de outro programa")
-        if not fresh and version != SCHEMA_VERSION:
+        if not fresh and not 1 <= version <= SCHEMA_VERSION:
             raise FatalError(
                 f"o banco {shown} tem o esquema {version}; este servidor conhece o {SCHEMA_VERSION} (versão mais nova?)"
             )
-        missing = "" if fresh else _missing_columns(conn)
+        missing = "" if fresh else _missing_columns(conn, version)
         if missing:
             raise FatalError(
                 f"{shown} é um banco SQLite de outro programa (tem user_version {version}, mas não {missing})"
@@ -1138,6 +1328,10 @@ def open_database(
         conn.execute("PRAGMA synchronous = FULL")
         if fresh:
             conn.executescript(_SCHEMA)
+        for step in range(max(version, 1), SCHEMA_VERSION):  # ALTER TABLE ... ADD COLUMN: no row is read
+            conn.executescript(_MIGRATIONS[step])
+        if 0 < version < SCHEMA_VERSION:
+            log.info("banco %s atualizado do esquema %d para o %d", shown, version, SCHEMA_VERSION)
         conn.execute(_MANIFEST_SCHEMA)
     except sqlite3.Error as exc:
         conn.close()
@@ -1156,16 +1350,18 @@ def _columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
 
 
 @functools.cache
-def _expected_columns() -> dict[str, set[str]]:
+def _expected_columns(version: int) -> dict[str, set[str]]:
     with contextlib.closing(sqlite3.connect(":memory:")) as probe:
         probe.executescript(_SCHEMA)
+        for step in range(1, version):
+            probe.executescript(_MIGRATIONS[step])
         return _columns(probe)
 
 
-def _missing_columns(conn: sqlite3.Connection) -> str:
-    """What the schema of this version lacks in ``conn`` ("": nothing), e.g. ``a coluna 'events.path'``."""
+def _missing_columns(conn: sqlite3.Connection, version: int) -> str:
+    """What schema ``version`` lacks in ``conn`` ("": nothing), e.g. ``a coluna 'events.path'``."""
     found = _columns(conn)
-    for table, columns in _expected_columns().items():
+    for table, columns in _expected_columns(version).items():
         if table not in found:
             return f"a tabela {table!r}"
         for column in sorted(columns - found[table]):
@@ -1179,6 +1375,23 @@ def _signed(value: int) -> int:
 
 
 _SIGN_BIT = 2**63
+
+
+def _sql_int(value: int | None) -> int | float | None:
+    """An integer as SQLite can store it: its INTEGER is signed 64-bit, so 2**63 (MAX_FILE_SIZE) goes as a
+    REAL, which holds that power of two exactly (read back with int())."""
+    return float(value) if value is not None and value >= _SIGN_BIT else value
+
+
+def _entry_metadata(ev: Event) -> tuple[str | None, int | float | None, float | None]:
+    """The ``tree`` columns type, size and mtime (Unix time, REAL) an event gives its entry (NULL: not known)."""
+    return ev.type, _sql_int(ev.size), None if ev.mtime is None else ev.mtime.timestamp()
+
+
+def _entry_row(client: int, path: bytes, ev: Event, metadata: bool) -> tuple[Any, ...]:
+    """The ``tree`` row an event leaves at ``path``, as _UPSERT_ENTRY (``metadata``) or _UPSERT_PLAIN_ENTRY takes it."""
+    hashed = _signed(entry_hash(path, ev.is_dir))
+    return (client, path, ev.is_dir, *_entry_metadata(ev), hashed) if metadata else (client, path, ev.is_dir, hashed)
 
 
 def _separator(style: PathStyle) -> bytes:
@@ -1206,27 +1419,34 @@ class Tree:
         self.conn = conn
 
     def apply(self, client: int, root: bytes, events: list[Event], sep: bytes = b"/") -> None:
+        """Each event's change, in order; an entry keeps the event's type, size and mtime (NULL: not known)."""
+        metadata = any(ev.type is not None for ev in events)  # protocol 3's events carry them (type always)
+        upsert = _UPSERT_ENTRY if metadata else _UPSERT_PLAIN_ENTRY
         if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
-            paths = [(exact_path(ev.path, ev.path_b64), ev.is_dir) for ev in events]
-            self.conn.executemany(
-                _UPSERT_ENTRY, [(client, p, d, _signed(entry_hash(p, d))) for p, d in paths if p != root]
-            )
+            paths = [(exact_path(ev.path, ev.path_b64), ev) for ev in events]
+            self.conn.executemany(upsert, [_entry_row(client, p, ev, metadata) for p, ev in paths if p != root])
             return
-        upserts: list[tuple[int, bytes, bool, int]] = []
+        upserts: list[tuple[Any, ...]] = []
         for ev in events:
             path = exact_path(ev.path, ev.path_b64)
             if ev.event in ("created", "modified"):
                 if path != root:
-                    upserts.append((client, path, ev.is_dir, _signed(entry_hash(path, ev.is_dir))))
+                    upserts.append(_entry_row(client, path, ev, metadata))
                 continue
-            self.conn.executemany(_UPSERT_ENTRY, upserts)  # in order: a later deletion may undo them
+            self.conn.executemany(upsert, upserts)  # in order: a later deletion may undo them
             upserts = []
             if ev.event == "deleted":
                 self.remove(client, path, sep)
             else:
                 assert ev.dest_path is not None
-                self.move(client, path, exact_path(ev.dest_path, ev.dest_path_b64), root, sep)
-        self.conn.executemany(_UPSERT_ENTRY, upserts)
+                dest = exact_path(ev.dest_path, ev.dest_path_b64)
+                self.move(client, path, dest, root, sep)
+                if ev.type is not None:  # the metadata describe the destination (moved there, if the tree had it)
+                    self.conn.execute(
+                        "UPDATE tree SET type = ?, size = ?, mtime = ? WHERE client = ? AND path = ?",
+                        (*_entry_metadata(ev), client, dest),
+                    )
+        self.conn.executemany(upsert, upserts)
 
     def remove(self, client: int, path: bytes, sep: bytes = b"/") -> None:
         low, high = _below(path, sep)
@@ -1236,16 +1456,16 @@ class Tree:
     def move(self, client: int, source: bytes, dest: bytes, root: bytes, sep: bytes = b"/") -> None:
         low, high = _below(source, sep)
         rows = self.conn.execute(
-            "SELECT path, is_dir, size, mtime FROM tree WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
+            "SELECT path, is_dir, type, size, mtime FROM tree"
+            " WHERE client = ?1 AND (path = ?2 OR path >= ?3 AND path < ?4)",
             (client, source, low, high),
         ).fetchall()
         self.remove(client, source, sep)
         self.remove(client, dest, sep)
         if dest != root:
-            moved = [(dest + path[len(source) :], is_dir, size, mtime) for path, is_dir, size, mtime in rows]
+            moved = [(dest + path[len(source) :], *rest) for path, *rest in rows]
             self.conn.executemany(
-                "INSERT INTO tree (client, path, is_dir, size, mtime, hash) VALUES (?, ?, ?, ?, ?, ?)",
-                [(client, p, d, s, m, _signed(entry_hash(p, bool(d)))) for p, d, s, m in moved],
+                _UPSERT_ENTRY, [(client, p, d, t, s, m, _signed(entry_hash(p, bool(d)))) for p, d, t, s, m in moved]
             )
 
     def digest(self, client: int) -> Digest:
@@ -1299,13 +1519,14 @@ class Tree:
             " AS t WHERE t.client = ?1 AND t.path = m.path AND t.is_dir = m.is_dir) ORDER BY path",
             (client,),
         ).fetchall()
-        self.conn.executemany(_UPSERT_ENTRY, [(client, path, is_dir, value) for path, is_dir, value in new])
+        self.conn.executemany(_UPSERT_PLAIN_ENTRY, [(client, path, is_dir, value) for path, is_dir, value in new])
         self.unstage(client)
         return deleted, [(path, bool(is_dir)) for path, is_dir, _ in new]
 
 
 class Record:
-    """The clients, events and messages tables plus each client's Tree: every statement the writer runs.
+    """The clients, events and messages tables plus each client's Tree (its Pruner deletes the oldest rows):
+    every statement the writer runs.
 
     Methods that change anything run inside the writer's transaction and may run again after a
     failed commit: they read and write the database only.
@@ -1314,7 +1535,7 @@ class Record:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.tree = Tree(conn)
-        self.added_bytes = {"events": 0, "messages": 0}  # bytes inserted since trim last counted the table
+        self.pruner = Pruner(conn)
 
     def last_seq(self, client_id: str) -> int:
         """The last stored seq of a client (0 for a stranger). A read."""
@@ -1359,29 +1580,10 @@ class Record:
         return fresh
 
     def _insert(self, key: int, events: list[Event], stored_at: int) -> None:
-        self.added_bytes["events"] += sum(
-            len(ev.path) + len(ev.dest_path or "") + len(ev.path_b64 or "") + len(ev.dest_path_b64 or "")
-            for ev in events
-        )
-        self.conn.executemany(
-            _INSERT_EVENT,
-            [
-                (
-                    key,
-                    ev.seq or None,
-                    ev.event,
-                    ev.path,
-                    ev.dest_path,
-                    ev.is_dir,
-                    iso_time(ev.ts),
-                    ev.origin,
-                    ev.path_b64,
-                    ev.dest_path_b64,
-                    stored_at,
-                )
-                for ev in events
-            ],
-        )
+        self.pruner.added("events", sum(map(_event_bytes, events)))
+        metadata = any(ev.type is not None for ev in events)
+        rows = [(key, *_event_row(ev, metadata), stored_at) for ev in events]
+        self.conn.executemany(_INSERT_EVENT if metadata else _INSERT_PLAIN_EVENT, rows)
 
     def digest(self, client_id: str) -> tuple[int, Digest]:
         """(last stored seq, digest of the tree) of a client; (0, empty) for a stranger. A read."""
@@ -1435,7 +1637,7 @@ class Record:
 
     def store_text(self, peer: str, text: str | bytes, now: datetime.datetime) -> None:
         """Store a plain text message (or a binary one's bytes)."""
-        self.added_bytes["messages"] += len(text)
+        self.pruner.added("messages", len(text))
         self.conn.execute(
             "INSERT INTO messages (peer, text, data, ts, stored_at) VALUES (?, ?, ?, ?, ?)",
             (
@@ -1446,6 +1648,74 @@ class Record:
                 int(now.timestamp()),
             ),
         )
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """Every stored event, oldest first, as its ``--json`` record. A read (of a version 1 file too: it was
+        opened read-only, not migrated, and its events have no metadata)."""
+        found = _columns(self.conn)["events"]
+        columns = ", ".join(f"e.{name}" if name in found else "NULL" for name in _EVENT_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT c.name, c.client_id, {columns} FROM events AS e JOIN clients AS c ON c.id = e.client"  # noqa: S608
+            " ORDER BY e.id"
+        )
+        for name, client_id, *row in rows:
+            yield event_record(name, client_id, _stored_event(row))
+
+
+def _event_row(ev: Event, metadata: bool = True) -> tuple[Any, ...]:
+    """An event as the events table keeps it, in _EVENT_COLUMNS order (``seq`` NULL: a resync's difference);
+    without ``metadata``, in _PLAIN_COLUMNS order."""
+    plain = (ev.seq or None, ev.event, ev.path, ev.dest_path, ev.is_dir, iso_time(ev.ts), ev.origin, ev.path_b64,
+             ev.dest_path_b64)  # fmt: skip
+    if not metadata:
+        return plain
+    mtime = None if ev.mtime is None else iso_mtime(ev.mtime)
+    return (*plain, ev.type, _sql_int(ev.size), mtime, ev.mode, ev.target_path, ev.target_path_b64, ev.sha256,
+            ev.attrib or None)  # fmt: skip
+
+
+def _stored_event(row: list[Any]) -> Event:
+    """The Event a row in _EVENT_COLUMNS order holds."""
+    seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64, file_type, size, mtime, *rest = row
+    mode, target_path, target_path_b64, sha256, attrib = rest
+    return Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64, file_type,
+                 None if size is None else int(size), None if mtime is None else _parse_ts(mtime, "mtime"), mode,
+                 target_path, target_path_b64, sha256, bool(attrib))  # fmt: skip
+
+
+_ROW_BYTES = {  # what a row of each table costs, in bytes (as Pruner.added counts it)
+    "events": "length(CAST(path AS BLOB)) + ifnull(length(CAST(dest_path AS BLOB)), 0)"
+    " + ifnull(length(path_b64), 0) + ifnull(length(dest_path_b64), 0)"
+    " + ifnull(length(CAST(target_path AS BLOB)), 0) + ifnull(length(target_path_b64), 0)",
+    "messages": "ifnull(length(CAST(text AS BLOB)), 0) + ifnull(length(data), 0)",
+}
+
+
+def _event_bytes(ev: Event) -> int:
+    """What an event's row costs, as _ROW_BYTES["events"] counts it (characters for bytes: a cheap estimate)."""
+    return (
+        len(ev.path)
+        + len(ev.dest_path or "")
+        + len(ev.path_b64 or "")
+        + len(ev.dest_path_b64 or "")
+        + len(ev.target_path or "")
+        + len(ev.target_path_b64 or "")
+    )
+
+
+class Pruner:
+    """Deletes the oldest events and messages past the retention limits and the in-memory budget.
+
+    Runs inside the writer's transactions, like Record (which tells it what each insert added).
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._added_bytes = {"events": 0, "messages": 0}  # bytes inserted since trim last counted the table
+
+    def added(self, table: str, size: int) -> None:
+        """``size`` bytes (as _ROW_BYTES counts them) went into ``table``."""
+        self._added_bytes[table] += size
 
     def trim(self, max_events: int, stored_before: int | None, budget: MemoryBudget | None = None) -> int:
         """Delete up to RETENTION_CHUNK of the oldest events and of the oldest messages past the limits.
@@ -1481,11 +1751,11 @@ class Record:
         """Delete the oldest rows of ``table`` while its bytes exceed the budget. The table is summed only once
         an eighth of the budget was added since the last sum, so the cost per stored byte stays bounded."""
         limit = budget.event_bytes if table == "events" else budget.text_bytes
-        if self.added_bytes[table] <= limit // 8:
+        if self._added_bytes[table] <= limit // 8:
             return 0
         size = _ROW_BYTES[table]
         (total,) = self.conn.execute(f"SELECT ifnull(sum({size}), 0) FROM {table}").fetchone()  # noqa: S608
-        self.added_bytes[table] = 0
+        self._added_bytes[table] = 0
         excess = total - limit
         if excess <= 0:
             return 0
@@ -1498,23 +1768,6 @@ class Record:
         if cut is None:
             return 0
         return self.conn.execute(f"DELETE FROM {table} WHERE id <= ?", (cut,)).rowcount  # noqa: S608
-
-    def export(self) -> Iterator[dict[str, Any]]:
-        """Every stored event, oldest first, as its ``--json`` record. A read."""
-        rows = self.conn.execute(
-            "SELECT c.name, c.client_id, e.seq, e.event, e.path, e.dest_path, e.is_dir, e.ts, e.origin, e.path_b64,"
-            " e.dest_path_b64 FROM events AS e JOIN clients AS c ON c.id = e.client ORDER BY e.id"
-        )
-        for name, client_id, seq, kind, path, dest, is_dir, ts, origin, path_b64, dest_b64 in rows:
-            ev = Event(seq or 0, kind, path, bool(is_dir), _parse_ts(ts), origin, dest, path_b64, dest_b64)
-            yield event_record(name, client_id, ev)
-
-
-_ROW_BYTES = {  # what a row of each table costs, in bytes (as Record.added_bytes counts it)
-    "events": "length(CAST(path AS BLOB)) + ifnull(length(CAST(dest_path AS BLOB)), 0)"
-    " + ifnull(length(path_b64), 0) + ifnull(length(dest_path_b64), 0)",
-    "messages": "ifnull(length(CAST(text AS BLOB)), 0) + ifnull(length(data), 0)",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1764,20 +2017,107 @@ class _Job:
     write: bool
 
 
+class Committer:
+    """The writer thread's transactions on the database: each round of works in one transaction, rolled
+    back, reported (FailureReport) and left for a retry when the storage fails; retention in between.
+
+    ``path``: the database file ("": in memory). Before each COMMIT its identity (st_dev, st_ino) is
+    compared with the file opened: a file deleted or replaced under the server would take every later
+    commit with it, so from then on nothing commits and ``lost(reason)`` is called once (from the thread).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str = "", lost: Callable[[str], None] | None = None) -> None:
+        self.record = Record(conn)
+        self.lost_reason: str | None = None  # the file is gone: nothing commits any more
+        self._conn = conn
+        self._path = path
+        self._identity = _file_identity(path) if path else None
+        self._lost = lost
+        self._report = FailureReport()
+
+    def commit(self, works: list[Callable[[Record], Any]]) -> list[tuple[Any, bool]] | None:
+        """Run ``works`` in one transaction, each in a savepoint of its own: (its result, True) or (the exception
+        it raised, False) per work once committed; None (rolled back, reported) when the storage failed."""
+        if self.lost_reason is not None:
+            return None
+        results: list[tuple[Any, bool]] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for work in works:
+                self._conn.execute("SAVEPOINT work")
+                try:
+                    results.append((work(self.record), True))
+                except Exception as exc:
+                    if is_storage_failure(exc):
+                        raise
+                    self._conn.execute("ROLLBACK TO work")  # this work's error is its caller's, not the others'
+                    results.append((exc, False))
+                self._conn.execute("RELEASE work")
+            if not self._file_still_ours():
+                self._rollback()
+                return None
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._report.failed(exc)
+            return None
+        self._report.succeeded()
+        return results
+
+    def trim(self, retention: Retention) -> None:
+        """Retention: a few bounded transactions per round, the rest in the next rounds."""
+        limits = retention.due()
+        if limits is None or self.lost_reason is not None:
+            return
+        for _ in range(4):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                deleted = self.record.pruner.trim(*limits)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._report.failed(exc)
+                return
+            if deleted < RETENTION_CHUNK:
+                retention.caught_up()
+                return
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _file_still_ours(self) -> bool:
+        """False once the database file was deleted or replaced (one stat per commit round)."""
+        if self._identity is None:
+            return True
+        if self.lost_reason is None and _file_identity(self._path) != self._identity:
+            self.lost_reason = (
+                f"o arquivo do banco {self._path!r} foi apagado ou substituído com o servidor rodando; "
+                "nada gravado depois disso foi confirmado e o servidor parou (reinicie-o: os clientes "
+                "reenviam o que não foi confirmado)"
+            )
+            if self._lost is not None:
+                self._lost(self.lost_reason)
+        return self.lost_reason is None
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself
+                self._conn.execute("ROLLBACK")
+
+
 class Writer:
     """The one thread that owns the database connection: group commits, retries, reads in between.
 
     ``write(work)``: ``work(record)`` runs in a transaction shared with every write that arrived
     meanwhile, from any connection (one COMMIT, one fsync for all); its result, or the exception it
     raised, reaches the returned future only once that transaction has committed. A failed commit is
-    rolled back, reported (FailureReport) and retried with the same works, so a work must only read and
+    rolled back, reported and retried with the same works (Committer), so a work must only read and
     change the database; nothing is delivered meanwhile. ``read(work)``: runs between transactions,
     sees committed data only and never waits behind a failing commit. Results reach the event loop in
     submission order, through call_soon_threadsafe: the only place where this thread meets asyncio.
 
-    ``path``: the database file ("": in memory). Before each COMMIT its identity (st_dev, st_ino) is
-    compared with the file opened: a file deleted or replaced under the server would take every later
-    commit with it, so from then on nothing commits and ``lost(reason)`` is called once in the loop.
+    ``path``: the database file ("": in memory); once it is deleted or replaced nothing commits and
+    ``lost(reason)`` is called once in the loop (Committer).
     """
 
     def __init__(
@@ -1787,17 +2127,12 @@ class Writer:
         path: str = "",
         lost: Callable[[str], None] | None = None,
     ) -> None:
-        self.record = Record(conn)
-        self._path = path
-        self._identity = _file_identity(path) if path else None
-        self._lost = lost
-        self._lost_reason: str | None = None  # the file is gone: nothing commits any more (owned by the thread)
         self.backlog = 0  # writes submitted and not yet delivered (owned by the loop)
-        self._conn = conn
-        self._retention = retention
-        self._report = FailureReport()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
+        self._lost = lost
+        self._committer = Committer(conn, path, self._file_lost)  # used by the thread only
+        self._retention = retention
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopped: asyncio.Future[None] | None = None  # set by close()
         self._finished_seen = False  # the thread has ended (owned by the loop)
         self._thread = threading.Thread(target=self._run, name="banco", daemon=True)
@@ -1842,10 +2177,9 @@ class Writer:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._loop.call_soon_threadsafe(self._finished)
 
-    def _finished(self) -> None:
-        self._finished_seen = True
-        if self._stopped is not None and not self._stopped.done():
-            self._stopped.set_result(None)
+    def _file_lost(self, reason: str) -> None:
+        if self._lost is not None:
+            self._loop.call_soon_threadsafe(self._lost, reason)
 
     def _serve(self) -> None:
         pending: list[_Job] = []
@@ -1861,19 +2195,21 @@ class Writer:
                 else:
                     self._answer(job)
             if pending and (stopping or time.monotonic() >= retry_at):
-                if self._commit(pending):
-                    pending = []
-                else:
+                results = self._committer.commit([job.work for job in pending])
+                if results is None:
                     retry_at = time.monotonic() + COMMIT_RETRY_DELAY
+                else:
+                    self._loop.call_soon_threadsafe(self._deliver, list(zip(pending, results, strict=True)))
+                    pending = []
             if not pending:
-                self._trim()
+                self._committer.trim(self._retention)
         if pending:  # with the file gone, the one error line is the stop's own (main's ``Erro:``)
             log.log(
-                logging.INFO if self._lost_reason else logging.ERROR,
+                logging.INFO if self._committer.lost_reason else logging.ERROR,
                 "%d gravações pendentes ficaram fora do banco; os clientes reenviarão os eventos",
                 len(pending),
             )
-        self._conn.close()
+        self._committer.close()
 
     def _take(self, timeout: float | None) -> list[_Job | None]:
         """Every job queued now, waiting up to ``timeout`` s for the first (None: for ever)."""
@@ -1889,81 +2225,20 @@ class Writer:
 
     def _answer(self, job: _Job) -> None:
         try:
-            result = [(job, job.work(self.record), True)]
+            result: tuple[Any, bool] = (job.work(self._committer.record), True)
         except Exception as exc:  # delivered to the caller, who decides
-            result = [(job, exc, False)]
-        self._loop.call_soon_threadsafe(self._deliver, result)
-
-    def _commit(self, jobs: list[_Job]) -> bool:
-        """One transaction for ``jobs``; False (rolled back, reported) when the storage failed."""
-        results: list[tuple[_Job, Any, bool]] = []
-        if self._lost_reason is not None:
-            return False
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            for job in jobs:
-                self._conn.execute("SAVEPOINT work")
-                try:
-                    results.append((job, job.work(self.record), True))
-                except Exception as exc:
-                    if is_storage_failure(exc):
-                        raise
-                    self._conn.execute("ROLLBACK TO work")  # this work's error is its caller's, not the others'
-                    results.append((job, exc, False))
-                self._conn.execute("RELEASE work")
-            if not self._file_still_ours():
-                self._rollback()
-                return False
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            self._report.failed(exc)
-            return False
-        self._report.succeeded()
-        self._loop.call_soon_threadsafe(self._deliver, results)
-        return True
-
-    def _file_still_ours(self) -> bool:
-        """False once the database file was deleted or replaced (one stat per commit round)."""
-        if self._identity is None:
-            return True
-        if self._lost_reason is None and _file_identity(self._path) != self._identity:
-            self._lost_reason = (
-                f"o arquivo do banco {self._path!r} foi apagado ou substituído com o servidor rodando; "
-                "nada gravado depois disso foi confirmado e o servidor parou (reinicie-o: os clientes "
-                "reenviam o que não foi confirmado)"
-            )
-            if self._lost is not None:
-                self._loop.call_soon_threadsafe(self._lost, self._lost_reason)
-        return self._lost_reason is None
-
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself
-                self._conn.execute("ROLLBACK")
-
-    def _trim(self) -> None:
-        """Retention: a few bounded transactions per round, the rest in the next rounds."""
-        limits = self._retention.due()
-        if limits is None or self._lost_reason is not None:
-            return
-        for _ in range(4):
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                deleted = self.record.trim(*limits)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                self._report.failed(exc)
-                return
-            if deleted < RETENTION_CHUNK:
-                self._retention.caught_up()
-                return
+            result = (exc, False)
+        self._loop.call_soon_threadsafe(self._deliver, [(job, result)])
 
     # -- back in the loop --------------------------------------------------
 
-    def _deliver(self, results: list[tuple[_Job, Any, bool]]) -> None:
-        for job, value, ok in results:
+    def _finished(self) -> None:
+        self._finished_seen = True
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def _deliver(self, results: list[tuple[_Job, tuple[Any, bool]]]) -> None:
+        for job, (value, ok) in results:
             if job.write:
                 self.backlog -= 1
             if job.future.done():
@@ -2007,7 +2282,10 @@ def connection_factory() -> type[sqlite3.Connection]:
 
 @dataclasses.dataclass
 class ClientState:
-    """What the loop remembers of a client between its connections (the database remembers the rest)."""
+    """What the loop remembers of a client between its connections (the database remembers the rest).
+
+    The seqs and ``last_write`` belong to the Publisher; the rest to the ClientRegistry.
+    """
 
     name: str
     stored_seq: int = 0  # every event up to here is committed: what welcome reports
@@ -2090,8 +2368,34 @@ def partial_message_visible(protocol: Any) -> bool:
     )
 
 
+async def watch_incomplete(ws: ServerConnection, timeout: float, label: str) -> None:
+    """Close ``ws`` when a message stays incomplete (a frame, or a fragmented message, begun and not finished)
+    for ``timeout`` seconds while the server is reading it: a held half-frame costs memory. Time the server
+    itself stops reading (back-pressure) does not count."""
+    protocol = ws.protocol
+    if not partial_message_visible(protocol):
+        log.debug("websockets mudou: sem o limite de tempo para mensagens incompletas")
+        return
+    loop = asyncio.get_running_loop()
+    since: float | None = None
+    while True:
+        await asyncio.sleep(timeout / 4)
+        reading = getattr(ws.transport, "is_reading", lambda: True)()
+        partial = bool(protocol.reader.buffer) or protocol.current_size is not None
+        if not (partial and reading):
+            since = None
+        elif since is None:
+            since = loop.time()
+        elif loop.time() - since >= timeout:
+            reason = f"mensagem incompleta por mais de {timeout:g} s"
+            log.warning("%s violou o protocolo: %s", label, reason)
+            await ws.close(CLOSE_POLICY, reason)
+            return
+
+
 class Session:
-    """One protocol client's connection: its events to the writer, acks back, and the digest check (v2)."""
+    """One protocol client's connection: its events to the writer, acks back, the digest check and the
+    manifest (v2)."""
 
     def __init__(self, server: MonitorServer, ws: ServerConnection, hello: Hello, state: ClientState) -> None:
         self.server = server
@@ -2100,15 +2404,13 @@ class Session:
         self.state = state
         self.acks = Acknowledger(ws)
         self.label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])})"
-        self._manifest_seq: int | None = None  # a manifest is being received, as of this seq
-        self._manifest_entries = 0  # entries and path bytes of the manifest being received (capped)
-        self._manifest_bytes = 0
+        self.manifest = ManifestProgress()
         self._next_digest = 0.0  # monotonic time before which a digest waits (each one is a full SQL sum)
 
     async def run(self) -> None:
         acker = asyncio.create_task(self.acks.run())
         acker.add_done_callback(lambda task: task.cancelled() or task.exception())  # seen even if never raised
-        watcher = asyncio.create_task(self._watch_incomplete())
+        watcher = asyncio.create_task(watch_incomplete(self.ws, self.server.hello_timeout, self.label))
         watcher.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             pending = self.state.last_write
@@ -2119,7 +2421,7 @@ class Session:
             await self.ws.send(encode_welcome(self.state.stored_seq, self.hello.version))
             async for text in self.ws:
                 await self.acks.room()
-                await self.server.budget_room()
+                await self.server.budget.room()
                 message = parse_message(text, self.hello.version)
                 if isinstance(message, list):
                     self.events(message, len(text))
@@ -2134,54 +2436,23 @@ class Session:
         finally:
             acker.cancel()
             watcher.cancel()
-            if self._manifest_seq is not None and self.state.connection in (None, self.ws):
+            if self.manifest.seq is not None and self.state.connection in (None, self.ws):
                 # An unfinished manifest: its staged rows would stay in SQLite's temp storage for ever.
                 # (A newer connection of the client drops them itself when its manifest begins.)
                 client_id = self.hello.client_id
                 self.server.writer.write_later(lambda record: record.unstage(client_id))
 
-    async def _watch_incomplete(self) -> None:
-        """Close the connection when a message stays incomplete (a frame, or a fragmented message, begun and
-        not finished) for --open-timeout seconds while the server is reading it: a held half-frame costs memory.
-        Time the server itself stops reading (back-pressure) does not count."""
-        protocol = self.ws.protocol
-        if not partial_message_visible(protocol):
-            log.debug("websockets mudou: sem o limite de tempo para mensagens incompletas")
-            return
-        timeout = self.server.hello_timeout
-        loop = asyncio.get_running_loop()
-        since: float | None = None
-        while True:
-            await asyncio.sleep(timeout / 4)
-            transport = self.ws.transport
-            reading = getattr(transport, "is_reading", lambda: True)()
-            partial = bool(protocol.reader.buffer) or protocol.current_size is not None
-            if not (partial and reading):
-                since = None
-            elif since is None:
-                since = loop.time()
-            elif loop.time() - since >= timeout:
-                reason = f"mensagem incompleta por mais de {timeout:g} s"
-                log.warning("%s violou o protocolo: %s", self.label, reason)
-                await self.ws.close(CLOSE_POLICY, reason)
-                return
-
     def events(self, events: list[Event], size: int = 0) -> None:
-        if self._manifest_seq is not None:
-            raise ProtocolError("eventos no meio de um manifesto")
+        self.manifest.outside("eventos")
         check_paths(self.hello, event_paths(events))
-        state = self.state
-        fresh = [ev for ev in events if ev.seq > state.accepted_seq]
+        fresh = [ev for ev in events if ev.seq > self.state.accepted_seq]
         if fresh:
-            state.accepted_seq = fresh[-1].seq
-            state.last_write = self.server.store(self.hello, state, fresh)
-            self.server.hold(size, state.last_write)
-        self.acks.add(state.last_write, state.accepted_seq)
+            self.server.budget.hold(size, self.server.publisher.store(self.hello, self.state, fresh))
+        self.acks.add(self.state.last_write, self.state.accepted_seq)
 
     async def check(self, report: DigestReport) -> None:
         """Compare the client's digest with the server's tree; answer ``verified`` or ``resync``."""
-        if self._manifest_seq is not None:
-            raise ProtocolError("'digest' no meio de um manifesto")
+        self.manifest.outside("'digest'")
         early = self._next_digest - time.monotonic()
         if early > 0:  # a digest spammer waits: it never makes the single writer thread sum its tree again and again
             await asyncio.sleep(early)
@@ -2206,26 +2477,13 @@ class Session:
         await self.ws.send(encode_digest_answer("verified" if matched else "resync", seq, digest))
 
     async def begin(self, message: ManifestBegin) -> None:
-        if self._manifest_seq is not None:
-            raise ProtocolError("'manifest_begin' repetido")
         await self.acks.drained()
-        if message.seq < self.state.stored_seq:
-            raise ProtocolError(f"manifesto do seq {message.seq}, mas o servidor já tem até {self.state.stored_seq}")
-        self._manifest_seq = message.seq
-        self._manifest_entries = self._manifest_bytes = 0
+        self.manifest.begin(message, self.state.stored_seq)
         self._stage([], first=True)
 
     def stage(self, message: Manifest) -> None:
-        if self._manifest_seq is None:
-            raise ProtocolError("'manifest' sem 'manifest_begin'")
+        self.manifest.add(message)
         check_paths(self.hello, ((path.decode("utf-8", "backslashreplace"), None) for path, _ in message.entries))
-        self._manifest_entries += len(message.entries)
-        self._manifest_bytes += sum(len(path) for path, _ in message.entries)
-        if self._manifest_entries > MAX_MANIFEST_ENTRIES or self._manifest_bytes > MAX_MANIFEST_BYTES:
-            raise ProtocolError(
-                f"manifesto grande demais (máximo {MAX_MANIFEST_ENTRIES} entradas, "
-                f"{MAX_MANIFEST_BYTES} bytes de caminhos)"
-            )
         self._stage(message.entries, first=False)
 
     def _stage(self, entries: list[tuple[bytes, bool]], *, first: bool) -> None:
@@ -2234,12 +2492,10 @@ class Session:
 
     async def end(self, message: ManifestEnd) -> None:
         """The manifest is whole: replace the tree, show the differences, answer ``verified``."""
-        if self._manifest_seq is None:
-            raise ProtocolError("'manifest_end' sem 'manifest_begin'")
-        seq, self._manifest_seq = self._manifest_seq, None
+        seq = self.manifest.end()
         await self.acks.drained()
         started = time.monotonic()
-        write = self.server.resync(self.hello, self.state, seq, message.digest)
+        write = self.server.publisher.resync(self.hello, self.state, seq, message.digest)
         await asyncio.wait([write])
         differences: list[Event] = write.result()
         created = sum(ev.event == "created" for ev in differences)
@@ -2274,8 +2530,203 @@ class RateLimitedWarning:
             self._said_at, self._count = now, 0
 
 
+class ByteBudget:
+    """Bytes of the messages awaiting their commit, over all connections, against MAX_PENDING_BYTES: past it no
+    connection is read (a failing disk then stops every reader: TCP pushes back on the clients instead of memory
+    growing)."""
+
+    def __init__(self) -> None:
+        self.pending = 0  # bytes of the messages whose writes have not completed
+        self._released = asyncio.Event()  # set whenever pending went down
+
+    def hold(self, size: int, write: asyncio.Future[Any]) -> None:
+        """Count ``size`` bytes until ``write`` completes."""
+        self.pending += size
+        write.add_done_callback(functools.partial(self._release, size))
+
+    def _release(self, size: int, _write: asyncio.Future[Any]) -> None:
+        self.pending -= size
+        self._released.set()
+
+    def exceeded(self) -> bool:
+        return self.pending > MAX_PENDING_BYTES
+
+    async def room(self) -> None:
+        """Wait while the bytes held exceed MAX_PENDING_BYTES."""
+        if not self.exceeded():
+            return
+        log.debug("leitura pausada: %d bytes esperam o commit (limite de %d)", self.pending, MAX_PENDING_BYTES)
+        while self.exceeded():
+            self._released.clear()
+            await self._released.wait()
+
+
+class ClientRegistry:
+    """The clients the loop remembers (ClientState by client_id, most recent last) and which connection is each
+    one's: a hello's credential is checked (trust on first use: the welcome waits for its commit), a newer
+    connection of a client replaces the older, idle states are forgotten past MAX_REMEMBERED_CLIENTS (the
+    database still knows them), and new ids are capped for the in-memory record (``max_clients``, 0: no cap).
+    Owns each ClientState's name, connection, secret_hash and claim."""
+
+    def __init__(self, writer: Writer, max_clients: int = 0) -> None:
+        self.writer = writer
+        self.max_clients = max_clients
+        self.new_clients = 0  # ids first seen by this process (all the in-memory record knows)
+        self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
+        self._no_room = RateLimitedWarning(
+            "%d clientes novos recusados: o registro em memória guarda no máximo %d clientes (use --banco)"
+        )
+
+    async def register(self, ws: ServerConnection, hello: Hello) -> ClientState:
+        """The client's state once its hello is accepted; ProtocolError (never touching its other connection) if not."""
+        client_id = hello.client_id
+        state = self.clients.get(client_id)
+        if state is None:
+            known = await self.writer.read(lambda record: record.client(client_id))
+            state = self.clients.get(client_id)  # another connection of it may have come meanwhile
+            if state is None:
+                if known is None and self.max_clients:
+                    if self.new_clients >= self.max_clients:
+                        self._no_room.happened(self.max_clients)
+                        raise ProtocolError("o servidor não tem espaço para clientes novos", CLOSE_TRY_AGAIN)
+                    self.new_clients += 1
+                last_seq, secret_hash = known or (0, None)
+                state = ClientState(hello.name, last_seq, last_seq, secret_hash=secret_hash)
+                self.clients[client_id] = state
+        # From here to the end no await: two hellos racing for one id are checked one after the other.
+        self._check_credential(state, hello)
+        now = utc_now()
+        registered = self.writer.write(lambda record: record.register(hello, now))
+        registered.add_done_callback(_log_failure)
+        if state.secret_hash is None and hello.secret_hash is not None:
+            # First contact of a credential (trust on first use): the welcome waits for its commit
+            # (README, "Segurança"), and so does a second connection that proves the same secret meanwhile.
+            state.secret_hash = hello.secret_hash
+            state.claim = registered
+        self.clients.move_to_end(client_id)  # most recent last, for eviction
+        old, state.connection, state.name = state.connection, ws, hello.name
+        self._forget_idle_clients()
+        if old is not None:
+            # The client reconnected before its old connection timed out: close the
+            # old one so a single connection at a time delivers its events, in order.
+            task = asyncio.create_task(old.close(CLOSE_REPLACED, "substituída por nova conexão"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return state
+
+    @staticmethod
+    async def claimed(state: ClientState) -> None:
+        """Wait (at most CLAIM_TIMEOUT) until the client's credential is committed; 1013 if it is not."""
+        claim = state.claim
+        if claim is None:
+            return
+        try:
+            async with asyncio.timeout(CLAIM_TIMEOUT):
+                await asyncio.shield(claim)
+        except TimeoutError:
+            raise ProtocolError(
+                f"a credencial não pôde ser gravada em {CLAIM_TIMEOUT:g} s; tente mais tarde", CLOSE_TRY_AGAIN
+            ) from None
+        except Exception:
+            raise ProtocolError("a credencial não pôde ser gravada; tente mais tarde", CLOSE_TRY_AGAIN) from None
+        if state.claim is claim:
+            state.claim = None
+
+    @staticmethod
+    def disconnected(state: ClientState, ws: ServerConnection) -> None:
+        """``ws`` ended; it stays the client's connection only if no newer one replaced it."""
+        if state.connection is ws:
+            state.connection = None
+
+    def _forget_idle_clients(self) -> None:
+        """Past MAX_REMEMBERED_CLIENTS, forget the oldest IDLE states (the database still knows their last seq).
+
+        Connected clients, or those with a write in flight, are skipped, not a reason to stop: one client
+        connected for days must not let strangers' hellos grow memory. The skipped ones are at most the
+        open connections plus the pending writes, so the walk stays short.
+        """
+        excess = len(self.clients) - MAX_REMEMBERED_CLIENTS
+        if excess <= 0:
+            return
+        idle: list[str] = []
+        for client_id, state in self.clients.items():
+            if state.idle():
+                idle.append(client_id)
+                if len(idle) == excess:
+                    break
+        for client_id in idle:
+            del self.clients[client_id]
+
+    @staticmethod
+    def _check_credential(state: ClientState, hello: Hello) -> None:
+        stored = state.secret_hash
+        if stored is not None and (hello.secret_hash is None or not hmac.compare_digest(stored, hello.secret_hash)):
+            raise ProtocolError("credencial ausente ou errada para este client_id", CLOSE_CREDENTIAL)
+
+
+class Publisher:
+    """Hands each batch of a client to the Writer and prints it once committed, in commit order, only the events
+    the record had not stored yet. Owns each ClientState's seqs: ``accepted_seq`` and ``last_write`` as a batch is
+    handed over, ``stored_seq`` as it commits (a failed write hands its events back: they are taken again)."""
+
+    def __init__(self, output: Output, writer: Writer) -> None:
+        self.output = output
+        self.writer = writer
+
+    def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
+        """Hand ``events`` (newer than ``state.accepted_seq``) to the writer.
+
+        The returned future (also ``state.last_write``) resolves once they are stored and, when printing is
+        part of the record (no --banco), printed: an ack waits for it.
+        """
+        now = utc_now()
+        write = self.writer.write(lambda record: record.store_events(hello, events, now))
+        state.accepted_seq = events[-1].seq
+        state.last_write = self._shown(hello, state, events[-1].seq, write)
+        return state.last_write
+
+    def resync(self, hello: Hello, state: ClientState, seq: int, digest: Digest) -> asyncio.Future[Any]:
+        """Replace the client's tree by its staged manifest; the differences are printed once committed."""
+        now = utc_now()
+        write = self.writer.write(lambda record: record.resync(hello, seq, digest, now))
+        return self._shown(hello, state, seq, write)
+
+    def _shown(self, hello: Hello, state: ClientState, seq: int, write: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        shown: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        write.add_done_callback(functools.partial(self._stored, hello, state, seq, shown))
+        return shown
+
+    def _stored(
+        self, hello: Hello, state: ClientState, seq: int, shown: asyncio.Future[Any], write: asyncio.Future[Any]
+    ) -> None:
+        """Runs in the loop, in commit order, whether or not the connection still exists."""
+        if write.cancelled() or write.exception() is not None:
+            if state.last_write is shown or state.last_write is None:
+                state.accepted_seq, state.last_write = state.stored_seq, None  # not stored: take it again
+            shown.set_exception(write.exception() or asyncio.CancelledError())
+            return
+        state.stored_seq = max(state.stored_seq, seq)
+        state.accepted_seq = max(state.accepted_seq, seq)
+        stored: list[Event] = write.result()
+        printed = None
+        if stored:
+            json_lines = None
+            if self.output.as_json:
+                json_lines = event_lines(hello.name, hello.client_id, stored)
+            printed = self.output.events(hello.name, stored, json_lines)
+        if printed is None:
+            shown.set_result(stored)
+        else:
+            printed.add_done_callback(lambda done: _settle(shown, done, stored))
+
+
 class MonitorServer:
-    """Accepts monitor clients (and plain text clients), stores what they send and prints it once stored."""
+    """Accepts monitor clients (and plain text clients), stores what they send and prints it once stored.
+
+    Its parts: ``registry`` (ClientRegistry: who is connected, credentials), ``publisher`` (Publisher: stored,
+    then printed), ``budget`` (ByteBudget: bytes awaiting their commit); each connection is a Session.
+    """
 
     def __init__(
         self,
@@ -2292,45 +2743,20 @@ class MonitorServer:
         self.writer = writer
         self.token = token
         self.max_connections = max_connections
-        self.max_clients = max_clients  # client ids the in-memory record keeps at most (0: any number)
-        self.new_clients = 0  # ids first seen by this process (all the in-memory record knows)
         self.max_message = max_message  # a protocol client's limit, once its hello is valid
         self.hello_timeout = hello_timeout  # seconds for the first message (a slow or half-sent hello)
+        self.registry = ClientRegistry(writer, max_clients)  # max_clients: the in-memory record's cap (0: none)
+        self.publisher = Publisher(output, writer)
+        self.budget = ByteBudget()
         self.servers: list[Any] = []  # the websockets Servers (one per address), for the connection count
         self.stop = asyncio.Event()
         self.failure: str | None = None  # why the server stopped on its own (main exits with 1)
-        self.clients: collections.OrderedDict[str, ClientState] = collections.OrderedDict()
-        self._background: set[asyncio.Task[None]] = set()
         self._full = RateLimitedWarning(
             "servidor cheio: %d conexões recusadas com HTTP 503 (limite de %d conexões abertas; --max-conexoes)"
-        )
-        self._no_room = RateLimitedWarning(
-            "%d clientes novos recusados: o registro em memória guarda no máximo %d clientes (use --banco)"
         )
         self._texts_unstored = RateLimitedWarning(
             "%d mensagens de texto mostradas sem ser gravadas: a fila de gravação está cheia (%d mensagens ou %d bytes)"
         )
-        self.pending_bytes = 0  # bytes of the messages whose writes have not completed (every connection)
-        self._released = asyncio.Event()  # set whenever pending_bytes went down
-
-    def hold(self, size: int, write: asyncio.Future[Any]) -> None:
-        """Count ``size`` bytes against MAX_PENDING_BYTES until ``write`` completes."""
-        self.pending_bytes += size
-        write.add_done_callback(functools.partial(self._release, size))
-
-    def _release(self, size: int, _write: asyncio.Future[Any]) -> None:
-        self.pending_bytes -= size
-        self._released.set()
-
-    async def budget_room(self) -> None:
-        """Wait while the messages awaiting their commit, over all connections, exceed MAX_PENDING_BYTES (a
-        failing disk then stops every reader: TCP pushes back on the clients instead of memory growing)."""
-        if self.pending_bytes <= MAX_PENDING_BYTES:
-            return
-        log.debug("leitura pausada: %d bytes esperam o commit (limite de %d)", self.pending_bytes, MAX_PENDING_BYTES)
-        while self.pending_bytes > MAX_PENDING_BYTES:
-            self._released.clear()
-            await self._released.wait()
 
     def console_closed(self, exc: OSError) -> None:
         """stdout is gone: without --banco it was the record, so stop (exit 1); with it, keep serving."""
@@ -2412,151 +2838,26 @@ class MonitorServer:
     def _text(self, peer: str, message: str | bytes) -> None:
         # Shown at once and stored without waiting: nothing is acknowledged, and a flood must not stall the loop.
         now = utc_now()
-        if self.writer.backlog < MAX_PENDING_TEXTS and self.pending_bytes <= MAX_PENDING_BYTES:
+        if self.writer.backlog < MAX_PENDING_TEXTS and not self.budget.exceeded():
             write = self.writer.write(lambda record: record.store_text(peer, message, now))
             write.add_done_callback(_log_failure)
-            self.hold(len(message), write)
+            self.budget.hold(len(message), write)
         else:
             self._texts_unstored.happened(MAX_PENDING_TEXTS, MAX_PENDING_BYTES)
         self.output.text(peer, message)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
-        state = await self._register(ws, hello)
+        state = await self.registry.register(ws, hello)
         # Proven: the client may now send messages of the full size (from its next frame on: see README).
         ws.protocol.max_message_size = self.max_message
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
         try:
-            await self._claimed(state)
+            await self.registry.claimed(state)
             log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
             await Session(self, ws, hello, state).run()
         finally:
-            if state.connection is ws:
-                state.connection = None
+            self.registry.disconnected(state, ws)
             log.info("cliente desconectado: %s", label)
-
-    @staticmethod
-    async def _claimed(state: ClientState) -> None:
-        """Wait (at most CLAIM_TIMEOUT) until the client's credential is committed; 1013 if it is not."""
-        claim = state.claim
-        if claim is None:
-            return
-        try:
-            async with asyncio.timeout(CLAIM_TIMEOUT):
-                await asyncio.shield(claim)
-        except TimeoutError:
-            raise ProtocolError(
-                f"a credencial não pôde ser gravada em {CLAIM_TIMEOUT:g} s; tente mais tarde", CLOSE_TRY_AGAIN
-            ) from None
-        except Exception:
-            raise ProtocolError("a credencial não pôde ser gravada; tente mais tarde", CLOSE_TRY_AGAIN) from None
-        if state.claim is claim:
-            state.claim = None
-
-    def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
-        """Hand events to the writer; they are printed once committed, and only those it had not stored.
-
-        The returned future resolves once they are stored and, when printing is part of the record
-        (no --banco), printed: an ack waits for it.
-        """
-        now = utc_now()
-        write = self.writer.write(lambda record: record.store_events(hello, events, now))
-        return self._shown(hello, state, events[-1].seq, write)
-
-    def resync(self, hello: Hello, state: ClientState, seq: int, digest: Digest) -> asyncio.Future[Any]:
-        """Replace the client's tree by its staged manifest; the differences are printed once committed."""
-        now = utc_now()
-        write = self.writer.write(lambda record: record.resync(hello, seq, digest, now))
-        return self._shown(hello, state, seq, write)
-
-    def _shown(self, hello: Hello, state: ClientState, seq: int, write: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        shown: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        write.add_done_callback(functools.partial(self._stored, hello, state, seq, shown))
-        return shown
-
-    def _stored(
-        self, hello: Hello, state: ClientState, seq: int, shown: asyncio.Future[Any], write: asyncio.Future[Any]
-    ) -> None:
-        """Runs in the loop, in commit order, whether or not the connection still exists."""
-        if write.cancelled() or write.exception() is not None:
-            if state.last_write is shown or state.last_write is None:
-                state.accepted_seq, state.last_write = state.stored_seq, None  # not stored: take it again
-            shown.set_exception(write.exception() or asyncio.CancelledError())
-            return
-        state.stored_seq = max(state.stored_seq, seq)
-        state.accepted_seq = max(state.accepted_seq, seq)
-        stored: list[Event] = write.result()
-        printed = None
-        if stored:
-            json_lines = None
-            if self.output.as_json:
-                json_lines = event_lines(hello.name, hello.client_id, stored)
-            printed = self.output.events(hello.name, stored, json_lines)
-        if printed is None:
-            shown.set_result(stored)
-        else:
-            printed.add_done_callback(lambda done: _settle(shown, done, stored))
-
-    async def _register(self, ws: ServerConnection, hello: Hello) -> ClientState:
-        """The client's state once its hello is accepted; ProtocolError (never touching its other connection) if not."""
-        client_id = hello.client_id
-        state = self.clients.get(client_id)
-        if state is None:
-            known = await self.writer.read(lambda record: record.client(client_id))
-            state = self.clients.get(client_id)  # another connection of it may have come meanwhile
-            if state is None:
-                if known is None and self.max_clients:
-                    if self.new_clients >= self.max_clients:
-                        self._no_room.happened(self.max_clients)
-                        raise ProtocolError("o servidor não tem espaço para clientes novos", CLOSE_TRY_AGAIN)
-                    self.new_clients += 1
-                last_seq, secret_hash = known or (0, None)
-                state = ClientState(hello.name, last_seq, last_seq, secret_hash=secret_hash)
-                self.clients[client_id] = state
-        # From here to the end no await: two hellos racing for one id are checked one after the other.
-        self._check_credential(state, hello)
-        now = utc_now()
-        registered = self.writer.write(lambda record: record.register(hello, now))
-        registered.add_done_callback(_log_failure)
-        if state.secret_hash is None and hello.secret_hash is not None:
-            # First contact of a credential (trust on first use): the welcome waits for its commit
-            # (README, "Segurança"), and so does a second connection that proves the same secret meanwhile.
-            state.secret_hash = hello.secret_hash
-            state.claim = registered
-        self.clients.move_to_end(client_id)  # most recent last, for eviction
-        old, state.connection, state.name = state.connection, ws, hello.name
-        self._forget_idle_clients()
-        if old is not None:
-            # The client reconnected before its old connection timed out: close the
-            # old one so a single connection at a time delivers its events, in order.
-            task = asyncio.create_task(old.close(CLOSE_REPLACED, "substituída por nova conexão"))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        return state
-
-    def _forget_idle_clients(self) -> None:
-        """Past MAX_REMEMBERED_CLIENTS, forget the oldest IDLE states (the database still knows their last seq).
-
-        Connected clients, or those with a write in flight, are skipped, not a reason to stop: one client
-        connected for days must not let strangers' hellos grow memory. The skipped ones are at most the
-        open connections plus the pending writes, so the walk stays short.
-        """
-        excess = len(self.clients) - MAX_REMEMBERED_CLIENTS
-        if excess <= 0:
-            return
-        idle: list[str] = []
-        for client_id, state in self.clients.items():
-            if state.idle():
-                idle.append(client_id)
-                if len(idle) == excess:
-                    break
-        for client_id in idle:
-            del self.clients[client_id]
-
-    @staticmethod
-    def _check_credential(state: ClientState, hello: Hello) -> None:
-        stored = state.secret_hash
-        if stored is not None and (hello.secret_hash is None or not hmac.compare_digest(stored, hello.secret_hash)):
-            raise ProtocolError("credencial ausente ou errada para este client_id", CLOSE_CREDENTIAL)
 
 
 def _settle(shown: asyncio.Future[Any], printed: asyncio.Future[None], stored: list[Event]) -> None:

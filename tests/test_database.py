@@ -399,7 +399,7 @@ def test_trim_by_count_keeps_the_newest(servidor: ModuleType, record: Any, monke
     events = make_events(servidor, [("created", f"/w/f{n}", False, None) for n in range(30)])
     record.store_events(hello(servidor), events, NOW)
     deleted = []
-    while (count := record.trim(10, None)) > 0:
+    while (count := record.pruner.trim(10, None)) > 0:
         assert count <= 7  # bounded chunks
         deleted.append(count)
     assert sum(deleted) == 20
@@ -413,8 +413,8 @@ def test_trim_by_age(servidor: ModuleType, record: Any) -> None:
     record.store_events(hello(servidor), make_events(servidor, [("created", "/w/novo", False, None)], 2), NOW)
     record.store_text("127.0.0.1:5", "olá", old)
     cutoff = int((NOW - datetime.timedelta(days=5)).timestamp())
-    assert record.trim(0, cutoff) == 2
-    assert record.trim(0, cutoff) == 0
+    assert record.pruner.trim(0, cutoff) == 2
+    assert record.pruner.trim(0, cutoff) == 0
     assert [row[0] for row in record.conn.execute("SELECT path FROM events")] == ["/w/novo"]
 
 
@@ -438,7 +438,7 @@ def test_memory_budget_caps_bytes_and_texts(servidor: ModuleType, record: Any) -
             hello(servidor), make_events(servidor, [("created", f"/w/{long}{n}", False, None)], n + 1), NOW
         )
         record.store_text("127.0.0.1:5", f"{n:02d}" + "t" * 9_000, NOW)
-        record.trim(0, None, budget)
+        record.pruner.trim(0, None, budget)
     (event_bytes,) = record.conn.execute("SELECT sum(length(CAST(path AS BLOB))) FROM events").fetchone()
     assert event_bytes <= 80_000 * 9 // 8 + 10_000
     seqs = [row[0] for row in record.conn.execute("SELECT seq FROM events ORDER BY id")]

@@ -211,7 +211,7 @@ def test_remembered_clients_stay_bounded_with_a_connected_head(
     servidor: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The eviction walk stopped at the oldest state when it was connected, so memory grew with every
-    stranger's hello. The real MonitorServer._register, with the real writer and an in-memory record;
+    stranger's hello. The real ClientRegistry.register, with the real writer and an in-memory record;
     a connection is a plain object (only its identity is used until it is replaced)."""
     monkeypatch.setattr(servidor, "MAX_REMEMBERED_CLIENTS", 50)
 
@@ -224,13 +224,15 @@ def test_remembered_clients_stay_bounded_with_a_connected_head(
             def hello(client_id: str) -> Any:
                 return servidor.Hello(client_id=client_id, name="pc", root="/w", version=1)
 
-            early = await monitor._register(object(), hello("early"))
+            early = await monitor.registry.register(object(), hello("early"))
             for n in range(500):
-                stranger = await monitor._register(object(), hello(f"stranger-{n}"))
+                stranger = await monitor.registry.register(object(), hello(f"stranger-{n}"))
                 stranger.connection = None  # it disconnected
-            remembered = len(monitor.clients)
-            kept = monitor.clients.get("early") is early
-            again = await monitor._register(object(), hello("stranger-0"))  # forgotten: read back from the record
+            remembered = len(monitor.registry.clients)
+            kept = monitor.registry.clients.get("early") is early
+            again = await monitor.registry.register(
+                object(), hello("stranger-0")
+            )  # forgotten: read back from the record
             await writer.close()
             await console.close(1.0)
             return remembered, kept, again.stored_seq

@@ -832,14 +832,33 @@ printed_text = st.text(
     origin=st.sampled_from(["live", "rescan", "startup", "resync"]),
     path_b64=st.none() | printed_text,
     dest_path_b64=st.none() | printed_text,
+    metadata=st.fixed_dictionaries(
+        {},
+        optional={  # protocol 3's keys (tests/test_metadata.py), any of them known or not
+            "type": st.sampled_from(["file", "dir", "symlink", "other"]),
+            "size": st.integers(0, 2**63),
+            "mtime": st.datetimes(timezones=st.timezones() | st.just(datetime.UTC)),
+            "mode": printed_text,
+            "target_path": printed_text,
+            "target_path_b64": printed_text,
+            "sha256": printed_text,
+            "attrib": st.booleans(),
+        },
+    ),
 )
 @example(
     client="a\x7f", client_id="\u202e", seq=0, kind="moved", path="\x00\"\\\n", dest_path="\u2028",
-    is_dir=True, ts=TS, origin="resync", path_b64="", dest_path_b64="",
+    is_dir=True, ts=TS, origin="resync", path_b64="", dest_path_b64="", metadata={},
 )  # fmt: skip
 @example(
     client="pc", client_id="id", seq=1, kind="created", path="/w/a\x7f", dest_path=None,
-    is_dir=False, ts=TS, origin="live", path_b64=None, dest_path_b64=None,
+    is_dir=False, ts=TS, origin="live", path_b64=None, dest_path_b64=None, metadata={},
+)  # fmt: skip
+@example(
+    client="pc", client_id="id", seq=1, kind="modified", path="/w/l", dest_path=None, is_dir=False, ts=TS,
+    origin="live", path_b64=None, dest_path_b64=None,
+    metadata={"type": "symlink", "size": 2**63, "mtime": TS, "mode": "0777", "target_path": "\u202e\x1b\"",
+              "target_path_b64": "\x7f", "sha256": "\u2028", "attrib": True},
 )  # fmt: skip
 def test_fuzz_event_lines_equal_json_dumps(
     servidor: ModuleType,
@@ -854,10 +873,11 @@ def test_fuzz_event_lines_equal_json_dumps(
     origin: str,
     path_b64: str | None,
     dest_path_b64: str | None,
+    metadata: dict[str, Any],
 ) -> None:
     """The --json fast path prints exactly what json.dumps of the event's record prints, whatever the text."""
     events = [
-        servidor.Event(seq, kind, path, is_dir, ts, origin, dest_path, path_b64, dest_path_b64),
+        servidor.Event(seq, kind, path, is_dir, ts, origin, dest_path, path_b64, dest_path_b64, **metadata),
         servidor.Event(seq + 1, "created", "/w/plain", False, TS),
     ]
     expected = [servidor.to_json_line(servidor.event_record(client, client_id, ev)) for ev in events]
