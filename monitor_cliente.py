@@ -46,6 +46,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -132,6 +133,8 @@ CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps movi
 CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
 RESCAN_SETTLE = 0.5  # after a kernel overflow, rescan once overflows stop for this long...
 RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
+SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
+SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 
 PROTOCOL_VERSION = 2  # 2: events plus the tree digest and the manifest (README, "Protocolo")
 FALLBACK_PROTOCOL_VERSION = 1  # spoken to a server that refuses 2 (not upgraded yet): events only, no digest
@@ -470,6 +473,9 @@ class Change:
     is_dir: bool
     dest_path: str | None = None
     origin: Origin = "live"
+    attrib: bool = False  # a "modified" where only metadata changed (chmod, chown, touch)
+    file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
+    replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
@@ -993,11 +999,13 @@ class View:
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
         node = parent.pop(parts[-1])
         dest_parent, out = self._make_parents(dest, change.origin)
+        replaced: FileType | None = None
         if dest[-1] in dest_parent:
+            replaced = "dir" if isinstance(dest_parent[dest[-1]], dict) else "file"
             self._server.release(change.dest_path, dest_parent[dest[-1]])
         dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
         self._server.carry(change.path, change.dest_path, node)
-        return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict))]
+        return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict), replaced=replaced)]
 
     def _apply_to_root(self, change: Change) -> list[Change]:
         if change.kind == "deleted" and self.root_exists:
@@ -1055,6 +1063,188 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
                 appeared.append(Change("modified", path, False, origin=origin))
         stack.extend(reversed(subdirs))
     return gone + appeared
+
+
+# ---------------------------------------------------------------------------
+# Settling: what a window of changes amounts to (pure). README.md, "Assentamento".
+# ---------------------------------------------------------------------------
+
+
+def net_effect(changes: list[Change]) -> list[Change]:
+    """The net effect of ``changes`` (what View.apply returned, in order): the same tree for the server, said the
+    way a person would.
+
+    Per file path, what it held before the window is compared with what it holds after: created + modified ->
+    created; modified... -> one modified; created + deleted -> nothing; a file written under another name and
+    renamed over (or into) a path -> modified (or created) of that path, the other name never appears; a move
+    that survives stays one moved. Directories are not merged (each of their changes is kept, in place: a barrier
+    between the runs of file changes merged) but for a directory created and deleted with nothing left between.
+    Only live changes are merged: what a scan found is a net effect already.
+    """
+    out: list[Change | None] = []
+    run: list[Change] = []
+    created_dirs: dict[str, int] = {}  # a directory created in the window -> its index in ``out``
+    for change in changes:
+        if change.origin == "live" and not change.is_dir and change.replaced != "dir":
+            run.append(change)
+            continue
+        out.extend(_net_files(run))
+        run = []
+        if change.kind == "deleted" and change.is_dir and _cancel_created_dir(out, created_dirs, change.path):
+            continue
+        if change.kind == "created" and change.is_dir and change.origin == "live":
+            created_dirs[change.path] = len(out)
+        elif change.kind == "moved":
+            created_dirs.clear()  # paths changed under them: not worth following
+        out.append(change)
+    out.extend(_net_files(run))
+    return [change for change in out if change is not None]
+
+
+def _cancel_created_dir(out: list[Change | None], created_dirs: dict[str, int], path: str) -> bool:
+    """A directory created in the window is deleted: drop its creation if nothing sent since is about it."""
+    index = created_dirs.pop(path, None)
+    if index is None:
+        return False
+    below = path + os.sep
+    for change in out[index + 1 :]:
+        if change is not None and any(p == path or p.startswith(below) for p in (change.path, change.dest_path or "")):
+            return False
+    out[index] = None
+    return True
+
+
+_Content = str | int  # what a path holds in a window: the file that was at that path before it (str), or a new one
+
+
+def _net_files(run: list[Change]) -> list[Change]:
+    """net_effect of a run of live changes of files (no directory among them): see net_effect."""
+    if len(run) < 2:
+        return run
+    before: dict[str, _Content | None] = {}  # each path touched (in order): what it held before the window
+    after: dict[str, _Content | None] = {}  # ...and now
+    was: dict[str, FileType | None] = {}  # the type of what each path held before (what the View said)
+    touched: dict[_Content, bool] = {}  # a file written (True) or only its metadata changed (False)
+    for number, change in enumerate(run):
+        path = change.path
+        if change.kind == "moved":
+            assert change.dest_path is not None
+            before.setdefault(path, path)
+            was[path] = was.get(path) or change.file_type
+            content = after.get(path, path)
+            after[path] = None
+            dest = change.dest_path
+            before.setdefault(dest, dest if change.replaced else None)
+            was.setdefault(dest, change.replaced)
+            after[dest] = content
+        elif change.kind == "created":
+            before.setdefault(path, None)
+            after[path] = number
+        else:
+            before.setdefault(path, path)
+            was[path] = was.get(path) or change.file_type
+            content = after.get(path, path)
+            if change.kind == "deleted":
+                after[path] = None
+            elif content is not None:
+                after[path] = content
+                touched[content] = touched.get(content, False) or not change.attrib
+    where = {content: path for path, content in after.items() if content is not None}
+    gone: list[Change] = []
+    moves: dict[str, str] = {}  # source -> destination, for the files that moved
+    rest: list[Change] = []
+    for path, old in before.items():
+        content = after[path]
+        old_left = old is not None and old not in where  # what was here is nowhere now
+        if content is None:
+            if old_left:
+                gone.append(Change("deleted", path, False, file_type=was[path]))
+        elif isinstance(content, str):
+            if content != path:
+                moves[content] = path
+            if content in touched:
+                rest.append(Change("modified", path, False, attrib=not touched[content]))
+        elif old_left:
+            rest.append(Change("modified", path, False))  # replaced by a new file: a save
+        else:
+            rest.append(Change("created", path, False))
+    ordered = _order_moves(moves)
+    if ordered is None:
+        return run  # files swapped in a cycle: no order of moves says it; the raw changes do
+    return [*gone, *(Change("moved", s, False, d, file_type=was[s]) for s, d in ordered), *rest]
+
+
+def _order_moves(moves: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The moves (source -> destination) in an order where each source still holds its file when it moves: a move
+    into a path comes after the move out of it. None when they form a cycle."""
+    ordered: list[tuple[str, str]] = []
+    done: set[str] = set()
+    for first in moves:
+        chain: list[str] = []
+        source = first
+        while source not in done:  # follow: the move out of this move's destination goes first
+            if source in chain:
+                return None
+            chain.append(source)
+            following = moves[source]
+            if following not in moves:
+                break
+            source = following
+        for source in reversed(chain):
+            if source not in done:
+                done.add(source)
+                ordered.append((source, moves[source]))
+    return ordered
+
+
+class Settler:
+    """Holds changes for a short window and gives back their net effect (see net_effect); pure, ``now`` in seconds.
+
+    Everything held goes out once no change came for ``window`` seconds, or ``max_hold`` seconds after the
+    first held one (a path that keeps changing, a download, is not held for ever). ``window`` 0: every change
+    goes out as it comes.
+    """
+
+    def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD) -> None:
+        self.window = window
+        self.max_hold = max_hold
+        self._held: list[Change] = []
+        self._first = 0.0  # when the first held change came
+        self._last = 0.0  # ...and the last one
+        self._recent: dict[str, float] = {}  # path -> when it last changed, while held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, changes: list[Change], now: float) -> list[Change]:
+        """Hold ``changes``; what goes out at once (all of them when the window is 0)."""
+        if self.window <= 0 or not changes:
+            return changes
+        if not self._held:
+            self._first = now
+        self._last = now
+        self._held.extend(changes)
+        for change in changes:
+            self._recent[change.dest_path or change.path] = now
+        return []
+
+    def deadline(self) -> float | None:
+        """When what is held is due (None: nothing is held)."""
+        if not self._held:
+            return None
+        return min(self._last + self.window, self._first + self.max_hold)
+
+    def due(self, now: float) -> bool:
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline
+
+    def take(self, now: float) -> tuple[list[Change], frozenset[str]]:
+        """Everything held, as its net effect, and the paths that changed in the last window (still being
+        written, perhaps: their content is not worth hashing yet)."""
+        held, self._held = self._held, []
+        busy = frozenset(path for path, when in self._recent.items() if now - when < self.window)
+        self._recent = {}
+        return net_effect(held), busy
 
 
 def server_address(uri: str) -> str:
@@ -1890,11 +2080,12 @@ class Console:
 
 
 class Recorder:
-    """Changes in, one way: watchdog's events (and what scans find) -> View -> Outbox -> console.
+    """Changes in, one way: watchdog's events (and what scans find) -> View -> Settler -> Outbox -> console.
 
     Owns two counters the supervisor reads: raw watchdog events seen (did the tree
     move during a scan?) and changes recorded (has the view changed since the
-    state file was written?). Asks for a rescan when events may have been lost.
+    state file was written?), and the timer that lets the Settler's held changes out.
+    Asks for a rescan when events may have been lost.
     """
 
     def __init__(
@@ -1905,6 +2096,7 @@ class Recorder:
         wake: Callable[[], None],
         skip: frozenset[str],
         console: Console,
+        settler: Settler | None = None,
     ) -> None:
         self._view = view
         self._outbox = outbox
@@ -1912,8 +2104,14 @@ class Recorder:
         self._wake = wake  # wakes the supervisor
         self._skip = skip
         self._console = console
+        self._settler = settler if settler is not None else Settler(0.0)
+        self._timer: asyncio.TimerHandle | None = None
         self.events_seen = 0
         self.recorded = 0
+
+    def holding(self) -> bool:
+        """Whether changes are held (settling): applied to the view, not queued yet."""
+        return len(self._settler) > 0
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
@@ -1923,18 +2121,44 @@ class Recorder:
             change = change_from_event(event)
             if change is None or change.path in self._skip:
                 continue
-            if self._outbox.full():
+            if self._outbox.waiting() + len(self._settler) >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
                     log.warning(
                         "%d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
-                        self._outbox.waiting(),
+                        self._outbox.waiting() + len(self._settler),
                     )
                 continue
             changes.extend(self._view.apply(change))
-        self.record(changes)
+        self._settle(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
+
+    def _settle(self, changes: list[Change]) -> None:
+        loop = asyncio.get_running_loop()
+        self.record(self._settler.add(changes, loop.time()))
+        deadline = self._settler.deadline()
+        if deadline is not None and self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        if self._settler.due(loop.time()):
+            self.flush()
+        deadline = self._settler.deadline()
+        if deadline is not None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def flush(self) -> None:
+        """Queue whatever is held now (before what a scan found, and when stopping)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if len(self._settler):
+            changes, _ = self._settler.take(asyncio.get_running_loop().time())
+            self.record(changes)
+            self._wake()  # the supervisor may checkpoint now
 
     def on_kernel_overflow(self) -> None:
         if self._rescans.overflow(asyncio.get_running_loop().time()):
@@ -1946,7 +2170,7 @@ class Recorder:
         self._wake()
 
     def record(self, changes: list[Change]) -> None:
-        """Queue changes already applied to the view, and print them."""
+        """Queue changes already applied to the view (and settled), and print them."""
         if not changes:
             return
         self.recorded += len(changes)
@@ -1958,10 +2182,12 @@ class Recorder:
 
     def record_root(self, kind: EventKind) -> None:
         """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
+        self.flush()
         self.record(self._view.apply(Change(kind, self._view.root, True, origin="rescan")))
 
     def repair(self, differences: list[Change]) -> int:
         """Record the differences a scan found (View.diff), as far as they still hold; return how many."""
+        self.flush()  # they come after what is held: the scan saw the view with it
         changes: list[Change] = []
         room = self._outbox.room()
         for change in differences:
@@ -2155,11 +2381,18 @@ class Uplink:
     """
 
     def __init__(
-        self, settings: Settings, outbox: Outbox, view: View, state_file: StateFile, on_all_acked: Callable[[], None]
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        view: View,
+        state_file: StateFile,
+        on_all_acked: Callable[[], None],
+        settling: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._view = view
+        self._settling = settling  # changes are held, in the view but not queued: no digest, no manifest yet
         self._state_file = state_file
         self._on_all_acked = on_all_acked
         self.connected = False
@@ -2248,9 +2481,9 @@ class Uplink:
         for batch in outbox.unacked_batches():
             await ws.send(encode_batch([item.data for item in batch]))
         while True:
-            if self._proof.manifest_due() and not outbox.waiting():
+            if self._proof.manifest_due() and not outbox.waiting() and not self._settling():
                 await self._send_manifest(ws)
-            elif self._proof.digest_due() and not outbox.pending() and self.spoken >= 2:
+            elif self._proof.digest_due() and not outbox.pending() and not self._settling() and self.spoken >= 2:
                 count, total = self._view.digest()
                 self._proof.digest_sent(outbox.acked_seq, count)
                 await ws.send(encode_digest(outbox.acked_seq, count, total))
@@ -2401,7 +2634,12 @@ class Supervisor:
 
     def _ready_for_checkpoint(self) -> bool:
         """The view changed since the last save, and the server has all of it."""
-        return self._recorder.recorded != self._saved and self._outbox.pending() == 0 and not self._rescans.needed
+        return (
+            self._recorder.recorded != self._saved
+            and self._outbox.pending() == 0
+            and not self._recorder.holding()
+            and not self._rescans.needed
+        )
 
     async def _check_watcher(self) -> None:
         finding = self._watcher.inspect(self._view.root_exists)
@@ -2482,6 +2720,8 @@ class Settings:
     state_file: str = ""  # "": no state file
     max_queued: int = MAX_QUEUED_EVENTS
     keepalive: float = KEEPALIVE
+    settle: float = SETTLE
+    settle_max_hold: float = SETTLE_MAX_HOLD
     token: str = ""
     tls: ssl.SSLContext | None = None  # for wss:// URIs
 
@@ -2500,9 +2740,15 @@ class MonitorClient:
         self.rescans = RescanSchedule()
         self.wake = asyncio.Event()  # set by any part; the supervisor alone waits on it
         self.recorder = Recorder(
-            self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, Console(settings.quiet)
+            self.view,
+            self.outbox,
+            self.rescans,
+            self.wake.set,
+            self.state_file.own_paths,
+            Console(settings.quiet),
+            Settler(settings.settle, settings.settle_max_hold),
         )
-        self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set)
+        self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set, self.recorder.holding)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
@@ -2549,6 +2795,7 @@ class MonitorClient:
                     await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
                 await watcher.stop()
+                self.recorder.flush()  # held changes go out now, live, never left for the next start
                 await self.uplink.flush()
                 if started:
                     await supervisor.last_checkpoint()
@@ -2712,6 +2959,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="eventos aguardando envio, no máximo; além disso, uma varredura os recupera depois",
     )
     parser.add_argument(
+        "--assentar",
+        dest="settle",
+        type=float,
+        default=SETTLE,
+        metavar="SEGUNDOS",
+        help="junta as mudanças de cada caminho até passar este tempo sem nenhuma nova e envia o efeito final "
+        "(um salvamento atômico vira um 'modificado'); 0: cada evento bruto, como chega",
+    )
+    parser.add_argument(
+        "--assentar-max",
+        dest="settle_max_hold",
+        type=float,
+        default=SETTLE_MAX_HOLD,
+        metavar="SEGUNDOS",
+        help="tempo máximo que um caminho que não para de mudar (um download) fica retido",
+    )
+    parser.add_argument(
         "--keepalive",
         type=float,
         default=KEEPALIVE,
@@ -2751,6 +3015,9 @@ def run_command_line(argv: list[str] | None) -> int:
     if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
+    if not 0 <= args.settle < math.inf or not 0 < args.settle_max_hold < math.inf:
+        print("Erro: --assentar precisa ser zero ou mais, e --assentar-max maior que zero", file=sys.stderr)
+        return 2
     try:
         uri = validate_uri(args.uri)
         root = validate_directory(args.root)
@@ -2763,6 +3030,8 @@ def run_command_line(argv: list[str] | None) -> int:
             state_file=state_file,
             max_queued=args.max_queued,
             keepalive=args.keepalive,
+            settle=args.settle,
+            settle_max_hold=args.settle_max_hold,
             token=token,
             tls=tls_context(uri, args.ca_file),
         )

@@ -111,7 +111,7 @@ def test_move_carries_subtree_and_replaces_destination(cliente: ModuleType) -> N
     ]:
         view.apply(change)
     out = view.apply(C(cliente, "moved", "/w/d", True, "/w/e"))
-    assert out == [C(cliente, "moved", "/w/d", True, "/w/e")]
+    assert out == [dataclass_replace(C(cliente, "moved", "/w/d", True, "/w/e"), replaced="dir")]  # what was there
     assert paths(view) == {"/w/e": True, "/w/e/f": False}
 
 
