@@ -136,10 +136,10 @@ RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 
-PROTOCOL_VERSION = 2  # 2: events plus the tree digest and the manifest (README, "Protocolo")
-FALLBACK_PROTOCOL_VERSION = 1  # spoken to a server that refuses 2 (not upgraded yet): events only, no digest
-STATE_VERSION = 4  # the state file's format (4: with the identity; 3, without one, is migrated)
-PREVIOUS_STATE_VERSION = 3
+PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
+FALLBACK_PROTOCOL_VERSION = 1  # the oldest version spoken to a server that refuses ours (README, "Protocolo")
+STATE_VERSION = 5  # the state file's format (5: each file's type and attributes; 4 and 3 are migrated)
+PREVIOUS_STATE_VERSIONS = (3, 4)  # 4: an identity, each file's (mtime, size) fingerprint; 3: no identity
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
 CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
@@ -505,8 +505,43 @@ def wire_path(path: str) -> tuple[str, str | None]:
     return path, None
 
 
-def encode_event(seq: int, change: Change, ts: str) -> str:
-    """One event as a JSON object (text), ready to be joined into a batch."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Metadata:
+    """What a path is, from one lstat (README, "Protocolo": the ECS ``file.*`` names). ``size`` in bytes (files;
+    a symlink: its target's length), ``mtime`` ISO 8601 UTC, ``mode`` the permission bits in octal, ``target_path``
+    a symlink's target; None: not known (a deleted path has its type only)."""
+
+    type: FileType
+    size: int | None = None
+    mtime: str | None = None
+    mode: str | None = None
+    target_path: str | None = None
+    sha256: str | None = None
+
+
+def metadata_of(st: os.stat_result, target: str | None = None) -> Metadata:
+    """Metadata from an lstat result (``target``: a symlink's os.readlink)."""
+    kind = stat_type(st.st_mode)
+    mtime = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC).isoformat(timespec="microseconds")
+    size = st.st_size if kind in ("file", "symlink") else None
+    return Metadata(kind, size, mtime, f"{stat.S_IMODE(st.st_mode):04o}", target if kind == "symlink" else None)
+
+
+def stat_type(mode: int) -> FileType:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "symlink" if stat.S_ISLNK(mode) else "other"
+
+
+# The keys of protocol version 3 (README, "Protocolo"): an older server is sent events without them.
+VERSION_3_KEYS = ("type", "size", "mtime", "mode", "target_path", "target_path_b64", "sha256", "attrib")
+
+
+def encode_event(seq: int, change: Change, ts: str, meta: Metadata | None = None) -> str:
+    """One event as a JSON object (text), ready to be joined into a batch: protocol version 3 (see downgrade).
+    ``meta``: what the path is now (the destination of a move); without it, the type the change says."""
     path, path_b64 = wire_path(change.path)
     obj: dict[str, Any] = {"seq": seq, "event": change.kind, "path": path}
     if change.dest_path is not None:
@@ -516,10 +551,47 @@ def encode_event(seq: int, change: Change, ts: str) -> str:
     if path_b64 is not None:
         obj["path_b64"] = path_b64
     obj["is_dir"] = change.is_dir
+    obj["type"] = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+    if meta is not None and change.kind != "deleted":
+        for key in ("size", "mtime", "mode"):
+            value = getattr(meta, key)
+            if value is not None:
+                obj[key] = value
+        if meta.target_path is not None:
+            obj["target_path"], target_b64 = wire_path(meta.target_path)
+            if target_b64 is not None:
+                obj["target_path_b64"] = target_b64
+        if meta.sha256 is not None:
+            obj["sha256"] = meta.sha256
+    if change.attrib and change.kind == "modified":
+        obj["attrib"] = True
     obj["ts"] = ts
     obj["origin"] = change.origin
     # ASCII only, so len() is the size in bytes when sizing a batch.
     return json.dumps(obj, separators=(",", ":"))
+
+
+def downgrade(data: str, version: int) -> str:
+    """An event encoded by encode_event as protocol ``version`` speaks it: before 3, without the new keys."""
+    if version >= 3:
+        return data
+    obj = json.loads(data)
+    for key in VERSION_3_KEYS:
+        obj.pop(key, None)
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def upgrade(data: str) -> str:
+    """An event of an older version (a state file's pending one) as version 3: with its ``type`` after ``is_dir``."""
+    obj = json.loads(data)
+    if "type" in obj or not isinstance(obj, dict):
+        return data
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out[key] = value
+        if key == "is_dir":
+            out["type"] = "dir" if value is True else "file"
+    return json.dumps(out, separators=(",", ":"))
 
 
 def renumber(data: str, seq: int) -> str:
@@ -591,7 +663,8 @@ def parse_server_message(text: str | bytes, version: int = PROTOCOL_VERSION) -> 
 
 def refused_version(reason: str) -> tuple[int, ...] | None:
     """The versions a server that refused our hello says it speaks (close reason 1008, README "Protocolo"), or
-    None when the reason is not a version refusal. A server older than version 2 names none: (1,)."""
+    None when the reason is not a version refusal. A server older than version 2 names none: (1,). Its words:
+    "versão de protocolo não suportada (este servidor fala 1 e 2): 3"."""
     if not reason.startswith("versão de protocolo não suportada"):
         return None
     spoken = re.search(r"\(este servidor fala ([0-9 e,]+)\)", reason)
@@ -634,7 +707,10 @@ def encode_manifest(seq: int, entries: Iterable[tuple[str, bool, int]]) -> tuple
 def format_changes(changes: list[Change], when: datetime.datetime) -> str:
     """The client's own console lines for a burst, like the server's but without a name."""
     stamp = f"{when:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
-    lines = (describe_change(c.kind, c.path, "dir" if c.is_dir else "file", c.dest_path, c.origin) for c in changes)
+    lines = (
+        describe_change(c.kind, c.path, c.file_type or ("dir" if c.is_dir else "file"), c.dest_path, c.origin, c.attrib)
+        for c in changes
+    )
     return "".join(f"{stamp}{line}\n" for line in lines)
 
 
@@ -754,9 +830,50 @@ def describe_connect_error(exc: BaseException, uri: str) -> str:
 # The model of the tree the server sees, and the state file (pure).
 # ---------------------------------------------------------------------------
 
-FileInfo = int | None  # a file's fingerprint (see fingerprint()); None: not known
+FileInfo = int | None  # what is known of a file, a symlink or a special file (see pack_info); None: nothing
 Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a subdirectory) or a FileInfo (a file)
 _MISSING: Any = object()
+# A FileInfo packs, from the low bits up: the type (2 bits, _TYPE_CODES), whether the attributes are known (1 bit:
+# not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), and the 64-bit fingerprint of the
+# content (see fingerprint()). One int per file: a tuple would cost three times the memory on 100,000 files.
+_TYPE_CODES: dict[FileType, int] = {"file": 0, "symlink": 1, "other": 2}
+_CODE_TYPES: dict[int, FileType] = {code: kind for kind, code in _TYPE_CODES.items()}
+_ATTRS_KNOWN = 4
+_ATTRS_SHIFT = 3
+_CONTENT_SHIFT = 35
+_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
+
+
+def pack_info(kind: FileType, content: int, attrs: int | None) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size) and ``attrs`` (of mode, uid, gid; None: unknown)."""
+    known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
+    return (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+
+
+def node_type(node: Tree | FileInfo) -> FileType:
+    if isinstance(node, dict):
+        return "dir"
+    return "file" if node is None else _CODE_TYPES.get(node & 3, "file")
+
+
+def special_type(node: Tree | FileInfo) -> FileType | None:
+    """The type of a node that is neither a directory nor a regular file (a symlink, "other"), else None."""
+    kind = node_type(node)
+    return kind if kind in ("symlink", "other") else None
+
+
+def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"]:
+    """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
+    not known: either is None). A migrated one (attributes unknown) is compared on its content only."""
+    if old is None or new is None:
+        return ""
+    if old >> _CONTENT_SHIFT != new >> _CONTENT_SHIFT:
+        return "content"
+    if not old & new & _ATTRS_KNOWN:
+        return ""
+    if old & 3 != new & 3:
+        return "content"
+    return "attrib" if old != new else ""
 
 
 def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
@@ -958,7 +1075,7 @@ class View:
                 return []
             node = parent.pop(parts[-1])
             self._server.release(change.path, node)
-            return [dataclasses.replace(change, is_dir=isinstance(node, dict))]
+            return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))]
         if change.kind == "modified":
             parent = self._dir(parts[:-1])
             if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
@@ -1001,11 +1118,19 @@ class View:
         dest_parent, out = self._make_parents(dest, change.origin)
         replaced: FileType | None = None
         if dest[-1] in dest_parent:
-            replaced = "dir" if isinstance(dest_parent[dest[-1]], dict) else "file"
+            replaced = node_type(dest_parent[dest[-1]])
             self._server.release(change.dest_path, dest_parent[dest[-1]])
         dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
         self._server.carry(change.path, change.dest_path, node)
-        return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict), replaced=replaced)]
+        moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
+        return [*out, dataclasses.replace(moved, replaced=replaced)]
+
+    def note(self, path: str, info: int) -> None:
+        """What a file of the view is now (its FileInfo, from the lstat of a change sent): its type is known."""
+        parts = self._parts(path)
+        parent = self._dir(parts[:-1]) if parts else None
+        if parent is not None and parts and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
+            parent[parts[-1]] = info
 
     def _apply_to_root(self, change: Change) -> list[Change]:
         if change.kind == "deleted" and self.root_exists:
@@ -1050,17 +1175,20 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
             path, before, after = prefix + name, mine.get(name, _MISSING), theirs.get(name, _MISSING)
             was_dir, is_dir = isinstance(before, dict), isinstance(after, dict)
             if before is not _MISSING and (after is _MISSING or was_dir != is_dir):
-                gone.append(Change("deleted", path, was_dir, origin=origin))
+                gone.append(Change("deleted", path, was_dir, origin=origin, file_type=special_type(before)))
             if after is _MISSING:
                 continue
             if before is _MISSING or was_dir != is_dir:
-                appeared.append(Change("created", path, is_dir, origin=origin))
+                appeared.append(Change("created", path, is_dir, origin=origin, file_type=special_type(after)))
                 if isinstance(after, dict):
                     subdirs.append((path + os.sep, {}, after))  # everything in it is new too
             elif isinstance(before, dict) and isinstance(after, dict):
                 subdirs.append((path + os.sep, before, after))
-            elif report_modified and before is not None and before != after:
-                appeared.append(Change("modified", path, False, origin=origin))
+            elif report_modified and not isinstance(before, dict) and not isinstance(after, dict):
+                what = info_change(before, after)
+                if what:
+                    attrib = what == "attrib"
+                    appeared.append(Change("modified", path, False, origin=origin, attrib=attrib))
         stack.extend(reversed(subdirs))
     return gone + appeared
 
@@ -1381,17 +1509,22 @@ def _decode_pending(value: object, after: int) -> tuple[tuple[int, str], ...] | 
 
 
 def decode_state(text: str, root: str, address: str) -> SavedState | None:
-    """The content of a state file written for this root and server (version 4, or 3: no identity, migrated);
-    None if it is not one."""
+    """The content of a state file written for this root and server; None if it is not one.
+
+    Version 5 as it is; the previous formats are migrated, never discarded (an upgrade loses no offline change):
+    4's files keep their fingerprint as the content part of a FileInfo, their type and attributes unknown (so the
+    next checkpoint learns them, and nothing is reported for them but a content change); its pending events get
+    their ``type``; 3 has no identity either.
+    """
     try:
         obj = json.loads(text)
         version = obj["version"]
-        if version not in (STATE_VERSION, PREVIOUS_STATE_VERSION):
+        if version != STATE_VERSION and version not in PREVIOUS_STATE_VERSIONS:
             return None
         if obj["root"] != root or not same_server(obj["server"], address):
             return None
-        identity = _decode_identity(obj) if version == STATE_VERSION else None
-        if version == STATE_VERSION and identity is None:
+        identity = _decode_identity(obj) if version >= 4 else None
+        if version >= 4 and identity is None:
             return None
         tree = obj["tree"]
         stack = [tree]
@@ -1399,16 +1532,22 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
             node = stack.pop()
             if not isinstance(node, dict):
                 return None
-            for child in node.values():
+            for name, child in node.items():
                 if isinstance(child, dict):
                     stack.append(child)
-                elif child is not None and type(child) is not int:
+                elif child is None:
+                    continue
+                elif type(child) is not int or (version == STATE_VERSION and child < 0):
                     return None
+                elif version != STATE_VERSION:
+                    node[name] = pack_info("file", child, None)
         if identity is None:
             return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
         pending = _decode_pending(obj.get("pending", []), identity[1])
         if pending is None:
             return None
+        if version != STATE_VERSION:
+            pending = tuple((seq, upgrade(data)) for seq, data in pending)
         return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2], pending)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
@@ -1546,8 +1685,13 @@ class CheckpointSchedule:
 
 
 def fingerprint(st: os.stat_result) -> int:
-    """One small int that changes when a file's mtime or size does (a tuple would cost 4x the memory)."""
+    """One small int that changes when a file's mtime or size does: state formats 3 and 4 kept it per file."""
     return hash((st.st_mtime_ns, st.st_size))
+
+
+def file_info(st: os.stat_result) -> int:
+    """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
+    return pack_info(stat_type(st.st_mode), fingerprint(st), hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)))
 
 
 class Interrupted(Exception):
@@ -1581,7 +1725,7 @@ def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = No
                             node[entry.name] = child
                             stack.append((entry.path, child))
                         else:
-                            node[entry.name] = fingerprint(entry.stat(follow_symlinks=False))
+                            node[entry.name] = file_info(entry.stat(follow_symlinks=False))
                     except OSError:
                         continue  # gone since it was listed
         except PermissionError:
@@ -1592,6 +1736,14 @@ def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = No
             if path == root:
                 return None  # a subdirectory that vanished is simply empty
     return tree, unreadable
+
+
+def is_dir_now(path: str) -> bool:
+    """Whether ``path`` is a directory (not a link to one); True when it is gone (what the event said stands)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return True
 
 
 def root_identity(root: str) -> tuple[int, int] | None:
@@ -1951,7 +2103,8 @@ class Outbox:
         self.progress = asyncio.Event()  # set whenever an ack arrives
         self._waiting: collections.deque[Outgoing] = collections.deque()
         self._added = asyncio.Event()  # set whenever an event is queued
-        self._touched: dict[str, int] = {}  # path -> seq of its waiting created/modified event
+        # path -> its waiting created/modified event, the change and ts it says
+        self._touched: dict[str, tuple[Outgoing, Change, str]] = {}
 
     def waiting(self) -> int:
         """Events queued but not sent yet."""
@@ -1967,18 +2120,26 @@ class Outbox:
         """Events the server has not acknowledged yet: waiting or in flight."""
         return len(self.in_flight) + len(self._waiting)
 
-    def add(self, change: Change, ts: str) -> bool:
-        """Queue a change; False when it was folded into one already queued."""
-        if change.kind == "modified" and change.path in self._touched:
+    def add(self, change: Change, ts: str, meta: Metadata | None = None) -> bool:
+        """Queue a change (``meta``: what the path is now); False when it was folded into one already queued,
+        which then says the newer metadata."""
+        folded = self._touched.get(change.path) if change.kind == "modified" else None
+        if folded is not None:
+            item, queued, queued_ts = folded
+            if queued.attrib and not change.attrib:
+                queued = dataclasses.replace(queued, attrib=False)  # the content changed after all
+            item.data = encode_event(item.seq, queued, queued_ts, meta)
+            self._touched[change.path] = (item, queued, queued_ts)
             return False
         seq, self.next_seq = self.next_seq, self.next_seq + 1
+        item = Outgoing(seq, change.path, encode_event(seq, change, ts, meta))
         if change.kind in ("created", "modified"):
-            self._touched[change.path] = seq
+            self._touched[change.path] = (item, change, ts)
         else:
             self._touched.pop(change.path, None)
             if change.dest_path is not None:
                 self._touched.pop(change.dest_path, None)
-        self._waiting.append(Outgoing(seq, change.path, encode_event(seq, change, ts)))
+        self._waiting.append(item)
         self._added.set()
         return True
 
@@ -1990,7 +2151,8 @@ class Outbox:
         batch = next(split_batches(list(itertools.islice(self._waiting, BATCH_MAX_EVENTS))))
         for item in batch:
             self._waiting.popleft()
-            if self._touched.get(item.path) == item.seq:
+            touched = self._touched.get(item.path)
+            if touched is not None and touched[0] is item:
                 del self._touched[item.path]
         self.in_flight.extend(batch)
         return batch
@@ -2024,7 +2186,6 @@ class Outbox:
         for item in self._waiting:  # nothing in flight: the server acknowledged everything up to seq
             item.seq += shift
             item.data = renumber(item.data, item.seq)
-        self._touched = {path: touched + shift for path, touched in self._touched.items()}
         self.next_seq += shift
 
     def restore(self, acked: int, pending: Iterable[tuple[int, str]]) -> None:
@@ -2121,6 +2282,9 @@ class Recorder:
             change = change_from_event(event)
             if change is None or change.path in self._skip:
                 continue
+            if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
+                # watchdog lists a new directory's content following symlinks: a link to a directory is a link.
+                change = dataclasses.replace(change, is_dir=False)
             if self._outbox.waiting() + len(self._settler) >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
@@ -2170,15 +2334,38 @@ class Recorder:
         self._wake()
 
     def record(self, changes: list[Change]) -> None:
-        """Queue changes already applied to the view (and settled), and print them."""
+        """Queue changes already applied to the view (and settled), each with its metadata, and print them."""
         if not changes:
             return
         self.recorded += len(changes)
         now = datetime.datetime.now().astimezone()
         ts = now.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
-        added = [c for c in changes if self._outbox.add(c, ts)]
+        added: list[Change] = []
+        for change in changes:
+            meta = self._metadata(change)
+            change = dataclasses.replace(change, file_type=meta.type)
+            if self._outbox.add(change, ts, meta):
+                added.append(change)
         if added:
             self._console.changes(added, now)
+
+    def _metadata(self, change: Change) -> Metadata:
+        """What the path of a change is now: one lstat (none for a deletion: the view said what it was)."""
+        known: FileType = change.file_type or ("dir" if change.is_dir else "file")
+        if change.kind == "deleted":
+            return Metadata(known)
+        path = change.dest_path or change.path
+        try:
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        except OSError:
+            return Metadata(known)  # gone already: its deletion follows
+        meta = metadata_of(st, target)
+        if (meta.type == "dir") != change.is_dir:
+            return Metadata(known)  # replaced by another kind since: its events follow
+        if meta.type in ("symlink", "other"):
+            self._view.note(path, file_info(st))  # so that its deletion says what it was
+        return meta
 
     def record_root(self, kind: EventKind) -> None:
         """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
@@ -2349,22 +2536,27 @@ class Verdicts:
         )
 
     def version_refused(self, exc: ConnectionClosed, version: int) -> int | None:
-        """The version to speak next when the server closed because it does not speak ``version`` but speaks the
-        fallback; None when the close was about something else; FatalError when it speaks neither."""
+        """The version to speak next when the server closed because it does not speak ``version``: the highest
+        older one it names (2, else 1); None when the close was about something else; FatalError when it speaks
+        none of ours."""
         frame = exc.rcvd
         spoken = refused_version(frame.reason) if frame is not None and frame.code == 1008 else None
         if spoken is None:
             return None
-        if FALLBACK_PROTOCOL_VERSION in spoken and version != FALLBACK_PROTOCOL_VERSION:
+        older = [v for v in spoken if FALLBACK_PROTOCOL_VERSION <= v < version]
+        if older:
+            fallback = max(older)
             if not self._fallback_said:
                 self._fallback_said = True
+                lacks = "sem os metadados dos eventos" if fallback == 2 else "sem a verificação da árvore"
                 log.debug(
-                    "o servidor %s fala só a versão %d do protocolo (ainda não foi atualizado): os eventos seguem, "
-                    "sem a verificação da árvore",
+                    "o servidor %s fala só até a versão %d do protocolo (ainda não foi atualizado): os eventos "
+                    "seguem, %s",
                     self._settings.uri,
-                    FALLBACK_PROTOCOL_VERSION,
+                    fallback,
+                    lacks,
                 )
-            return FALLBACK_PROTOCOL_VERSION
+            return fallback
         newer = max(spoken, default=0) > PROTOCOL_VERSION
         raise FatalError(
             f"o servidor {self._settings.uri} não fala a versão {version} do protocolo deste cliente "
@@ -2479,7 +2671,7 @@ class Uplink:
         """Send the batches, and at quiet moments the digest or the manifest: the only writer of ``ws``."""
         outbox = self._outbox
         for batch in outbox.unacked_batches():
-            await ws.send(encode_batch([item.data for item in batch]))
+            await ws.send(encode_batch([downgrade(item.data, self.spoken) for item in batch]))
         while True:
             if self._proof.manifest_due() and not outbox.waiting() and not self._settling():
                 await self._send_manifest(ws)
@@ -2489,7 +2681,7 @@ class Uplink:
                 await ws.send(encode_digest(outbox.acked_seq, count, total))
             elif outbox.waiting() and not self._proof.holding():
                 batch = await outbox.next_batch()
-                await ws.send(encode_batch([item.data for item in batch]))
+                await ws.send(encode_batch([downgrade(item.data, self.spoken) for item in batch]))
             else:
                 await self._idle()
 

@@ -61,7 +61,6 @@ from support import (
 )
 from websockets.sync.client import connect
 
-
 # Settling (issue 10) must never lose a change: the tests that lose events run with it off and at its default.
 SETTLE_MODES = {"assentar-0": ["--assentar", "0"], "assentar-padrao": []}
 
@@ -592,9 +591,7 @@ def test_root_replaced_at_once(
 
 
 @pytest.fixture
-def pair(
-    procs: Processes, watched: Path, settle_args: list[str]
-) -> tuple[ServerProcess, ClientProcess, StdoutEvents]:
+def pair(procs: Processes, watched: Path, settle_args: list[str]) -> tuple[ServerProcess, ClientProcess, StdoutEvents]:
     server = procs.server(json_output=True)
     client = procs.client(watched, server.uri, "cli", connected_to=server, args=settle_args)
     return server, client, StdoutEvents(server)

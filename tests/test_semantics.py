@@ -7,8 +7,14 @@ the net effect gives the server the same tree as replaying every raw change.
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
+import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +25,8 @@ from convergence import replay as server_replay
 from convergence import write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import ClientProcess, Processes, ServerProcess, no_traceback, touch
+from support import LOOPBACK, TIMEOUT, ClientProcess, Processes, ServerProcess, no_traceback, touch, wait_until
+from websockets.sync.server import Server, ServerConnection, serve
 
 ROOT = "/w"
 
@@ -355,3 +362,226 @@ def test_held_changes_go_out_live_at_sigterm(procs: Processes, watched: Path) ->
     assert client.stop(signal.SIGTERM) == 0
     server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
     no_traceback(server, client)
+
+
+# ---------------------------------------------------------------------------
+# Metadata (protocol version 3): the wire format, pure.
+# ---------------------------------------------------------------------------
+
+TS = "2026-11-29T14:23:51.123+00:00"
+
+
+def test_event_keys_in_the_contract_order(cliente: ModuleType) -> None:
+    meta = cliente.Metadata("symlink", 9, "2026-11-29T14:23:51.123456+00:00", "0777", "../pasta", None)
+    text = cliente.encode_event(7, C(cliente, "moved", "a", dest="b"), TS, meta)
+    obj = json.loads(text)
+    assert list(obj) == [
+        "seq", "event", "path", "dest_path", "is_dir", "type", "size", "mtime", "mode", "target_path", "ts", "origin"
+    ]  # fmt: skip
+    assert obj["type"] == "symlink" and obj["size"] == 9 and obj["target_path"] == "../pasta"
+    assert obj["is_dir"] is False and text.isascii()
+
+
+def test_a_file_with_its_hash_and_an_attribute_change(cliente: ModuleType) -> None:
+    meta = cliente.Metadata("file", 0, "2020-01-01T00:00:00.000000+00:00", "0644", None, "ab" * 32)
+    obj = json.loads(cliente.encode_event(1, C(cliente, "modified", "c.txt", attrib=True), TS, meta))
+    assert [key for key in obj if key not in ("seq", "event", "path", "ts", "origin")] == [
+        "is_dir", "type", "size", "mtime", "mode", "sha256", "attrib"
+    ]  # fmt: skip
+    assert obj["attrib"] is True and obj["sha256"] == "ab" * 32
+
+
+def test_a_deletion_has_its_type_only(cliente: ModuleType) -> None:
+    obj = json.loads(cliente.encode_event(1, C(cliente, "deleted", "l", file_type="symlink"), TS))
+    assert obj == {"seq": 1, "event": "deleted", "path": "/w/l", "is_dir": False, "type": "symlink", "ts": TS,
+                   "origin": "live"}  # fmt: skip
+    assert json.loads(cliente.encode_event(2, C(cliente, "deleted", "d", True), TS))["type"] == "dir"
+
+
+def test_a_target_that_is_not_utf8_has_its_bytes(cliente: ModuleType) -> None:
+    target = os.fsdecode(b"alvo_\xff")
+    meta = cliente.Metadata("symlink", 6, "2026-11-29T14:23:51.123456+00:00", "0777", target)
+    obj = json.loads(cliente.encode_event(1, C(cliente, "created", "l"), TS, meta))
+    assert obj["target_path"] == "alvo_\\xff" and base64.b64decode(obj["target_path_b64"]) == b"alvo_\xff"
+
+
+def test_metadata_of_an_lstat(cliente: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    os.chmod(path, 0o640)
+    os.utime(path, (0, 1_700_000_000.25))
+    meta = cliente.metadata_of(os.lstat(path))
+    assert meta == cliente.Metadata("file", 5, "2023-11-14T22:13:20.250000+00:00", "0640")
+    assert cliente.metadata_of(os.lstat(tmp_path)).type == "dir"
+    assert cliente.metadata_of(os.lstat(tmp_path)).size is None
+    os.mkfifo(tmp_path / "fifo")
+    assert cliente.metadata_of(os.lstat(tmp_path / "fifo")).type == "other"
+
+
+def test_older_versions_get_no_new_keys(cliente: ModuleType) -> None:
+    meta = cliente.Metadata("file", 3, "2026-11-29T14:23:51.123456+00:00", "0644", None, "ab" * 32)
+    data = cliente.encode_event(1, C(cliente, "modified", "c.txt", attrib=True), TS, meta)
+    for version in (1, 2):
+        assert list(json.loads(cliente.downgrade(data, version))) == [
+            "seq", "event", "path", "is_dir", "ts", "origin"
+        ]  # fmt: skip
+    assert cliente.downgrade(data, 3) == data
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("versão de protocolo não suportada (este servidor fala 1 e 2): 3", 2),
+        ("versão de protocolo não suportada (este servidor fala 1, 2 e 3): 4", None),  # not about us: ours is 3
+        ("versão de protocolo não suportada: 3", 1),  # the first servers named none
+    ],
+)
+def test_the_highest_older_version_the_server_names(cliente: ModuleType, reason: str, expected: int | None) -> None:
+    spoken = cliente.refused_version(reason)
+    older = [v for v in spoken if v < cliente.PROTOCOL_VERSION]
+    assert (max(older) if older else None) == expected or (expected is None and 3 in spoken)
+
+
+# ---------------------------------------------------------------------------
+# End to end, on the wire: a loopback server that records the client's raw messages.
+# ---------------------------------------------------------------------------
+
+
+class WireServer:
+    """Welcomes a client in its version when it is in ``speaks`` (else refuses it as servidor.py does, naming its
+    versions), acks every batch, answers nothing else; keeps every hello and event as the client sent them."""
+
+    def __init__(self, speaks: tuple[int, ...] = (1, 2, 3)) -> None:
+        self.speaks = speaks
+        self.hellos: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server: Server = serve(self._handler, LOOPBACK, 0)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="servidor-fio", daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return f"ws://{LOOPBACK}:{self._server.socket.getsockname()[1]}"
+
+    def _handler(self, ws: ServerConnection) -> None:
+        hello = json.loads(ws.recv())
+        self.hellos.append(hello)
+        version = hello.get("version")
+        if version not in self.speaks:
+            spoken = ", ".join(map(str, self.speaks[:-1])) + f" e {self.speaks[-1]}"
+            ws.close(1008, f"versão de protocolo não suportada (este servidor fala {spoken}): {version!r}")
+            return
+        ws.send(json.dumps({"type": "welcome", "version": version, "ack": 0}))
+        for text in ws:
+            message = json.loads(text)
+            if message.get("type") == "events":
+                with self._lock:
+                    self.events += message["events"]
+                ws.send(json.dumps({"type": "ack", "seq": message["events"][-1]["seq"]}))
+
+    def find(self, event: str, path: Path | str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e["event"] == event and e["path"] == str(path)]
+
+    def __enter__(self) -> WireServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(TIMEOUT)
+
+
+def wait_event(wire: WireServer, event: str, path: Path | str, client: ClientProcess) -> dict[str, Any]:
+    wait_until(lambda: bool(wire.find(event, path)), describe=client.describe)
+    [found] = wire.find(event, path)
+    return found
+
+
+def test_events_carry_their_metadata_on_the_wire(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "a.txt", b"12345")
+        os.chmod(watched / "a.txt", 0o640)
+        created = wait_event(wire, "created", watched / "a.txt", client)
+        st = os.lstat(watched / "a.txt")
+        assert created["type"] == "file" and created["size"] == 5 and created["mode"] == "0640"
+        assert created["mtime"] == datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC).isoformat(
+            timespec="microseconds"
+        )
+        assert "attrib" not in created and "sha256" not in created
+        (watched / "d").mkdir()
+        made = wait_event(wire, "created", watched / "d", client)
+        assert (made["type"], made["is_dir"], "size" in made, "mode" in made) == ("dir", True, False, True)
+        (watched / "a.txt").unlink()
+        gone = wait_event(wire, "deleted", watched / "a.txt", client)
+        assert gone["type"] == "file" and not {"size", "mtime", "mode"} & set(gone)
+    assert wire.hellos[0]["version"] == 3
+    no_traceback(client)
+
+
+def test_an_older_server_gets_the_highest_version_it_names_and_no_new_keys(procs: Processes, watched: Path) -> None:
+    with WireServer(speaks=(1, 2)) as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "a.txt")
+        created = wait_event(wire, "created", watched / "a.txt", client)
+    assert [hello["version"] for hello in wire.hellos] == [3, 2]
+    assert set(created) == {"seq", "event", "path", "is_dir", "ts", "origin"}
+    no_traceback(client)
+
+
+# ---------------------------------------------------------------------------
+# Symbolic links are links; FIFOs and sockets are "other".
+# ---------------------------------------------------------------------------
+
+
+def test_row_symlink_to_a_directory_is_a_link_from_the_start(procs: Processes, watched: Path) -> None:
+    """``mkdir pasta; ln -s ../pasta pasta/link``: before, ``created dir pasta/link``, ~1 s later ``deleted dir``,
+    ``created``, and "2 mudança(s) não percebida(s)"."""
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--estado", str(watched.parent / "estado.json")])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        sh("mkdir pasta; ln -s ../pasta pasta/link", watched)
+        link = wait_event(wire, "created", watched / "pasta" / "link", client)
+        assert (link["type"], link["is_dir"], link["target_path"], link["size"]) == ("symlink", False, "../pasta", 8)
+        # A checkpoint ran (its scan agreed with the view): nothing else was ever sent, and no warning.
+        state = watched.parent / "estado.json"
+        wait_until(lambda: state.exists() and "link" in state.read_text(encoding="ascii"), 30.0, client.describe)
+        (watched / "pasta" / "link").unlink()
+        gone = wait_event(wire, "deleted", watched / "pasta" / "link", client)
+        assert gone["type"] == "symlink"
+    assert [(e["event"], e["path"]) for e in wire.events] == [
+        ("created", f"{watched}/pasta"),
+        ("created", f"{watched}/pasta/link"),
+        ("deleted", f"{watched}/pasta/link"),
+    ]
+    assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(client)
+
+
+def test_row_symlink_on_the_real_server_console(procs: Processes, watched: Path) -> None:
+    server, client = start_pair(procs, watched)
+    sh("mkdir pasta; ln -s ../pasta pasta/link", watched)
+    lines = settled_lines(server, watched, 0)
+    # The server of this branch names a type from is_dir: a link is never a directory.
+    assert lines == [f"diretório criado: {watched}/pasta", f"arquivo criado: {watched}/pasta/link"], server.describe()
+    client.wait_for_line(f"link simbólico criado: {watched}/pasta/link")
+    assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(server, client)
+
+
+def test_fifo_and_socket_are_other(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        os.mkfifo(watched / "fila")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(watched / "sock"))
+            fifo = wait_event(wire, "created", watched / "fila", client)
+            unix = wait_event(wire, "created", watched / "sock", client)
+        assert (fifo["type"], fifo["is_dir"], "size" in fifo) == ("other", False, False)
+        assert unix["type"] == "other"
+        client.wait_for_line(f"arquivo especial criado: {watched}/fila")
+    no_traceback(client)
