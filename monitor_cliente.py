@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import fnmatch
 import hashlib
 import importlib.metadata
 import io
@@ -133,6 +134,13 @@ CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps movi
 CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
 RESCAN_SETTLE = 0.5  # after a kernel overflow, rescan once overflows stop for this long...
 RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
+# Ignored: a pattern without "/" is matched (fnmatch) against each name at any depth, one with "/" against the path
+# relative to the watched directory; a trailing "/" limits it to directories, whose content is then ignored too.
+IGNORE_PATTERNS = [
+    *(".git/", ".hg/", ".svn/"),  # version control internals
+    *(".venv/", "venv/", "__pycache__/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".tox/"),  # caches
+    *("*.swp", "*.swx", "*~", ".#*", "4913"),  # editors' swap, backup and lock files (4913: vim's write test)
+]
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 
@@ -1125,6 +1133,14 @@ class View:
         moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
         return [*out, dataclasses.replace(moved, replaced=replaced)]
 
+    def has(self, path: str) -> bool:
+        """Whether ``path`` is in the view."""
+        parts = self._parts(path)
+        if not parts:
+            return parts is not None and self.root_exists
+        parent = self._dir(parts[:-1])
+        return parent is not None and parts[-1] in parent
+
     def note(self, path: str, info: int) -> None:
         """What a file of the view is now (its FileInfo, from the lstat of a change sent): its type is known."""
         parts = self._parts(path)
@@ -1373,6 +1389,57 @@ class Settler:
         busy = frozenset(path for path, when in self._recent.items() if now - when < self.window)
         self._recent = {}
         return net_effect(held), busy
+
+
+class IgnoreRules:
+    """Which paths are never watched, scanned, saved nor sent (IGNORE_PATTERNS, README "Ignorados"): fnmatch on
+    each name (a pattern without "/") or on the path relative to the root with "/" between names (with "/"); a
+    trailing "/": directories only; a directory ignored, everything below it. No negation, no gitignore rules.
+
+    Remembers which patterns matched something (``matched``: pattern -> the first path), said once each (-v).
+    """
+
+    def __init__(self, root: str, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(dict.fromkeys(p for p in patterns if p.strip("/")))
+        self.matched: dict[str, str] = {}
+        self._prefix = root.rstrip(os.sep) + os.sep
+        names = [p for p in self.patterns if "/" not in p.rstrip("/")]
+        paths = [p for p in self.patterns if "/" in p.rstrip("/")]
+        # One regular expression per kind, made by fnmatch itself: one match per name instead of one per pattern.
+        self._names = self._compile(p for p in names if not p.endswith("/"))
+        self._dir_names = self._compile(p.rstrip("/") for p in names)
+        self._paths = self._compile(p.strip("/") for p in paths if not p.endswith("/"))
+        self._dir_paths = self._compile(p.strip("/") for p in paths)
+
+    @staticmethod
+    def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+        translated = [fnmatch.translate(os.path.normcase(p)) for p in patterns]
+        return re.compile("|".join(translated)) if translated else None
+
+    def ignored(self, path: str, is_dir: bool) -> bool:
+        """Whether ``path`` (absolute, below the root) is ignored; ``is_dir``: it is a directory."""
+        if not self.patterns or not path.startswith(self._prefix):
+            return False
+        parts = os.path.normcase(path[len(self._prefix) :]).split(os.sep)
+        last = len(parts) - 1
+        for depth, name in enumerate(parts):
+            names, paths = (self._dir_names, self._dir_paths) if is_dir or depth < last else (self._names, self._paths)
+            if (names is not None and names.match(name)) or (
+                paths is not None and paths.match("/".join(parts[: depth + 1]))
+            ):
+                self._note("/".join(parts[: depth + 1]), depth < last or is_dir, path)
+                return True
+        return False
+
+    def _note(self, relative: str, is_dir: bool, path: str) -> None:
+        name = relative.rpartition("/")[2]
+        for pattern in self.patterns:
+            if pattern in self.matched or (pattern.endswith("/") and not is_dir):
+                continue
+            bare = pattern.strip("/")
+            if fnmatch.fnmatch(relative if "/" in bare else name, bare):
+                self.matched[pattern] = path
+                log.debug("ignorado (padrão %s): %s", pattern, escape(path))
 
 
 def server_address(uri: str) -> str:
@@ -1698,7 +1765,9 @@ class Interrupted(Exception):
     """A scan stopped before the end: the client is stopping."""
 
 
-def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = None) -> tuple[Tree, list[str]] | None:
+def scan_tree(
+    root: str, skip: frozenset[str], stop: threading.Event | None = None, ignore: IgnoreRules | None = None
+) -> tuple[Tree, list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
     A directory is a dict of its entries, a file its fingerprint. None when the
@@ -1720,7 +1789,10 @@ def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = No
                     if entry.path in skip:
                         continue
                     try:
-                        if entry.is_dir(follow_symlinks=False):
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                        if ignore is not None and ignore.ignored(entry.path, is_dir):
+                            continue
+                        if is_dir:
                             child: Tree = {}
                             node[entry.name] = child
                             stack.append((entry.path, child))
@@ -2258,12 +2330,14 @@ class Recorder:
         skip: frozenset[str],
         console: Console,
         settler: Settler | None = None,
+        ignore: IgnoreRules | None = None,
     ) -> None:
         self._view = view
         self._outbox = outbox
         self._rescans = rescans
         self._wake = wake  # wakes the supervisor
         self._skip = skip
+        self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._console = console
         self._settler = settler if settler is not None else Settler(0.0)
         self._timer: asyncio.TimerHandle | None = None
@@ -2280,6 +2354,8 @@ class Recorder:
         changes: list[Change] = []
         for event in events:
             change = change_from_event(event)
+            if change is not None:
+                change = self._unignored(change)
             if change is None or change.path in self._skip:
                 continue
             if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
@@ -2297,6 +2373,20 @@ class Recorder:
         self._settle(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
+
+    def _unignored(self, change: Change) -> Change | None:
+        """The change as the view sees it once ignored paths are left out (None: nothing to see)."""
+        ignore, dest = self._ignore, change.dest_path
+        if dest is not None and ignore.ignored(dest, change.is_dir):
+            return None if ignore.ignored(change.path, change.is_dir) else Change("deleted", change.path, change.is_dir)
+        if not ignore.ignored(change.path, change.is_dir):
+            return change
+        if dest is None:
+            return None
+        if change.is_dir:
+            return change  # a directory from an ignored name: the view learns its content by a scan
+        # A file written under an ignored name and renamed over (or into) a watched one: a save.
+        return Change("modified" if self._view.has(dest) else "created", dest, False)
 
     def _settle(self, changes: list[Change]) -> None:
         loop = asyncio.get_running_loop()
@@ -2750,8 +2840,10 @@ class Supervisor:
         state_file: StateFile,
         wake: asyncio.Event,
         verify: Callable[[], None],
+        ignore: IgnoreRules | None = None,
     ) -> None:
         self._view = view
+        self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._outbox = outbox
         self._recorder = recorder
         self._watcher = watcher
@@ -2775,11 +2867,19 @@ class Supervisor:
         """
         self._watcher.start()
         log.info("Monitorando %s (com subdiretórios)", escape(self._view.root))
+        log.debug(
+            "padrões ignorados: %s", " ".join(map(escape, self._ignore.patterns)) or "nenhum (--sem-ignorar-padrao)"
+        )
         saved = self._state_file.load()
         try:
             disk = await self._scan("inicial")
         except Interrupted:
             return False
+        if self._ignore.matched:
+            log.info(
+                "Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): %s",
+                ", ".join(escape(p) for p in self._ignore.matched),
+            )
         if disk is None:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
@@ -2851,7 +2951,7 @@ class Supervisor:
         """The tree on disk (in a worker thread); None if the root is gone; Interrupted when the client stops."""
         started = time.perf_counter()
         stop = self._interrupt if interruptible else None
-        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths, stop)
+        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths, stop, self._ignore)
         log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
         if result is None:
             self._wake.set()  # the root is gone: the watcher's inspection reports it
@@ -2914,6 +3014,7 @@ class Settings:
     keepalive: float = KEEPALIVE
     settle: float = SETTLE
     settle_max_hold: float = SETTLE_MAX_HOLD
+    ignore: tuple[str, ...] = tuple(IGNORE_PATTERNS)
     token: str = ""
     tls: ssl.SSLContext | None = None  # for wss:// URIs
 
@@ -2931,6 +3032,7 @@ class MonitorClient:
         self.outbox = Outbox(settings.max_queued)
         self.rescans = RescanSchedule()
         self.wake = asyncio.Event()  # set by any part; the supervisor alone waits on it
+        self.ignore = IgnoreRules(settings.root, settings.ignore)
         self.recorder = Recorder(
             self.view,
             self.outbox,
@@ -2939,6 +3041,7 @@ class MonitorClient:
             self.state_file.own_paths,
             Console(settings.quiet),
             Settler(settings.settle, settings.settle_max_hold),
+            self.ignore,
         )
         self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set, self.recorder.holding)
 
@@ -2960,7 +3063,15 @@ class MonitorClient:
         bridge = ThreadBridge(loop, self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge))
         supervisor = Supervisor(
-            self.view, self.outbox, self.recorder, watcher, self.rescans, self.state_file, self.wake, self.uplink.verify
+            self.view,
+            self.outbox,
+            self.recorder,
+            watcher,
+            self.rescans,
+            self.state_file,
+            self.wake,
+            self.uplink.verify,
+            self.ignore,
         )
         alarms = watchdog_alarms(
             lambda: bridge.call_soon(self.recorder.on_kernel_overflow), lambda: bridge.call_soon(self.wake.set)
@@ -3168,6 +3279,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="tempo máximo que um caminho que não para de mudar (um download) fica retido",
     )
     parser.add_argument(
+        "--ignorar",
+        dest="ignore",
+        action="append",
+        default=[],
+        metavar="PADRÃO",
+        help="ignora os caminhos que casam com o padrão (repetível): sem '/', qualquer nome em qualquer nível "
+        "('*.log', 'build'); com '/', o caminho relativo ao diretório ('docs/rascunho'); '/' no fim: só diretórios",
+    )
+    parser.add_argument(
+        "--sem-ignorar-padrao",
+        dest="no_default_ignore",
+        action="store_true",
+        help=f"não ignora os padrões de fábrica ({' '.join(IGNORE_PATTERNS)})",
+    )
+    parser.add_argument(
         "--keepalive",
         type=float,
         default=KEEPALIVE,
@@ -3224,6 +3350,7 @@ def run_command_line(argv: list[str] | None) -> int:
             keepalive=args.keepalive,
             settle=args.settle,
             settle_max_hold=args.settle_max_hold,
+            ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *args.ignore),
             token=token,
             tls=tls_context(uri, args.ca_file),
         )

@@ -585,3 +585,94 @@ def test_fifo_and_socket_are_other(procs: Processes, watched: Path) -> None:
         assert unix["type"] == "other"
         client.wait_for_line(f"arquivo especial criado: {watched}/fila")
     no_traceback(client)
+
+
+# ---------------------------------------------------------------------------
+# Ignore patterns.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "is_dir", "expected"),
+    [
+        ([".git/"], ".git", True, True),
+        ([".git/"], ".git/index.lock", False, True),  # below an ignored directory
+        ([".git/"], "sub/.git/HEAD", False, True),  # at any depth
+        ([".git/"], ".git", False, False),  # a file named .git (a worktree's): directories only
+        (["*.swp"], "a/.b.txt.swp", False, True),
+        (["*.swp"], "a.swp/x", False, True),  # a directory matching a pattern without "/" ignores its content
+        (["*~"], "notas.txt~", False, True),
+        (["4913"], "sub/4913", False, True),
+        (["docs/rascunho"], "docs/rascunho", False, True),  # with "/": relative to the root
+        (["docs/rascunho"], "outro/docs/rascunho", False, False),
+        (["docs/rascunho"], "docs/rascunho/a.txt", False, True),
+        (["build/out/"], "build/out", False, False),
+        (["build/out/"], "build/out/x", False, True),
+        (["*.log"], "logs", True, False),
+        ([], ".git/HEAD", False, False),
+    ],
+)
+def test_ignore_rules(cliente: ModuleType, patterns: list[str], path: str, is_dir: bool, expected: bool) -> None:
+    rules = cliente.IgnoreRules(ROOT, patterns)
+    assert rules.ignored(f"{ROOT}/{path}", is_dir) is expected
+    assert not rules.ignored("/outra/.git", True)  # outside the root: not ours to judge
+    if expected:
+        assert list(rules.matched) == [patterns[0]]
+
+
+def test_scan_leaves_ignored_paths_out(cliente: ModuleType, tmp_path: Path) -> None:
+    for name in [".git/objects", "src/__pycache__", "node_modules/x"]:
+        (tmp_path / name).mkdir(parents=True)
+    write_file(tmp_path / "src" / "m.py")
+    write_file(tmp_path / "src" / "__pycache__" / "m.cpython-311.pyc")
+    write_file(tmp_path / "src" / ".m.py.swp")
+    result = cliente.scan_tree(
+        str(tmp_path), frozenset(), None, cliente.IgnoreRules(str(tmp_path), cliente.IGNORE_PATTERNS)
+    )
+    assert result is not None
+    assert {name: set(node) if isinstance(node, dict) else node for name, node in result[0].items()} == {
+        "src": {"m.py"}
+    }
+
+
+def test_row_tool_noise_is_ignored_by_default_and_said_at_start(procs: Processes, watched: Path) -> None:
+    """The quick start watching a project folder: before, thousands of ``.venv/…``, ``.git/index.lock``,
+    ``__pycache__`` lines."""
+    (watched / ".git").mkdir()
+    (watched / ".venv" / "lib").mkdir(parents=True)
+    server, client = start_pair(procs, watched)
+    client.wait_for_line(
+        "Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): .git/, .venv/", "stderr"
+    )
+    write_file(watched / ".git" / "index.lock")
+    os.rename(watched / ".git" / "index.lock", watched / ".git" / "index")
+    write_file(watched / ".venv" / "lib" / "pacote.py")
+    (watched / "__pycache__").mkdir()
+    write_file(watched / "__pycache__" / "m.cpython-311.pyc")
+    (watched / "node_modules" / "a").mkdir(parents=True)
+    for name in [".m.py.swp", "m.py~", ".#m.py", "4913"]:
+        write_file(watched / name)
+    write_file(watched / "m.py")
+    assert settled_lines(server, watched, 0) == [f"arquivo criado: {watched}/m.py"], server.describe()
+    no_traceback(server, client)
+
+
+def test_ignore_flags_add_patterns_and_drop_the_defaults(procs: Processes, watched: Path) -> None:
+    server, client = start_pair(procs, watched, ["--sem-ignorar-padrao", "--ignorar", "*.log", "--ignorar", "tmp/"])
+    write_file(watched / "app.log")
+    (watched / "tmp").mkdir()
+    write_file(watched / "tmp" / "x")
+    write_file(watched / "nota.txt~")  # a default pattern, dropped
+    assert settled_lines(server, watched, 0) == [f"arquivo criado: {watched}/nota.txt~"], server.describe()
+    no_traceback(server, client)
+
+
+def test_a_save_through_an_ignored_temporary_name_is_a_modified(procs: Processes, watched: Path) -> None:
+    """The temporary name is ignored (``*~``): the rename over the file is still its save."""
+    server, client = start_pair(procs, watched, ["--assentar", "0"])
+    write_file(watched / "f.txt")
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/f.txt")
+    write_file(watched / "f.txt~", b"novo")
+    os.replace(watched / "f.txt~", watched / "f.txt")
+    assert settled_lines(server, watched, 1) == [f"arquivo modificado: {watched}/f.txt"], server.describe()
+    no_traceback(server, client)
