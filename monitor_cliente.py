@@ -60,6 +60,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Literal, TextIO, TypeGuard, cast, get_args
 
@@ -76,6 +77,7 @@ try:
         DirCreatedEvent,
         DirDeletedEvent,
         DirMovedEvent,
+        FileAttribEvent,
         FileCreatedEvent,
         FileDeletedEvent,
         FileModifiedEvent,
@@ -158,6 +160,7 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     DirCreatedEvent,
     FileModifiedEvent,  # directory "modified" only mirrors a child's change: noise
+    FileAttribEvent,  # chmod, chown, touch: a "modified" with "attrib" (a directory's, a child's link count: noise)
     FileDeletedEvent,
     DirDeletedEvent,
     FileMovedEvent,
@@ -489,6 +492,8 @@ class Change:
 def change_from_event(event: FileSystemEvent) -> Change | None:
     """Map a watchdog event to a Change, or None for events that are not sent."""
     kind = event.event_type
+    if kind == "attrib" and not event.is_directory:
+        return Change("modified", os.fsdecode(event.src_path), False, attrib=True)
     if kind not in EVENT_KINDS:
         return None
     if kind == "modified" and event.is_directory:
@@ -2361,6 +2366,8 @@ class Recorder:
             if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
                 # watchdog lists a new directory's content following symlinks: a link to a directory is a link.
                 change = dataclasses.replace(change, is_dir=False)
+            if self._ghost(change):
+                continue
             if self._outbox.waiting() + len(self._settler) >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
@@ -2373,6 +2380,15 @@ class Recorder:
         self._settle(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
+
+    def _ghost(self, change: Change) -> bool:
+        """Whether a change is about a path under a directory the view knows is gone and the disk agrees: a
+        directory moved out of the tree keeps its watches (watchdog never drops them), so its later events come
+        under its old name. Anything else under an unknown directory is real: the view creates its parents."""
+        if change.kind not in ("created", "modified"):
+            return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
+        parent = os.path.dirname(change.path)
+        return parent != self._view.root and not self._view.has(parent) and not os.path.lexists(change.path)
 
     def _unignored(self, change: Change) -> Change | None:
         """The change as the view sees it once ignored paths are left out (None: nothing to see)."""
@@ -3312,6 +3328,30 @@ def quiet_watchdog(verbose: int) -> None:
     watchdog_log.propagate = verbose >= 2
 
 
+def route_library_warnings() -> None:
+    """watchdog's Python warnings (e.g. "Callback with id ... already exists", a directory watched twice while an
+    archive is extracted: harmless) never reach the console raw: one short Portuguese line each, with -v only.
+    Others' warnings are shown as Python shows them."""
+    show = warnings.showwarning
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if f"{os.sep}watchdog{os.sep}" not in filename:
+            show(message, category, filename, lineno, file, line)
+        elif "already exists for watch" in str(message):
+            log.debug("watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)")
+        else:
+            log.debug("watchdog avisou: %s", escape(str(message)[:200]))
+
+    warnings.showwarning = showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_stoppable(run_command_line, argv)  # a signal from the first line on ends the script quietly with 0
 
@@ -3325,6 +3365,7 @@ def run_command_line(argv: list[str] | None) -> int:
         return 1
     configure_console(args.verbose)  # -q hides the lines of the changes (Console), not the status lines
     quiet_watchdog(args.verbose)
+    route_library_warnings()
     try:
         token = token_from(args.token)
     except ValueError as exc:

@@ -21,11 +21,21 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from convergence import StdoutEvents, wait_converged, write_file
 from convergence import replay as server_replay
-from convergence import write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import LOOPBACK, TIMEOUT, ClientProcess, Processes, ServerProcess, no_traceback, touch, wait_until
+from support import (
+    LOOPBACK,
+    TIMEOUT,
+    ClientProcess,
+    Processes,
+    ServerProcess,
+    no_traceback,
+    strip_ts,
+    touch,
+    wait_until,
+)
 from websockets.sync.server import Server, ServerConnection, serve
 
 ROOT = "/w"
@@ -670,9 +680,139 @@ def test_ignore_flags_add_patterns_and_drop_the_defaults(procs: Processes, watch
 def test_a_save_through_an_ignored_temporary_name_is_a_modified(procs: Processes, watched: Path) -> None:
     """The temporary name is ignored (``*~``): the rename over the file is still its save."""
     server, client = start_pair(procs, watched, ["--assentar", "0"])
-    write_file(watched / "f.txt")
+    touch(watched / "f.txt")  # one event (settling is off: a write would be a second one)
     server.wait_for_line(f"[cli] arquivo criado: {watched}/f.txt")
     write_file(watched / "f.txt~", b"novo")
     os.replace(watched / "f.txt~", watched / "f.txt")
     assert settled_lines(server, watched, 1) == [f"arquivo modificado: {watched}/f.txt"], server.describe()
     no_traceback(server, client)
+
+
+# ---------------------------------------------------------------------------
+# Attribute changes, ghosts, watchdog's warnings.
+# ---------------------------------------------------------------------------
+
+
+def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """``chmod +x b.sh``, ``touch -d 2020-01-01 c.txt`` while the client runs: before, nothing live, then
+    ``modified c.txt (varredura inicial)`` after a restart."""
+    state = ["--estado", str(tmp_path / "estado.json")]
+    server, client = start_pair(procs, watched, state)
+    write_file(watched / "b.sh")
+    write_file(watched / "c.txt")
+    settled_lines(server, watched, 0)
+    before = len(server.lines())
+    sh("chmod +x b.sh; touch -d 2020-01-01 c.txt", watched)
+    assert settled_lines(server, watched, before) == [
+        f"arquivo modificado: {watched}/b.sh",  # the server of this branch does not show "attrib" yet
+        f"arquivo modificado: {watched}/c.txt",
+    ], server.describe()
+    client.wait_for_lines(
+        [f"arquivo modificado (atributos): {watched}/b.sh", f"arquivo modificado (atributos): {watched}/c.txt"]
+    )
+    assert client.stop() == 0
+    again = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
+    again.wait_for_line("Varredura inicial: 0 mudança(s) desde a última execução.", "stderr")
+    assert again.stop() == 0
+    # Offline, the same change is said the same way at start-up.
+    os.chmod(watched / "b.sh", 0o600)
+    third = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
+    third.wait_for_line(f"arquivo modificado (atributos): {watched}/b.sh (varredura inicial)")
+    third.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")
+    no_traceback(server, client, again, third)
+
+
+def test_attrib_on_the_wire(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "b.sh")
+        wait_event(wire, "created", watched / "b.sh", client)
+        os.chmod(watched / "b.sh", 0o755)
+        changed = wait_event(wire, "modified", watched / "b.sh", client)
+        assert changed["attrib"] is True and changed["mode"] == "0755"
+        write_file(watched / "b.sh", b"conteudo")
+        wait_until(lambda: len(wire.find("modified", watched / "b.sh")) == 2, describe=client.describe)
+        assert "attrib" not in wire.find("modified", watched / "b.sh")[1]
+    no_traceback(client)
+
+
+def test_row_no_ghost_events_from_a_directory_moved_out(procs: Processes, watched: Path, tmp_path: Path) -> None:
+    """``mkdir -p W/proj/sub; mv W/proj /fora/; touch /fora/proj/novo.txt; mkdir /fora/proj/sub2``: before, ghost
+    events under W/proj, then ``deleted dir proj (varredura)``, again on every later change out there."""
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    state = tmp_path / "estado.json"
+    server, client = start_pair(procs, watched, ["--estado", str(state)])
+    (watched / "proj" / "sub").mkdir(parents=True)
+    before = len(settled_lines(server, watched, 0)) + 1
+    os.rename(watched / "proj", outside / "proj")
+    write_file(outside / "proj" / "novo.txt")
+    (outside / "proj" / "sub2").mkdir()
+    write_file(outside / "proj" / "sub" / "mais.txt")
+    lines = settled_lines(server, watched, before)
+    assert lines == [f"diretório excluído: {watched}/proj"], server.describe()
+    # A checkpoint scan after all this finds nothing to repair.
+    sentinel = f"sentinela_{before}"
+    wait_until(lambda: state.exists() and sentinel in state.read_text(encoding="ascii"), 30.0, client.describe)
+    write_file(outside / "proj" / "depois.txt")
+    assert settled_lines(server, watched, len(server.lines())) == [], server.describe()
+    assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(server, client)
+
+
+def test_row_extracting_nested_directories_says_nothing_on_stderr(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """``tar -xf p.tar`` (60 nested directories, 300 files) with -q: before, watchdog's English ``RuntimeWarning:
+    Callback with id … already exists``, lines up to 21 KB."""
+    source = tmp_path / "fonte"
+    deepest = source / "p"
+    for level in range(60):
+        deepest = deepest / f"n{level:02d}"
+    deepest.mkdir(parents=True)
+    directory = source / "p"
+    for level in range(60):
+        directory = directory / f"n{level:02d}"
+        for number in range(5):
+            write_file(directory / f"f{number}.txt")
+    tarball = tmp_path / "p.tar"
+    sh(f"tar -cf {tarball} -C {source} p", tmp_path)
+    server = procs.server(json_output=True)
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["-q"])
+    # Frozen while tar runs, the client's watcher then meets each new directory after a walk of its parent
+    # already watched it: the condition of watchdog's warning, every time rather than now and then.
+    client.proc.send_signal(signal.SIGSTOP)
+    try:
+        sh(f"tar -xf {tarball}", watched)
+    finally:
+        client.proc.send_signal(signal.SIGCONT)
+    wait_converged(StdoutEvents(server), watched, context=procs.describe)
+    assert client.stop() == 0
+    assert [strip_ts(line) for line in client.lines("stderr")] == [
+        f"Monitorando {watched} (com subdiretórios)",
+        f"Conectado a {server.uri}",
+        "Encerrando: entregando os eventos pendentes...",
+        "Monitor encerrado.",
+    ], client.describe()
+
+
+def test_watchdog_warnings_are_one_short_portuguese_line_with_v(cliente: ModuleType, caplog: Any) -> None:
+    import logging
+    import warnings
+
+    caplog.set_level(logging.DEBUG, logger="monitor")
+    previous = warnings.showwarning
+    try:
+        cliente.route_library_warnings()
+        message = (
+            "Callback with id '1' already exists for watch <Watch wd=3 path=b'/w/a' callbacks=[...]>" + "x" * 20000
+        )
+        warnings.showwarning(RuntimeWarning(message), RuntimeWarning, "/venv/site-packages/watchdog/observers/i.py", 1)
+    finally:
+        warnings.showwarning = previous
+    said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
+    assert said == ["watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)"]
+    assert all(record.levelname == "DEBUG" for record in caplog.records if record.name == "monitor")
