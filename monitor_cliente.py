@@ -143,6 +143,7 @@ IGNORE_PATTERNS = [
     *(".venv/", "venv/", "__pycache__/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".tox/"),  # caches
     *("*.swp", "*.swx", "*~", ".#*", "4913"),  # editors' swap, backup and lock files (4913: vim's write test)
 ]
+HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 
@@ -1138,13 +1139,15 @@ class View:
         moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
         return [*out, dataclasses.replace(moved, replaced=replaced)]
 
-    def has(self, path: str) -> bool:
-        """Whether ``path`` is in the view."""
+    def has(self, path: str, node_type: FileType | None = None) -> bool:
+        """Whether ``path`` is in the view (as a ``node_type``: "dir" or anything else, when given)."""
         parts = self._parts(path)
         if not parts:
-            return parts is not None and self.root_exists
+            return parts is not None and self.root_exists and node_type in (None, "dir")
         parent = self._dir(parts[:-1])
-        return parent is not None and parts[-1] in parent
+        if parent is None or parts[-1] not in parent:
+            return False
+        return node_type is None or isinstance(parent[parts[-1]], dict) == (node_type == "dir")
 
     def note(self, path: str, info: int) -> None:
         """What a file of the view is now (its FileInfo, from the lstat of a change sent): its type is known."""
@@ -1391,7 +1394,8 @@ class Settler:
         """Everything held, as its net effect, and the paths that changed in the last window (still being
         written, perhaps: their content is not worth hashing yet)."""
         held, self._held = self._held, []
-        busy = frozenset(path for path, when in self._recent.items() if now - when < self.window)
+        quiet = now - self._last >= self.window * 0.999  # let out by the window (the timer may fire a hair early)
+        busy = frozenset() if quiet else frozenset(p for p, when in self._recent.items() if now - when < self.window)
         self._recent = {}
         return net_effect(held), busy
 
@@ -2317,6 +2321,97 @@ class Console:
             log.warning("%s; as mudanças deixam de aparecer aqui, mas continuam sendo enviadas.", why)
 
 
+def sha256_of(path: str, st: os.stat_result) -> str | None:
+    """The SHA-256 (hex) of a regular file read in chunks (meant for a worker thread); None when it is not the file
+    ``st`` (its lstat) describes any more -- replaced, or written while it was read -- or cannot be read."""
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NOFOLLOW", 0))) as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+            now = os.fstat(file.fileno())
+    except OSError:
+        return None
+    same = (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    return digest if same else None
+
+
+def _hash_all(jobs: list[tuple[str, os.stat_result]]) -> list[str | None]:
+    return [sha256_of(path, st) for path, st in jobs]
+
+
+class Describer:
+    """Settled changes -> (change, metadata), in order: one lstat per path in the loop, and with ``hash_limit``
+    the SHA-256 of regular files up to that many bytes, computed in a worker thread. Changes wait behind a batch
+    being hashed, so they are queued in the order they were recorded. Owns that backlog."""
+
+    def __init__(
+        self, view: View, deliver: Callable[[list[tuple[Change, Metadata]]], None], hash_limit: int | None = None
+    ) -> None:
+        self._view = view  # told the type of a symlink or special file (see View.note)
+        self._deliver = deliver
+        self._hash_limit = hash_limit
+        self._backlog: collections.deque[tuple[list[tuple[Change, Metadata]], list[os.stat_result | None]]] = (
+            collections.deque()
+        )
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def hashing(self) -> bool:
+        return self._hash_limit is not None
+
+    def busy(self) -> bool:
+        return bool(self._backlog)
+
+    def describe(self, changes: list[Change], busy: frozenset[str]) -> None:
+        described: list[tuple[Change, Metadata]] = []
+        hashed: list[os.stat_result | None] = []
+        for change in changes:
+            meta, st = self._metadata(change)
+            described.append((dataclasses.replace(change, file_type=meta.type), meta))
+            limit, path = self._hash_limit, change.dest_path or change.path
+            worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
+            hashed.append(st if worth and path not in busy else None)  # never a file still being written
+        if not self._backlog and not any(hashed):
+            self._deliver(described)
+            return
+        self._backlog.append((described, hashed))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._hash_backlog())
+
+    async def drained(self) -> None:
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def _hash_backlog(self) -> None:
+        while self._backlog:
+            described, hashed = self._backlog[0]
+            jobs = [((c.dest_path or c.path), st) for (c, _), st in zip(described, hashed, strict=True) if st]
+            digests = iter(await asyncio.to_thread(_hash_all, jobs))
+            out = [
+                (c, dataclasses.replace(m, sha256=next(digests)) if st else m)
+                for (c, m), st in zip(described, hashed, strict=True)
+            ]
+            self._backlog.popleft()
+            self._deliver(out)
+
+    def _metadata(self, change: Change) -> tuple[Metadata, os.stat_result | None]:
+        """What the path of a change is now: one lstat (none for a deletion: the view said what it was)."""
+        known: FileType = change.file_type or ("dir" if change.is_dir else "file")
+        if change.kind == "deleted":
+            return Metadata(known), None
+        path = change.dest_path or change.path
+        try:
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        except OSError:
+            return Metadata(known), None  # gone already: its deletion follows
+        meta = metadata_of(st, target)
+        if (meta.type == "dir") != change.is_dir:
+            return Metadata(known), None  # replaced by another kind since: its events follow
+        if meta.type in ("symlink", "other"):
+            self._view.note(path, file_info(st))  # so that its deletion says what it was
+        return meta, st
+
+
 class Recorder:
     """Changes in, one way: watchdog's events (and what scans find) -> View -> Settler -> Outbox -> console.
 
@@ -2336,9 +2431,11 @@ class Recorder:
         console: Console,
         settler: Settler | None = None,
         ignore: IgnoreRules | None = None,
+        hash_limit: int | None = None,
     ) -> None:
         self._view = view
         self._outbox = outbox
+        self._describer = Describer(view, self._queue, hash_limit)
         self._rescans = rescans
         self._wake = wake  # wakes the supervisor
         self._skip = skip
@@ -2350,8 +2447,12 @@ class Recorder:
         self.recorded = 0
 
     def holding(self) -> bool:
-        """Whether changes are held (settling): applied to the view, not queued yet."""
-        return len(self._settler) > 0
+        """Whether changes are held (settling, or hashed): applied to the view, not queued yet."""
+        return len(self._settler) > 0 or self._describer.busy()
+
+    async def drained(self) -> None:
+        """Return once every change recorded is queued (their hashes computed)."""
+        await self._describer.drained()
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
@@ -2415,20 +2516,27 @@ class Recorder:
         self._timer = None
         loop = asyncio.get_running_loop()
         if self._settler.due(loop.time()):
-            self.flush()
+            busy = self.flush()
+            if self._describer.hashing and busy:
+                # Let out while still written, so without a hash: one more modified once they are quiet, with it.
+                again = [Change("modified", path, False) for path in sorted(busy) if self._view.has(path, "file")]
+                self._settle([out for change in again for out in self._view.apply(change)])
         deadline = self._settler.deadline()
-        if deadline is not None:
+        if deadline is not None and self._timer is None:
             self._timer = loop.call_at(deadline, self._on_timer)
 
-    def flush(self) -> None:
-        """Queue whatever is held now (before what a scan found, and when stopping)."""
+    def flush(self) -> frozenset[str]:
+        """Queue whatever is held now (before what a scan found, and when stopping); the paths still being
+        written (see Settler.take)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if len(self._settler):
-            changes, _ = self._settler.take(asyncio.get_running_loop().time())
-            self.record(changes)
-            self._wake()  # the supervisor may checkpoint now
+        if not len(self._settler):
+            return frozenset()
+        changes, busy = self._settler.take(asyncio.get_running_loop().time())
+        self.record(changes, busy)
+        self._wake()  # the supervisor may checkpoint now
+        return busy
 
     def on_kernel_overflow(self) -> None:
         if self._rescans.overflow(asyncio.get_running_loop().time()):
@@ -2439,39 +2547,19 @@ class Recorder:
         self._rescans.request()
         self._wake()
 
-    def record(self, changes: list[Change]) -> None:
-        """Queue changes already applied to the view (and settled), each with its metadata, and print them."""
-        if not changes:
-            return
-        self.recorded += len(changes)
+    def record(self, changes: list[Change], busy: frozenset[str] = frozenset()) -> None:
+        """Queue changes already applied to the view (and settled), each with its metadata, and print them
+        (``busy``: paths still being written, not worth hashing)."""
+        if changes:
+            self.recorded += len(changes)
+            self._describer.describe(changes, busy)
+
+    def _queue(self, described: list[tuple[Change, Metadata]]) -> None:
         now = datetime.datetime.now().astimezone()
         ts = now.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
-        added: list[Change] = []
-        for change in changes:
-            meta = self._metadata(change)
-            change = dataclasses.replace(change, file_type=meta.type)
-            if self._outbox.add(change, ts, meta):
-                added.append(change)
+        added = [change for change, meta in described if self._outbox.add(change, ts, meta)]
         if added:
             self._console.changes(added, now)
-
-    def _metadata(self, change: Change) -> Metadata:
-        """What the path of a change is now: one lstat (none for a deletion: the view said what it was)."""
-        known: FileType = change.file_type or ("dir" if change.is_dir else "file")
-        if change.kind == "deleted":
-            return Metadata(known)
-        path = change.dest_path or change.path
-        try:
-            st = os.lstat(path)
-            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
-        except OSError:
-            return Metadata(known)  # gone already: its deletion follows
-        meta = metadata_of(st, target)
-        if (meta.type == "dir") != change.is_dir:
-            return Metadata(known)  # replaced by another kind since: its events follow
-        if meta.type in ("symlink", "other"):
-            self._view.note(path, file_info(st))  # so that its deletion says what it was
-        return meta
 
     def record_root(self, kind: EventKind) -> None:
         """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
@@ -3031,6 +3119,7 @@ class Settings:
     settle: float = SETTLE
     settle_max_hold: float = SETTLE_MAX_HOLD
     ignore: tuple[str, ...] = tuple(IGNORE_PATTERNS)
+    hash_limit: int | None = None  # --hash: the SHA-256 of files up to this many bytes; None: none
     token: str = ""
     tls: ssl.SSLContext | None = None  # for wss:// URIs
 
@@ -3058,6 +3147,7 @@ class MonitorClient:
             Console(settings.quiet),
             Settler(settings.settle, settings.settle_max_hold),
             self.ignore,
+            settings.hash_limit,
         )
         self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set, self.recorder.holding)
 
@@ -3115,6 +3205,7 @@ class MonitorClient:
                 log.info("Encerrando: entregando os eventos pendentes...")
                 await watcher.stop()
                 self.recorder.flush()  # held changes go out now, live, never left for the next start
+                await self.recorder.drained()
                 await self.uplink.flush()
                 if started:
                     await supervisor.last_checkpoint()
@@ -3310,6 +3401,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"não ignora os padrões de fábrica ({' '.join(IGNORE_PATTERNS)})",
     )
     parser.add_argument(
+        "--hash",
+        dest="hash",
+        action="store_true",
+        help="envia o SHA-256 de cada arquivo comum criado ou modificado, até --hash-max bytes (lido fora do laço "
+        "principal; nunca de um arquivo ainda sendo escrito)",
+    )
+    parser.add_argument(
+        "--hash-max",
+        dest="hash_max",
+        type=int,
+        default=HASH_MAX_BYTES,
+        metavar="BYTES",
+        help="tamanho máximo de um arquivo para --hash",
+    )
+    parser.add_argument(
         "--keepalive",
         type=float,
         default=KEEPALIVE,
@@ -3374,6 +3480,9 @@ def run_command_line(argv: list[str] | None) -> int:
     if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
+    if args.hash_max < 0:
+        print("Erro: --hash-max não pode ser negativo", file=sys.stderr)
+        return 2
     if not 0 <= args.settle < math.inf or not 0 < args.settle_max_hold < math.inf:
         print("Erro: --assentar precisa ser zero ou mais, e --assentar-max maior que zero", file=sys.stderr)
         return 2
@@ -3392,6 +3501,7 @@ def run_command_line(argv: list[str] | None) -> int:
             settle=args.settle,
             settle_max_hold=args.settle_max_hold,
             ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *args.ignore),
+            hash_limit=args.hash_max if args.hash else None,
             token=token,
             tls=tls_context(uri, args.ca_file),
         )

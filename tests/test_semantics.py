@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 import os
 import signal
@@ -816,3 +817,42 @@ def test_watchdog_warnings_are_one_short_portuguese_line_with_v(cliente: ModuleT
     said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
     assert said == ["watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)"]
     assert all(record.levelname == "DEBUG" for record in caplog.records if record.name == "monitor")
+
+
+# ---------------------------------------------------------------------------
+# --hash.
+# ---------------------------------------------------------------------------
+
+
+def test_hash_of_files_within_the_limit(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash", "--hash-max", "1000"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "pequeno.txt", b"a" * 1000)
+        write_file(watched / "grande.bin", b"b" * 1001)
+        (watched / "link").symlink_to("pequeno.txt")
+        small = wait_event(wire, "created", watched / "pequeno.txt", client)
+        large = wait_event(wire, "created", watched / "grande.bin", client)
+        link = wait_event(wire, "created", watched / "link", client)
+    assert small["sha256"] == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert "sha256" not in large and "sha256" not in link
+    no_traceback(client)
+
+
+def test_no_hash_of_a_file_still_being_written(procs: Processes, watched: Path) -> None:
+    """Held past --assentar-max while it keeps changing, a file goes out without a hash; once quiet, with one."""
+    args = ["--hash", "--assentar", "0.4", "--assentar-max", "0.5"]
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=args)
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        path = watched / "download.bin"
+        with path.open("wb") as stream:
+            for _ in range(15):
+                stream.write(b"x" * 1000)
+                stream.flush()
+                time.sleep(0.1)  # well inside the window: the path keeps changing
+        wait_until(lambda: "sha256" in ([{}, *wire.find("modified", path)][-1]), 20.0, client.describe)
+        events = wire.find("created", path) + wire.find("modified", path)
+    assert "sha256" not in events[0], events  # let out by --assentar-max while written
+    assert events[-1]["sha256"] == hashlib.sha256(b"x" * 15_000).hexdigest() and events[-1]["size"] == 15_000
+    no_traceback(client)
