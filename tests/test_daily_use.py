@@ -333,7 +333,7 @@ def test_stop_during_the_initial_scan_does_not_wait_for_it(
     """
     entered = threading.Event()
 
-    def endless_scan(root: str, skip: frozenset[str], stop: threading.Event | None = None) -> object:
+    def endless_scan(root: str, skip: frozenset[str], stop: threading.Event | None = None, *ignore: object) -> object:
         entered.set()
         assert stop is not None, "the initial scan cannot be interrupted"
         if not stop.wait(TIMEOUT * 2):
