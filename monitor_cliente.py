@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import fnmatch
 import hashlib
 import importlib.metadata
 import io
@@ -46,6 +47,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -58,6 +60,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Literal, TextIO, TypeGuard, cast, get_args
 
@@ -74,6 +77,7 @@ try:
         DirCreatedEvent,
         DirDeletedEvent,
         DirMovedEvent,
+        FileAttribEvent,
         FileCreatedEvent,
         FileDeletedEvent,
         FileModifiedEvent,
@@ -132,11 +136,21 @@ CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps movi
 CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
 RESCAN_SETTLE = 0.5  # after a kernel overflow, rescan once overflows stop for this long...
 RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
+# Ignored: a pattern without "/" is matched (fnmatch) against each name at any depth, one with "/" against the path
+# relative to the watched directory; a trailing "/" limits it to directories, whose content is then ignored too.
+IGNORE_PATTERNS = [
+    *(".git/", ".hg/", ".svn/"),  # version control internals
+    *(".venv/", "venv/", "__pycache__/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".tox/"),  # caches
+    *("*.swp", "*.swx", "*~", ".#*", "4913"),  # editors' swap, backup and lock files (4913: vim's write test)
+]
+HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
+SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
+SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 
-PROTOCOL_VERSION = 2  # 2: events plus the tree digest and the manifest (README, "Protocolo")
-FALLBACK_PROTOCOL_VERSION = 1  # spoken to a server that refuses 2 (not upgraded yet): events only, no digest
-STATE_VERSION = 4  # the state file's format (4: with the identity; 3, without one, is migrated)
-PREVIOUS_STATE_VERSION = 3
+PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
+FALLBACK_PROTOCOL_VERSION = 1  # the oldest version spoken to a server that refuses ours (README, "Protocolo")
+STATE_VERSION = 5  # the state file's format (5: each file's type and attributes; 4 and 3 are migrated)
+PREVIOUS_STATE_VERSIONS = (3, 4)  # 4: an identity, each file's (mtime, size) fingerprint; 3: no identity
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
 CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
@@ -147,6 +161,7 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     DirCreatedEvent,
     FileModifiedEvent,  # directory "modified" only mirrors a child's change: noise
+    FileAttribEvent,  # chmod, chown, touch: a "modified" with "attrib" (a directory's, a child's link count: noise)
     FileDeletedEvent,
     DirDeletedEvent,
     FileMovedEvent,
@@ -470,11 +485,16 @@ class Change:
     is_dir: bool
     dest_path: str | None = None
     origin: Origin = "live"
+    attrib: bool = False  # a "modified" where only metadata changed (chmod, chown, touch)
+    file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
+    replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
     """Map a watchdog event to a Change, or None for events that are not sent."""
     kind = event.event_type
+    if kind == "attrib" and not event.is_directory:
+        return Change("modified", os.fsdecode(event.src_path), False, attrib=True)
     if kind not in EVENT_KINDS:
         return None
     if kind == "modified" and event.is_directory:
@@ -499,8 +519,43 @@ def wire_path(path: str) -> tuple[str, str | None]:
     return path, None
 
 
-def encode_event(seq: int, change: Change, ts: str) -> str:
-    """One event as a JSON object (text), ready to be joined into a batch."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Metadata:
+    """What a path is, from one lstat (README, "Protocolo": the ECS ``file.*`` names). ``size`` in bytes (files;
+    a symlink: its target's length), ``mtime`` ISO 8601 UTC, ``mode`` the permission bits in octal, ``target_path``
+    a symlink's target; None: not known (a deleted path has its type only)."""
+
+    type: FileType
+    size: int | None = None
+    mtime: str | None = None
+    mode: str | None = None
+    target_path: str | None = None
+    sha256: str | None = None
+
+
+def metadata_of(st: os.stat_result, target: str | None = None) -> Metadata:
+    """Metadata from an lstat result (``target``: a symlink's os.readlink)."""
+    kind = stat_type(st.st_mode)
+    mtime = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC).isoformat(timespec="microseconds")
+    size = st.st_size if kind in ("file", "symlink") else None
+    return Metadata(kind, size, mtime, f"{stat.S_IMODE(st.st_mode):04o}", target if kind == "symlink" else None)
+
+
+def stat_type(mode: int) -> FileType:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "symlink" if stat.S_ISLNK(mode) else "other"
+
+
+# The keys of protocol version 3 (README, "Protocolo"): an older server is sent events without them.
+VERSION_3_KEYS = ("type", "size", "mtime", "mode", "target_path", "target_path_b64", "sha256", "attrib")
+
+
+def encode_event(seq: int, change: Change, ts: str, meta: Metadata | None = None) -> str:
+    """One event as a JSON object (text), ready to be joined into a batch: protocol version 3 (see downgrade).
+    ``meta``: what the path is now (the destination of a move); without it, the type the change says."""
     path, path_b64 = wire_path(change.path)
     obj: dict[str, Any] = {"seq": seq, "event": change.kind, "path": path}
     if change.dest_path is not None:
@@ -510,10 +565,47 @@ def encode_event(seq: int, change: Change, ts: str) -> str:
     if path_b64 is not None:
         obj["path_b64"] = path_b64
     obj["is_dir"] = change.is_dir
+    obj["type"] = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+    if meta is not None and change.kind != "deleted":
+        for key in ("size", "mtime", "mode"):
+            value = getattr(meta, key)
+            if value is not None:
+                obj[key] = value
+        if meta.target_path is not None:
+            obj["target_path"], target_b64 = wire_path(meta.target_path)
+            if target_b64 is not None:
+                obj["target_path_b64"] = target_b64
+        if meta.sha256 is not None:
+            obj["sha256"] = meta.sha256
+    if change.attrib and change.kind == "modified":
+        obj["attrib"] = True
     obj["ts"] = ts
     obj["origin"] = change.origin
     # ASCII only, so len() is the size in bytes when sizing a batch.
     return json.dumps(obj, separators=(",", ":"))
+
+
+def downgrade(data: str, version: int) -> str:
+    """An event encoded by encode_event as protocol ``version`` speaks it: before 3, without the new keys."""
+    if version >= 3:
+        return data
+    obj = json.loads(data)
+    for key in VERSION_3_KEYS:
+        obj.pop(key, None)
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def upgrade(data: str) -> str:
+    """An event of an older version (a state file's pending one) as version 3: with its ``type`` after ``is_dir``."""
+    obj = json.loads(data)
+    if "type" in obj or not isinstance(obj, dict):
+        return data
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out[key] = value
+        if key == "is_dir":
+            out["type"] = "dir" if value is True else "file"
+    return json.dumps(out, separators=(",", ":"))
 
 
 def renumber(data: str, seq: int) -> str:
@@ -585,7 +677,8 @@ def parse_server_message(text: str | bytes, version: int = PROTOCOL_VERSION) -> 
 
 def refused_version(reason: str) -> tuple[int, ...] | None:
     """The versions a server that refused our hello says it speaks (close reason 1008, README "Protocolo"), or
-    None when the reason is not a version refusal. A server older than version 2 names none: (1,)."""
+    None when the reason is not a version refusal. A server older than version 2 names none: (1,). Its words:
+    "versão de protocolo não suportada (este servidor fala 1 e 2): 3"."""
     if not reason.startswith("versão de protocolo não suportada"):
         return None
     spoken = re.search(r"\(este servidor fala ([0-9 e,]+)\)", reason)
@@ -628,7 +721,10 @@ def encode_manifest(seq: int, entries: Iterable[tuple[str, bool, int]]) -> tuple
 def format_changes(changes: list[Change], when: datetime.datetime) -> str:
     """The client's own console lines for a burst, like the server's but without a name."""
     stamp = f"{when:%Y-%m-%d %H:%M:%S} "  # once per burst, not once per line
-    lines = (describe_change(c.kind, c.path, "dir" if c.is_dir else "file", c.dest_path, c.origin) for c in changes)
+    lines = (
+        describe_change(c.kind, c.path, c.file_type or ("dir" if c.is_dir else "file"), c.dest_path, c.origin, c.attrib)
+        for c in changes
+    )
     return "".join(f"{stamp}{line}\n" for line in lines)
 
 
@@ -748,9 +844,50 @@ def describe_connect_error(exc: BaseException, uri: str) -> str:
 # The model of the tree the server sees, and the state file (pure).
 # ---------------------------------------------------------------------------
 
-FileInfo = int | None  # a file's fingerprint (see fingerprint()); None: not known
+FileInfo = int | None  # what is known of a file, a symlink or a special file (see pack_info); None: nothing
 Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a subdirectory) or a FileInfo (a file)
 _MISSING: Any = object()
+# A FileInfo packs, from the low bits up: the type (2 bits, _TYPE_CODES), whether the attributes are known (1 bit:
+# not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), and the 64-bit fingerprint of the
+# content (see fingerprint()). One int per file: a tuple would cost three times the memory on 100,000 files.
+_TYPE_CODES: dict[FileType, int] = {"file": 0, "symlink": 1, "other": 2}
+_CODE_TYPES: dict[int, FileType] = {code: kind for kind, code in _TYPE_CODES.items()}
+_ATTRS_KNOWN = 4
+_ATTRS_SHIFT = 3
+_CONTENT_SHIFT = 35
+_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
+
+
+def pack_info(kind: FileType, content: int, attrs: int | None) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size) and ``attrs`` (of mode, uid, gid; None: unknown)."""
+    known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
+    return (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+
+
+def node_type(node: Tree | FileInfo) -> FileType:
+    if isinstance(node, dict):
+        return "dir"
+    return "file" if node is None else _CODE_TYPES.get(node & 3, "file")
+
+
+def special_type(node: Tree | FileInfo) -> FileType | None:
+    """The type of a node that is neither a directory nor a regular file (a symlink, "other"), else None."""
+    kind = node_type(node)
+    return kind if kind in ("symlink", "other") else None
+
+
+def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"]:
+    """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
+    not known: either is None). A migrated one (attributes unknown) is compared on its content only."""
+    if old is None or new is None:
+        return ""
+    if old >> _CONTENT_SHIFT != new >> _CONTENT_SHIFT:
+        return "content"
+    if not old & new & _ATTRS_KNOWN:
+        return ""
+    if old & 3 != new & 3:
+        return "content"
+    return "attrib" if old != new else ""
 
 
 def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
@@ -952,7 +1089,7 @@ class View:
                 return []
             node = parent.pop(parts[-1])
             self._server.release(change.path, node)
-            return [dataclasses.replace(change, is_dir=isinstance(node, dict))]
+            return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))]
         if change.kind == "modified":
             parent = self._dir(parts[:-1])
             if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
@@ -993,11 +1130,31 @@ class View:
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
         node = parent.pop(parts[-1])
         dest_parent, out = self._make_parents(dest, change.origin)
+        replaced: FileType | None = None
         if dest[-1] in dest_parent:
+            replaced = node_type(dest_parent[dest[-1]])
             self._server.release(change.dest_path, dest_parent[dest[-1]])
         dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
         self._server.carry(change.path, change.dest_path, node)
-        return [*out, dataclasses.replace(change, is_dir=isinstance(node, dict))]
+        moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
+        return [*out, dataclasses.replace(moved, replaced=replaced)]
+
+    def has(self, path: str, node_type: FileType | None = None) -> bool:
+        """Whether ``path`` is in the view (as a ``node_type``: "dir" or anything else, when given)."""
+        parts = self._parts(path)
+        if not parts:
+            return parts is not None and self.root_exists and node_type in (None, "dir")
+        parent = self._dir(parts[:-1])
+        if parent is None or parts[-1] not in parent:
+            return False
+        return node_type is None or isinstance(parent[parts[-1]], dict) == (node_type == "dir")
+
+    def note(self, path: str, info: int) -> None:
+        """What a file of the view is now (its FileInfo, from the lstat of a change sent): its type is known."""
+        parts = self._parts(path)
+        parent = self._dir(parts[:-1]) if parts else None
+        if parent is not None and parts and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
+            parent[parts[-1]] = info
 
     def _apply_to_root(self, change: Change) -> list[Change]:
         if change.kind == "deleted" and self.root_exists:
@@ -1042,19 +1199,256 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
             path, before, after = prefix + name, mine.get(name, _MISSING), theirs.get(name, _MISSING)
             was_dir, is_dir = isinstance(before, dict), isinstance(after, dict)
             if before is not _MISSING and (after is _MISSING or was_dir != is_dir):
-                gone.append(Change("deleted", path, was_dir, origin=origin))
+                gone.append(Change("deleted", path, was_dir, origin=origin, file_type=special_type(before)))
             if after is _MISSING:
                 continue
             if before is _MISSING or was_dir != is_dir:
-                appeared.append(Change("created", path, is_dir, origin=origin))
+                appeared.append(Change("created", path, is_dir, origin=origin, file_type=special_type(after)))
                 if isinstance(after, dict):
                     subdirs.append((path + os.sep, {}, after))  # everything in it is new too
             elif isinstance(before, dict) and isinstance(after, dict):
                 subdirs.append((path + os.sep, before, after))
-            elif report_modified and before is not None and before != after:
-                appeared.append(Change("modified", path, False, origin=origin))
+            elif report_modified and not isinstance(before, dict) and not isinstance(after, dict):
+                what = info_change(before, after)
+                if what:
+                    attrib = what == "attrib"
+                    appeared.append(Change("modified", path, False, origin=origin, attrib=attrib))
         stack.extend(reversed(subdirs))
     return gone + appeared
+
+
+# ---------------------------------------------------------------------------
+# Settling: what a window of changes amounts to (pure). README.md, "Assentamento".
+# ---------------------------------------------------------------------------
+
+
+def net_effect(changes: list[Change]) -> list[Change]:
+    """The net effect of ``changes`` (what View.apply returned, in order): the same tree for the server, said the
+    way a person would.
+
+    Per file path, what it held before the window is compared with what it holds after: created + modified ->
+    created; modified... -> one modified; created + deleted -> nothing; a file written under another name and
+    renamed over (or into) a path -> modified (or created) of that path, the other name never appears; a move
+    that survives stays one moved. Directories are not merged (each of their changes is kept, in place: a barrier
+    between the runs of file changes merged) but for a directory created and deleted with nothing left between.
+    Only live changes are merged: what a scan found is a net effect already.
+    """
+    out: list[Change | None] = []
+    run: list[Change] = []
+    created_dirs: dict[str, int] = {}  # a directory created in the window -> its index in ``out``
+    for change in changes:
+        if change.origin == "live" and not change.is_dir and change.replaced != "dir":
+            run.append(change)
+            continue
+        out.extend(_net_files(run))
+        run = []
+        if change.kind == "deleted" and change.is_dir and _cancel_created_dir(out, created_dirs, change.path):
+            continue
+        if change.kind == "created" and change.is_dir and change.origin == "live":
+            created_dirs[change.path] = len(out)
+        elif change.kind == "moved":
+            created_dirs.clear()  # paths changed under them: not worth following
+        out.append(change)
+    out.extend(_net_files(run))
+    return [change for change in out if change is not None]
+
+
+def _cancel_created_dir(out: list[Change | None], created_dirs: dict[str, int], path: str) -> bool:
+    """A directory created in the window is deleted: drop its creation if nothing sent since is about it."""
+    index = created_dirs.pop(path, None)
+    if index is None:
+        return False
+    below = path + os.sep
+    for change in out[index + 1 :]:
+        if change is not None and any(p == path or p.startswith(below) for p in (change.path, change.dest_path or "")):
+            return False
+    out[index] = None
+    return True
+
+
+_Content = str | int  # what a path holds in a window: the file that was at that path before it (str), or a new one
+
+
+def _net_files(run: list[Change]) -> list[Change]:
+    """net_effect of a run of live changes of files (no directory among them): see net_effect."""
+    if len(run) < 2:
+        return run
+    before: dict[str, _Content | None] = {}  # each path touched (in order): what it held before the window
+    after: dict[str, _Content | None] = {}  # ...and now
+    was: dict[str, FileType | None] = {}  # the type of what each path held before (what the View said)
+    touched: dict[_Content, bool] = {}  # a file written (True) or only its metadata changed (False)
+    for number, change in enumerate(run):
+        path = change.path
+        if change.kind == "moved":
+            assert change.dest_path is not None
+            before.setdefault(path, path)
+            was[path] = was.get(path) or change.file_type
+            content = after.get(path, path)
+            after[path] = None
+            dest = change.dest_path
+            before.setdefault(dest, dest if change.replaced else None)
+            was.setdefault(dest, change.replaced)
+            after[dest] = content
+        elif change.kind == "created":
+            before.setdefault(path, None)
+            after[path] = number
+        else:
+            before.setdefault(path, path)
+            was[path] = was.get(path) or change.file_type
+            content = after.get(path, path)
+            if change.kind == "deleted":
+                after[path] = None
+            elif content is not None:
+                after[path] = content
+                touched[content] = touched.get(content, False) or not change.attrib
+    where = {content: path for path, content in after.items() if content is not None}
+    gone: list[Change] = []
+    moves: dict[str, str] = {}  # source -> destination, for the files that moved
+    rest: list[Change] = []
+    for path, old in before.items():
+        content = after[path]
+        old_left = old is not None and old not in where  # what was here is nowhere now
+        if content is None:
+            if old_left:
+                gone.append(Change("deleted", path, False, file_type=was[path]))
+        elif isinstance(content, str):
+            if content != path:
+                moves[content] = path
+            if content in touched:
+                rest.append(Change("modified", path, False, attrib=not touched[content]))
+        elif old_left:
+            rest.append(Change("modified", path, False))  # replaced by a new file: a save
+        else:
+            rest.append(Change("created", path, False))
+    ordered = _order_moves(moves)
+    if ordered is None:
+        return run  # files swapped in a cycle: no order of moves says it; the raw changes do
+    return [*gone, *(Change("moved", s, False, d, file_type=was[s]) for s, d in ordered), *rest]
+
+
+def _order_moves(moves: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The moves (source -> destination) in an order where each source still holds its file when it moves: a move
+    into a path comes after the move out of it. None when they form a cycle."""
+    ordered: list[tuple[str, str]] = []
+    done: set[str] = set()
+    for first in moves:
+        chain: list[str] = []
+        source = first
+        while source not in done:  # follow: the move out of this move's destination goes first
+            if source in chain:
+                return None
+            chain.append(source)
+            following = moves[source]
+            if following not in moves:
+                break
+            source = following
+        for source in reversed(chain):
+            if source not in done:
+                done.add(source)
+                ordered.append((source, moves[source]))
+    return ordered
+
+
+class Settler:
+    """Holds changes for a short window and gives back their net effect (see net_effect); pure, ``now`` in seconds.
+
+    Everything held goes out once no change came for ``window`` seconds, or ``max_hold`` seconds after the
+    first held one (a path that keeps changing, a download, is not held for ever). ``window`` 0: every change
+    goes out as it comes.
+    """
+
+    def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD) -> None:
+        self.window = window
+        self.max_hold = max_hold
+        self._held: list[Change] = []
+        self._first = 0.0  # when the first held change came
+        self._last = 0.0  # ...and the last one
+        self._recent: dict[str, float] = {}  # path -> when it last changed, while held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, changes: list[Change], now: float) -> list[Change]:
+        """Hold ``changes``; what goes out at once (all of them when the window is 0)."""
+        if self.window <= 0 or not changes:
+            return changes
+        if not self._held:
+            self._first = now
+        self._last = now
+        self._held.extend(changes)
+        for change in changes:
+            self._recent[change.dest_path or change.path] = now
+        return []
+
+    def deadline(self) -> float | None:
+        """When what is held is due (None: nothing is held)."""
+        if not self._held:
+            return None
+        return min(self._last + self.window, self._first + self.max_hold)
+
+    def due(self, now: float) -> bool:
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline
+
+    def take(self, now: float) -> tuple[list[Change], frozenset[str]]:
+        """Everything held, as its net effect, and the paths that changed in the last window (still being
+        written, perhaps: their content is not worth hashing yet)."""
+        held, self._held = self._held, []
+        quiet = now - self._last >= self.window * 0.999  # let out by the window (the timer may fire a hair early)
+        busy = frozenset() if quiet else frozenset(p for p, when in self._recent.items() if now - when < self.window)
+        self._recent = {}
+        return net_effect(held), busy
+
+
+class IgnoreRules:
+    """Which paths are never watched, scanned, saved nor sent (IGNORE_PATTERNS, README "Ignorados"): fnmatch on
+    each name (a pattern without "/") or on the path relative to the root with "/" between names (with "/"); a
+    trailing "/": directories only; a directory ignored, everything below it. No negation, no gitignore rules.
+
+    Remembers which patterns matched something (``matched``: pattern -> the first path), said once each (-v).
+    """
+
+    def __init__(self, root: str, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(dict.fromkeys(p for p in patterns if p.strip("/")))
+        self.matched: dict[str, str] = {}
+        self._prefix = root.rstrip(os.sep) + os.sep
+        names = [p for p in self.patterns if "/" not in p.rstrip("/")]
+        paths = [p for p in self.patterns if "/" in p.rstrip("/")]
+        # One regular expression per kind, made by fnmatch itself: one match per name instead of one per pattern.
+        self._names = self._compile(p for p in names if not p.endswith("/"))
+        self._dir_names = self._compile(p.rstrip("/") for p in names)
+        self._paths = self._compile(p.strip("/") for p in paths if not p.endswith("/"))
+        self._dir_paths = self._compile(p.strip("/") for p in paths)
+
+    @staticmethod
+    def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+        translated = [fnmatch.translate(os.path.normcase(p)) for p in patterns]
+        return re.compile("|".join(translated)) if translated else None
+
+    def ignored(self, path: str, is_dir: bool) -> bool:
+        """Whether ``path`` (absolute, below the root) is ignored; ``is_dir``: it is a directory."""
+        if not self.patterns or not path.startswith(self._prefix):
+            return False
+        parts = os.path.normcase(path[len(self._prefix) :]).split(os.sep)
+        last = len(parts) - 1
+        for depth, name in enumerate(parts):
+            names, paths = (self._dir_names, self._dir_paths) if is_dir or depth < last else (self._names, self._paths)
+            if (names is not None and names.match(name)) or (
+                paths is not None and paths.match("/".join(parts[: depth + 1]))
+            ):
+                self._note("/".join(parts[: depth + 1]), depth < last or is_dir, path)
+                return True
+        return False
+
+    def _note(self, relative: str, is_dir: bool, path: str) -> None:
+        name = relative.rpartition("/")[2]
+        for pattern in self.patterns:
+            if pattern in self.matched or (pattern.endswith("/") and not is_dir):
+                continue
+            bare = pattern.strip("/")
+            if fnmatch.fnmatch(relative if "/" in bare else name, bare):
+                self.matched[pattern] = path
+                log.debug("ignorado (padrão %s): %s", pattern, escape(path))
 
 
 def server_address(uri: str) -> str:
@@ -1191,17 +1585,22 @@ def _decode_pending(value: object, after: int) -> tuple[tuple[int, str], ...] | 
 
 
 def decode_state(text: str, root: str, address: str) -> SavedState | None:
-    """The content of a state file written for this root and server (version 4, or 3: no identity, migrated);
-    None if it is not one."""
+    """The content of a state file written for this root and server; None if it is not one.
+
+    Version 5 as it is; the previous formats are migrated, never discarded (an upgrade loses no offline change):
+    4's files keep their fingerprint as the content part of a FileInfo, their type and attributes unknown (so the
+    next checkpoint learns them, and nothing is reported for them but a content change); its pending events get
+    their ``type``; 3 has no identity either.
+    """
     try:
         obj = json.loads(text)
         version = obj["version"]
-        if version not in (STATE_VERSION, PREVIOUS_STATE_VERSION):
+        if version != STATE_VERSION and version not in PREVIOUS_STATE_VERSIONS:
             return None
         if obj["root"] != root or not same_server(obj["server"], address):
             return None
-        identity = _decode_identity(obj) if version == STATE_VERSION else None
-        if version == STATE_VERSION and identity is None:
+        identity = _decode_identity(obj) if version >= 4 else None
+        if version >= 4 and identity is None:
             return None
         tree = obj["tree"]
         stack = [tree]
@@ -1209,16 +1608,22 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
             node = stack.pop()
             if not isinstance(node, dict):
                 return None
-            for child in node.values():
+            for name, child in node.items():
                 if isinstance(child, dict):
                     stack.append(child)
-                elif child is not None and type(child) is not int:
+                elif child is None:
+                    continue
+                elif type(child) is not int or (version == STATE_VERSION and child < 0):
                     return None
+                elif version != STATE_VERSION:
+                    node[name] = pack_info("file", child, None)
         if identity is None:
             return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
         pending = _decode_pending(obj.get("pending", []), identity[1])
         if pending is None:
             return None
+        if version != STATE_VERSION:
+            pending = tuple((seq, upgrade(data)) for seq, data in pending)
         return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2], pending)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
@@ -1356,15 +1761,22 @@ class CheckpointSchedule:
 
 
 def fingerprint(st: os.stat_result) -> int:
-    """One small int that changes when a file's mtime or size does (a tuple would cost 4x the memory)."""
+    """One small int that changes when a file's mtime or size does: state formats 3 and 4 kept it per file."""
     return hash((st.st_mtime_ns, st.st_size))
+
+
+def file_info(st: os.stat_result) -> int:
+    """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
+    return pack_info(stat_type(st.st_mode), fingerprint(st), hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)))
 
 
 class Interrupted(Exception):
     """A scan stopped before the end: the client is stopping."""
 
 
-def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = None) -> tuple[Tree, list[str]] | None:
+def scan_tree(
+    root: str, skip: frozenset[str], stop: threading.Event | None = None, ignore: IgnoreRules | None = None
+) -> tuple[Tree, list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
     A directory is a dict of its entries, a file its fingerprint. None when the
@@ -1386,12 +1798,15 @@ def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = No
                     if entry.path in skip:
                         continue
                     try:
-                        if entry.is_dir(follow_symlinks=False):
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                        if ignore is not None and ignore.ignored(entry.path, is_dir):
+                            continue
+                        if is_dir:
                             child: Tree = {}
                             node[entry.name] = child
                             stack.append((entry.path, child))
                         else:
-                            node[entry.name] = fingerprint(entry.stat(follow_symlinks=False))
+                            node[entry.name] = file_info(entry.stat(follow_symlinks=False))
                     except OSError:
                         continue  # gone since it was listed
         except PermissionError:
@@ -1402,6 +1817,14 @@ def scan_tree(root: str, skip: frozenset[str], stop: threading.Event | None = No
             if path == root:
                 return None  # a subdirectory that vanished is simply empty
     return tree, unreadable
+
+
+def is_dir_now(path: str) -> bool:
+    """Whether ``path`` is a directory (not a link to one); True when it is gone (what the event said stands)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return True
 
 
 def root_identity(root: str) -> tuple[int, int] | None:
@@ -1761,7 +2184,8 @@ class Outbox:
         self.progress = asyncio.Event()  # set whenever an ack arrives
         self._waiting: collections.deque[Outgoing] = collections.deque()
         self._added = asyncio.Event()  # set whenever an event is queued
-        self._touched: dict[str, int] = {}  # path -> seq of its waiting created/modified event
+        # path -> its waiting created/modified event, the change and ts it says
+        self._touched: dict[str, tuple[Outgoing, Change, str]] = {}
 
     def waiting(self) -> int:
         """Events queued but not sent yet."""
@@ -1777,18 +2201,26 @@ class Outbox:
         """Events the server has not acknowledged yet: waiting or in flight."""
         return len(self.in_flight) + len(self._waiting)
 
-    def add(self, change: Change, ts: str) -> bool:
-        """Queue a change; False when it was folded into one already queued."""
-        if change.kind == "modified" and change.path in self._touched:
+    def add(self, change: Change, ts: str, meta: Metadata | None = None) -> bool:
+        """Queue a change (``meta``: what the path is now); False when it was folded into one already queued,
+        which then says the newer metadata."""
+        folded = self._touched.get(change.path) if change.kind == "modified" else None
+        if folded is not None:
+            item, queued, queued_ts = folded
+            if queued.attrib and not change.attrib:
+                queued = dataclasses.replace(queued, attrib=False)  # the content changed after all
+            item.data = encode_event(item.seq, queued, queued_ts, meta)
+            self._touched[change.path] = (item, queued, queued_ts)
             return False
         seq, self.next_seq = self.next_seq, self.next_seq + 1
+        item = Outgoing(seq, change.path, encode_event(seq, change, ts, meta))
         if change.kind in ("created", "modified"):
-            self._touched[change.path] = seq
+            self._touched[change.path] = (item, change, ts)
         else:
             self._touched.pop(change.path, None)
             if change.dest_path is not None:
                 self._touched.pop(change.dest_path, None)
-        self._waiting.append(Outgoing(seq, change.path, encode_event(seq, change, ts)))
+        self._waiting.append(item)
         self._added.set()
         return True
 
@@ -1800,7 +2232,8 @@ class Outbox:
         batch = next(split_batches(list(itertools.islice(self._waiting, BATCH_MAX_EVENTS))))
         for item in batch:
             self._waiting.popleft()
-            if self._touched.get(item.path) == item.seq:
+            touched = self._touched.get(item.path)
+            if touched is not None and touched[0] is item:
                 del self._touched[item.path]
         self.in_flight.extend(batch)
         return batch
@@ -1834,7 +2267,6 @@ class Outbox:
         for item in self._waiting:  # nothing in flight: the server acknowledged everything up to seq
             item.seq += shift
             item.data = renumber(item.data, item.seq)
-        self._touched = {path: touched + shift for path, touched in self._touched.items()}
         self.next_seq += shift
 
     def restore(self, acked: int, pending: Iterable[tuple[int, str]]) -> None:
@@ -1889,12 +2321,104 @@ class Console:
             log.warning("%s; as mudanças deixam de aparecer aqui, mas continuam sendo enviadas.", why)
 
 
+def sha256_of(path: str, st: os.stat_result) -> str | None:
+    """The SHA-256 (hex) of a regular file read in chunks (meant for a worker thread); None when it is not the file
+    ``st`` (its lstat) describes any more -- replaced, or written while it was read -- or cannot be read."""
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NOFOLLOW", 0))) as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+            now = os.fstat(file.fileno())
+    except OSError:
+        return None
+    same = (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    return digest if same else None
+
+
+def _hash_all(jobs: list[tuple[str, os.stat_result]]) -> list[str | None]:
+    return [sha256_of(path, st) for path, st in jobs]
+
+
+class Describer:
+    """Settled changes -> (change, metadata), in order: one lstat per path in the loop, and with ``hash_limit``
+    the SHA-256 of regular files up to that many bytes, computed in a worker thread. Changes wait behind a batch
+    being hashed, so they are queued in the order they were recorded. Owns that backlog."""
+
+    def __init__(
+        self, view: View, deliver: Callable[[list[tuple[Change, Metadata]]], None], hash_limit: int | None = None
+    ) -> None:
+        self._view = view  # told the type of a symlink or special file (see View.note)
+        self._deliver = deliver
+        self._hash_limit = hash_limit
+        self._backlog: collections.deque[tuple[list[tuple[Change, Metadata]], list[os.stat_result | None]]] = (
+            collections.deque()
+        )
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def hashing(self) -> bool:
+        return self._hash_limit is not None
+
+    def busy(self) -> bool:
+        return bool(self._backlog)
+
+    def describe(self, changes: list[Change], busy: frozenset[str]) -> None:
+        described: list[tuple[Change, Metadata]] = []
+        hashed: list[os.stat_result | None] = []
+        for change in changes:
+            meta, st = self._metadata(change)
+            described.append((dataclasses.replace(change, file_type=meta.type), meta))
+            limit, path = self._hash_limit, change.dest_path or change.path
+            worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
+            hashed.append(st if worth and path not in busy else None)  # never a file still being written
+        if not self._backlog and not any(hashed):
+            self._deliver(described)
+            return
+        self._backlog.append((described, hashed))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._hash_backlog())
+
+    async def drained(self) -> None:
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def _hash_backlog(self) -> None:
+        while self._backlog:
+            described, hashed = self._backlog[0]
+            jobs = [((c.dest_path or c.path), st) for (c, _), st in zip(described, hashed, strict=True) if st]
+            digests = iter(await asyncio.to_thread(_hash_all, jobs))
+            out = [
+                (c, dataclasses.replace(m, sha256=next(digests)) if st else m)
+                for (c, m), st in zip(described, hashed, strict=True)
+            ]
+            self._backlog.popleft()
+            self._deliver(out)
+
+    def _metadata(self, change: Change) -> tuple[Metadata, os.stat_result | None]:
+        """What the path of a change is now: one lstat (none for a deletion: the view said what it was)."""
+        known: FileType = change.file_type or ("dir" if change.is_dir else "file")
+        if change.kind == "deleted":
+            return Metadata(known), None
+        path = change.dest_path or change.path
+        try:
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        except OSError:
+            return Metadata(known), None  # gone already: its deletion follows
+        meta = metadata_of(st, target)
+        if (meta.type == "dir") != change.is_dir:
+            return Metadata(known), None  # replaced by another kind since: its events follow
+        if meta.type in ("symlink", "other"):
+            self._view.note(path, file_info(st))  # so that its deletion says what it was
+        return meta, st
+
+
 class Recorder:
-    """Changes in, one way: watchdog's events (and what scans find) -> View -> Outbox -> console.
+    """Changes in, one way: watchdog's events (and what scans find) -> View -> Settler -> Outbox -> console.
 
     Owns two counters the supervisor reads: raw watchdog events seen (did the tree
     move during a scan?) and changes recorded (has the view changed since the
-    state file was written?). Asks for a rescan when events may have been lost.
+    state file was written?), and the timer that lets the Settler's held changes out.
+    Asks for a rescan when events may have been lost.
     """
 
     def __init__(
@@ -1905,15 +2429,30 @@ class Recorder:
         wake: Callable[[], None],
         skip: frozenset[str],
         console: Console,
+        settler: Settler | None = None,
+        ignore: IgnoreRules | None = None,
+        hash_limit: int | None = None,
     ) -> None:
         self._view = view
         self._outbox = outbox
+        self._describer = Describer(view, self._queue, hash_limit)
         self._rescans = rescans
         self._wake = wake  # wakes the supervisor
         self._skip = skip
+        self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._console = console
+        self._settler = settler if settler is not None else Settler(0.0)
+        self._timer: asyncio.TimerHandle | None = None
         self.events_seen = 0
         self.recorded = 0
+
+    def holding(self) -> bool:
+        """Whether changes are held (settling, or hashed): applied to the view, not queued yet."""
+        return len(self._settler) > 0 or self._describer.busy()
+
+    async def drained(self) -> None:
+        """Return once every change recorded is queued (their hashes computed)."""
+        await self._describer.drained()
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
@@ -1921,20 +2460,83 @@ class Recorder:
         changes: list[Change] = []
         for event in events:
             change = change_from_event(event)
+            if change is not None:
+                change = self._unignored(change)
             if change is None or change.path in self._skip:
                 continue
-            if self._outbox.full():
+            if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
+                # watchdog lists a new directory's content following symlinks: a link to a directory is a link.
+                change = dataclasses.replace(change, is_dir=False)
+            if self._ghost(change):
+                continue
+            if self._outbox.waiting() + len(self._settler) >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
                     log.warning(
                         "%d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
-                        self._outbox.waiting(),
+                        self._outbox.waiting() + len(self._settler),
                     )
                 continue
             changes.extend(self._view.apply(change))
-        self.record(changes)
+        self._settle(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
+
+    def _ghost(self, change: Change) -> bool:
+        """Whether a change is about a path under a directory the view knows is gone and the disk agrees: a
+        directory moved out of the tree keeps its watches (watchdog never drops them), so its later events come
+        under its old name. Anything else under an unknown directory is real: the view creates its parents."""
+        if change.kind not in ("created", "modified"):
+            return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
+        parent = os.path.dirname(change.path)
+        return parent != self._view.root and not self._view.has(parent) and not os.path.lexists(change.path)
+
+    def _unignored(self, change: Change) -> Change | None:
+        """The change as the view sees it once ignored paths are left out (None: nothing to see)."""
+        ignore, dest = self._ignore, change.dest_path
+        if dest is not None and ignore.ignored(dest, change.is_dir):
+            return None if ignore.ignored(change.path, change.is_dir) else Change("deleted", change.path, change.is_dir)
+        if not ignore.ignored(change.path, change.is_dir):
+            return change
+        if dest is None:
+            return None
+        if change.is_dir:
+            return change  # a directory from an ignored name: the view learns its content by a scan
+        # A file written under an ignored name and renamed over (or into) a watched one: a save.
+        return Change("modified" if self._view.has(dest) else "created", dest, False)
+
+    def _settle(self, changes: list[Change]) -> None:
+        loop = asyncio.get_running_loop()
+        self.record(self._settler.add(changes, loop.time()))
+        deadline = self._settler.deadline()
+        if deadline is not None and self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        if self._settler.due(loop.time()):
+            busy = self.flush()
+            if self._describer.hashing and busy:
+                # Let out while still written, so without a hash: one more modified once they are quiet, with it.
+                again = [Change("modified", path, False) for path in sorted(busy) if self._view.has(path, "file")]
+                self._settle([out for change in again for out in self._view.apply(change)])
+        deadline = self._settler.deadline()
+        if deadline is not None and self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def flush(self) -> frozenset[str]:
+        """Queue whatever is held now (before what a scan found, and when stopping); the paths still being
+        written (see Settler.take)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not len(self._settler):
+            return frozenset()
+        changes, busy = self._settler.take(asyncio.get_running_loop().time())
+        self.record(changes, busy)
+        self._wake()  # the supervisor may checkpoint now
+        return busy
 
     def on_kernel_overflow(self) -> None:
         if self._rescans.overflow(asyncio.get_running_loop().time()):
@@ -1945,23 +2547,28 @@ class Recorder:
         self._rescans.request()
         self._wake()
 
-    def record(self, changes: list[Change]) -> None:
-        """Queue changes already applied to the view, and print them."""
-        if not changes:
-            return
-        self.recorded += len(changes)
+    def record(self, changes: list[Change], busy: frozenset[str] = frozenset()) -> None:
+        """Queue changes already applied to the view (and settled), each with its metadata, and print them
+        (``busy``: paths still being written, not worth hashing)."""
+        if changes:
+            self.recorded += len(changes)
+            self._describer.describe(changes, busy)
+
+    def _queue(self, described: list[tuple[Change, Metadata]]) -> None:
         now = datetime.datetime.now().astimezone()
         ts = now.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
-        added = [c for c in changes if self._outbox.add(c, ts)]
+        added = [change for change, meta in described if self._outbox.add(change, ts, meta)]
         if added:
             self._console.changes(added, now)
 
     def record_root(self, kind: EventKind) -> None:
         """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
+        self.flush()
         self.record(self._view.apply(Change(kind, self._view.root, True, origin="rescan")))
 
     def repair(self, differences: list[Change]) -> int:
         """Record the differences a scan found (View.diff), as far as they still hold; return how many."""
+        self.flush()  # they come after what is held: the scan saw the view with it
         changes: list[Change] = []
         room = self._outbox.room()
         for change in differences:
@@ -2123,22 +2730,27 @@ class Verdicts:
         )
 
     def version_refused(self, exc: ConnectionClosed, version: int) -> int | None:
-        """The version to speak next when the server closed because it does not speak ``version`` but speaks the
-        fallback; None when the close was about something else; FatalError when it speaks neither."""
+        """The version to speak next when the server closed because it does not speak ``version``: the highest
+        older one it names (2, else 1); None when the close was about something else; FatalError when it speaks
+        none of ours."""
         frame = exc.rcvd
         spoken = refused_version(frame.reason) if frame is not None and frame.code == 1008 else None
         if spoken is None:
             return None
-        if FALLBACK_PROTOCOL_VERSION in spoken and version != FALLBACK_PROTOCOL_VERSION:
+        older = [v for v in spoken if FALLBACK_PROTOCOL_VERSION <= v < version]
+        if older:
+            fallback = max(older)
             if not self._fallback_said:
                 self._fallback_said = True
+                lacks = "sem os metadados dos eventos" if fallback == 2 else "sem a verificação da árvore"
                 log.debug(
-                    "o servidor %s fala só a versão %d do protocolo (ainda não foi atualizado): os eventos seguem, "
-                    "sem a verificação da árvore",
+                    "o servidor %s fala só até a versão %d do protocolo (ainda não foi atualizado): os eventos "
+                    "seguem, %s",
                     self._settings.uri,
-                    FALLBACK_PROTOCOL_VERSION,
+                    fallback,
+                    lacks,
                 )
-            return FALLBACK_PROTOCOL_VERSION
+            return fallback
         newer = max(spoken, default=0) > PROTOCOL_VERSION
         raise FatalError(
             f"o servidor {self._settings.uri} não fala a versão {version} do protocolo deste cliente "
@@ -2155,11 +2767,18 @@ class Uplink:
     """
 
     def __init__(
-        self, settings: Settings, outbox: Outbox, view: View, state_file: StateFile, on_all_acked: Callable[[], None]
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        view: View,
+        state_file: StateFile,
+        on_all_acked: Callable[[], None],
+        settling: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._view = view
+        self._settling = settling  # changes are held, in the view but not queued: no digest, no manifest yet
         self._state_file = state_file
         self._on_all_acked = on_all_acked
         self.connected = False
@@ -2246,17 +2865,17 @@ class Uplink:
         """Send the batches, and at quiet moments the digest or the manifest: the only writer of ``ws``."""
         outbox = self._outbox
         for batch in outbox.unacked_batches():
-            await ws.send(encode_batch([item.data for item in batch]))
+            await ws.send(encode_batch([downgrade(item.data, self.spoken) for item in batch]))
         while True:
-            if self._proof.manifest_due() and not outbox.waiting():
+            if self._proof.manifest_due() and not outbox.waiting() and not self._settling():
                 await self._send_manifest(ws)
-            elif self._proof.digest_due() and not outbox.pending() and self.spoken >= 2:
+            elif self._proof.digest_due() and not outbox.pending() and not self._settling() and self.spoken >= 2:
                 count, total = self._view.digest()
                 self._proof.digest_sent(outbox.acked_seq, count)
                 await ws.send(encode_digest(outbox.acked_seq, count, total))
             elif outbox.waiting() and not self._proof.holding():
                 batch = await outbox.next_batch()
-                await ws.send(encode_batch([item.data for item in batch]))
+                await ws.send(encode_batch([downgrade(item.data, self.spoken) for item in batch]))
             else:
                 await self._idle()
 
@@ -2325,8 +2944,10 @@ class Supervisor:
         state_file: StateFile,
         wake: asyncio.Event,
         verify: Callable[[], None],
+        ignore: IgnoreRules | None = None,
     ) -> None:
         self._view = view
+        self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._outbox = outbox
         self._recorder = recorder
         self._watcher = watcher
@@ -2350,11 +2971,19 @@ class Supervisor:
         """
         self._watcher.start()
         log.info("Monitorando %s (com subdiretórios)", escape(self._view.root))
+        log.debug(
+            "padrões ignorados: %s", " ".join(map(escape, self._ignore.patterns)) or "nenhum (--sem-ignorar-padrao)"
+        )
         saved = self._state_file.load()
         try:
             disk = await self._scan("inicial")
         except Interrupted:
             return False
+        if self._ignore.matched:
+            log.info(
+                "Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): %s",
+                ", ".join(escape(p) for p in self._ignore.matched),
+            )
         if disk is None:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
@@ -2401,7 +3030,12 @@ class Supervisor:
 
     def _ready_for_checkpoint(self) -> bool:
         """The view changed since the last save, and the server has all of it."""
-        return self._recorder.recorded != self._saved and self._outbox.pending() == 0 and not self._rescans.needed
+        return (
+            self._recorder.recorded != self._saved
+            and self._outbox.pending() == 0
+            and not self._recorder.holding()
+            and not self._rescans.needed
+        )
 
     async def _check_watcher(self) -> None:
         finding = self._watcher.inspect(self._view.root_exists)
@@ -2421,7 +3055,7 @@ class Supervisor:
         """The tree on disk (in a worker thread); None if the root is gone; Interrupted when the client stops."""
         started = time.perf_counter()
         stop = self._interrupt if interruptible else None
-        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths, stop)
+        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths, stop, self._ignore)
         log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
         if result is None:
             self._wake.set()  # the root is gone: the watcher's inspection reports it
@@ -2482,6 +3116,10 @@ class Settings:
     state_file: str = ""  # "": no state file
     max_queued: int = MAX_QUEUED_EVENTS
     keepalive: float = KEEPALIVE
+    settle: float = SETTLE
+    settle_max_hold: float = SETTLE_MAX_HOLD
+    ignore: tuple[str, ...] = tuple(IGNORE_PATTERNS)
+    hash_limit: int | None = None  # --hash: the SHA-256 of files up to this many bytes; None: none
     token: str = ""
     tls: ssl.SSLContext | None = None  # for wss:// URIs
 
@@ -2499,10 +3137,19 @@ class MonitorClient:
         self.outbox = Outbox(settings.max_queued)
         self.rescans = RescanSchedule()
         self.wake = asyncio.Event()  # set by any part; the supervisor alone waits on it
+        self.ignore = IgnoreRules(settings.root, settings.ignore)
         self.recorder = Recorder(
-            self.view, self.outbox, self.rescans, self.wake.set, self.state_file.own_paths, Console(settings.quiet)
+            self.view,
+            self.outbox,
+            self.rescans,
+            self.wake.set,
+            self.state_file.own_paths,
+            Console(settings.quiet),
+            Settler(settings.settle, settings.settle_max_hold),
+            self.ignore,
+            settings.hash_limit,
         )
-        self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set)
+        self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set, self.recorder.holding)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
@@ -2522,7 +3169,15 @@ class MonitorClient:
         bridge = ThreadBridge(loop, self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge))
         supervisor = Supervisor(
-            self.view, self.outbox, self.recorder, watcher, self.rescans, self.state_file, self.wake, self.uplink.verify
+            self.view,
+            self.outbox,
+            self.recorder,
+            watcher,
+            self.rescans,
+            self.state_file,
+            self.wake,
+            self.uplink.verify,
+            self.ignore,
         )
         alarms = watchdog_alarms(
             lambda: bridge.call_soon(self.recorder.on_kernel_overflow), lambda: bridge.call_soon(self.wake.set)
@@ -2549,6 +3204,8 @@ class MonitorClient:
                     await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
                 await watcher.stop()
+                self.recorder.flush()  # held changes go out now, live, never left for the next start
+                await self.recorder.drained()
                 await self.uplink.flush()
                 if started:
                     await supervisor.last_checkpoint()
@@ -2712,6 +3369,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="eventos aguardando envio, no máximo; além disso, uma varredura os recupera depois",
     )
     parser.add_argument(
+        "--assentar",
+        dest="settle",
+        type=float,
+        default=SETTLE,
+        metavar="SEGUNDOS",
+        help="junta as mudanças de cada caminho até passar este tempo sem nenhuma nova e envia o efeito final "
+        "(um salvamento atômico vira um 'modificado'); 0: cada evento bruto, como chega",
+    )
+    parser.add_argument(
+        "--assentar-max",
+        dest="settle_max_hold",
+        type=float,
+        default=SETTLE_MAX_HOLD,
+        metavar="SEGUNDOS",
+        help="tempo máximo que um caminho que não para de mudar (um download) fica retido",
+    )
+    parser.add_argument(
+        "--ignorar",
+        dest="ignore",
+        action="append",
+        default=[],
+        metavar="PADRÃO",
+        help="ignora os caminhos que casam com o padrão (repetível): sem '/', qualquer nome em qualquer nível "
+        "('*.log', 'build'); com '/', o caminho relativo ao diretório ('docs/rascunho'); '/' no fim: só diretórios",
+    )
+    parser.add_argument(
+        "--sem-ignorar-padrao",
+        dest="no_default_ignore",
+        action="store_true",
+        help=f"não ignora os padrões de fábrica ({' '.join(IGNORE_PATTERNS)})",
+    )
+    parser.add_argument(
+        "--hash",
+        dest="hash",
+        action="store_true",
+        help="envia o SHA-256 de cada arquivo comum criado ou modificado, até --hash-max bytes (lido fora do laço "
+        "principal; nunca de um arquivo ainda sendo escrito)",
+    )
+    parser.add_argument(
+        "--hash-max",
+        dest="hash_max",
+        type=int,
+        default=HASH_MAX_BYTES,
+        metavar="BYTES",
+        help="tamanho máximo de um arquivo para --hash",
+    )
+    parser.add_argument(
         "--keepalive",
         type=float,
         default=KEEPALIVE,
@@ -2730,6 +3434,30 @@ def quiet_watchdog(verbose: int) -> None:
     watchdog_log.propagate = verbose >= 2
 
 
+def route_library_warnings() -> None:
+    """watchdog's Python warnings (e.g. "Callback with id ... already exists", a directory watched twice while an
+    archive is extracted: harmless) never reach the console raw: one short Portuguese line each, with -v only.
+    Others' warnings are shown as Python shows them."""
+    show = warnings.showwarning
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if f"{os.sep}watchdog{os.sep}" not in filename:
+            show(message, category, filename, lineno, file, line)
+        elif "already exists for watch" in str(message):
+            log.debug("watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)")
+        else:
+            log.debug("watchdog avisou: %s", escape(str(message)[:200]))
+
+    warnings.showwarning = showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_stoppable(run_command_line, argv)  # a signal from the first line on ends the script quietly with 0
 
@@ -2743,6 +3471,7 @@ def run_command_line(argv: list[str] | None) -> int:
         return 1
     configure_console(args.verbose)  # -q hides the lines of the changes (Console), not the status lines
     quiet_watchdog(args.verbose)
+    route_library_warnings()
     try:
         token = token_from(args.token)
     except ValueError as exc:
@@ -2750,6 +3479,12 @@ def run_command_line(argv: list[str] | None) -> int:
         return 2
     if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
+        return 2
+    if args.hash_max < 0:
+        print("Erro: --hash-max não pode ser negativo", file=sys.stderr)
+        return 2
+    if not 0 <= args.settle < math.inf or not 0 < args.settle_max_hold < math.inf:
+        print("Erro: --assentar precisa ser zero ou mais, e --assentar-max maior que zero", file=sys.stderr)
         return 2
     try:
         uri = validate_uri(args.uri)
@@ -2763,6 +3498,10 @@ def run_command_line(argv: list[str] | None) -> int:
             state_file=state_file,
             max_queued=args.max_queued,
             keepalive=args.keepalive,
+            settle=args.settle,
+            settle_max_hold=args.settle_max_hold,
+            ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *args.ignore),
+            hash_limit=args.hash_max if args.hash else None,
             token=token,
             tls=tls_context(uri, args.ca_file),
         )

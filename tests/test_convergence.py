@@ -61,6 +61,15 @@ from support import (
 )
 from websockets.sync.client import connect
 
+# Settling (issue 10) must never lose a change: the tests that lose events run with it off and at its default.
+SETTLE_MODES = {"assentar-0": ["--assentar", "0"], "assentar-padrao": []}
+
+
+@pytest.fixture(params=list(SETTLE_MODES))
+def settle_args(request: pytest.FixtureRequest) -> list[str]:
+    """The client's settle flags: off (every raw event) or the default window."""
+    return SETTLE_MODES[request.param]
+
 
 def report(request: pytest.FixtureRequest, tree: set[str], figures: Figures, **extra: Any) -> None:
     """The test's figures: one JSON line in $CONVERGENCE_FIGURES, and on stdout (pytest -s)."""
@@ -313,12 +322,18 @@ def test_database_drops_resent_events_across_restart(
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(
-    ("count", "freeze_client"),
-    [(10_000, False), (100_000, False), (10_000, True)],
-    ids=["10k", "100k", "10k-client-frozen"],
+    ("count", "freeze_client", "settle"),
+    [
+        (10_000, False, "assentar-padrao"),
+        (10_000, False, "assentar-0"),
+        (100_000, False, "assentar-padrao"),
+        (10_000, True, "assentar-padrao"),
+        (10_000, True, "assentar-0"),
+    ],
+    ids=["10k", "10k-assentar-0", "100k", "10k-client-frozen", "10k-client-frozen-assentar-0"],
 )
 def test_burst_converges(
-    procs: Processes, watched: Path, count: int, freeze_client: bool, request: pytest.FixtureRequest
+    procs: Processes, watched: Path, count: int, freeze_client: bool, settle: str, request: pytest.FixtureRequest
 ) -> None:
     """A burst of 1 KiB files in new subdirectories (1,000 each).
 
@@ -329,7 +344,7 @@ def test_burst_converges(
     is frozen, so their content is found by listing them when it resumes, never queued.)
     """
     server = procs.server(json_output=True)
-    client = procs.client(watched, server.uri, "cli", connected_to=server)
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=SETTLE_MODES[settle])
     burst = Burst(watched / "rajada", count, per_dir=1_000)
     if freeze_client:
         for index in range(count // 1_000):
@@ -457,10 +472,12 @@ def test_changes_while_client_was_down(
 
 
 @pytest.mark.timeout(120)
-def test_queue_limit_while_server_down(procs: Processes, watched: Path, request: pytest.FixtureRequest) -> None:
+def test_queue_limit_while_server_down(
+    procs: Processes, watched: Path, settle_args: list[str], request: pytest.FixtureRequest
+) -> None:
     port = free_port()
     uri = f"ws://127.0.0.1:{port}"
-    client = procs.client(watched, uri, "cli", args=["--max-fila", "200"])
+    client = procs.client(watched, uri, "cli", args=["--max-fila", "200", *settle_args])
     client.wait_for_line(re.compile(rf"Sem conexão com {re.escape(uri)}: "), "stderr")
     burst = Burst(watched / "rajada", 3_000)
     burst.run()
@@ -574,9 +591,9 @@ def test_root_replaced_at_once(
 
 
 @pytest.fixture
-def pair(procs: Processes, watched: Path) -> tuple[ServerProcess, ClientProcess, StdoutEvents]:
+def pair(procs: Processes, watched: Path, settle_args: list[str]) -> tuple[ServerProcess, ClientProcess, StdoutEvents]:
     server = procs.server(json_output=True)
-    client = procs.client(watched, server.uri, "cli", connected_to=server)
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=settle_args)
     return server, client, StdoutEvents(server)
 
 

@@ -333,7 +333,7 @@ def test_stop_during_the_initial_scan_does_not_wait_for_it(
     """
     entered = threading.Event()
 
-    def endless_scan(root: str, skip: frozenset[str], stop: threading.Event | None = None) -> object:
+    def endless_scan(root: str, skip: frozenset[str], stop: threading.Event | None = None, *ignore: object) -> object:
         entered.set()
         assert stop is not None, "the initial scan cannot be interrupted"
         if not stop.wait(TIMEOUT * 2):
@@ -669,7 +669,8 @@ def test_state_file_keeps_reading_the_old_spelling(cliente: ModuleType) -> None:
     """A state file of version 1.0.0 stored the URI as typed: it still counts for the same server."""
     tree = {"a.txt": 1}
     old = previous_state_text("/w", "ws://127.0.0.1:8765", tree)  # what 1.0.0 wrote for that URI
-    assert cliente.decode_state(old, "/w", cliente.server_address("ws://localhost:8765")) == cliente.SavedState(tree)
+    migrated = cliente.SavedState({"a.txt": cliente.pack_info("file", 1, None)})  # format 3: migrated
+    assert cliente.decode_state(old, "/w", cliente.server_address("ws://localhost:8765")) == migrated
     assert cliente.decode_state(old, "/w", cliente.server_address("ws://localhost:8766")) is None
     state = cliente.SavedState(tree, cliente.Identity.new())
     new = cliente.encode_state("/w", cliente.server_address("ws://127.0.0.1:8765"), state)

@@ -158,7 +158,7 @@ def test_a_client_whose_view_went_wrong_is_caught_by_the_digest(
         # Fault: the outbox loses one change the View has taken (a lost event no scan can see).
         lost = f"{watched}/perdido.txt"
         add = monitor.outbox.add
-        monitor.outbox.add = lambda change, ts: False if change.path == lost else add(change, ts)
+        monitor.outbox.add = lambda change, ts, *meta: False if change.path == lost else add(change, ts, *meta)
         write_file(Path(lost))
         write_file(watched / "outro.txt")
         wait_until(lambda: f"{watched}/outro.txt" in replay(shown(), root=str(watched)), describe=describe)
@@ -264,10 +264,10 @@ def test_an_upgraded_client_keeps_working_with_a_server_that_speaks_only_version
     write_file(watched / "depois.txt")
     wait_until(lambda: replay(old_server.events, root=str(watched)) == disk_tree(watched), describe=client.describe)
     assert old_server.unexpected == []
-    assert [hello["version"] for hello in old_server.hellos] == [2, 1]
+    assert [hello["version"] for hello in old_server.hellos] == [3, 1]
     seqs = [ev["seq"] for ev in old_server.events]
     assert seqs == list(range(1, len(seqs) + 1))  # each event once, in order
-    fallback = "fala só a versão 1 do protocolo (ainda não foi atualizado): os eventos seguem, sem a verificação"
+    fallback = "fala só até a versão 1 do protocolo (ainda não foi atualizado): os eventos seguem, sem a verificação"
     assert sum(fallback in line for line in client.lines("stderr")) == 1, client.describe()
     assert client.running() and not any("Erro" in line for line in client.lines("stderr"))
     assert client.stop() == 0
@@ -275,14 +275,14 @@ def test_an_upgraded_client_keeps_working_with_a_server_that_speaks_only_version
 
 
 def test_a_server_that_speaks_neither_version_is_a_clear_error(procs: Processes, watched: Path) -> None:
-    with VersionOneServer(speaks=" (este servidor fala 3)") as newer:
+    with VersionOneServer(speaks=" (este servidor fala 4)") as newer:
         uri = newer.uri
         client = procs.client(watched, uri, "cli")
         assert client.wait() == 1
-    assert [hello["version"] for hello in newer.hellos] == [2]
+    assert [hello["version"] for hello in newer.hellos] == [3]
     assert client.lines("stderr")[-1] == (
-        f"Erro: o servidor {uri} não fala a versão 2 do protocolo deste cliente (versão de protocolo não "
-        "suportada (este servidor fala 3): 2); atualize este cliente"
+        f"Erro: o servidor {uri} não fala a versão 3 do protocolo deste cliente (versão de protocolo não "
+        "suportada (este servidor fala 4): 3); atualize este cliente"
     )
     no_traceback(client)
 

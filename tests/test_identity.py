@@ -196,10 +196,57 @@ def test_state_file_of_the_previous_format_is_migrated(
     [said] = new_identity_lines(client)
     assert said[3] == "o arquivo de estado não tinha uma"
     saved = read_state(state)
-    assert saved["version"] == 4 and saved["client_id"] == said[1] == events[0]["client_id"]
+    assert saved["version"] == 5 and saved["client_id"] == said[1] == events[0]["client_id"]
     assert "conhecido.txt" in saved["tree"]
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert client.stop() == 0
+    no_traceback(client)
+
+
+def test_state_file_of_format_4_is_migrated_with_its_identity(
+    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType
+) -> None:
+    """Format 4 (before issue 10: a (mtime, size) fingerprint per file, no types): nothing is discarded. The
+    unchanged file and the symbolic link are not reported; what changed while stopped is, once."""
+    state = tmp_path / "estado.json"
+    server = procs.server(json_output=True)
+    write_file(watched / "igual.txt")
+    write_file(watched / "muda.txt", b"antes\n")
+    (watched / "link").symlink_to("igual.txt")
+    tree = {name: cliente.fingerprint((watched / name).lstat()) for name in ["igual.txt", "muda.txt", "link"]}
+    identity = cliente.Identity.new()
+    state.write_text(
+        json.dumps(
+            {
+                "version": 4,
+                "root": str(watched),
+                "server": f"ws://localhost:{server.port}/",
+                "client_id": identity.client_id,
+                "secret": identity.secret,
+                "seq": 0,
+                "count": 0,
+                "sum": "0000000000000000",
+                "held": [],
+                "tree": tree,
+            },
+            separators=(",", ":"),
+        ),
+        encoding="ascii",
+    )
+    write_file(watched / "muda.txt", b"depois, maior\n")
+
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
+    client.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")
+    shown = StdoutEvents(server)
+    wait_until(lambda: len(shown()) == 1, describe=procs.describe)
+    assert [(r["event"], r["path"], r["origin"], r["client_id"]) for r in shown()] == [
+        ("modified", f"{watched}/muda.txt", "startup", identity.client_id)
+    ]
+    assert client.stop() == 0
+    saved = read_state(state)
+    assert saved["version"] == 5 and saved["client_id"] == identity.client_id
+    assert set(saved["tree"]) == {"igual.txt", "muda.txt", "link"}
+    assert not new_identity_lines(client)
     no_traceback(client)
 
 
@@ -300,7 +347,7 @@ def test_hello_says_the_root_and_the_path_style(procs: Processes, watched: Path,
     client = procs.client(watched, full_server.uri, "cli")
     client.wait_for_line(f"Conectado a {full_server.uri}", "stderr", timeout=30.0)
     hello = full_server.hellos[-1]
-    assert hello["root"] == os.path.abspath(watched) and hello["version"] == 2
+    assert hello["root"] == os.path.abspath(watched) and hello["version"] == 3
     assert hello.get("path_style", "posix") == "posix"  # "windows" on Windows
     assert re.fullmatch("[0-9a-f]{32}", hello["secret"])
     assert client.stop() == 0

@@ -7,6 +7,7 @@ every repair through View.diff, so their semantics are pinned here exactly.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_move_carries_subtree_and_replaces_destination(cliente: ModuleType) -> N
     ]:
         view.apply(change)
     out = view.apply(C(cliente, "moved", "/w/d", True, "/w/e"))
-    assert out == [C(cliente, "moved", "/w/d", True, "/w/e")]
+    assert out == [dataclass_replace(C(cliente, "moved", "/w/d", True, "/w/e"), replaced="dir")]  # what was there
     assert paths(view) == {"/w/e": True, "/w/e/f": False}
 
 
@@ -154,34 +155,45 @@ def test_type_change_is_deleted_then_created(cliente: ModuleType) -> None:
     ]
 
 
+def info(cliente: ModuleType, content: int, attrs: int | None = 0, kind: str = "file") -> int:
+    """A FileInfo as a scan makes it: ``content`` the mtime-and-size fingerprint, ``attrs`` of mode, uid, gid."""
+    packed: int = cliente.pack_info(kind, content, attrs)
+    return packed
+
+
 def test_diff_reports_topmost_deletion_parents_first_and_modifications(cliente: ModuleType) -> None:
     view = cliente.View(ROOT)
     view.load_tree(
         tree(
             {
-                "/w/gone/a": (False, (1, 1)),
+                "/w/gone/a": (False, info(cliente, 1, 1)),
                 "/w/gone": (True, None),
                 "/w/gone/sub": (True, None),
-                "/w/gone/sub/b": (False, (1, 1)),
-                "/w/gone-not": (False, (5, 5)),
-                "/w/same": (False, (2, 2)),
-                "/w/changed": (False, (3, 3)),
+                "/w/gone/sub/b": (False, info(cliente, 1, 1)),
+                "/w/gone-not": (False, info(cliente, 5, 5)),
+                "/w/same": (False, info(cliente, 2, 2)),
+                "/w/changed": (False, info(cliente, 3, 3)),
+                "/w/chmod": (False, info(cliente, 6, 6)),
+                "/w/migrated": (False, info(cliente, 7, None)),  # from a format 4 state file: attributes unknown
                 "/w/unknown": (False, None),
             }
         )
     )
     disk = {
-        "/w/gone-not": (False, (5, 5)),
-        "/w/same": (False, (2, 2)),
-        "/w/changed": (False, (3, 4)),
-        "/w/unknown": (False, (9, 9)),
+        "/w/gone-not": (False, info(cliente, 5, 5)),
+        "/w/same": (False, info(cliente, 2, 2)),
+        "/w/changed": (False, info(cliente, 4, 3)),
+        "/w/chmod": (False, info(cliente, 6, 7)),
+        "/w/migrated": (False, info(cliente, 7, 1, "symlink")),
+        "/w/unknown": (False, info(cliente, 9, 9)),
         "/w/new": (True, None),
         "/w/new/deep": (True, None),
-        "/w/new/deep/f": (False, (1, 1)),
+        "/w/new/deep/f": (False, info(cliente, 1, 1)),
     }
     assert view.diff(tree(disk), "startup", report_modified=True) == [
         C(cliente, "deleted", "/w/gone", True, origin="startup"),
         C(cliente, "modified", "/w/changed", origin="startup"),
+        dataclass_replace(C(cliente, "modified", "/w/chmod", origin="startup"), attrib=True),
         C(cliente, "created", "/w/new", True, origin="startup"),
         C(cliente, "created", "/w/new/deep", True, origin="startup"),
         C(cliente, "created", "/w/new/deep/f", origin="startup"),
@@ -256,7 +268,7 @@ def test_diff_then_apply_makes_the_view_equal_the_disk(
 
 def test_state_round_trip_keeps_names_that_are_not_utf8(cliente: ModuleType) -> None:
     bad = os.fsdecode(b"bad_\xff")
-    top = {"d": {"f": 12345, "empty": {}}, bad: None, "g": -7}
+    top = {"d": {"f": 12345, "empty": {}}, bad: None, "g": 2**98 + 7}
     state = cliente.SavedState(top, cliente.Identity.new())
     text = cliente.encode_state("/w", "ws://localhost:8765", state)
     assert text.isascii()
@@ -292,8 +304,52 @@ def test_state_of_the_previous_format_keeps_its_tree_without_an_identity(cliente
     """Format 3 had no identity: its tree is kept, the server is taken to hold none of it (a new identity)."""
     top = {"d": {"f": 12345}, "g": None}
     saved = cliente.decode_state(previous_state_text("/w", "ws://localhost:8765", top), "/w", "ws://localhost:8765")
-    assert saved == cliente.SavedState(top)
+    assert saved == cliente.SavedState({"d": {"f": cliente.pack_info("file", 12345, None)}, "g": None})
     assert saved.identity is None and saved.seq == 0 and saved.held == cliente.Held(0, 0, frozenset())
+
+
+# A state file of format 4 exactly as version 1.0's client wrote it: the identity, a fingerprint per file, and a
+# pending event of protocol version 2 (no "type").
+PENDING_V2 = (
+    '{"seq":42,"event":"created","path":"/w/g","is_dir":false,"ts":"2026-11-29T10:00:00.000+00:00","origin":"live"}'
+)
+FORMAT_4 = json.dumps(
+    {
+        "version": 4,
+        "root": "/w",
+        "server": "ws://localhost:8765/",
+        "client_id": "ab" * 16,
+        "secret": "cd" * 32,
+        "seq": 41,
+        "count": 1,
+        "sum": "0000000000000005",
+        "held": None,
+        "tree": {"d": {"f": -1234567}, "g": None},
+        "pending": [[42, PENDING_V2]],
+    },
+    separators=(",", ":"),
+)
+
+
+def test_state_of_format_4_is_migrated_not_discarded(cliente: ModuleType) -> None:
+    """Its tree keeps every path, each fingerprint as the content part (type, attributes unknown); the
+    identity, the seq, what the server holds and the pending events (now with their type) stay."""
+    saved = cliente.decode_state(FORMAT_4, "/w", "ws://localhost:8765/")
+    assert saved is not None
+    assert saved.identity == cliente.Identity("ab" * 16, "cd" * 32)
+    assert (saved.seq, saved.held) == (41, cliente.Held(1, 5, None))
+    migrated = saved.tree["d"]["f"]
+    assert migrated == cliente.pack_info("file", -1234567, None) and saved.tree["g"] is None
+    assert cliente.node_type(migrated) == "file"
+    # The same file on disk: nothing to report (no false "modified" after an upgrade); its content changed: reported.
+    assert cliente.info_change(migrated, cliente.pack_info("symlink", -1234567, 99)) == ""
+    assert cliente.info_change(migrated, cliente.pack_info("file", 1, 99)) == "content"
+    [(seq, data)] = saved.pending
+    assert seq == 42 and list(json.loads(data)) == ["seq", "event", "path", "is_dir", "type", "ts", "origin"]
+    assert json.loads(data)["type"] == "file"
+    again = cliente.encode_state("/w", "ws://localhost:8765/", saved)
+    assert json.loads(again)["version"] == 5
+    assert cliente.decode_state(again, "/w", "ws://localhost:8765/") == saved
 
 
 def test_default_state_path_is_per_directory_and_server_and_outside_the_tree(
@@ -317,8 +373,8 @@ def test_scan_tree_sees_files_dirs_and_links_without_following_them(cliente: Mod
     assert result is not None
     disk, unreadable = result
     assert disk == {
-        "d": {"f": cliente.fingerprint((tmp_path / "d" / "f").stat()), "empty": {}},
-        "link": cliente.fingerprint((tmp_path / "link").lstat()),
+        "d": {"f": cliente.file_info((tmp_path / "d" / "f").stat()), "empty": {}},
+        "link": cliente.file_info((tmp_path / "link").lstat()),
     }
     assert unreadable == []
     assert cliente.scan_tree(str(tmp_path / "missing"), frozenset()) is None

@@ -1,0 +1,858 @@
+"""What a person did, not what the kernel saw (issue 10): settling, pure parts.
+
+net_effect turns a window of View changes into their net effect per path; Settler holds them for
+the window (explicit times: no clock). The property tests pin "never lose a change": replaying
+the net effect gives the server the same tree as replaying every raw change.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from convergence import StdoutEvents, wait_converged, write_file
+from convergence import replay as server_replay
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import (
+    LOOPBACK,
+    TIMEOUT,
+    ClientProcess,
+    Processes,
+    ServerProcess,
+    no_traceback,
+    strip_ts,
+    touch,
+    wait_until,
+)
+from websockets.sync.server import Server, ServerConnection, serve
+
+ROOT = "/w"
+
+
+def C(cliente: ModuleType, kind: str, path: str, is_dir: bool = False, dest: str | None = None, **kw: Any) -> Any:
+    return cliente.Change(kind, f"{ROOT}/{path}", is_dir, f"{ROOT}/{dest}" if dest else None, **kw)
+
+
+def said(changes: list[Any]) -> list[tuple[Any, ...]]:
+    """(kind, path relative to ROOT[, dest][, "attrib"]) of each change, to compare in a readable way."""
+    out: list[tuple[Any, ...]] = []
+    for change in changes:
+        item: tuple[Any, ...] = (change.kind, change.path[len(ROOT) + 1 :])
+        if change.dest_path is not None:
+            item += (change.dest_path[len(ROOT) + 1 :],)
+        if change.attrib:
+            item += ("attrib",)
+        out.append(item)
+    return out
+
+
+def through_view(cliente: ModuleType, ops: list[tuple[Any, ...]], known: tuple[str, ...] | list[str] = ()) -> list[Any]:
+    """What View.apply returns for ``ops`` ((kind, path, is_dir[, dest][, attrib])), ``known`` files there first."""
+    view = cliente.View(ROOT)
+    for path in known:
+        view.apply(C(cliente, "created", path))
+    out: list[Any] = []
+    for kind, path, is_dir, *rest in ops:
+        dest = rest[0] if rest and isinstance(rest[0], str) else None
+        attrib = bool(rest) and rest[-1] == "attrib"
+        out += view.apply(C(cliente, kind, path, is_dir, dest, attrib=attrib))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# net_effect: the rules, one by one.
+# ---------------------------------------------------------------------------
+
+CASES: dict[str, tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {
+    # sed -i: a temporary file, written, its mode set, renamed over the original.
+    "sed_i": (
+        ["config.ini"],
+        [
+            ("created", "sedAbC123", False),
+            ("modified", "sedAbC123", False),
+            ("modified", "sedAbC123", False, "attrib"),
+            ("moved", "sedAbC123", False, "config.ini"),
+        ],
+        [("modified", "config.ini")],
+    ),
+    # An editor saving a new file through a temporary name: created, never the temporary name.
+    "save_new_file_atomically": (
+        [],
+        [
+            ("created", ".novo.txt.tmp", False),
+            ("modified", ".novo.txt.tmp", False),
+            ("moved", ".novo.txt.tmp", False, "novo.txt"),
+        ],
+        [("created", "novo.txt")],
+    ),
+    "download": (
+        [],
+        [("created", "download.bin", False), *[("modified", "download.bin", False)] * 30],
+        [("created", "download.bin")],
+    ),
+    "writes_merge": (["a"], [("modified", "a", False)] * 3, [("modified", "a")]),
+    "created_then_deleted": ([], [("created", "a", False), ("modified", "a", False), ("deleted", "a", False)], []),
+    "modified_then_deleted": (["a"], [("modified", "a", False), ("deleted", "a", False)], [("deleted", "a")]),
+    # vim (backupcopy=no): the file renamed to its backup, written anew, the backup deleted.
+    "vim_backup_rename": (
+        ["f.txt"],
+        [
+            ("moved", "f.txt", False, "f.txt~"),
+            ("created", "f.txt", False),
+            ("modified", "f.txt", False),
+            ("deleted", "f.txt~", False),
+        ],
+        [("modified", "f.txt")],
+    ),
+    "deleted_then_created_is_a_save": (["a"], [("deleted", "a", False), ("created", "a", False)], [("modified", "a")]),
+    "move_survives": (["a"], [("moved", "a", False, "b")], [("moved", "a", "b")]),
+    "move_then_write": (
+        ["a"],
+        [("moved", "a", False, "b"), ("modified", "b", False)],
+        [("moved", "a", "b"), ("modified", "b")],
+    ),
+    "move_chain_is_one_move": (["a"], [("moved", "a", False, "b"), ("moved", "b", False, "c")], [("moved", "a", "c")]),
+    "move_and_back_is_nothing": (["a"], [("moved", "a", False, "b"), ("moved", "b", False, "a")], []),
+    "move_then_new_file_at_the_source": (
+        ["a"],
+        [("moved", "a", False, "b"), ("created", "a", False)],
+        [("moved", "a", "b"), ("created", "a")],
+    ),
+    "move_over_an_existing_file": (["a", "b"], [("moved", "a", False, "b")], [("moved", "a", "b")]),
+    "rotation_moves_in_order": (
+        ["log", "log.1"],
+        [("moved", "log.1", False, "log.2"), ("moved", "log", False, "log.1"), ("created", "log", False)],
+        [("moved", "log.1", "log.2"), ("moved", "log", "log.1"), ("created", "log")],
+    ),
+    "chmod_is_attrib": (["a"], [("modified", "a", False, "attrib")] * 2, [("modified", "a", "attrib")]),
+    "chmod_and_write_is_a_write": (
+        ["a"],
+        [("modified", "a", False, "attrib"), ("modified", "a", False)],
+        [("modified", "a")],
+    ),
+    "mkdir_and_rmdir_is_nothing": (
+        [],
+        [("created", "d", True), ("created", "d/f", False), ("deleted", "d/f", False), ("deleted", "d", True)],
+        [],
+    ),
+    "directories_stay_in_place": (
+        [],
+        [("created", "d", True), ("created", "d/f", False), ("modified", "d/f", False), ("moved", "d", True, "e")],
+        [("created", "d"), ("created", "d/f"), ("moved", "d", "e")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_net_effect_says_what_a_person_did(cliente: ModuleType, case: str) -> None:
+    known, ops, expected = CASES[case]
+    raw = through_view(cliente, ops, known)
+    net = cliente.net_effect(raw)
+    assert said(net) == expected
+    start = {f"{ROOT}/{path}" for path in known}
+    assert server_replay(records(net), start, root=ROOT) == server_replay(records(raw), start, root=ROOT)
+
+
+def test_a_swap_through_a_temporary_name_stays_raw(cliente: ModuleType) -> None:
+    """a <-> b through t: no order of two moves says it, so the three raw moves go out."""
+    ops = [("moved", "a", False, "t"), ("moved", "b", False, "a"), ("moved", "t", False, "b")]
+    raw = through_view(cliente, ops, ["a", "b"])
+    assert said(cliente.net_effect(raw)) == said(raw)
+
+
+def test_scans_are_never_merged(cliente: ModuleType) -> None:
+    found = [C(cliente, "created", "a", origin="rescan"), C(cliente, "deleted", "a", origin="rescan")]
+    assert cliente.net_effect(found) == found
+
+
+def test_a_deletion_keeps_the_type_the_view_knew(cliente: ModuleType) -> None:
+    raw = [C(cliente, "modified", "l"), C(cliente, "deleted", "l", file_type="symlink")]
+    assert cliente.net_effect(raw) == [C(cliente, "deleted", "l", file_type="symlink")]
+
+
+# ---------------------------------------------------------------------------
+# Never lose a change: the net effect replays to the same tree, whatever the sequence.
+# ---------------------------------------------------------------------------
+
+NAMES = ["a", "b", "c"]
+rel_paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join)
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["created", "modified", "deleted", "moved"]), rel_paths, st.booleans(), rel_paths, st.booleans()
+    ),
+    max_size=40,
+)
+
+
+def records(changes: list[Any]) -> list[dict[str, Any]]:
+    return [{"event": c.kind, "path": c.path, "dest_path": c.dest_path} for c in changes]
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(operations, operations, st.lists(st.integers(0, 40), max_size=4))
+def test_the_net_effect_replays_to_the_same_tree(
+    cliente: ModuleType, start: list[Any], ops: list[Any], cuts: list[int]
+) -> None:
+    view = cliente.View(ROOT)
+    for kind, rel, is_dir, _, _ in start:
+        if kind in ("created", "deleted"):
+            view.apply(C(cliente, kind, rel, is_dir))
+    known = {path for path, _ in _flatten(view.top)}
+    raw: list[Any] = []
+    for kind, rel, is_dir, dest, attrib in ops:
+        if kind == "moved" and (dest == rel or dest.startswith(rel + "/")):
+            continue  # a directory cannot be moved into itself
+        raw += view.apply(C(cliente, kind, rel, is_dir, dest if kind == "moved" else None, attrib=attrib))
+    # Held in windows cut anywhere: each window's net effect, in order.
+    net: list[Any] = []
+    edges = [0, *sorted(min(cut, len(raw)) for cut in cuts), len(raw)]
+    for begin, end in zip(edges, edges[1:], strict=False):
+        net += cliente.net_effect(raw[begin:end])
+    assert server_replay(records(net), known, root=ROOT) == server_replay(records(raw), known, root=ROOT)
+    assert server_replay(records(net), known, root=ROOT) == {path for path, _ in _flatten(view.top)}
+    assert len(net) <= len(raw)
+
+
+def _flatten(top: dict[str, Any], prefix: str = ROOT + "/") -> list[tuple[str, bool]]:
+    out: list[tuple[str, bool]] = []
+    for name, node in top.items():
+        out.append((prefix + name, isinstance(node, dict)))
+        if isinstance(node, dict):
+            out += _flatten(node, prefix + name + "/")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Settler: the window and the longest hold, with explicit times.
+# ---------------------------------------------------------------------------
+
+
+def test_settler_holds_until_quiet_for_the_window(cliente: ModuleType) -> None:
+    settler = cliente.Settler(0.1, 1.0)
+    assert settler.add([C(cliente, "created", "a")], 10.0) == []
+    assert settler.deadline() == pytest.approx(10.1)
+    assert settler.add([C(cliente, "modified", "a")], 10.05) == []
+    assert not settler.due(10.1) and settler.due(10.15)
+    changes, busy = settler.take(10.2)
+    assert said(changes) == [("created", "a")]
+    assert busy == frozenset()
+    assert len(settler) == 0 and settler.deadline() is None
+
+
+def test_settler_lets_a_path_that_keeps_changing_out_after_max_hold(cliente: ModuleType) -> None:
+    settler = cliente.Settler(0.1, 1.0)
+    now = 0.0
+    while now < 1.0:
+        settler.add([C(cliente, "modified", "download.bin")], now)
+        now = round(now + 0.05, 2)
+    assert settler.due(1.0)
+    changes, busy = settler.take(1.0)
+    assert said(changes) == [("modified", "download.bin")]
+    assert busy == {f"{ROOT}/download.bin"}  # still being written: not worth hashing
+
+
+def test_settler_window_zero_passes_everything_at_once(cliente: ModuleType) -> None:
+    settler = cliente.Settler(0.0, 1.0)
+    raw = [C(cliente, "created", "a"), C(cliente, "modified", "a")]
+    assert settler.add(raw, 0.0) == raw
+    assert len(settler) == 0 and settler.deadline() is None
+
+
+def test_settle_defaults_come_from_the_constants(cliente: ModuleType) -> None:
+    settler = cliente.Settler()
+    assert (settler.window, settler.max_hold) == (cliente.SETTLE, cliente.SETTLE_MAX_HOLD)
+    assert 0.05 <= cliente.SETTLE <= 0.25
+
+
+# ---------------------------------------------------------------------------
+# End to end: the rows of issue 10's table, real scripts, exactly what the server printed.
+# ---------------------------------------------------------------------------
+
+
+def sh(command: str, cwd: Path) -> None:
+    subprocess.run(["sh", "-c", command], cwd=cwd, check=True, timeout=60)
+
+
+def settled_lines(server: ServerProcess, watched: Path, after: int) -> list[str]:
+    """The server's lines (without the client's name) printed after the first ``after`` ones, up to a sentinel file
+    created now: anything the actions before caused comes before it."""
+    sentinel = watched / f"sentinela_{after}"
+    touch(sentinel)
+    server.wait_for_line(f"[cli] arquivo criado: {sentinel}")
+    lines = [line.removeprefix("[cli] ") for line in server.stripped()[after:]]
+    return lines[: lines.index(f"arquivo criado: {sentinel}")]
+
+
+def start_pair(procs: Processes, watched: Path, args: list[str] = ()) -> tuple[ServerProcess, ClientProcess]:  # type: ignore[assignment]
+    server = procs.server()
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=list(args))
+    return server, client
+
+
+def test_row_sed_i_is_one_modified(procs: Processes, watched: Path) -> None:
+    """``echo porta=1 > config.ini; sed -i s/1/2/ config.ini``: before, ``created sedAbC123``, ``moved sedAbC123 ->
+    config.ini``."""
+    server, client = start_pair(procs, watched)
+    sh("echo porta=1 > config.ini", watched)
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/config.ini")
+    sh("sed -i s/1/2/ config.ini", watched)
+    assert settled_lines(server, watched, 1) == [f"arquivo modificado: {watched}/config.ini"], server.describe()
+    no_traceback(server, client)
+
+
+def test_row_download_is_created_then_a_few_modified(procs: Processes, watched: Path) -> None:
+    """64 writes of 1 MiB 50 ms apart: before, 1 created + 63-64 modified."""
+    server, client = start_pair(procs, watched)
+    started = time.monotonic()
+    sh("for i in $(seq 64); do head -c 1M /dev/zero; sleep 0.05; done > download.bin", watched)
+    took = time.monotonic() - started
+    lines = settled_lines(server, watched, 0)
+    path = f"{watched}/download.bin"
+    assert lines[0] == f"arquivo criado: {path}", server.describe()
+    assert set(lines[1:]) <= {f"arquivo modificado: {path}"}, server.describe()
+    # One modified per SETTLE_MAX_HOLD at most while it is written, and the last one (3.2 s of sleeps: 3 or 4).
+    assert len(lines) - 1 <= int(took / 1.0) + 1, (took, server.describe())
+    if took < 4.0:
+        assert len(lines) - 1 <= 3, (took, server.describe())
+    no_traceback(server, client)
+
+
+def test_row_saves_300_ms_apart_are_one_modified_each(procs: Processes, watched: Path) -> None:
+    """``for i in $(seq 20); do echo v$i > app.conf; sleep 0.3; done``: before, 21-23 modified."""
+    server, client = start_pair(procs, watched)
+    sh("echo v0 > app.conf", watched)
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/app.conf")
+    sh("for i in $(seq 20); do echo v$i > app.conf; sleep 0.3; done", watched)
+    assert settled_lines(server, watched, 1) == [f"arquivo modificado: {watched}/app.conf"] * 20, server.describe()
+    no_traceback(server, client)
+
+
+@pytest.mark.parametrize(("settle", "gap", "expected"), [("0.5", 0.05, 1), ("0.05", 0.5, 5)], ids=["merged", "apart"])
+def test_explicit_settle_merges_writes_inside_the_window_only(
+    procs: Processes, watched: Path, settle: str, gap: float, expected: int
+) -> None:
+    server, client = start_pair(procs, watched, ["--assentar", settle, "--assentar-max", "10"])
+    path = watched / "f.txt"
+    write_file(path, b"0")
+    server.wait_for_line(f"[cli] arquivo criado: {path}")
+    for index in range(5):
+        time.sleep(gap)  # the gap between two writes, well inside or well outside the window
+        write_file(path, str(index).encode())
+    assert settled_lines(server, watched, 1) == [f"arquivo modificado: {path}"] * expected, server.describe()
+    no_traceback(server, client)
+
+
+def test_settle_zero_sends_every_raw_event(procs: Processes, watched: Path) -> None:
+    server, client = start_pair(procs, watched, ["--assentar", "0"])
+    sh("echo porta=1 > config.ini && sed -i s/1/2/ config.ini", watched)
+    lines = settled_lines(server, watched, 0)
+    assert lines[0] == f"arquivo criado: {watched}/config.ini", server.describe()
+    assert any(line.startswith(f"arquivo movido: {watched}/sed") for line in lines), server.describe()
+    no_traceback(server, client)
+
+
+def test_held_changes_go_out_live_at_sigterm(procs: Processes, watched: Path) -> None:
+    """A window longer than the test: SIGTERM sends what is held at once, as live events."""
+    server, client = start_pair(procs, watched, ["--assentar", "30", "--assentar-max", "60"])
+    write_file(watched / "a.txt")
+    time.sleep(0.3)  # the event reached the client (and is held: nothing on the server yet)
+    assert server.lines() == [], server.describe()
+    assert client.stop(signal.SIGTERM) == 0
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
+    no_traceback(server, client)
+
+
+# ---------------------------------------------------------------------------
+# Metadata (protocol version 3): the wire format, pure.
+# ---------------------------------------------------------------------------
+
+TS = "2026-11-29T14:23:51.123+00:00"
+
+
+def test_event_keys_in_the_contract_order(cliente: ModuleType) -> None:
+    meta = cliente.Metadata("symlink", 9, "2026-11-29T14:23:51.123456+00:00", "0777", "../pasta", None)
+    text = cliente.encode_event(7, C(cliente, "moved", "a", dest="b"), TS, meta)
+    obj = json.loads(text)
+    assert list(obj) == [
+        "seq", "event", "path", "dest_path", "is_dir", "type", "size", "mtime", "mode", "target_path", "ts", "origin"
+    ]  # fmt: skip
+    assert obj["type"] == "symlink" and obj["size"] == 9 and obj["target_path"] == "../pasta"
+    assert obj["is_dir"] is False and text.isascii()
+
+
+def test_a_file_with_its_hash_and_an_attribute_change(cliente: ModuleType) -> None:
+    meta = cliente.Metadata("file", 0, "2020-01-01T00:00:00.000000+00:00", "0644", None, "ab" * 32)
+    obj = json.loads(cliente.encode_event(1, C(cliente, "modified", "c.txt", attrib=True), TS, meta))
+    assert [key for key in obj if key not in ("seq", "event", "path", "ts", "origin")] == [
+        "is_dir", "type", "size", "mtime", "mode", "sha256", "attrib"
+    ]  # fmt: skip
+    assert obj["attrib"] is True and obj["sha256"] == "ab" * 32
+
+
+def test_a_deletion_has_its_type_only(cliente: ModuleType) -> None:
+    obj = json.loads(cliente.encode_event(1, C(cliente, "deleted", "l", file_type="symlink"), TS))
+    assert obj == {"seq": 1, "event": "deleted", "path": "/w/l", "is_dir": False, "type": "symlink", "ts": TS,
+                   "origin": "live"}  # fmt: skip
+    assert json.loads(cliente.encode_event(2, C(cliente, "deleted", "d", True), TS))["type"] == "dir"
+
+
+def test_a_target_that_is_not_utf8_has_its_bytes(cliente: ModuleType) -> None:
+    target = os.fsdecode(b"alvo_\xff")
+    meta = cliente.Metadata("symlink", 6, "2026-11-29T14:23:51.123456+00:00", "0777", target)
+    obj = json.loads(cliente.encode_event(1, C(cliente, "created", "l"), TS, meta))
+    assert obj["target_path"] == "alvo_\\xff" and base64.b64decode(obj["target_path_b64"]) == b"alvo_\xff"
+
+
+def test_metadata_of_an_lstat(cliente: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    os.chmod(path, 0o640)
+    os.utime(path, (0, 1_700_000_000.25))
+    meta = cliente.metadata_of(os.lstat(path))
+    assert meta == cliente.Metadata("file", 5, "2023-11-14T22:13:20.250000+00:00", "0640")
+    assert cliente.metadata_of(os.lstat(tmp_path)).type == "dir"
+    assert cliente.metadata_of(os.lstat(tmp_path)).size is None
+    os.mkfifo(tmp_path / "fifo")
+    assert cliente.metadata_of(os.lstat(tmp_path / "fifo")).type == "other"
+
+
+def test_older_versions_get_no_new_keys(cliente: ModuleType) -> None:
+    meta = cliente.Metadata("file", 3, "2026-11-29T14:23:51.123456+00:00", "0644", None, "ab" * 32)
+    data = cliente.encode_event(1, C(cliente, "modified", "c.txt", attrib=True), TS, meta)
+    for version in (1, 2):
+        assert list(json.loads(cliente.downgrade(data, version))) == [
+            "seq", "event", "path", "is_dir", "ts", "origin"
+        ]  # fmt: skip
+    assert cliente.downgrade(data, 3) == data
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("versão de protocolo não suportada (este servidor fala 1 e 2): 3", 2),
+        ("versão de protocolo não suportada (este servidor fala 1, 2 e 3): 4", None),  # not about us: ours is 3
+        ("versão de protocolo não suportada: 3", 1),  # the first servers named none
+    ],
+)
+def test_the_highest_older_version_the_server_names(cliente: ModuleType, reason: str, expected: int | None) -> None:
+    spoken = cliente.refused_version(reason)
+    older = [v for v in spoken if v < cliente.PROTOCOL_VERSION]
+    assert (max(older) if older else None) == expected or (expected is None and 3 in spoken)
+
+
+# ---------------------------------------------------------------------------
+# End to end, on the wire: a loopback server that records the client's raw messages.
+# ---------------------------------------------------------------------------
+
+
+class WireServer:
+    """Welcomes a client in its version when it is in ``speaks`` (else refuses it as servidor.py does, naming its
+    versions), acks every batch, answers nothing else; keeps every hello and event as the client sent them."""
+
+    def __init__(self, speaks: tuple[int, ...] = (1, 2, 3)) -> None:
+        self.speaks = speaks
+        self.hellos: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server: Server = serve(self._handler, LOOPBACK, 0)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="servidor-fio", daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return f"ws://{LOOPBACK}:{self._server.socket.getsockname()[1]}"
+
+    def _handler(self, ws: ServerConnection) -> None:
+        hello = json.loads(ws.recv())
+        self.hellos.append(hello)
+        version = hello.get("version")
+        if version not in self.speaks:
+            spoken = ", ".join(map(str, self.speaks[:-1])) + f" e {self.speaks[-1]}"
+            ws.close(1008, f"versão de protocolo não suportada (este servidor fala {spoken}): {version!r}")
+            return
+        ws.send(json.dumps({"type": "welcome", "version": version, "ack": 0}))
+        for text in ws:
+            message = json.loads(text)
+            if message.get("type") == "events":
+                with self._lock:
+                    self.events += message["events"]
+                ws.send(json.dumps({"type": "ack", "seq": message["events"][-1]["seq"]}))
+
+    def find(self, event: str, path: Path | str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e["event"] == event and e["path"] == str(path)]
+
+    def __enter__(self) -> WireServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(TIMEOUT)
+
+
+def wait_event(wire: WireServer, event: str, path: Path | str, client: ClientProcess) -> dict[str, Any]:
+    wait_until(lambda: bool(wire.find(event, path)), describe=client.describe)
+    [found] = wire.find(event, path)
+    return found
+
+
+def test_events_carry_their_metadata_on_the_wire(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "a.txt", b"12345")
+        os.chmod(watched / "a.txt", 0o640)
+        created = wait_event(wire, "created", watched / "a.txt", client)
+        st = os.lstat(watched / "a.txt")
+        assert created["type"] == "file" and created["size"] == 5 and created["mode"] == "0640"
+        assert created["mtime"] == datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC).isoformat(
+            timespec="microseconds"
+        )
+        assert "attrib" not in created and "sha256" not in created
+        (watched / "d").mkdir()
+        made = wait_event(wire, "created", watched / "d", client)
+        assert (made["type"], made["is_dir"], "size" in made, "mode" in made) == ("dir", True, False, True)
+        (watched / "a.txt").unlink()
+        gone = wait_event(wire, "deleted", watched / "a.txt", client)
+        assert gone["type"] == "file" and not {"size", "mtime", "mode"} & set(gone)
+    assert wire.hellos[0]["version"] == 3
+    no_traceback(client)
+
+
+def test_an_older_server_gets_the_highest_version_it_names_and_no_new_keys(procs: Processes, watched: Path) -> None:
+    with WireServer(speaks=(1, 2)) as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "a.txt")
+        created = wait_event(wire, "created", watched / "a.txt", client)
+    assert [hello["version"] for hello in wire.hellos] == [3, 2]
+    assert set(created) == {"seq", "event", "path", "is_dir", "ts", "origin"}
+    no_traceback(client)
+
+
+# ---------------------------------------------------------------------------
+# Symbolic links are links; FIFOs and sockets are "other".
+# ---------------------------------------------------------------------------
+
+
+def test_row_symlink_to_a_directory_is_a_link_from_the_start(procs: Processes, watched: Path) -> None:
+    """``mkdir pasta; ln -s ../pasta pasta/link``: before, ``created dir pasta/link``, ~1 s later ``deleted dir``,
+    ``created``, and "2 mudança(s) não percebida(s)"."""
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--estado", str(watched.parent / "estado.json")])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        sh("mkdir pasta; ln -s ../pasta pasta/link", watched)
+        link = wait_event(wire, "created", watched / "pasta" / "link", client)
+        assert (link["type"], link["is_dir"], link["target_path"], link["size"]) == ("symlink", False, "../pasta", 8)
+        # A checkpoint ran (its scan agreed with the view): nothing else was ever sent, and no warning.
+        state = watched.parent / "estado.json"
+        wait_until(lambda: state.exists() and "link" in state.read_text(encoding="ascii"), 30.0, client.describe)
+        (watched / "pasta" / "link").unlink()
+        gone = wait_event(wire, "deleted", watched / "pasta" / "link", client)
+        assert gone["type"] == "symlink"
+    assert [(e["event"], e["path"]) for e in wire.events] == [
+        ("created", f"{watched}/pasta"),
+        ("created", f"{watched}/pasta/link"),
+        ("deleted", f"{watched}/pasta/link"),
+    ]
+    assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(client)
+
+
+def test_row_symlink_on_the_real_server_console(procs: Processes, watched: Path) -> None:
+    server, client = start_pair(procs, watched)
+    sh("mkdir pasta; ln -s ../pasta pasta/link", watched)
+    lines = settled_lines(server, watched, 0)
+    # The server of this branch names a type from is_dir: a link is never a directory.
+    assert lines == [f"diretório criado: {watched}/pasta", f"arquivo criado: {watched}/pasta/link"], server.describe()
+    client.wait_for_line(f"link simbólico criado: {watched}/pasta/link")
+    assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(server, client)
+
+
+def test_fifo_and_socket_are_other(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        os.mkfifo(watched / "fila")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(watched / "sock"))
+            fifo = wait_event(wire, "created", watched / "fila", client)
+            unix = wait_event(wire, "created", watched / "sock", client)
+        assert (fifo["type"], fifo["is_dir"], "size" in fifo) == ("other", False, False)
+        assert unix["type"] == "other"
+        client.wait_for_line(f"arquivo especial criado: {watched}/fila")
+    no_traceback(client)
+
+
+# ---------------------------------------------------------------------------
+# Ignore patterns.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "is_dir", "expected"),
+    [
+        ([".git/"], ".git", True, True),
+        ([".git/"], ".git/index.lock", False, True),  # below an ignored directory
+        ([".git/"], "sub/.git/HEAD", False, True),  # at any depth
+        ([".git/"], ".git", False, False),  # a file named .git (a worktree's): directories only
+        (["*.swp"], "a/.b.txt.swp", False, True),
+        (["*.swp"], "a.swp/x", False, True),  # a directory matching a pattern without "/" ignores its content
+        (["*~"], "notas.txt~", False, True),
+        (["4913"], "sub/4913", False, True),
+        (["docs/rascunho"], "docs/rascunho", False, True),  # with "/": relative to the root
+        (["docs/rascunho"], "outro/docs/rascunho", False, False),
+        (["docs/rascunho"], "docs/rascunho/a.txt", False, True),
+        (["build/out/"], "build/out", False, False),
+        (["build/out/"], "build/out/x", False, True),
+        (["*.log"], "logs", True, False),
+        ([], ".git/HEAD", False, False),
+    ],
+)
+def test_ignore_rules(cliente: ModuleType, patterns: list[str], path: str, is_dir: bool, expected: bool) -> None:
+    rules = cliente.IgnoreRules(ROOT, patterns)
+    assert rules.ignored(f"{ROOT}/{path}", is_dir) is expected
+    assert not rules.ignored("/outra/.git", True)  # outside the root: not ours to judge
+    if expected:
+        assert list(rules.matched) == [patterns[0]]
+
+
+def test_scan_leaves_ignored_paths_out(cliente: ModuleType, tmp_path: Path) -> None:
+    for name in [".git/objects", "src/__pycache__", "node_modules/x"]:
+        (tmp_path / name).mkdir(parents=True)
+    write_file(tmp_path / "src" / "m.py")
+    write_file(tmp_path / "src" / "__pycache__" / "m.cpython-311.pyc")
+    write_file(tmp_path / "src" / ".m.py.swp")
+    result = cliente.scan_tree(
+        str(tmp_path), frozenset(), None, cliente.IgnoreRules(str(tmp_path), cliente.IGNORE_PATTERNS)
+    )
+    assert result is not None
+    assert {name: set(node) if isinstance(node, dict) else node for name, node in result[0].items()} == {
+        "src": {"m.py"}
+    }
+
+
+def test_row_tool_noise_is_ignored_by_default_and_said_at_start(procs: Processes, watched: Path) -> None:
+    """The quick start watching a project folder: before, thousands of ``.venv/…``, ``.git/index.lock``,
+    ``__pycache__`` lines."""
+    (watched / ".git").mkdir()
+    (watched / ".venv" / "lib").mkdir(parents=True)
+    server, client = start_pair(procs, watched)
+    client.wait_for_line(
+        "Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): .git/, .venv/", "stderr"
+    )
+    write_file(watched / ".git" / "index.lock")
+    os.rename(watched / ".git" / "index.lock", watched / ".git" / "index")
+    write_file(watched / ".venv" / "lib" / "pacote.py")
+    (watched / "__pycache__").mkdir()
+    write_file(watched / "__pycache__" / "m.cpython-311.pyc")
+    (watched / "node_modules" / "a").mkdir(parents=True)
+    for name in [".m.py.swp", "m.py~", ".#m.py", "4913"]:
+        write_file(watched / name)
+    write_file(watched / "m.py")
+    assert settled_lines(server, watched, 0) == [f"arquivo criado: {watched}/m.py"], server.describe()
+    no_traceback(server, client)
+
+
+def test_ignore_flags_add_patterns_and_drop_the_defaults(procs: Processes, watched: Path) -> None:
+    server, client = start_pair(procs, watched, ["--sem-ignorar-padrao", "--ignorar", "*.log", "--ignorar", "tmp/"])
+    write_file(watched / "app.log")
+    (watched / "tmp").mkdir()
+    write_file(watched / "tmp" / "x")
+    write_file(watched / "nota.txt~")  # a default pattern, dropped
+    assert settled_lines(server, watched, 0) == [f"arquivo criado: {watched}/nota.txt~"], server.describe()
+    no_traceback(server, client)
+
+
+def test_a_save_through_an_ignored_temporary_name_is_a_modified(procs: Processes, watched: Path) -> None:
+    """The temporary name is ignored (``*~``): the rename over the file is still its save."""
+    server, client = start_pair(procs, watched, ["--assentar", "0"])
+    touch(watched / "f.txt")  # one event (settling is off: a write would be a second one)
+    server.wait_for_line(f"[cli] arquivo criado: {watched}/f.txt")
+    write_file(watched / "f.txt~", b"novo")
+    os.replace(watched / "f.txt~", watched / "f.txt")
+    assert settled_lines(server, watched, 1) == [f"arquivo modificado: {watched}/f.txt"], server.describe()
+    no_traceback(server, client)
+
+
+# ---------------------------------------------------------------------------
+# Attribute changes, ghosts, watchdog's warnings.
+# ---------------------------------------------------------------------------
+
+
+def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """``chmod +x b.sh``, ``touch -d 2020-01-01 c.txt`` while the client runs: before, nothing live, then
+    ``modified c.txt (varredura inicial)`` after a restart."""
+    state = ["--estado", str(tmp_path / "estado.json")]
+    server, client = start_pair(procs, watched, state)
+    write_file(watched / "b.sh")
+    write_file(watched / "c.txt")
+    settled_lines(server, watched, 0)
+    before = len(server.lines())
+    sh("chmod +x b.sh; touch -d 2020-01-01 c.txt", watched)
+    assert settled_lines(server, watched, before) == [
+        f"arquivo modificado: {watched}/b.sh",  # the server of this branch does not show "attrib" yet
+        f"arquivo modificado: {watched}/c.txt",
+    ], server.describe()
+    client.wait_for_lines(
+        [f"arquivo modificado (atributos): {watched}/b.sh", f"arquivo modificado (atributos): {watched}/c.txt"]
+    )
+    assert client.stop() == 0
+    again = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
+    again.wait_for_line("Varredura inicial: 0 mudança(s) desde a última execução.", "stderr")
+    assert again.stop() == 0
+    # Offline, the same change is said the same way at start-up.
+    os.chmod(watched / "b.sh", 0o600)
+    third = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
+    third.wait_for_line(f"arquivo modificado (atributos): {watched}/b.sh (varredura inicial)")
+    third.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")
+    no_traceback(server, client, again, third)
+
+
+def test_attrib_on_the_wire(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "b.sh")
+        wait_event(wire, "created", watched / "b.sh", client)
+        os.chmod(watched / "b.sh", 0o755)
+        changed = wait_event(wire, "modified", watched / "b.sh", client)
+        assert changed["attrib"] is True and changed["mode"] == "0755"
+        write_file(watched / "b.sh", b"conteudo")
+        wait_until(lambda: len(wire.find("modified", watched / "b.sh")) == 2, describe=client.describe)
+        assert "attrib" not in wire.find("modified", watched / "b.sh")[1]
+    no_traceback(client)
+
+
+def test_row_no_ghost_events_from_a_directory_moved_out(procs: Processes, watched: Path, tmp_path: Path) -> None:
+    """``mkdir -p W/proj/sub; mv W/proj /fora/; touch /fora/proj/novo.txt; mkdir /fora/proj/sub2``: before, ghost
+    events under W/proj, then ``deleted dir proj (varredura)``, again on every later change out there."""
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    state = tmp_path / "estado.json"
+    server, client = start_pair(procs, watched, ["--estado", str(state)])
+    (watched / "proj" / "sub").mkdir(parents=True)
+    before = len(settled_lines(server, watched, 0)) + 1
+    os.rename(watched / "proj", outside / "proj")
+    write_file(outside / "proj" / "novo.txt")
+    (outside / "proj" / "sub2").mkdir()
+    write_file(outside / "proj" / "sub" / "mais.txt")
+    lines = settled_lines(server, watched, before)
+    assert lines == [f"diretório excluído: {watched}/proj"], server.describe()
+    # A checkpoint scan after all this finds nothing to repair.
+    sentinel = f"sentinela_{before}"
+    wait_until(lambda: state.exists() and sentinel in state.read_text(encoding="ascii"), 30.0, client.describe)
+    write_file(outside / "proj" / "depois.txt")
+    assert settled_lines(server, watched, len(server.lines())) == [], server.describe()
+    assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(server, client)
+
+
+def test_row_extracting_nested_directories_says_nothing_on_stderr(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """``tar -xf p.tar`` (60 nested directories, 300 files) with -q: before, watchdog's English ``RuntimeWarning:
+    Callback with id … already exists``, lines up to 21 KB."""
+    source = tmp_path / "fonte"
+    deepest = source / "p"
+    for level in range(60):
+        deepest = deepest / f"n{level:02d}"
+    deepest.mkdir(parents=True)
+    directory = source / "p"
+    for level in range(60):
+        directory = directory / f"n{level:02d}"
+        for number in range(5):
+            write_file(directory / f"f{number}.txt")
+    tarball = tmp_path / "p.tar"
+    sh(f"tar -cf {tarball} -C {source} p", tmp_path)
+    server = procs.server(json_output=True)
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["-q"])
+    # Frozen while tar runs, the client's watcher then meets each new directory after a walk of its parent
+    # already watched it: the condition of watchdog's warning, every time rather than now and then.
+    client.proc.send_signal(signal.SIGSTOP)
+    try:
+        sh(f"tar -xf {tarball}", watched)
+    finally:
+        client.proc.send_signal(signal.SIGCONT)
+    wait_converged(StdoutEvents(server), watched, context=procs.describe)
+    assert client.stop() == 0
+    assert [strip_ts(line) for line in client.lines("stderr")] == [
+        f"Monitorando {watched} (com subdiretórios)",
+        f"Conectado a {server.uri}",
+        "Encerrando: entregando os eventos pendentes...",
+        "Monitor encerrado.",
+    ], client.describe()
+
+
+def test_watchdog_warnings_are_one_short_portuguese_line_with_v(cliente: ModuleType, caplog: Any) -> None:
+    import logging
+    import warnings
+
+    caplog.set_level(logging.DEBUG, logger="monitor")
+    previous = warnings.showwarning
+    try:
+        cliente.route_library_warnings()
+        message = (
+            "Callback with id '1' already exists for watch <Watch wd=3 path=b'/w/a' callbacks=[...]>" + "x" * 20000
+        )
+        warnings.showwarning(RuntimeWarning(message), RuntimeWarning, "/venv/site-packages/watchdog/observers/i.py", 1)
+    finally:
+        warnings.showwarning = previous
+    said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
+    assert said == ["watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)"]
+    assert all(record.levelname == "DEBUG" for record in caplog.records if record.name == "monitor")
+
+
+# ---------------------------------------------------------------------------
+# --hash.
+# ---------------------------------------------------------------------------
+
+
+def test_hash_of_files_within_the_limit(procs: Processes, watched: Path) -> None:
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash", "--hash-max", "1000"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "pequeno.txt", b"a" * 1000)
+        write_file(watched / "grande.bin", b"b" * 1001)
+        (watched / "link").symlink_to("pequeno.txt")
+        small = wait_event(wire, "created", watched / "pequeno.txt", client)
+        large = wait_event(wire, "created", watched / "grande.bin", client)
+        link = wait_event(wire, "created", watched / "link", client)
+    assert small["sha256"] == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert "sha256" not in large and "sha256" not in link
+    no_traceback(client)
+
+
+def test_no_hash_of_a_file_still_being_written(procs: Processes, watched: Path) -> None:
+    """Held past --assentar-max while it keeps changing, a file goes out without a hash; once quiet, with one."""
+    args = ["--hash", "--assentar", "0.4", "--assentar-max", "0.5"]
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=args)
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        path = watched / "download.bin"
+        with path.open("wb") as stream:
+            for _ in range(15):
+                stream.write(b"x" * 1000)
+                stream.flush()
+                time.sleep(0.1)  # well inside the window: the path keeps changing
+        wait_until(lambda: "sha256" in ([{}, *wire.find("modified", path)][-1]), 20.0, client.describe)
+        events = wire.find("created", path) + wire.find("modified", path)
+    assert "sha256" not in events[0], events  # let out by --assentar-max while written
+    assert events[-1]["sha256"] == hashlib.sha256(b"x" * 15_000).hexdigest() and events[-1]["size"] == 15_000
+    no_traceback(client)
