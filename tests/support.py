@@ -48,6 +48,19 @@ def has_ts(line: str) -> bool:
     return _TIMESTAMP.match(line) is not None
 
 
+# The human size a server line ends with for a file of protocol 3 (servidor.human_size): `` (1,2 MB)``.
+_SIZE = re.compile(r" \(\d+(?:,\d)? [kMGTPE]?B\)$")
+
+
+def without_size(line: str) -> str:
+    """``line`` without the file size the server appends (for tests about paths and kinds, not sizes)."""
+    return _SIZE.sub("", line)
+
+
+def _shown(line: str) -> str:
+    return strip_ts(line) if has_ts(line) else line
+
+
 def wait_until(
     predicate: Callable[[], bool],
     timeout: float = TIMEOUT,
@@ -82,9 +95,10 @@ def script_env(cache_dir: Path | None = None) -> dict[str, str]:
 
 
 def _matcher(match: LineMatch) -> Callable[[str], bool]:
-    """A str matches a line exactly once its timestamp (if any) is removed; a pattern searches."""
+    """A str matches a line exactly once its timestamp (if any) is removed, with or without the file size the
+    server appends (unless ``match`` names one); a pattern searches."""
     if isinstance(match, str):
-        return lambda line: (strip_ts(line) if has_ts(line) else line) == match
+        return lambda line: _shown(line) == match or without_size(_shown(line)) == match
     if isinstance(match, re.Pattern):
         pattern = match
         return lambda line: pattern.search(line) is not None
@@ -148,9 +162,11 @@ class Script:
         with self._cond:
             return list(self._lines[stream])
 
-    def stripped(self, stream: Stream = "stdout") -> list[str]:
-        """Every line so far without its timestamp prefix (each line must have one)."""
-        return [strip_ts(line) for line in self.lines(stream)]
+    def stripped(self, stream: Stream = "stdout", *, sizes: bool = False) -> list[str]:
+        """Every line so far without its timestamp prefix (each line must have one), and without the file size
+        the server appends unless ``sizes``."""
+        lines = [strip_ts(line) for line in self.lines(stream)]
+        return lines if sizes else [without_size(line) for line in lines]
 
     def raw(self, stream: Stream = "stdout") -> bytes:
         """Exactly the bytes the process wrote so far."""
@@ -215,13 +231,16 @@ class Script:
         """Wait until every line of ``expected`` (compared without timestamps) has been printed."""
         wanted = set(expected)
 
+        def seen_lines() -> set[str]:
+            shown = [_shown(line) for line in self._lines[stream]]
+            return {*shown, *map(without_size, shown)}
+
         def check() -> bool:
-            seen = {strip_ts(line) if has_ts(line) else line for line in self._lines[stream]}
-            return wanted <= seen
+            return wanted <= seen_lines()
 
         def what() -> str:
             with self._cond:
-                seen = {strip_ts(line) if has_ts(line) else line for line in self._lines[stream]}
+                seen = seen_lines()
             missing = sorted(wanted - seen)
             return f"{len(missing)} of {len(wanted)} expected {stream} lines, e.g. {missing[:5]!r}"
 

@@ -330,7 +330,18 @@ def test_json_record_of_a_created_file(procs: Processes, watched: Path) -> None:
     after = datetime.datetime.now(datetime.UTC)
 
     [record] = server.json_events()
-    assert set(record) == {"client", "client_id", "seq", "event", "path", "is_dir", "ts", "origin"}
+    assert list(record) == [
+        *("client", "client_id", "seq", "event", "path", "is_dir"),
+        *("type", "size", "mtime", "mode", "ts", "origin"),
+    ]
+    assert (record["type"], record["size"], record["mode"]) == (
+        "file",
+        0,
+        f"{(watched / 'registro.txt').stat().st_mode & 0o7777:04o}",
+    )
+    assert datetime.datetime.fromisoformat(record["mtime"]) == datetime.datetime.fromtimestamp(
+        (watched / "registro.txt").stat().st_mtime, datetime.UTC
+    )
     assert record["client"] == "cli"
     assert isinstance(record["client_id"], str) and re.fullmatch(r"[0-9a-f]{32}", record["client_id"])
     assert type(record["seq"]) is int and record["seq"] >= 1

@@ -623,7 +623,7 @@ def test_v3_client_console_database_and_export(procs: Processes, tmp_path: Path)
     server = procs.server(args=["--banco", str(database)])
     v3, v2 = send_all(server.uri)
     server.wait_for_lines([f"[pc] {line}" for _, line in V3_EVENTS] + [f"[pc] {V2_LINE}"])
-    assert server.stripped() == [f"[pc] {line}" for _, line in V3_EVENTS] + [f"[pc] {V2_LINE}"]
+    assert server.stripped(sizes=True) == [f"[pc] {line}" for _, line in V3_EVENTS] + [f"[pc] {V2_LINE}"]
     raw = server.raw("stdout")
     assert b"\x1b" not in raw and "\u202e".encode() not in raw
     assert server.stop() == 0
