@@ -14,7 +14,12 @@
 
   const KINDS = { created: "criado", modified: "modificado", deleted: "excluído", moved: "movido" };
   const NOUNS = { file: "arquivo", dir: "diretório", symlink: "link simbólico", other: "arquivo especial" };
-  const ORIGINS = { live: "", rescan: " (varredura)", startup: " (varredura inicial)", resync: " (ressincronização)" };
+  const ORIGINS = {
+    live: "",
+    rescan: " (varredura)",
+    startup: " (varredura inicial)",
+    resync: " (ressincronização)",
+  };
 
   const $ = (id) => document.getElementById(id);
   const view = {
@@ -408,7 +413,9 @@
 
   function onError(message) {
     if (message.id && message.id === state.treeRequest) view.treeNote.textContent = message.message || "erro";
-    else if (message.id && message.id === state.historyRequest) view.historyPath.textContent = message.message || "erro";
+    else if (message.id && message.id === state.historyRequest) {
+      view.historyPath.textContent = message.message || "erro";
+    }
     else showNotice(message.message || "Erro do servidor.");
   }
 
@@ -417,7 +424,9 @@
   function renderClients() {
     const rows = [];
     const ordered = [...state.clients.values()].sort(
-      (a, b) => Number(Boolean(b.connected)) - Number(Boolean(a.connected)) || String(b.last_seen).localeCompare(String(a.last_seen))
+      (a, b) =>
+        Number(Boolean(b.connected)) - Number(Boolean(a.connected)) ||
+        String(b.last_seen).localeCompare(String(a.last_seen))
     );
     for (const c of ordered) {
       const tr = el("tr", c.connected ? "" : "desconectado");
@@ -425,10 +434,12 @@
       tr.append(appendName(el("td", "nome"), c.client));
       tr.append(appendName(el("td", "caminho"), c.root));
       tr.append(el("td", "", c.connected ? c.address || "—" : "desconectado"));
-      tr.append(el("td", "", c.connected ? formatTime(c.connected_since, true) : `visto em ${formatTime(c.last_seen, true)}`));
+      const since = c.connected ? formatTime(c.connected_since, true) : `visto em ${formatTime(c.last_seen, true)}`;
+      tr.append(el("td", "", since));
       tr.append(el("td", "eventos-total", String(c.events ?? 0)));
       tr.append(el("td", "ultimo-evento", formatTime(c.last_event, true)));
-      const digest = c.digest === "matched" ? ["confere", "confere"] : c.digest === "differs" ? ["difere", "difere"] : ["", "—"];
+      const digest =
+        c.digest === "matched" ? ["confere", "confere"] : c.digest === "differs" ? ["difere", "difere"] : ["", "—"];
       tr.append(el("td", digest[0], digest[1]));
       const chart = el("td");
       chart.append(chartOf(c.client_id));
@@ -487,10 +498,13 @@
     for (let b = last - CHART_POINTS + 1; b <= last; b++) values.push((rates.get(b) || 0) / (CHART_BUCKET_MS / 1000));
     for (const b of rates.keys()) if (b <= last - CHART_POINTS) rates.delete(b);
     const top = Math.max(1, ...values);
-    const points = values.map((v, i) => `${((i * 120) / (CHART_POINTS - 1)).toFixed(1)},${(22 - (v / top) * 20).toFixed(1)}`);
+    const points = values.map(
+      (v, i) => `${((i * 120) / (CHART_POINTS - 1)).toFixed(1)},${(22 - (v / top) * 20).toFixed(1)}`
+    );
     line.setAttribute("points", points.join(" "));
     const peak = Math.max(...values);
-    line.parentNode.firstChild.textContent = `máximo de ${peak.toFixed(1).replace(".", ",")} eventos/s nos últimos 5 minutos`;
+    const shown = peak.toFixed(1).replace(".", ",");
+    line.parentNode.firstChild.textContent = `máximo de ${shown} eventos/s nos últimos 5 minutos`;
   }
 
   setInterval(() => {
@@ -520,7 +534,8 @@
     const li = el("li");
     if (ev.marker) {
       li.className = "omitidos";
-      li.textContent = `${ev.count} eventos omitidos: esta página ficou para trás; a lista recomeça do estado atual.`;
+      li.textContent =
+        `${ev.count} eventos omitidos: esta página ficou para trás; a lista recomeça do estado atual.`;
       return li;
     }
     li.className = `tipo-${ev.event}`;
@@ -540,7 +555,9 @@
       li.append(document.createTextNode(" -> "));
       li.append(appendName(el("span", "caminho"), ev.target_path, ev.target_path_b64));
     }
-    if (typeof ev.size === "number" && ev.type === "file") li.append(document.createTextNode(` (${formatSize(ev.size)})`));
+    if (typeof ev.size === "number" && ev.type === "file") {
+      li.append(document.createTextNode(` (${formatSize(ev.size)})`));
+    }
     li.append(document.createTextNode(ORIGINS[ev.origin] || ""));
     return li;
   }
@@ -618,7 +635,8 @@
       });
       return button;
     });
-    view.treeTrail.replaceChildren(...parts.flatMap((part, i) => (i ? [document.createTextNode(" / "), part] : [part])));
+    const joined = parts.flatMap((part, i) => (i ? [document.createTextNode(" / "), part] : [part]));
+    view.treeTrail.replaceChildren(...joined);
   }
 
   function onTree(message) {
@@ -631,7 +649,8 @@
       if (entry.type === "dir") {
         button.title = "abrir a pasta";
         button.addEventListener("click", () => {
-          state.treeStack.push({ name: entry.name, name_b64: entry.name_b64, path: entry.path, path_b64: entry.path_b64 });
+          const step = { name: entry.name, name_b64: entry.name_b64, path: entry.path, path_b64: entry.path_b64 };
+          state.treeStack.push(step);
           requestTree();
         });
       } else {
@@ -645,7 +664,8 @@
     });
     view.treeEntries.replaceChildren(...rows);
     const count = rows.length === 1 ? "1 entrada" : `${rows.length} entradas`;
-    view.treeNote.textContent = message.truncated ? `${count} (lista cortada pelo servidor)` : rows.length ? count : "Pasta vazia.";
+    const note = rows.length ? count : "Pasta vazia.";
+    view.treeNote.textContent = message.truncated ? `${count} (lista cortada pelo servidor)` : note;
   }
 
   view.treeClient.addEventListener("change", chooseTreeClient);
@@ -657,7 +677,10 @@
     state.historyRequest = state.nextId++;
     const request = { type: "history", id: state.historyRequest, client_id: clientId, path };
     if (b64) request.path_b64 = b64;
-    view.historyPath.replaceChildren(document.createTextNode("Carregando o histórico de "), appendName(el("span", "caminho"), path, b64));
+    view.historyPath.replaceChildren(
+      document.createTextNode("Carregando o histórico de "),
+      appendName(el("span", "caminho"), path, b64)
+    );
     view.historyEvents.replaceChildren();
     send(request);
     document.getElementById("historico").scrollIntoView({ block: "nearest" });
