@@ -2753,6 +2753,16 @@ class PageQueries:
             for client_id, name, root, protocol, last_seen, last_seq, matched, verified_at in rows
         ]  # fmt: skip
 
+    def recent_events(self, limit: int) -> list[tuple[str, str, Event]]:
+        """The ``limit`` latest stored events, oldest first, as (client name, client_id, Event)."""
+        columns = ", ".join(f"e.{name}" for name in _EVENT_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT c.name, c.client_id, {columns} FROM events AS e JOIN clients AS c ON c.id = e.client"  # noqa: S608
+            " ORDER BY e.id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(name, client_id, _stored_event(row)) for name, client_id, *row in reversed(rows)]
+
     def tree(self, request: ViewerQuery, limit: int = VIEWER_MAX_ENTRIES) -> str | None:
         """The ``tree`` answer for a directory of the client's tree (None: an unknown client).
 
@@ -3968,6 +3978,7 @@ class ViewerHub:
     def __init__(self, database: bool = False, token: bool = False) -> None:
         self.viewers: set[ViewerQueue] = set()
         self.sessions = 0  # /ao-vivo connections open, with a good token or not yet (MAX_VIEWERS)
+        self.seeded = False  # the latest events were read from the record once (when the first page opened)
         self._server = {"version": __version__, "protocol": PROTOCOL_VERSION, "database": database, "token": token}
         # The latest stored events, (name, client_id, Event), and text messages, (peer, text, when).
         self._recent: collections.deque[tuple[str, str, Event] | tuple[str, str | bytes, datetime.datetime]]
@@ -4028,9 +4039,19 @@ class ViewerHub:
 
     # -- pages -----------------------------------------------------------------
 
-    def join(self, viewer: ViewerQueue, stored_clients: list[dict[str, Any]]) -> None:
-        """A page starts: ``stored_clients`` (the record's recent ones), then the state, then the stream."""
+    def join(
+        self,
+        viewer: ViewerQueue,
+        stored_clients: list[dict[str, Any]],
+        recent: list[tuple[str, str, Event]] | None = None,
+    ) -> None:
+        """A page starts: ``stored_clients`` (the record's recent ones), then the state, then the stream.
+        ``recent``: the record's latest events, read once (the events stored before this process started)."""
         self._stored = stored_clients
+        if recent is not None:
+            self.seeded = True
+            self._recent.clear()
+            self._recent.extend(recent)
         self.viewers.add(viewer)
         viewer.put(self.state())
 
@@ -4082,9 +4103,17 @@ class ViewerSession:
             return
         if token and not await self._authenticated(token):
             return
-        clients = await self.server.writer.read(lambda record: record.page.recent_clients(VIEWER_MAX_CLIENTS))
+        seed = not hub.seeded
+        # A write job that only reads: its snapshot holds every event published before it resumes this task, and
+        # none published after (results and their callbacks come in commit order), so the two never overlap.
+        clients, recent = await self.server.writer.write(
+            lambda record: (
+                record.page.recent_clients(VIEWER_MAX_CLIENTS),
+                record.page.recent_events(VIEWER_RECENT_EVENTS) if seed else None,
+            )
+        )
         viewer = ViewerQueue(self.ws, hub.state)
-        hub.join(viewer, clients)
+        hub.join(viewer, clients, recent)
         log.debug("página ao vivo aberta por %s", self.peer)
         sender = asyncio.create_task(viewer.run())
         sender.add_done_callback(lambda task: task.cancelled() or task.exception())

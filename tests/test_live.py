@@ -20,6 +20,7 @@ from support import LOOPBACK, TIMEOUT, Processes, ServerProcess, touch, wait_unt
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 ROOT = "/home/ana/w"
 TS = "2026-11-29T14:23:51.123+00:00"
@@ -170,9 +171,9 @@ def test_a_local_viewer_without_token_gets_the_state_at_once(server: ServerProce
 
 def test_another_site_s_page_is_refused_and_the_page_s_own_origin_allowed(server: ServerProcess) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        viewer(server, origin="http://evil.example")  # type: ignore[arg-type]
+        viewer(server, origin=Origin("http://evil.example"))
     assert refused.value.response.status_code == 403
-    with viewer(server, origin=f"http://{LOOPBACK}:{server.port}") as ws:  # type: ignore[arg-type]
+    with viewer(server, origin=Origin(f"http://{LOOPBACK}:{server.port}")) as ws:
         assert receive(ws)["type"] == "state"
 
 
@@ -181,7 +182,7 @@ def test_without_token_a_foreign_host_name_is_refused(server: ServerProcess) -> 
     for host in ("evil.example", "127.0.0.1.nip.io"):
         sock = socket.create_connection((LOOPBACK, server.port), timeout=TIMEOUT)
         with pytest.raises(InvalidStatus) as refused:
-            connect(f"ws://{host}:{server.port}{VIEWER}", sock=sock, origin=f"http://{host}:{server.port}")  # type: ignore[arg-type]
+            connect(f"ws://{host}:{server.port}{VIEWER}", sock=sock, origin=Origin(f"http://{host}:{server.port}"))
         assert refused.value.response.status_code == 403
         assert b"Nome de host n" in refused.value.response.body
     for host in ("localhost", "127.0.0.2", "[::1]"):
@@ -414,7 +415,7 @@ def test_a_viewer_that_never_reads_gets_omitted_and_a_fresh_state_and_slows_no_c
         client.send(*(event(f"{ROOT}/{long}/{sent + n}") for n in range(400)))  # each waits for its ack
         sent += 400
     elapsed = time.monotonic() - started
-    messages = []
+    messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + TIMEOUT
     while not any(m["type"] == "state" for m in messages[1:]) and time.monotonic() < deadline:
         messages.append(receive(stalled))
@@ -450,7 +451,7 @@ def _opens(server: ServerProcess) -> bool:
             return False
 
 
-def test_recently_seen_clients_come_from_the_record_after_a_restart(procs: Processes, tmp_path: Path) -> None:
+def test_recent_clients_and_events_come_from_the_record_after_a_restart(procs: Processes, tmp_path: Path) -> None:
     database = str(tmp_path / "e.db")
     first = procs.server(args=["--banco", database])
     client = ProtocolClient(first, name="antigo")
@@ -463,6 +464,7 @@ def test_recently_seen_clients_come_from_the_record_after_a_restart(procs: Proce
     assert [(c["client"], c["connected"], c["events"], c["address"]) for c in state["clients"]] == [
         ("antigo", False, 2, None)
     ]
+    assert [ev["path"] for ev in state["events"]] == [f"{ROOT}/a.txt", f"{ROOT}/b.txt"]  # read once from the record
     assert state["server"]["database"] is True
 
 
@@ -478,3 +480,13 @@ def test_a_touched_file_on_a_real_client_reaches_a_viewer(procs: Processes, watc
             message = receive(ws)
             paths += [ev["path"] for ev in message.get("events", [])]
         assert f"{watched}/novo.txt" in paths
+
+
+def test_the_page_files_hold_no_inline_script_or_style(servidor: ModuleType) -> None:
+    """The CSP refuses inline code; this says so before a browser does (and keeps names out of innerHTML)."""
+    html = servidor.PAGE_HTML
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
+    assert "<style" not in html and " style=" not in html and re.search(r"\son\w+=", html) is None
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in servidor.PAGE_JS
+    assert "localStorage" not in servidor.PAGE_JS
