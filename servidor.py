@@ -3916,46 +3916,51 @@ class ClientView:
 class ViewerQueue:
     """One page's outgoing messages and the task that sends them: a page that does not read stalls only this task.
 
-    Waiting events are merged into one ``events`` message. Past VIEWER_BACKLOG_MESSAGES messages or
-    VIEWER_BACKLOG_BYTES characters waiting, they are dropped and replaced by ``omitted`` (how many events) and a
-    fresh ``state`` (``refill()``): memory per page stays bounded, and the page starts over from the state.
+    An ``events`` message is encoded once for every page (``put_events`` gets its bytes); events waiting for a page
+    that is behind are merged into one message. Past VIEWER_BACKLOG_MESSAGES messages or VIEWER_BACKLOG_BYTES
+    waiting, they are dropped and replaced by ``omitted`` (how many events) and a fresh ``state`` (``refill()``):
+    memory per page stays bounded, and the page starts over from the state.
     """
 
     def __init__(self, ws: ServerConnection, refill: Callable[[], str]) -> None:
         self.ws = ws
         self.omitted = 0  # events dropped for this page so far
         self._refill = refill
-        self._waiting: collections.deque[str | list[str]] = collections.deque()  # a list: --json lines of events
-        self._chars = 0
+        # [bytes, None, size]: a message ready; [bytes | None, lines, size]: events (None: merged, encoded when sent).
+        self._waiting: collections.deque[list[Any]] = collections.deque()
+        self._size = 0
         self._wake = asyncio.Event()
 
     def put(self, text: str) -> None:
-        if self._room(len(text), 1):
-            self._waiting.append(text)
-            self._chars += len(text)
-            self._wake.set()
+        data = text.encode("utf-8")
+        if self._room(len(data), 1):
+            self._append([data, None, len(data)])
 
-    def put_events(self, lines: list[str]) -> None:
-        size = sum(map(len, lines)) + 2 * len(lines)
-        merge = bool(self._waiting) and isinstance(self._waiting[-1], list)
-        if self._room(size, 0 if merge else 1, len(lines)):
-            if merge:
-                self._waiting[-1].extend(lines)  # type: ignore[union-attr]
-            else:
-                self._waiting.append(list(lines))
-            self._chars += size
-            self._wake.set()
+    def put_events(self, lines: list[str], data: bytes) -> None:
+        last = self._waiting[-1] if self._waiting else None
+        if last is not None and last[1] is not None:  # behind: merged into the waiting events
+            if self._room(len(data), 0, len(lines)):
+                last[0], last[1], last[2] = None, [*last[1], *lines], last[2] + len(data)
+                self._size += len(data)
+        elif self._room(len(data), 1, len(lines)):
+            self._append([data, lines, len(data)])
+
+    def _append(self, item: list[Any]) -> None:
+        self._waiting.append(item)
+        self._size += item[2]
+        self._wake.set()
 
     def _room(self, size: int, messages: int, events: int = 0) -> bool:
         """Whether this much more fits; if not, the waiting messages become ``omitted`` + a fresh state."""
-        if len(self._waiting) + messages <= VIEWER_BACKLOG_MESSAGES and self._chars + size <= VIEWER_BACKLOG_BYTES:
+        if len(self._waiting) + messages <= VIEWER_BACKLOG_MESSAGES and self._size + size <= VIEWER_BACKLOG_BYTES:
             return True
-        count = events + sum(len(item) for item in self._waiting if isinstance(item, list))
+        count = events + sum(len(lines) for _, lines, _ in self._waiting if lines is not None)
         self.omitted += count
-        state = self._refill()
-        self._waiting = collections.deque([f'{{"type": "omitted", "count": {count}}}', state])
-        self._chars = len(state)
-        self._wake.set()
+        self._waiting.clear()
+        self._size = 0
+        self._append([f'{{"type": "omitted", "count": {count}}}'.encode(), None, 0])
+        state = self._refill().encode("utf-8")
+        self._append([state, None, len(state)])
         log.debug("página ao vivo %s ficou para trás: %d eventos omitidos", format_peer(self.ws.remote_address), count)
         return False
 
@@ -3964,10 +3969,10 @@ class ViewerQueue:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                item = self._waiting.popleft()
-                text = item if isinstance(item, str) else encode_events(item)
-                self._chars -= len(text) if isinstance(item, str) else sum(map(len, item)) + 2 * len(item)
-                await self.ws.send(text)
+                data, lines, size = self._waiting.popleft()
+                data = data if data is not None else encode_events(lines).encode("utf-8")
+                self._size -= size
+                await self.ws.send(data, text=True)
 
 
 class ViewerHub:
@@ -3978,7 +3983,9 @@ class ViewerHub:
     def __init__(self, database: bool = False, token: bool = False) -> None:
         self.viewers: set[ViewerQueue] = set()
         self.sessions = 0  # /ao-vivo connections open, with a good token or not yet (MAX_VIEWERS)
-        self.seeded = False  # the latest events were read from the record once (when the first page opened)
+        # The latest events were read from the record once, when the first page opened: with a database, it may
+        # hold events of an earlier run; in memory, the ring has had them all since start-up.
+        self.seeded = not database
         self._server = {"version": __version__, "protocol": PROTOCOL_VERSION, "database": database, "token": token}
         # The latest stored events, (name, client_id, Event), and text messages, (peer, text, when).
         self._recent: collections.deque[tuple[str, str, Event] | tuple[str, str | bytes, datetime.datetime]]
@@ -4021,15 +4028,17 @@ class ViewerHub:
         self._recent.extend((name, client_id, ev) for ev in events[-VIEWER_RECENT_EVENTS:])
         if self.viewers:
             lines = lines if lines is not None else event_lines(name, client_id, events)
+            data = encode_events(lines).encode("utf-8")  # once, for every page
             for viewer in self.viewers:
-                viewer.put_events(lines)
+                viewer.put_events(lines, data)
 
     def text(self, peer: str, message: str | bytes, now: datetime.datetime) -> None:
         self._recent.append((peer, message, now))
         if self.viewers:
             line = to_json_line(text_record(peer, message, now))
+            data = encode_events([line]).encode("utf-8")
             for viewer in self.viewers:
-                viewer.put_events([line])
+                viewer.put_events([line], data)
 
     def _changed(self, view: ClientView) -> None:
         if self.viewers:
