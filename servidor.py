@@ -3952,7 +3952,10 @@ class ViewerQueue:
         last = self._waiting[-1] if self._waiting else None
         if last is not None and last[1] is not None:  # behind: merged into the waiting events
             if self._room(len(data), 0, len(lines)):
-                last[0], last[1], last[2] = None, [*last[1], *lines], last[2] + len(data)
+                if last[0] is not None:
+                    last[1] = list(last[1])  # its own copy from now on (the first one is shared by every page)
+                last[0], last[2] = None, last[2] + len(data)
+                last[1].extend(lines)
                 self._size += len(data)
         elif self._room(len(data), 1, len(lines)):
             self._append([data, lines, len(data)])
@@ -4004,6 +4007,7 @@ class ViewerHub:
         self._recent = collections.deque(maxlen=VIEWER_RECENT_EVENTS)
         self._views: collections.OrderedDict[str, ClientView] = collections.OrderedDict()  # least recent first
         self._stored: list[dict[str, Any]] = []  # the record's recent clients, as read when a page last opened
+        self._pending: list[str] = []  # --json lines published in this loop turn, for the pages (flush)
 
     # -- hooks (MonitorServer) -------------------------------------------------
 
@@ -4039,21 +4043,30 @@ class ViewerHub:
             view.last_seen = utc_now()
         self._recent.extend((name, client_id, ev) for ev in events[-VIEWER_RECENT_EVENTS:])
         if self.viewers:
-            lines = lines if lines is not None else event_lines(name, client_id, events)
-            data = encode_events(lines).encode("utf-8")  # once, for every page
-            for viewer in self.viewers:
-                viewer.put_events(lines, data)
+            self._pend(lines if lines is not None else event_lines(name, client_id, events))
 
     def text(self, peer: str, message: str | bytes, now: datetime.datetime) -> None:
         self._recent.append((peer, message, now))
         if self.viewers:
-            line = to_json_line(text_record(peer, message, now))
-            data = encode_events([line]).encode("utf-8")
+            self._pend([to_json_line(text_record(peer, message, now))])
+
+    def _pend(self, lines: list[str]) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.extend(lines)
+
+    def flush(self) -> None:
+        """Hand the events published in this loop turn (a commit round's batches, all clients) to every page as
+        one message, encoded once."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            data = encode_events(lines).encode("utf-8")
             for viewer in self.viewers:
-                viewer.put_events([line], data)
+                viewer.put_events(lines, data)
 
     def _changed(self, view: ClientView) -> None:
         if self.viewers:
+            self.flush()  # the events stored before this change go first
             text = json.dumps({"type": "client", "client": view.as_object()})
             for viewer in self.viewers:
                 viewer.put(text)
@@ -4068,6 +4081,7 @@ class ViewerHub:
     ) -> None:
         """A page starts: ``stored_clients`` (the record's recent ones), then the state, then the stream.
         ``recent``: the record's latest events, read once (the events stored before this process started)."""
+        self.flush()  # what is pending is in the ring, so in this page's state: the others get it now
         self._stored = stored_clients
         if recent is not None:
             self.seeded = True
@@ -4177,6 +4191,7 @@ class ViewerSession:
         else:
             answer = await self.server.writer.read(lambda record: record.page.history(request))
         self._next_read = time.monotonic() + VIEWER_REQUEST_INTERVAL
+        self.server.hub.flush()  # a fresh state after an overflow here must not be followed by events it holds
         viewer.put(answer if answer is not None else encode_error("cliente desconhecido", request.id))
 
 
