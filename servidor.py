@@ -1143,7 +1143,7 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
     client sends none, and a page served by this server itself has the same host.
     """
     try:
-        origin, authorization = headers.get("Origin"), headers.get("Authorization")
+        origin, authorization, host = headers.get("Origin"), headers.get("Authorization"), headers.get("Host")
     except MultipleValuesError:
         return 400, "cabeçalho repetido"
     if origin is not None:
@@ -1151,7 +1151,7 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
             origin_host = urllib.parse.urlsplit(origin).netloc.lower()
         except ValueError:
             origin_host = ""
-        if origin_host != (headers.get("Host") or "").lower():
+        if origin_host != (host or "").lower():
             return 403, "origem não permitida"
     if token:
         given = (authorization or "").encode("utf-8", "surrogateescape")

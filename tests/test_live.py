@@ -490,3 +490,12 @@ def test_the_page_files_hold_no_inline_script_or_style(servidor: ModuleType) -> 
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in servidor.PAGE_JS
     assert "localStorage" not in servidor.PAGE_JS
+
+
+def test_a_repeated_host_header_gets_400(servidor: ModuleType) -> None:
+    twice = Headers([("Host", "localhost:8765"), ("Host", "evil.example:8765")])
+    assert servidor.check_viewer(twice, "") == (400, "cabeçalho repetido")
+    assert servidor.check_request(Headers([*twice.raw_items(), ("Origin", "http://localhost:8765")]), "") == (
+        400,
+        "cabeçalho repetido",
+    )
