@@ -1978,21 +1978,17 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
 
   const SVG = "http://www.w3.org/2000/svg";
 
+  function svgNode(tag, attributes) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    return node;
+  }
+
   function chartOf(clientId) {
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "taxa");
-    svg.setAttribute("width", "120");
-    svg.setAttribute("height", "24");
-    svg.setAttribute("viewBox", "0 0 120 24");
-    const axis = document.createElementNS(SVG, "line");
-    axis.setAttribute("class", "eixo");
-    axis.setAttribute("x1", "0");
-    axis.setAttribute("x2", "120");
-    axis.setAttribute("y1", "23.5");
-    axis.setAttribute("y2", "23.5");
-    const line = document.createElementNS(SVG, "polyline");
-    line.setAttribute("class", "serie");
-    const title = document.createElementNS(SVG, "title");
+    const svg = svgNode("svg", { class: "taxa", width: "120", height: "24", viewBox: "0 0 120 24" });
+    const axis = svgNode("line", { class: "eixo", x1: "0", x2: "120", y1: "23.5", y2: "23.5" });
+    const line = svgNode("polyline", { class: "serie" });
+    const title = svgNode("title", {});
     svg.append(title, axis, line);
     state.charts.set(clientId, line);
     drawChart(clientId);

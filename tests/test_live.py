@@ -3,6 +3,7 @@ websockets clients against the real servidor.py (README, "A página ao vivo").""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -499,3 +500,39 @@ def test_a_repeated_host_header_gets_400(servidor: ModuleType) -> None:
         400,
         "cabeçalho repetido",
     )
+
+
+def test_a_viewer_queue_merges_what_waits_and_stays_bounded(servidor: ModuleType) -> None:
+    """ViewerQueue alone: events waiting for a page are merged into one message; past VIEWER_BACKLOG_BYTES they
+    become ``omitted`` with their exact count and a fresh state; the bytes it counts go back to 0 once sent."""
+    sent: list[bytes] = []
+
+    class Sink:  # what the queue uses of a connection: send, and its address for a log line
+        remote_address = (LOOPBACK, 1)
+
+        async def send(self, data: bytes, text: bool | None = None) -> None:
+            assert text is True
+            sent.append(data)
+
+    async def scenario() -> Any:
+        queue = servidor.ViewerQueue(Sink(), lambda: '{"type": "state"}')
+        queue.put_events(["1", "2"], b'{"type": "events", "events": [1, 2]}')
+        queue.put_events(["3"], b'{"type": "events", "events": [3]}')  # the page is behind: merged
+        sender = asyncio.create_task(queue.run())
+        await asyncio.sleep(0.01)
+        assert sent == [b'{"type": "events", "events": [1, 2, 3]}'] and queue._size == 0
+        half = b"x" * (servidor.VIEWER_BACKLOG_BYTES // 2 + 1)
+        queue.put_events(["a"], half)
+        queue.put_events(["b", "c"], half)  # past the limit: both batches omitted
+        queue.put_events(["d"], b'{"type": "events", "events": ["d"]}')
+        await asyncio.sleep(0.01)
+        sender.cancel()
+        return queue
+
+    queue = asyncio.run(scenario())
+    assert sent[1:] == [
+        b'{"type": "omitted", "count": 3}',
+        b'{"type": "state"}',
+        b'{"type": "events", "events": ["d"]}',
+    ]
+    assert queue.omitted == 3 and queue._size == 0
