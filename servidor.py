@@ -7,6 +7,8 @@ Uso:
     python servidor.py --banco eventos.db  # registro durável (SQLite); sobrevive a reinícios
     MONITOR_TOKEN=segredo python servidor.py --host 0.0.0.0 --cert cert.pem --key key.pem
 
+A página ao vivo fica na mesma porta: http://localhost:8765/ no navegador (de outra máquina, só com um token).
+
 Each message a client sends is printed on stdout, one line per event; connection
 status goes to stderr. Clients of our protocol (see README) say ``hello`` first and
 then send batches of numbered events, which this server acknowledges once the
@@ -4004,6 +4006,8 @@ class ViewerHub:
         self._views: collections.OrderedDict[str, ClientView] = collections.OrderedDict()  # least recent first
         self._stored: list[dict[str, Any]] = []  # the record's recent clients, as read when a page last opened
         self._pending: list[str] = []  # --json lines published in this loop turn, for the pages (flush)
+        # A refused page retries every few seconds: one stderr line per WARNING_INTERVAL, not one per attempt.
+        self.refused = RateLimitedWarning("%d páginas ao vivo recusadas; a última, de %s: %s")
 
     # -- hooks (MonitorServer) -------------------------------------------------
 
@@ -4129,7 +4133,7 @@ class ViewerSession:
     async def _serve(self) -> None:
         token, hub = self.server.token, self.server.hub
         if remote_viewer_refused(self.ws.remote_address, token):
-            log.warning("página ao vivo de %s recusada: sem token, ela só atende esta máquina", self.peer)
+            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina")
             await self.ws.close(CLOSE_VIEWER_REMOTE, "sem token, a página ao vivo só atende esta máquina")
             return
         if token and not await self._authenticated(token):
@@ -4173,7 +4177,7 @@ class ViewerSession:
             given = request.token.encode("utf-8", "surrogatepass")
             if hmac.compare_digest(given, token.encode("utf-8", "surrogateescape")):
                 return True
-        log.warning("página ao vivo de %s recusada: %s", self.peer, reason)  # never the token it sent
+        self.server.hub.refused.happened(self.peer, reason)  # never the token it sent
         await asyncio.sleep(VIEWER_AUTH_DELAY)
         await self.ws.close(CLOSE_VIEWER_TOKEN, close_reason(reason))
         return False

@@ -219,6 +219,8 @@ def test_with_a_token_nothing_is_sent_before_it_and_a_wrong_one_is_closed_4401(p
         assert state["type"] == "state" and state["server"]["token"] is True
         assert [ev["text"] for ev in state["events"]] == ["oi do cliente"]
     assert wrong not in server.raw("stderr").decode() and token not in server.raw("stderr").decode()
+    refusals = [line for line in server.lines("stderr") if "páginas ao vivo recusadas" in line]
+    assert len(refusals) == 1, refusals  # three refused pages, one line a minute (a page retries every few s)
     client.close()
 
 
