@@ -7,6 +7,8 @@ Uso:
     python servidor.py --banco eventos.db  # registro durável (SQLite); sobrevive a reinícios
     MONITOR_TOKEN=segredo python servidor.py --host 0.0.0.0 --cert cert.pem --key key.pem
 
+A página ao vivo fica na mesma porta: http://localhost:8765/ no navegador (de outra máquina, só com um token).
+
 Each message a client sends is printed on stdout, one line per event; connection
 status goes to stderr. Clients of our protocol (see README) say ``hello`` first and
 then send batches of numbered events, which this server acknowledges once the
@@ -32,10 +34,12 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import email.utils
 import errno
 import functools
 import hashlib
 import hmac
+import http
 import importlib.metadata
 import io
 import ipaddress
@@ -151,6 +155,18 @@ CLOSE_INTERNAL = 1011  # RFC 6455: the server hit an unexpected condition
 CLOSE_REPLACED = 4000  # application code: the same client connected again
 CLOSE_CREDENTIAL = 4001  # application code: the hello's secret does not prove the client_id
 CLOSE_TRY_AGAIN = 1013  # RFC 6455 (IANA): try again later; the in-memory record has no room for a new client
+VIEWER_PATH = "/ao-vivo"  # the live page's WebSocket (README, "A página ao vivo"); any other path is a monitor client
+MAX_VIEWERS = 32  # pages open at once; more are closed with 1013
+VIEWER_BACKLOG_MESSAGES = 256  # messages waiting for one slow page; past it: "N eventos omitidos" and a fresh state
+VIEWER_BACKLOG_BYTES = 4 * 1024 * 1024  # characters of those messages, at most
+VIEWER_RECENT_EVENTS = 200  # events a page gets when it opens (the latest stored)
+VIEWER_MAX_CLIENTS = 200  # recently seen clients a page lists (the connected ones always)
+VIEWER_MAX_ENTRIES = 1_000  # entries of one directory a page gets
+VIEWER_MAX_HISTORY = 200  # events of one path's history a page gets (the latest)
+VIEWER_REQUEST_INTERVAL = 0.2  # seconds between two tree/history reads of one page
+VIEWER_AUTH_DELAY = 1.0  # seconds before a page's wrong token is answered (slows guessing)
+CLOSE_VIEWER_TOKEN = 4401  # application code: the page's token is missing or wrong
+CLOSE_VIEWER_REMOTE = 4403  # application code: no token, and the page is on another machine
 
 log = logging.getLogger("servidor")
 
@@ -968,7 +984,9 @@ def format_event(client: str, ev: Event) -> str:
 
 def iso_mtime(mtime: datetime.datetime) -> str:
     """An mtime as protocol 3 writes it: ISO 8601 in UTC, with microseconds."""
-    return mtime.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+    if mtime.tzinfo is not datetime.UTC:  # parsed ones are UTC already: a third of the cost is this conversion
+        mtime = mtime.astimezone(datetime.UTC)
+    return mtime.isoformat(timespec="microseconds")
 
 
 def metadata_items(ev: Event) -> list[tuple[str, str | int]]:
@@ -1063,8 +1081,7 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
         if ev.dest_path is not None:
             line += f', "dest_path": {_json_string(ev.dest_path)}'
         line += f', "is_dir": {"true" if ev.is_dir else "false"}'
-        for key, value in metadata_items(ev):
-            line += f', "{key}": {_json_string(value) if isinstance(value, str) else _json_scalar(value)}'
+        line += _metadata_json(ev)
         line += f', "ts": {_json_ts(ev.ts)}'
         line += f', "origin": {_json_string(ev.origin)}'
         if ev.path_b64 is not None:
@@ -1077,8 +1094,19 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
     return [line if line.isascii() and "\x7f" not in line else _terminal_safe(line) for line in lines]
 
 
-def _json_scalar(value: int) -> str:
-    return "true" if value is True else str(value)
+def _metadata_json(ev: Event) -> str:
+    """``metadata_items(ev)`` as the ``--json`` line writes them, without the list it builds ("" for none)."""
+    part = "" if ev.type is None else f', "type": {_json_string(ev.type)}'
+    if ev.size is not None:
+        part += f', "size": {ev.size}'
+    if ev.mtime is not None:
+        part += f', "mtime": {_json_string(iso_mtime(ev.mtime))}'
+    for key, value in (("mode", ev.mode), ("target_path", ev.target_path), ("target_path_b64", ev.target_path_b64)):
+        if value is not None:
+            part += f', "{key}": {_json_string(value)}'
+    if ev.sha256 is not None:
+        part += f', "sha256": {_json_string(ev.sha256)}'
+    return part + (', "attrib": true' if ev.attrib else "")
 
 
 def _terminal_safe(line: str) -> str:
@@ -1096,6 +1124,13 @@ def format_address(host: str, port: int, secure: bool = False) -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
+def page_url(host: str, port: int, secure: bool = False) -> str:
+    """The live page's address for the start-up line: ``http://localhost:8765/`` (``https://`` with TLS); a
+    wildcard host (0.0.0.0, ::) is shown as localhost, where the page is always served."""
+    shown = "localhost" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (a name shown, not bound)
+    return format_address(shown, port).replace("ws://", "https://" if secure else "http://", 1) + "/"
+
+
 def format_peer(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
@@ -1110,7 +1145,7 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
     client sends none, and a page served by this server itself has the same host.
     """
     try:
-        origin, authorization = headers.get("Origin"), headers.get("Authorization")
+        origin, authorization, host = headers.get("Origin"), headers.get("Authorization"), headers.get("Host")
     except MultipleValuesError:
         return 400, "cabeçalho repetido"
     if origin is not None:
@@ -1118,7 +1153,7 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
             origin_host = urllib.parse.urlsplit(origin).netloc.lower()
         except ValueError:
             origin_host = ""
-        if origin_host != (headers.get("Host") or "").lower():
+        if origin_host != (host or "").lower():
             return 403, "origem não permitida"
     if token:
         given = (authorization or "").encode("utf-8", "surrogateescape")
@@ -1128,12 +1163,15 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """``localhost``, 127.0.0.0/8, ::1, and an IPv4-mapped ::ffff:127.x.y.y (a dual-stack socket's IPv4 peer)."""
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # Python 3.11's is_loopback misses it
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def describe_bind_error(exc: OSError, host: str, port: int) -> str:
@@ -1147,6 +1185,1046 @@ def describe_bind_error(exc: OSError, host: str, port: int) -> str:
     if isinstance(exc, socket.gaierror):
         return f"endereço inválido: {host!r} (nome não encontrado)"
     return f"não foi possível escutar em {host}:{port}: {describe_os_error(exc)}"
+
+
+# ---------------------------------------------------------------------------
+# The live page: its routes and the /ao-vivo wire format (pure). README, "A página ao vivo".
+# ---------------------------------------------------------------------------
+
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def is_upgrade(headers: Headers) -> bool:
+    """Whether a request asks for a WebSocket (a monitor client, a page's /ao-vivo) rather than a file."""
+    return any("websocket" in value.lower() for value in headers.get_all("Upgrade"))
+
+
+def route_of(request: Request) -> str:
+    """A request's path without its query string."""
+    return request.path.partition("?")[0]
+
+
+class PageAssets:
+    """The page's three files (constants of this script, identical for everyone: they hold no data), answered to a
+    plain HTTP GET with a strict CSP, nosniff and an ETag (``no-cache``: revalidated, 304 when unchanged); 404 for
+    any other path, 405 for any other method."""
+
+    def __init__(self, files: Mapping[str, tuple[str, str]]) -> None:
+        """``files``: URL path -> (content type, text)."""
+        self._files: dict[str, tuple[str, bytes, str]] = {}
+        for path, (content_type, text) in files.items():
+            body = text.encode("utf-8")
+            self._files[path] = (content_type, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+    def answer(self, request: Request) -> Response:
+        if request.method != "GET":
+            return self._response(405, "Método não permitido; use GET.\n", [("Allow", "GET")])
+        found = self._files.get(route_of(request))
+        if found is None:
+            return self._response(404, "Não encontrado.\n")
+        content_type, body, etag = found
+        extra = [("ETag", etag), ("Cache-Control", "no-cache")]
+        if etag in request.headers.get_all("If-None-Match"):
+            return self._response(304, None, extra)
+        return self._response(200, body, [*extra, ("Content-Type", content_type)])
+
+    @staticmethod
+    def _response(status: int, body: str | bytes | None, extra: list[tuple[str, str]] | None = None) -> Response:
+        # Built whole: assigning a header of Headers appends, and two Content-Length make Chromium refuse the answer.
+        data = body.encode("utf-8") if isinstance(body, str) else body or b""
+        headers = [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Security-Policy", PAGE_CSP),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            *(extra or []),
+        ]
+        if isinstance(body, str):
+            headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        if status != 304:
+            headers.append(("Content-Length", str(len(data))))
+        return Response(status, http.HTTPStatus(status).phrase, Headers(headers), data)
+
+
+def host_name(host_header: str | None) -> str:
+    """The name in a ``Host`` header (``localhost:8765``, ``[::1]:8765``), lower case; "" when it has none."""
+    try:
+        return urllib.parse.urlsplit("//" + (host_header or "")).hostname or ""
+    except ValueError:
+        return ""
+
+
+def check_viewer(headers: Headers, token: str) -> tuple[int, str] | None:
+    """Refuse a page's /ao-vivo handshake: (HTTP status, reason). The Origin rule of check_request (the token is
+    asked in-band, never in a header); without a token, the Host must also be a loopback name: a site whose name
+    resolves to 127.0.0.1 (DNS rebinding) passes both "the peer is local" and "Origin equals Host"."""
+    refusal = check_request(headers, "")
+    if refusal is not None or token:
+        return refusal
+    try:
+        host = headers.get("Host")
+    except MultipleValuesError:
+        return 400, "cabeçalho repetido"
+    if not is_loopback(host_name(host)):
+        return 403, "nome de host não permitido sem token"
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ViewerAuth:
+    token: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ViewerQuery:
+    """A page's ``tree`` or ``history`` request: ``path`` as its exact bytes."""
+
+    kind: Literal["tree", "history"]
+    id: int
+    client_id: str
+    path: bytes
+
+
+def parse_viewer_request(text: str | bytes) -> ViewerAuth | ViewerQuery:
+    """A page's message (README, "A página ao vivo"); ProtocolError (1008, 1003 for binary) otherwise. The reasons
+    never quote the page's text (it may hold a token)."""
+    obj = _loads_object(text)
+    kind = obj.get("type")
+    if kind == "auth":
+        token = obj.get("token")
+        if not isinstance(token, str) or len(token) > MAX_TEXT_CHARS:
+            raise ProtocolError("campo 'token' ausente ou inválido")
+        return ViewerAuth(token)
+    if kind not in ("tree", "history"):
+        raise ProtocolError("tipo de pedido desconhecido")
+    request_id = obj.get("id")
+    if not isinstance(request_id, int) or isinstance(request_id, bool) or not 1 <= request_id <= MAX_SEQ:
+        raise ProtocolError("campo 'id' ausente ou fora do intervalo")
+    client_id, path = _text(obj, "client_id"), _text(obj, "path")
+    assert client_id is not None and path is not None
+    return ViewerQuery(kind, request_id, client_id, exact_path(path, _b64(obj, "path_b64")))
+
+
+def encode_events(lines: list[str]) -> str:
+    """The ``events`` message: ``--json`` lines as they are, never re-encoded."""
+    return '{"type": "events", "events": [' + ", ".join(lines) + "]}"
+
+
+def encode_state(server: dict[str, Any], clients: list[dict[str, Any]], lines: list[str]) -> str:
+    head = json.dumps({"type": "state", "server": server, "clients": clients})
+    return head[:-1] + ', "events": [' + ", ".join(lines) + "]}"
+
+
+def encode_answer(kind: str, request: ViewerQuery, items: list[str], truncated: bool, **extra: Any) -> str:
+    """A ``tree`` (items: its entries) or ``history`` (items: ``--json`` lines) answer, JSON items as they are."""
+    text, b64 = wire_path(request.path)
+    head: dict[str, Any] = {"type": kind, "id": request.id, "client_id": request.client_id, "path": text}
+    if b64 is not None:
+        head["path_b64"] = b64
+    key = "entries" if kind == "tree" else "events"
+    body = json.dumps(head | extra | {"truncated": truncated})
+    return body[:-1] + f', "{key}": [' + ", ".join(items) + "]}"
+
+
+def encode_error(message: str, request_id: int | None = None) -> str:
+    return json.dumps({"type": "error", "message": message} | ({} if request_id is None else {"id": request_id}))
+
+
+def tree_entry(path: bytes, name: bytes, is_dir: bool, row: tuple[Any, ...] | None) -> str:
+    """One ``tree`` entry (JSON): ``row`` is the tree's (type, size, mtime) of it, None for a directory that has
+    entries below it and no row of its own."""
+    entry: dict[str, Any] = {}
+    for key, value in (("name", name), ("path", path)):
+        entry[key], b64 = wire_path(value)
+        if b64 is not None:
+            entry[key + "_b64"] = b64
+    file_type, size, mtime = row or (None, None, None)
+    entry["type"] = file_type or ("dir" if is_dir else "file")
+    if size is not None:
+        entry["size"] = int(size)
+    if mtime is not None:
+        entry["mtime"] = iso_mtime(datetime.datetime.fromtimestamp(mtime, datetime.UTC))
+    return json.dumps(entry, ensure_ascii=False)
+
+
+def remote_viewer_refused(address: Any, token: str) -> bool:
+    """Without a token a page is served to this machine only: a peer ``address`` (a socket's) that is not loopback
+    is refused (4403, with a reason the page shows: an HTTP refusal would reach it as "connection failed")."""
+    return not token and not (isinstance(address, tuple) and is_loopback(str(address[0])))
+
+
+def style_of_root(root: str) -> PathStyle:
+    """How a stored client's paths are written, judged by its root (``C:\\w`` is Windows)."""
+    return _path_style({}, root, 1)
+
+
+# The page's files, served as they are (PageAssets). Names reach the page's DOM only as text (textContent).
+
+PAGE_HTML = r"""<!DOCTYPE html>
+<html lang="pt-BR">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Monitor de diretórios — ao vivo</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/pagina.css">
+<script src="/pagina.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>Monitor de diretórios <span class="sub">ao vivo</span></h1>
+  <p id="conexao" class="estado" role="status" aria-live="polite">Conectando…</p>
+</header>
+
+<div id="aviso" class="aviso" role="alert" hidden></div>
+
+<form id="form-token" class="token" hidden>
+  <label for="token">Este servidor exige um token para mostrar os eventos.</label>
+  <input id="token" type="password" autocomplete="current-password" required>
+  <button type="submit">Entrar</button>
+  <p id="token-erro" class="erro" hidden></p>
+  <p class="nota">O token fica só nesta aba (sessionStorage) e nunca vai para a URL.</p>
+</form>
+
+<main id="conteudo">
+  <section id="clientes" aria-labelledby="t-clientes">
+    <h2 id="t-clientes">Clientes</h2>
+    <table>
+      <thead>
+        <tr>
+          <th>Nome</th><th>Pasta monitorada</th><th>Endereço</th><th>Conectado desde</th>
+          <th>Eventos</th><th>Último evento</th><th>Resumo da árvore</th><th>Eventos/s (5 min)</th>
+        </tr>
+      </thead>
+      <tbody id="lista-clientes"></tbody>
+    </table>
+    <p id="sem-clientes" class="vazio">Nenhum cliente visto ainda.</p>
+  </section>
+
+  <section id="ao-vivo" aria-labelledby="t-eventos">
+    <h2 id="t-eventos">Eventos</h2>
+    <div class="filtros">
+      <label>Cliente <select id="filtro-cliente"><option value="">todos</option></select></label>
+      <label>Tipo
+        <select id="filtro-tipo">
+          <option value="">todos</option>
+          <option value="created">criado</option>
+          <option value="modified">modificado</option>
+          <option value="deleted">excluído</option>
+          <option value="moved">movido</option>
+        </select>
+      </label>
+      <label>Caminho contém <input id="filtro-caminho" type="search"></label>
+      <button id="pausa" type="button" aria-pressed="false">Pausar</button>
+      <span id="pendentes" class="nota"></span>
+    </div>
+    <ol id="eventos" class="eventos" reversed></ol>
+  </section>
+
+  <section id="arvore" aria-labelledby="t-arvore">
+    <h2 id="t-arvore">Árvore</h2>
+    <div class="filtros">
+      <label>Cliente <select id="arvore-cliente"><option value="">—</option></select></label>
+      <nav id="arvore-caminho" class="trilha" aria-label="Caminho"></nav>
+    </div>
+    <table>
+      <thead><tr><th>Nome</th><th>Tipo</th><th>Tamanho</th><th>Modificado em</th></tr></thead>
+      <tbody id="arvore-entradas"></tbody>
+    </table>
+    <p id="arvore-nota" class="nota"></p>
+  </section>
+
+  <section id="historico" aria-labelledby="t-historico">
+    <h2 id="t-historico">Histórico</h2>
+    <p id="historico-caminho" class="nota">Clique num caminho para ver o histórico dele.</p>
+    <table>
+      <thead><tr><th>Quando</th><th>O quê</th><th>Caminho</th><th>Tamanho</th><th>Origem</th></tr></thead>
+      <tbody id="historico-eventos"></tbody>
+    </table>
+  </section>
+</main>
+</body>
+</html>
+"""
+
+PAGE_CSS = r""":root {
+  --fundo: #f7f7f5;
+  --texto: #1d1d1b;
+  --fraco: #6b6b66;
+  --linha: #d9d9d3;
+  --ok: #1a7f37;
+  --erro: #b42318;
+  --destaque: #0b57d0;
+  --esc: #8a3ffc;
+  font-family: system-ui, sans-serif;
+  font-size: 14px;
+  color: var(--texto);
+  background: var(--fundo);
+}
+body { margin: 0 auto; max-width: 1200px; padding: 0 1rem 2rem; }
+header { display: flex; align-items: baseline; justify-content: space-between; gap: 1rem; flex-wrap: wrap; }
+h1 { font-size: 1.4rem; margin: 1rem 0 0.5rem; }
+h1 .sub { color: var(--fraco); font-weight: normal; }
+h2 { font-size: 1.1rem; margin: 1.5rem 0 0.5rem; }
+table { border-collapse: collapse; width: 100%; }
+th, td { border-bottom: 1px solid var(--linha); padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+th { font-weight: 600; color: var(--fraco); }
+.estado { margin: 0; padding: 0.2rem 0.6rem; border-radius: 1rem; background: var(--linha); }
+.estado.conectado { background: #dafbe1; color: var(--ok); }
+.estado.fora { background: #ffebe9; color: var(--erro); }
+.aviso {
+  border: 1px solid var(--erro); background: #ffebe9; color: var(--erro); padding: 0.5rem 0.75rem; margin: 0.5rem 0;
+}
+.token { border: 1px solid var(--linha); background: #fff; padding: 0.75rem; margin: 0.5rem 0; }
+.token input { margin: 0 0.5rem; }
+.erro { color: var(--erro); }
+.nota, .vazio { color: var(--fraco); }
+.filtros { display: flex; flex-wrap: wrap; gap: 0.75rem; align-items: center; margin-bottom: 0.5rem; }
+.eventos {
+  list-style: none; margin: 0; padding: 0; max-height: 28rem; overflow-y: auto;
+  border: 1px solid var(--linha); background: #fff;
+}
+.eventos li { padding: 0.15rem 0.5rem; border-bottom: 1px solid var(--linha); font-family: ui-monospace, monospace; }
+.eventos li .hora { color: var(--fraco); margin-right: 0.5rem; }
+.eventos li .cliente { font-weight: 600; margin-right: 0.5rem; }
+.eventos li .tipo-created { color: var(--ok); }
+.eventos li .tipo-deleted { color: var(--erro); }
+.eventos li .tipo-moved { color: var(--destaque); }
+.caminho { font-family: ui-monospace, monospace; word-break: break-all; }
+a.caminho, button.link {
+  color: var(--destaque); cursor: pointer; background: none; border: 0; padding: 0; font: inherit; text-align: left;
+}
+button.link:hover { text-decoration: underline; }
+.esc { color: var(--esc); background: #f1e8ff; border-radius: 2px; }
+.confere { color: var(--ok); }
+.difere { color: var(--erro); }
+.desconectado { color: var(--fraco); }
+.trilha button { margin-right: 0.25rem; }
+svg.taxa { display: block; }
+svg.taxa .eixo { stroke: var(--linha); }
+svg.taxa .serie { fill: none; stroke: var(--destaque); stroke-width: 1.5; }
+[hidden] { display: none !important; }
+"""
+
+PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A página ao vivo") and shows it.
+// Every name from the server reaches the DOM through textContent or a text node, never as HTML.
+"use strict";
+
+(() => {
+  const MAX_ROWS = 500; // event rows in the DOM at most
+  const MAX_KEPT = 2000; // events kept in memory for the filters (and while paused)
+  const CHART_BUCKET_MS = 5000; // one point of the events-per-second chart
+  const CHART_POINTS = 60; // 60 x 5 s: the last five minutes
+  const RETRY_MS = [1000, 2000, 4000, 8000, 10000];
+  const TOKEN_KEY = "monitor-token"; // sessionStorage only: never the URL, never persistent storage
+  const CLOSE_TOKEN = 4401; // the token is missing or wrong
+  const CLOSE_REMOTE = 4403; // a viewer on another machine, and the server has no token
+
+  const KINDS = { created: "criado", modified: "modificado", deleted: "excluído", moved: "movido" };
+  const NOUNS = { file: "arquivo", dir: "diretório", symlink: "link simbólico", other: "arquivo especial" };
+  const ORIGINS = {
+    live: "",
+    rescan: " (varredura)",
+    startup: " (varredura inicial)",
+    resync: " (ressincronização)",
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const view = {
+    status: $("conexao"),
+    notice: $("aviso"),
+    tokenForm: $("form-token"),
+    tokenInput: $("token"),
+    tokenError: $("token-erro"),
+    clients: $("lista-clientes"),
+    noClients: $("sem-clientes"),
+    events: $("eventos"),
+    filterClient: $("filtro-cliente"),
+    filterKind: $("filtro-tipo"),
+    filterPath: $("filtro-caminho"),
+    pause: $("pausa"),
+    pending: $("pendentes"),
+    treeClient: $("arvore-cliente"),
+    treeTrail: $("arvore-caminho"),
+    treeEntries: $("arvore-entradas"),
+    treeNote: $("arvore-nota"),
+    historyPath: $("historico-caminho"),
+    historyEvents: $("historico-eventos"),
+  };
+
+  const state = {
+    ws: null,
+    token: null, // in memory; sessionStorage keeps it across reloads of this tab only
+    attempt: 0,
+    retryTimer: null,
+    offlineSince: null,
+    clients: new Map(), // client_id -> the server's client object
+    kept: [], // events and markers, oldest first
+    paused: false,
+    unseen: 0, // events that arrived while paused
+    rates: new Map(), // client_id -> Map(bucket -> events)
+    charts: new Map(), // client_id -> its <polyline>
+    nextId: 1,
+    treeStack: [], // [{name, path, path_b64}] from the root down
+    treeRequest: 0,
+    historyRequest: 0,
+  };
+
+  // ---- Names: escaped like the server's console (servidor.py, escape) -------------------------
+
+  function unsafe(code) {
+    return (
+      code < 0x20 || (code >= 0x7f && code < 0xa0) || code === 0x061c || code === 0x200e || code === 0x200f ||
+      code === 0x2028 || code === 0x2029 || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)
+    );
+  }
+
+  function escapeOf(code) {
+    if (code === 0x09) return "\\t";
+    if (code === 0x0a) return "\\n";
+    if (code === 0x0d) return "\\r";
+    if (code >= 0xdc80 && code <= 0xdcff) return "\\x" + (code - 0xdc00).toString(16); // an undecodable byte
+    const hex = code.toString(16).padStart(code < 0x100 ? 2 : 4, "0");
+    return (code < 0x100 ? "\\x" : "\\u") + hex;
+  }
+
+  // [[escaped, text], ...]: plain runs and the escapes of unsafe characters and lone surrogates.
+  function pieces(text, out = []) {
+    let run = "";
+    for (let i = 0; i < text.length; i++) {
+      const code = text.charCodeAt(i);
+      if (code >= 0xd800 && code < 0xdc00 && i + 1 < text.length) {
+        const next = text.charCodeAt(i + 1);
+        if (next >= 0xdc00 && next < 0xe000) {
+          run += text[i] + text[i + 1];
+          i++;
+          continue;
+        }
+      }
+      if (unsafe(code) || (code >= 0xd800 && code < 0xe000)) {
+        if (run) out.push([false, run]);
+        out.push([true, escapeOf(code)]);
+        run = "";
+      } else {
+        run += text[i];
+      }
+    }
+    if (run) out.push([false, run]);
+    return out;
+  }
+
+  // The exact bytes of a path that is not UTF-8 (its _b64 form): valid UTF-8 as text, other bytes as \xNN.
+  function bytePieces(b64) {
+    let bytes;
+    try {
+      bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    } catch (err) {
+      return [[true, "\\?"]];
+    }
+    const out = [];
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    let start = 0;
+    const flush = (end) => {
+      if (end > start) pieces(decoder.decode(bytes.subarray(start, end)), out);
+    };
+    let i = 0;
+    while (i < bytes.length) {
+      const length = utf8Length(bytes, i);
+      if (length) {
+        i += length;
+      } else {
+        flush(i);
+        out.push([true, "\\x" + bytes[i].toString(16).padStart(2, "0")]);
+        i++;
+        start = i;
+      }
+    }
+    flush(bytes.length);
+    return out;
+  }
+
+  // Length of the well-formed UTF-8 sequence at i (RFC 3629), 0 if there is none.
+  function utf8Length(b, i) {
+    const c = b[i];
+    const cont = (k) => i + k < b.length && (b[i + k] & 0xc0) === 0x80;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+      const d = b[i + 1];
+      const ok = c === 0xe0 ? d >= 0xa0 : c === 0xed ? d < 0xa0 : true;
+      return ok && cont(1) && cont(2) ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+      const d = b[i + 1];
+      const ok = c === 0xf0 ? d >= 0x90 : c === 0xf4 ? d < 0x90 : true;
+      return ok && cont(1) && cont(2) && cont(3) ? 4 : 0;
+    }
+    return 0;
+  }
+
+  // Append a name to el: text nodes, and each escape in a <span class="esc"> so it shows.
+  function appendName(el, text, b64) {
+    const parts = b64 ? bytePieces(b64) : pieces(String(text ?? ""));
+    for (const [escaped, part] of parts) {
+      if (escaped) {
+        const span = document.createElement("span");
+        span.className = "esc";
+        span.textContent = part;
+        el.append(span);
+      } else {
+        el.append(document.createTextNode(part));
+      }
+    }
+    return el;
+  }
+
+  function plainName(text, b64) {
+    return (b64 ? bytePieces(b64) : pieces(String(text ?? ""))).map((p) => p[1]).join("");
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // ---- Formats ---------------------------------------------------------------------------------
+
+  // Decimal units and a decimal comma, like the server's console: 999 B, 1,0 kB, 1,2 MB.
+  function formatSize(size) {
+    if (typeof size !== "number") return "";
+    if (size < 1000) return `${size} B`;
+    const units = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    let value = size / 1000;
+    let unit = 0;
+    while (value >= 999.95 && unit < units.length - 1) {
+      value /= 1000;
+      unit++;
+    }
+    return `${value.toFixed(1).replace(".", ",")} ${units[unit]}`;
+  }
+
+  function formatTime(iso, withDate) {
+    if (!iso) return "—";
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return String(iso);
+    return withDate ? when.toLocaleString("pt-BR") : when.toLocaleTimeString("pt-BR");
+  }
+
+  function describe(ev) {
+    if (ev.event === "message") return "mensagem: ";
+    const noun = NOUNS[ev.type] || (ev.is_dir ? NOUNS.dir : NOUNS.file);
+    const verb = (KINDS[ev.event] || String(ev.event)) + (ev.attrib ? " (atributos)" : "");
+    return `${noun} ${verb}: `;
+  }
+
+  // ---- Connection ------------------------------------------------------------------------------
+
+  function socketUrl() {
+    return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ao-vivo`;
+  }
+
+  function connect() {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    const ws = new WebSocket(socketUrl());
+    state.ws = ws;
+    ws.addEventListener("message", (msg) => {
+      if (state.ws === ws) receive(msg.data);
+    });
+    ws.addEventListener("close", (closing) => {
+      if (state.ws === ws) closed(closing.code, closing.reason);
+    });
+  }
+
+  function send(message) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(JSON.stringify(message));
+      return true;
+    }
+    return false;
+  }
+
+  function closed(code, reason) {
+    state.ws = null;
+    if (code === CLOSE_TOKEN) {
+      forgetToken();
+      askToken(reason || "Token inválido.");
+      setStatus("Token necessário", "fora");
+      return;
+    }
+    if (code === CLOSE_REMOTE) {
+      showNotice(
+        `${reason || "O servidor só mostra os eventos para esta mesma máquina."} ` +
+          "Para ver de outra máquina, inicie o servidor com um token (MONITOR_TOKEN ou --token)."
+      );
+    } else {
+      if (state.offlineSince === null) state.offlineSince = new Date();
+    }
+    const delay = RETRY_MS[Math.min(state.attempt, RETRY_MS.length - 1)];
+    state.attempt++;
+    if (code !== CLOSE_REMOTE) {
+      showNotice(
+        `Sem conexão com o servidor desde ${state.offlineSince.toLocaleTimeString("pt-BR")}. ` +
+          `Tentando reconectar em ${Math.round(delay / 1000)} s…`
+      );
+    }
+    setStatus("Servidor fora do ar", "fora");
+    state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function setStatus(text, kind) {
+    view.status.textContent = text;
+    view.status.className = `estado ${kind || ""}`;
+  }
+
+  function showNotice(text) {
+    view.notice.textContent = text;
+    view.notice.hidden = !text;
+  }
+
+  // ---- Token -----------------------------------------------------------------------------------
+
+  function storedToken() {
+    if (state.token) return state.token;
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function forgetToken() {
+    state.token = null;
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch (err) {
+      // storage disabled: the token was in memory only
+    }
+  }
+
+  function askToken(error) {
+    view.tokenError.textContent = error || "";
+    view.tokenError.hidden = !error;
+    view.tokenForm.hidden = false;
+    view.tokenInput.focus();
+  }
+
+  view.tokenForm.addEventListener("submit", (submit) => {
+    submit.preventDefault(); // no navigation: the token goes over the socket only
+    const token = view.tokenInput.value;
+    view.tokenInput.value = "";
+    if (!token) return;
+    state.token = token;
+    try {
+      sessionStorage.setItem(TOKEN_KEY, token);
+    } catch (err) {
+      // storage disabled: keep it in memory
+    }
+    view.tokenForm.hidden = true;
+    if (!send({ type: "auth", token })) connect();
+  });
+
+  // ---- Messages --------------------------------------------------------------------------------
+
+  function receive(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch (err) {
+      return;
+    }
+    const handlers = {
+      auth_required: onAuthRequired,
+      state: onState,
+      events: onEvents,
+      client: onClient,
+      omitted: onOmitted,
+      tree: onTree,
+      history: onHistory,
+      error: onError,
+    };
+    const handler = handlers[message.type];
+    if (handler) handler(message);
+  }
+
+  function onAuthRequired() {
+    const token = storedToken();
+    if (token) {
+      state.token = token;
+      send({ type: "auth", token });
+    } else {
+      askToken("");
+      setStatus("Token necessário", "fora");
+    }
+  }
+
+  function onState(message) {
+    state.attempt = 0;
+    state.offlineSince = null;
+    showNotice("");
+    view.tokenForm.hidden = true;
+    setStatus("Conectado", "conectado");
+    state.clients = new Map((message.clients || []).map((c) => [c.client_id, c]));
+    const markers = state.kept.filter((item) => item.marker && item.fresh);
+    markers.forEach((item) => (item.fresh = false));
+    state.kept = (message.events || []).slice(-MAX_KEPT).concat(markers);
+    renderClients();
+    renderEvents();
+    if (!view.treeClient.value && state.clients.size) {
+      view.treeClient.value = state.clients.keys().next().value;
+      chooseTreeClient();
+    }
+  }
+
+  function onEvents(message) {
+    const now = Date.now();
+    const bucket = Math.floor(now / CHART_BUCKET_MS);
+    for (const ev of message.events || []) {
+      state.kept.push(ev);
+      if (ev.client_id) {
+        const rates = state.rates.get(ev.client_id) || new Map();
+        rates.set(bucket, (rates.get(bucket) || 0) + 1);
+        state.rates.set(ev.client_id, rates);
+        const client = state.clients.get(ev.client_id);
+        if (client) {
+          client.events = Math.max(client.events || 0, ev.seq || 0); // the client numbers its events
+          client.last_event = ev.ts;
+        }
+      }
+      if (state.paused) state.unseen++;
+      else showEvent(ev);
+    }
+    if (state.kept.length > MAX_KEPT) state.kept.splice(0, state.kept.length - MAX_KEPT);
+    if (state.paused) view.pending.textContent = `${state.unseen} eventos novos enquanto pausado`;
+    for (const row of view.clients.children) {
+      const client = state.clients.get(row.dataset.clientId);
+      if (!client) continue;
+      row.querySelector(".eventos-total").textContent = String(client.events ?? 0);
+      row.querySelector(".ultimo-evento").textContent = formatTime(client.last_event, true);
+    }
+  }
+
+  function onClient(message) {
+    const client = message.client;
+    if (!client || !client.client_id) return;
+    state.clients.set(client.client_id, client);
+    renderClients();
+  }
+
+  function onOmitted(message) {
+    const item = { marker: true, fresh: true, count: message.count, at: new Date().toISOString() };
+    state.kept.push(item);
+    if (!state.paused) showEvent(item);
+  }
+
+  function onError(message) {
+    if (message.id && message.id === state.treeRequest) view.treeNote.textContent = message.message || "erro";
+    else if (message.id && message.id === state.historyRequest) {
+      view.historyPath.textContent = message.message || "erro";
+    }
+    else showNotice(message.message || "Erro do servidor.");
+  }
+
+  // ---- Clients ---------------------------------------------------------------------------------
+
+  function renderClients() {
+    const rows = [];
+    const ordered = [...state.clients.values()].sort(
+      (a, b) =>
+        Number(Boolean(b.connected)) - Number(Boolean(a.connected)) ||
+        String(b.last_seen).localeCompare(String(a.last_seen))
+    );
+    for (const c of ordered) {
+      const tr = el("tr", c.connected ? "" : "desconectado");
+      tr.dataset.clientId = c.client_id;
+      tr.append(appendName(el("td", "nome"), c.client));
+      tr.append(appendName(el("td", "caminho"), c.root));
+      tr.append(el("td", "", c.connected ? c.address || "—" : "desconectado"));
+      const since = c.connected ? formatTime(c.connected_since, true) : `visto em ${formatTime(c.last_seen, true)}`;
+      tr.append(el("td", "", since));
+      tr.append(el("td", "eventos-total", String(c.events ?? 0)));
+      tr.append(el("td", "ultimo-evento", formatTime(c.last_event, true)));
+      const digest =
+        c.digest === "matched" ? ["confere", "confere"] : c.digest === "differs" ? ["difere", "difere"] : ["", "—"];
+      tr.append(el("td", digest[0], digest[1]));
+      const chart = el("td");
+      chart.append(chartOf(c.client_id));
+      tr.append(chart);
+      rows.push(tr);
+    }
+    view.clients.replaceChildren(...rows);
+    view.noClients.hidden = rows.length > 0;
+    refreshClientSelects();
+  }
+
+  function refreshClientSelects() {
+    for (const select of [view.filterClient, view.treeClient]) {
+      const chosen = select.value;
+      const first = select.options[0];
+      const options = [first];
+      for (const c of state.clients.values()) {
+        const option = el("option", "", plainName(c.client));
+        option.value = c.client_id;
+        options.push(option);
+      }
+      select.replaceChildren(...options);
+      select.value = state.clients.has(chosen) ? chosen : "";
+    }
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svgNode(tag, attributes) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    return node;
+  }
+
+  function chartOf(clientId) {
+    const svg = svgNode("svg", { class: "taxa", width: "120", height: "24", viewBox: "0 0 120 24" });
+    const axis = svgNode("line", { class: "eixo", x1: "0", x2: "120", y1: "23.5", y2: "23.5" });
+    const line = svgNode("polyline", { class: "serie" });
+    const title = svgNode("title", {});
+    svg.append(title, axis, line);
+    state.charts.set(clientId, line);
+    drawChart(clientId);
+    return svg;
+  }
+
+  function drawChart(clientId) {
+    const line = state.charts.get(clientId);
+    if (!line) return;
+    const rates = state.rates.get(clientId) || new Map();
+    const last = Math.floor(Date.now() / CHART_BUCKET_MS);
+    const values = [];
+    for (let b = last - CHART_POINTS + 1; b <= last; b++) values.push((rates.get(b) || 0) / (CHART_BUCKET_MS / 1000));
+    for (const b of rates.keys()) if (b <= last - CHART_POINTS) rates.delete(b);
+    const top = Math.max(1, ...values);
+    const points = values.map(
+      (v, i) => `${((i * 120) / (CHART_POINTS - 1)).toFixed(1)},${(22 - (v / top) * 20).toFixed(1)}`
+    );
+    line.setAttribute("points", points.join(" "));
+    const peak = Math.max(...values);
+    const shown = peak.toFixed(1).replace(".", ",");
+    line.parentNode.firstChild.textContent = `máximo de ${shown} eventos/s nos últimos 5 minutos`;
+  }
+
+  setInterval(() => {
+    for (const [clientId, line] of [...state.charts]) {
+      if (line.isConnected) drawChart(clientId);
+      else state.charts.delete(clientId); // its row was redrawn or its client is gone
+    }
+  }, 1000);
+
+  // ---- Events ----------------------------------------------------------------------------------
+
+  function matches(ev) {
+    if (ev.marker) return true;
+    const client = view.filterClient.value;
+    const kind = view.filterKind.value;
+    const text = view.filterPath.value.toLowerCase();
+    if (client && ev.client_id !== client) return false;
+    if (kind && ev.event !== kind) return false;
+    if (text) {
+      const shown = `${plainName(ev.path, ev.path_b64)} ${plainName(ev.dest_path, ev.dest_path_b64)}`.toLowerCase();
+      if (!shown.includes(text)) return false;
+    }
+    return true;
+  }
+
+  function eventRow(ev) {
+    const li = el("li");
+    if (ev.marker) {
+      li.className = "omitidos";
+      li.textContent =
+        `${ev.count} eventos omitidos: esta página ficou para trás; a lista recomeça do estado atual.`;
+      return li;
+    }
+    li.className = `tipo-${ev.event}`;
+    li.append(el("span", "hora", formatTime(ev.ts, false)));
+    li.append(appendName(el("span", "cliente"), `[${ev.client ?? ""}]`));
+    li.append(el("span", `tipo tipo-${ev.event}`, describe(ev)));
+    if (ev.event === "message") {
+      li.append(appendName(el("span", "caminho"), ev.text ?? `<${ev.data_b64 ? "bytes binários" : ""}>`));
+      return li;
+    }
+    li.append(pathButton(ev.client_id, ev.path, ev.path_b64));
+    if (ev.dest_path != null) {
+      li.append(document.createTextNode(" -> "));
+      li.append(pathButton(ev.client_id, ev.dest_path, ev.dest_path_b64));
+    }
+    if (ev.target_path != null) {
+      li.append(document.createTextNode(" -> "));
+      li.append(appendName(el("span", "caminho"), ev.target_path, ev.target_path_b64));
+    }
+    if (typeof ev.size === "number" && ev.type === "file") {
+      li.append(document.createTextNode(` (${formatSize(ev.size)})`));
+    }
+    li.append(document.createTextNode(ORIGINS[ev.origin] || ""));
+    return li;
+  }
+
+  function pathButton(clientId, path, b64) {
+    const button = appendName(el("button", "link caminho"), path, b64);
+    button.type = "button";
+    button.title = "ver o histórico";
+    button.addEventListener("click", () => requestHistory(clientId, path, b64));
+    return button;
+  }
+
+  function showEvent(ev) {
+    if (!matches(ev)) return;
+    view.events.insertBefore(eventRow(ev), view.events.firstChild);
+    while (view.events.childElementCount > MAX_ROWS) view.events.lastElementChild.remove();
+  }
+
+  function renderEvents() {
+    const rows = [];
+    for (let i = state.kept.length - 1; i >= 0 && rows.length < MAX_ROWS; i--) {
+      if (matches(state.kept[i])) rows.push(eventRow(state.kept[i]));
+    }
+    view.events.replaceChildren(...rows);
+  }
+
+  for (const control of [view.filterClient, view.filterKind]) control.addEventListener("change", renderEvents);
+  view.filterPath.addEventListener("input", renderEvents);
+
+  view.pause.addEventListener("click", () => {
+    state.paused = !state.paused;
+    view.pause.textContent = state.paused ? "Continuar" : "Pausar";
+    view.pause.setAttribute("aria-pressed", String(state.paused));
+    if (state.paused) {
+      state.unseen = 0;
+      view.pending.textContent = "pausado";
+    } else {
+      view.pending.textContent = "";
+      renderEvents();
+    }
+  });
+
+  // ---- Tree ------------------------------------------------------------------------------------
+
+  function chooseTreeClient() {
+    const clientId = view.treeClient.value;
+    const client = state.clients.get(clientId);
+    state.treeStack = client ? [{ name: client.root, path: client.root, path_b64: null }] : [];
+    requestTree();
+  }
+
+  function requestTree() {
+    const clientId = view.treeClient.value;
+    const here = state.treeStack[state.treeStack.length - 1];
+    renderTrail();
+    if (!clientId || !here) {
+      view.treeEntries.replaceChildren();
+      view.treeNote.textContent = "Escolha um cliente para ver a árvore dele.";
+      return;
+    }
+    state.treeRequest = state.nextId++;
+    const request = { type: "tree", id: state.treeRequest, client_id: clientId, path: here.path };
+    if (here.path_b64) request.path_b64 = here.path_b64;
+    view.treeNote.textContent = "Carregando…";
+    send(request);
+  }
+
+  function renderTrail() {
+    const parts = state.treeStack.map((step, depth) => {
+      const button = appendName(el("button", "link caminho"), step.name, depth ? step.name_b64 : null);
+      button.type = "button";
+      button.addEventListener("click", () => {
+        state.treeStack.length = depth + 1;
+        requestTree();
+      });
+      return button;
+    });
+    const joined = parts.flatMap((part, i) => (i ? [document.createTextNode(" / "), part] : [part]));
+    view.treeTrail.replaceChildren(...joined);
+  }
+
+  function onTree(message) {
+    if (message.id !== state.treeRequest) return;
+    const rows = (message.entries || []).map((entry) => {
+      const tr = el("tr");
+      const name = el("td");
+      const button = appendName(el("button", "link caminho"), entry.name, entry.name_b64);
+      button.type = "button";
+      if (entry.type === "dir") {
+        button.title = "abrir a pasta";
+        button.addEventListener("click", () => {
+          const step = { name: entry.name, name_b64: entry.name_b64, path: entry.path, path_b64: entry.path_b64 };
+          state.treeStack.push(step);
+          requestTree();
+        });
+      } else {
+        button.title = "ver o histórico";
+        button.addEventListener("click", () => requestHistory(message.client_id, entry.path, entry.path_b64));
+      }
+      name.append(button);
+      tr.append(name, el("td", "", NOUNS[entry.type] || "—"), el("td", "", formatSize(entry.size)));
+      tr.append(el("td", "", formatTime(entry.mtime, true)));
+      return tr;
+    });
+    view.treeEntries.replaceChildren(...rows);
+    const count = rows.length === 1 ? "1 entrada" : `${rows.length} entradas`;
+    const note = rows.length ? count : "Pasta vazia.";
+    view.treeNote.textContent = message.truncated ? `${count} (lista cortada pelo servidor)` : note;
+  }
+
+  view.treeClient.addEventListener("change", chooseTreeClient);
+
+  // ---- History ---------------------------------------------------------------------------------
+
+  function requestHistory(clientId, path, b64) {
+    if (!clientId) return;
+    state.historyRequest = state.nextId++;
+    const request = { type: "history", id: state.historyRequest, client_id: clientId, path };
+    if (b64) request.path_b64 = b64;
+    view.historyPath.replaceChildren(
+      document.createTextNode("Carregando o histórico de "),
+      appendName(el("span", "caminho"), path, b64)
+    );
+    view.historyEvents.replaceChildren();
+    send(request);
+    document.getElementById("historico").scrollIntoView({ block: "nearest" });
+  }
+
+  function onHistory(message) {
+    if (message.id !== state.historyRequest) return;
+    const events = message.events || [];
+    const rows = events.map((ev) => {
+      const tr = el("tr");
+      tr.append(el("td", "", formatTime(ev.ts, true)), el("td", "", describe(ev).replace(/: $/, "")));
+      const where = appendName(el("td", "caminho"), ev.path, ev.path_b64);
+      if (ev.dest_path != null) {
+        where.append(document.createTextNode(" -> "));
+        appendName(where, ev.dest_path, ev.dest_path_b64);
+      }
+      tr.append(where, el("td", "", formatSize(ev.size)), el("td", "", ev.origin || ""));
+      return tr;
+    });
+    view.historyEvents.replaceChildren(...rows);
+    const label = events.length === 1 ? "1 evento" : `${events.length} eventos`;
+    view.historyPath.replaceChildren(
+      document.createTextNode(`${label}${message.truncated ? " (os mais recentes)" : ""} de `),
+      appendName(el("span", "caminho"), message.path, message.path_b64)
+    );
+  }
+
+  connect();
+})();
+"""
+
+PAGE_FILES = {  # URL path -> (content type, text)
+    "/": ("text/html; charset=utf-8", PAGE_HTML),
+    "/pagina.css": ("text/css; charset=utf-8", PAGE_CSS),
+    "/pagina.js": ("text/javascript; charset=utf-8", PAGE_JS),
+}
 
 
 # ---------------------------------------------------------------------------
@@ -1536,6 +2614,7 @@ class Record:
         self.conn = conn
         self.tree = Tree(conn)
         self.pruner = Pruner(conn)
+        self.page = PageQueries(conn)
 
     def last_seq(self, client_id: str) -> int:
         """The last stored seq of a client (0 for a stranger). A read."""
@@ -1660,6 +2739,89 @@ class Record:
         )
         for name, client_id, *row in rows:
             yield event_record(name, client_id, _stored_event(row))
+
+
+class PageQueries:
+    """What the live page reads from the record (README, "A página ao vivo"): recently seen clients, a directory
+    of a client's tree, a path's history. Reads only, run by the writer thread between transactions."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def recent_clients(self, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` most recently seen clients, as the page's client objects (not connected)."""
+        rows = self.conn.execute(
+            "SELECT client_id, name, root, protocol, last_seen, last_seq, digest_matched, verified_at FROM clients"
+            " ORDER BY last_seen DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {"client_id": client_id, "client": name, "root": root, "path_style": style_of_root(root),
+             "protocol": protocol, "connected": False, "address": None, "connected_since": None,
+             "last_seen": last_seen, "events": last_seq, "last_event": None,
+             "digest": None if matched is None else "matched" if matched else "differs", "verified_at": verified_at}
+            for client_id, name, root, protocol, last_seen, last_seq, matched, verified_at in rows
+        ]  # fmt: skip
+
+    def recent_events(self, limit: int) -> list[tuple[str, str, Event]]:
+        """The ``limit`` latest stored events, oldest first, as (client name, client_id, Event)."""
+        columns = ", ".join(f"e.{name}" for name in _EVENT_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT c.name, c.client_id, {columns} FROM events AS e JOIN clients AS c ON c.id = e.client"  # noqa: S608
+            " ORDER BY e.id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(name, client_id, _stored_event(row)) for name, client_id, *row in reversed(rows)]
+
+    def tree(self, request: ViewerQuery, limit: int = VIEWER_MAX_ENTRIES) -> str | None:
+        """The ``tree`` answer for a directory of the client's tree (None: an unknown client).
+
+        A skip-scan over the primary key: each step seeks the first key past the last child seen, so the cost is
+        the number of children (times log n), not the size of the subtree below them.
+        """
+        row = self.conn.execute("SELECT id, root FROM clients WHERE client_id = ?", (request.client_id,)).fetchone()
+        if row is None:
+            return None
+        key, sep = row[0], _separator(style_of_root(row[1]))
+        prefix, end = _below(request.path, sep)
+        found: dict[bytes, tuple[bool, tuple[Any, ...] | None]] = {}
+        low = prefix
+        while len(found) <= limit:
+            entry = self.conn.execute(
+                "SELECT path, is_dir, type, size, mtime FROM tree WHERE client = ? AND path >= ? AND path < ?"
+                " ORDER BY path LIMIT 1",
+                (key, low, end),
+            ).fetchone()
+            if entry is None:
+                break
+            name, below, _ = entry[0][len(prefix) :].partition(sep)
+            if below:  # deeper: the child directory ``name`` (with or without a row of its own); skip its subtree
+                found.setdefault(name, (True, None))
+                low = prefix + name + bytes([sep[0] + 1])
+            else:
+                found[name] = (bool(entry[1]), tuple(entry[2:]))
+                low = entry[0] + b"\x00"
+        names = sorted(found)
+        entries = [tree_entry(prefix + name, name, *found[name]) for name in names[:limit]]
+        return encode_answer("tree", request, entries, len(names) > limit)
+
+    def history(self, request: ViewerQuery, limit: int = VIEWER_MAX_HISTORY) -> str | None:
+        """The ``history`` answer: the client's events whose path or dest_path is the path, newest first."""
+        row = self.conn.execute("SELECT id, name FROM clients WHERE client_id = ?", (request.client_id,)).fetchone()
+        if row is None:
+            return None
+        text, b64 = wire_path(request.path)
+        columns = ", ".join(_EVENT_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT id, {columns} FROM events WHERE client = ?1 AND path = ?2 AND path_b64 IS ?3"  # noqa: S608
+            f" UNION SELECT id, {columns} FROM events WHERE client = ?1 AND dest_path = ?2 AND dest_path_b64 IS ?3"
+            " ORDER BY id DESC LIMIT ?4",
+            (row[0], text, b64, limit + 1),
+        ).fetchall()
+        lines = [
+            to_json_line(event_record(row[1], request.client_id, _stored_event(list(found[1:])))) for found in rows
+        ]
+        return encode_answer("history", request, lines[:limit], len(lines) > limit)
 
 
 def _event_row(ev: Event, metadata: bool = True) -> tuple[Any, ...]:
@@ -1946,9 +3108,9 @@ class Output:
             return self.console.write(json_lines if json_lines is not None else [], record=self.record)
         return self.console.write([format_event(client, ev) for ev in events], record=self.record)
 
-    def text(self, peer: str, message: str | bytes) -> None:
+    def text(self, peer: str, message: str | bytes, now: datetime.datetime | None = None) -> None:
         """A plain text message: the database has it, the console mirrors it (never waited for)."""
-        now = datetime.datetime.now(datetime.UTC)
+        now = now or datetime.datetime.now(datetime.UTC)
         if self.as_json:
             self.console.write([to_json_line(text_record(peer, message, now))], record=False)
         else:
@@ -2463,6 +3625,7 @@ class Session:
         matched = seq == report.seq and digest == report.digest
         now = utc_now()
         self.server.writer.write_later(lambda record: record.note_digest(client_id, matched, now))
+        self.server.hub.digest(client_id, matched, now)
         log.debug(
             "verificação de %s: %s (seq %d; servidor: %d entradas, %016x; cliente: seq %d, %d entradas, %016x)",
             self.label,
@@ -2507,6 +3670,7 @@ class Session:
             message.digest.count,
             time.monotonic() - started,
         )
+        self.server.hub.digest(self.hello.client_id, True, utc_now())
         await self.ws.send(encode_digest_answer("verified", self.state.stored_seq, message.digest))
 
 
@@ -2670,9 +3834,10 @@ class Publisher:
     the record had not stored yet. Owns each ClientState's seqs: ``accepted_seq`` and ``last_write`` as a batch is
     handed over, ``stored_seq`` as it commits (a failed write hands its events back: they are taken again)."""
 
-    def __init__(self, output: Output, writer: Writer) -> None:
+    def __init__(self, output: Output, writer: Writer, hub: ViewerHub | None = None) -> None:
         self.output = output
         self.writer = writer
+        self.hub = hub or ViewerHub()
 
     def store(self, hello: Hello, state: ClientState, events: list[Event]) -> asyncio.Future[Any]:
         """Hand ``events`` (newer than ``state.accepted_seq``) to the writer.
@@ -2712,20 +3877,365 @@ class Publisher:
         printed = None
         if stored:
             json_lines = None
-            if self.output.as_json:
+            if self.output.as_json or self.hub.viewers:  # the same lines for --json and the pages
                 json_lines = event_lines(hello.name, hello.client_id, stored)
             printed = self.output.events(hello.name, stored, json_lines)
+            self.hub.published(hello.name, hello.client_id, stored, json_lines)
         if printed is None:
             shown.set_result(stored)
         else:
             printed.add_done_callback(lambda done: _settle(shown, done, stored))
 
 
+# ---------------------------------------------------------------------------
+# I/O: the live page's viewers (README, "A página ao vivo").
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class ClientView:
+    """What a page shows of one client seen by this process (the record knows the others). Owned by the ViewerHub."""
+
+    client_id: str
+    name: str
+    root: str
+    path_style: PathStyle
+    protocol: int
+    last_seq: int  # how many events it has numbered: its last stored seq
+    last_seen: datetime.datetime
+    address: str | None = None  # None: not connected
+    connected_since: datetime.datetime | None = None
+    last_event: datetime.datetime | None = None
+    digest: bool | None = None  # its last digest matched (None: never checked in this process)
+    verified_at: datetime.datetime | None = None
+
+    def as_object(self) -> dict[str, Any]:
+        """The page's client object (README, "A página ao vivo")."""
+
+        def when(value: datetime.datetime | None) -> str | None:
+            return None if value is None else iso_time(value)
+
+        return {"client_id": self.client_id, "client": self.name, "root": self.root, "path_style": self.path_style,
+                "protocol": self.protocol, "connected": self.address is not None, "address": self.address,
+                "connected_since": when(self.connected_since), "last_seen": when(self.last_seen),
+                "events": self.last_seq, "last_event": when(self.last_event),
+                "digest": None if self.digest is None else "matched" if self.digest else "differs",
+                "verified_at": when(self.verified_at)}  # fmt: skip
+
+
+class ViewerQueue:
+    """One page's outgoing messages and the task that sends them: a page that does not read stalls only this task.
+
+    An ``events`` message is encoded once for every page (``put_events`` gets its bytes); events waiting for a page
+    that is behind are merged into one message. Past VIEWER_BACKLOG_MESSAGES messages or VIEWER_BACKLOG_BYTES
+    waiting, they are dropped and replaced by ``omitted`` (how many events) and a fresh ``state`` (``refill()``):
+    memory per page stays bounded, and the page starts over from the state.
+    """
+
+    def __init__(self, ws: ServerConnection, refill: Callable[[], str]) -> None:
+        self.ws = ws
+        self.omitted = 0  # events dropped for this page so far
+        self._refill = refill
+        # [bytes, None, size]: a message ready; [bytes | None, lines, size]: events (None: merged, encoded when sent).
+        self._waiting: collections.deque[list[Any]] = collections.deque()
+        self._size = 0
+        self._wake = asyncio.Event()
+
+    def put(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self._room(len(data), 1):
+            self._append([data, None, len(data)])
+
+    def put_events(self, lines: list[str], data: bytes) -> None:
+        last = self._waiting[-1] if self._waiting else None
+        if last is not None and last[1] is not None:  # behind: merged into the waiting events
+            if self._room(len(data), 0, len(lines)):
+                if last[0] is not None:
+                    last[1] = list(last[1])  # its own copy from now on (the first one is shared by every page)
+                last[0], last[2] = None, last[2] + len(data)
+                last[1].extend(lines)
+                self._size += len(data)
+        elif self._room(len(data), 1, len(lines)):
+            self._append([data, lines, len(data)])
+
+    def _append(self, item: list[Any]) -> None:
+        self._waiting.append(item)
+        self._size += item[2]
+        self._wake.set()
+
+    def _room(self, size: int, messages: int, events: int = 0) -> bool:
+        """Whether this much more fits; if not, the waiting messages become ``omitted`` + a fresh state."""
+        if len(self._waiting) + messages <= VIEWER_BACKLOG_MESSAGES and self._size + size <= VIEWER_BACKLOG_BYTES:
+            return True
+        count = events + sum(len(lines) for _, lines, _ in self._waiting if lines is not None)
+        self.omitted += count
+        self._waiting.clear()
+        self._size = 0
+        self._append([f'{{"type": "omitted", "count": {count}}}'.encode(), None, 0])
+        state = self._refill().encode("utf-8")
+        self._append([state, None, len(state)])
+        log.debug("página ao vivo %s ficou para trás: %d eventos omitidos", format_peer(self.ws.remote_address), count)
+        return False
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                data, lines, size = self._waiting.popleft()
+                data = data if data is not None else encode_events(lines).encode("utf-8")
+                self._size -= size
+                await self.ws.send(data, text=True)
+
+
+class ViewerHub:
+    """The pages watching (their ViewerQueues) and what a page is shown first: the clients (ClientViews) and the
+    latest events, kept as references (nothing is encoded while no page is open). MonitorServer calls its hooks;
+    each is synchronous and costs O(pages). Owns the ClientViews."""
+
+    def __init__(self, database: bool = False, token: bool = False) -> None:
+        self.viewers: set[ViewerQueue] = set()
+        self.sessions = 0  # /ao-vivo connections open, with a good token or not yet (MAX_VIEWERS)
+        # The latest events were read from the record once, when the first page opened: with a database, it may
+        # hold events of an earlier run; in memory, the ring has had them all since start-up.
+        self.seeded = not database
+        self._server = {"version": __version__, "protocol": PROTOCOL_VERSION, "database": database, "token": token}
+        # The latest stored events, (name, client_id, Event), and text messages, (peer, text, when).
+        self._recent: collections.deque[tuple[str, str, Event] | tuple[str, str | bytes, datetime.datetime]]
+        self._recent = collections.deque(maxlen=VIEWER_RECENT_EVENTS)
+        self._views: collections.OrderedDict[str, ClientView] = collections.OrderedDict()  # least recent first
+        self._stored: list[dict[str, Any]] = []  # the record's recent clients, as read when a page last opened
+        self._pending: list[str] = []  # --json lines published in this loop turn, for the pages (flush)
+        # A refused page retries every few seconds: one stderr line per WARNING_INTERVAL, not one per attempt.
+        self.refused = RateLimitedWarning("%d páginas ao vivo recusadas; a última, de %s: %s")
+
+    # -- hooks (MonitorServer) -------------------------------------------------
+
+    def connected(self, hello: Hello, peer: str, last_seq: int, now: datetime.datetime) -> None:
+        view = self._views.pop(hello.client_id, None)
+        digest, verified_at = (view.digest, view.verified_at) if view is not None else (None, None)
+        view = ClientView(hello.client_id, hello.name, hello.root, hello.path_style, hello.version, last_seq, now,
+                          peer, now, view.last_event if view else None, digest, verified_at)  # fmt: skip
+        self._views[hello.client_id] = view
+        excess = len(self._views) - VIEWER_MAX_CLIENTS
+        for client_id in [key for key, old in self._views.items() if old.address is None][: max(0, excess)]:
+            del self._views[client_id]  # the record still has them
+        self._changed(view)
+
+    def disconnected(self, client_id: str, now: datetime.datetime) -> None:
+        view = self._views.get(client_id)
+        if view is not None:
+            view.address, view.connected_since, view.last_seen = None, None, now
+            self._changed(view)
+
+    def digest(self, client_id: str, matched: bool, now: datetime.datetime) -> None:
+        view = self._views.get(client_id)
+        if view is not None:
+            view.digest = matched
+            view.verified_at = now if matched else view.verified_at
+            self._changed(view)
+
+    def published(self, name: str, client_id: str, events: list[Event], lines: list[str] | None) -> None:
+        """Stored events (in commit order); ``lines``: their ``--json`` lines, when already made."""
+        view = self._views.get(client_id)
+        if view is not None:
+            view.last_seq, view.last_event = max(view.last_seq, events[-1].seq), events[-1].ts
+            view.last_seen = utc_now()
+        self._recent.extend((name, client_id, ev) for ev in events[-VIEWER_RECENT_EVENTS:])
+        if self.viewers:
+            self._pend(lines if lines is not None else event_lines(name, client_id, events))
+
+    def text(self, peer: str, message: str | bytes, now: datetime.datetime) -> None:
+        self._recent.append((peer, message, now))
+        if self.viewers:
+            self._pend([to_json_line(text_record(peer, message, now))])
+
+    def _pend(self, lines: list[str]) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.extend(lines)
+
+    def flush(self) -> None:
+        """Hand the events published in this loop turn (a commit round's batches, all clients) to every page as
+        one message, encoded once."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            data = encode_events(lines).encode("utf-8")
+            for viewer in self.viewers:
+                viewer.put_events(lines, data)
+
+    def _changed(self, view: ClientView) -> None:
+        if self.viewers:
+            self.flush()  # the events stored before this change go first
+            text = json.dumps({"type": "client", "client": view.as_object()})
+            for viewer in self.viewers:
+                viewer.put(text)
+
+    # -- pages -----------------------------------------------------------------
+
+    def join(
+        self,
+        viewer: ViewerQueue,
+        stored_clients: list[dict[str, Any]],
+        recent: list[tuple[str, str, Event]] | None = None,
+    ) -> None:
+        """A page starts: ``stored_clients`` (the record's recent ones), then the state, then the stream.
+        ``recent``: the record's latest events, read once (the events stored before this process started)."""
+        self.flush()  # what is pending is in the ring, so in this page's state: the others get it now
+        self._stored = stored_clients
+        if recent is not None:
+            self.seeded = True
+            self._recent.clear()
+            self._recent.extend(recent)
+        self.viewers.add(viewer)
+        viewer.put(self.state())
+
+    def leave(self, viewer: ViewerQueue) -> None:
+        self.viewers.discard(viewer)
+
+    def state(self) -> str:
+        """The ``state`` message, from memory only: built in one loop turn, it cannot miss an event."""
+        views = {client_id: view.as_object() for client_id, view in self._views.items()}
+        seen = [*views.values(), *(row for row in self._stored if row["client_id"] not in views)]
+        connected = [client for client in seen if client["connected"]]
+        others = sorted((c for c in seen if not c["connected"]), key=lambda c: c["last_seen"] or "", reverse=True)
+        lines = []
+        for item in self._recent:
+            if isinstance(item[2], Event):
+                lines += event_lines(item[0], item[1], [item[2]])
+            else:
+                lines.append(to_json_line(text_record(*item)))
+        return encode_state(self._server, connected + others[:VIEWER_MAX_CLIENTS], lines)
+
+
+class ViewerSession:
+    """One page's /ao-vivo connection: admission (MAX_VIEWERS; without a token, this machine only), the token
+    in-band, then the state and the stream (a ViewerQueue) while the page's tree and history requests are answered
+    one at a time, at most one per VIEWER_REQUEST_INTERVAL. Nothing a page sends changes anything."""
+
+    def __init__(self, server: MonitorServer, ws: ServerConnection) -> None:
+        self.server = server
+        self.ws = ws
+        self.peer = format_peer(ws.remote_address)
+        self._next_read = 0.0  # monotonic time before which the next request waits
+
+    async def run(self) -> None:
+        hub = self.server.hub
+        if hub.sessions >= MAX_VIEWERS:
+            await self.ws.close(CLOSE_TRY_AGAIN, "muitas páginas abertas; tente mais tarde")
+            return
+        hub.sessions += 1
+        try:
+            await self._serve()
+        finally:
+            hub.sessions -= 1
+
+    async def _serve(self) -> None:
+        token, hub = self.server.token, self.server.hub
+        if remote_viewer_refused(self.ws.remote_address, token):
+            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina")
+            await self.ws.close(CLOSE_VIEWER_REMOTE, "sem token, a página ao vivo só atende esta máquina")
+            return
+        if token and not await self._authenticated(token):
+            return
+        seed = not hub.seeded
+        # A write job that only reads: its snapshot holds every event published before it resumes this task, and
+        # none published after (results and their callbacks come in commit order), so the two never overlap.
+        clients, recent = await self.server.writer.write(
+            lambda record: (
+                record.page.recent_clients(VIEWER_MAX_CLIENTS),
+                record.page.recent_events(VIEWER_RECENT_EVENTS) if seed else None,
+            )
+        )
+        viewer = ViewerQueue(self.ws, hub.state)
+        hub.join(viewer, clients, recent)
+        log.debug("página ao vivo aberta por %s", self.peer)
+        sender = asyncio.create_task(viewer.run())
+        sender.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            async for text in self.ws:
+                request = parse_viewer_request(text)
+                if isinstance(request, ViewerAuth):
+                    raise ProtocolError("'auth' repetido")
+                await self._answer(request, viewer)
+        finally:
+            hub.leave(viewer)
+            sender.cancel()
+
+    async def _authenticated(self, token: str) -> bool:
+        """Nothing but ``auth_required`` before the right token; a wrong one waits VIEWER_AUTH_DELAY, then 4401."""
+        await self.ws.send('{"type": "auth_required"}')
+        reason = "token ausente ou inválido"
+        try:
+            async with asyncio.timeout(self.server.hello_timeout):
+                request = parse_viewer_request(await self.ws.recv())
+        except TimeoutError:
+            request, reason = None, f"nenhum token em {self.server.hello_timeout:g} s; digite-o e tente de novo"
+        except ProtocolError:
+            request = None
+        if isinstance(request, ViewerAuth):
+            given = request.token.encode("utf-8", "surrogatepass")
+            if hmac.compare_digest(given, token.encode("utf-8", "surrogateescape")):
+                return True
+        self.server.hub.refused.happened(self.peer, reason)  # never the token it sent
+        await asyncio.sleep(VIEWER_AUTH_DELAY)
+        await self.ws.close(CLOSE_VIEWER_TOKEN, close_reason(reason))
+        return False
+
+    async def _answer(self, request: ViewerQuery, viewer: ViewerQueue) -> None:
+        early = self._next_read - time.monotonic()
+        if early > 0:
+            await asyncio.sleep(early)
+        if request.kind == "tree":
+            answer = await self.server.writer.read(lambda record: record.page.tree(request))
+        else:
+            answer = await self.server.writer.read(lambda record: record.page.history(request))
+        self._next_read = time.monotonic() + VIEWER_REQUEST_INTERVAL
+        self.server.hub.flush()  # a fresh state after an overflow here must not be followed by events it holds
+        viewer.put(answer if answer is not None else encode_error("cliente desconhecido", request.id))
+
+
+class HandshakeGate:
+    """What a request gets before any WebSocket (websockets' ``process_request``): HTTP 503 past the connection
+    cap; the page's files for a plain HTTP request (PageAssets); the checks of a handshake: check_request for a
+    monitor client, check_viewer for a page's /ao-vivo."""
+
+    def __init__(self, token: str, max_connections: int, open_connections: Callable[[], int]) -> None:
+        self.token = token
+        self.max_connections = max_connections
+        self.assets = PageAssets(PAGE_FILES)
+        self._open_connections = open_connections
+        self._full = RateLimitedWarning(
+            "servidor cheio: %d conexões recusadas com HTTP 503 (limite de %d conexões abertas; --max-conexoes)"
+        )
+
+    def __call__(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self._open_connections() > self.max_connections:
+            self._full.happened(self.max_connections)
+            return ws.respond(503, "Servidor cheio; tente mais tarde.\n")
+        if request.method != "GET" or not is_upgrade(request.headers):
+            log.debug("pedido HTTP de %s: %s", format_peer(ws.remote_address), escape(request.path[:200]))
+            return self.assets.answer(request)
+        if route_of(request) == VIEWER_PATH:
+            refusal = check_viewer(request.headers, self.token)
+        else:
+            refusal = check_request(request.headers, self.token)
+        if refusal is None:
+            return None
+        status, reason = refusal
+        log.warning("conexão de %s recusada: %s", format_peer(ws.remote_address), reason)
+        response = ws.respond(status, reason.capitalize() + ".\n")
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+
 class MonitorServer:
     """Accepts monitor clients (and plain text clients), stores what they send and prints it once stored.
 
     Its parts: ``registry`` (ClientRegistry: who is connected, credentials), ``publisher`` (Publisher: stored,
-    then printed), ``budget`` (ByteBudget: bytes awaiting their commit); each connection is a Session.
+    then printed), ``budget`` (ByteBudget: bytes awaiting their commit), ``hub`` (ViewerHub: the live pages),
+    ``gate`` (HandshakeGate: the page's files, refusals); each connection is a Session, each page a ViewerSession.
     """
 
     def __init__(
@@ -2742,18 +4252,16 @@ class MonitorServer:
         self.output = output
         self.writer = writer
         self.token = token
-        self.max_connections = max_connections
         self.max_message = max_message  # a protocol client's limit, once its hello is valid
         self.hello_timeout = hello_timeout  # seconds for the first message (a slow or half-sent hello)
         self.registry = ClientRegistry(writer, max_clients)  # max_clients: the in-memory record's cap (0: none)
-        self.publisher = Publisher(output, writer)
+        self.hub = ViewerHub(database=not output.record, token=bool(token))
+        self.publisher = Publisher(output, writer, self.hub)
         self.budget = ByteBudget()
+        self.gate = HandshakeGate(token, max_connections, self.open_connections)
         self.servers: list[Any] = []  # the websockets Servers (one per address), for the connection count
         self.stop = asyncio.Event()
         self.failure: str | None = None  # why the server stopped on its own (main exits with 1)
-        self._full = RateLimitedWarning(
-            "servidor cheio: %d conexões recusadas com HTTP 503 (limite de %d conexões abertas; --max-conexoes)"
-        )
         self._texts_unstored = RateLimitedWarning(
             "%d mensagens de texto mostradas sem ser gravadas: a fila de gravação está cheia (%d mensagens ou %d bytes)"
         )
@@ -2783,23 +4291,15 @@ class MonitorServer:
         return sum(len(server.handler_tasks) for server in self.servers)
 
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Runs before the upgrade: a refused client gets a plain HTTP answer, never a WebSocket."""
-        if self.open_connections() > self.max_connections:
-            self._full.happened(self.max_connections)
-            return ws.respond(503, "Servidor cheio; tente mais tarde.\n")
-        refusal = check_request(request.headers, self.token)
-        if refusal is None:
-            return None
-        status, reason = refusal
-        log.warning("conexão de %s recusada: %s", format_peer(ws.remote_address), reason)
-        response = ws.respond(status, reason.capitalize() + ".\n")
-        if status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        """Runs before the upgrade: a file of the page, or a refusal, as a plain HTTP answer (HandshakeGate)."""
+        return self.gate(ws, request)
 
     async def handler(self, ws: ServerConnection) -> None:
         peer = format_peer(ws.remote_address)
         try:
+            if ws.request is not None and route_of(ws.request) == VIEWER_PATH:
+                await ViewerSession(self, ws).run()  # a page: no hello
+                return
             try:
                 async with asyncio.timeout(self.hello_timeout):
                     first = await ws.recv()
@@ -2844,19 +4344,25 @@ class MonitorServer:
             self.budget.hold(len(message), write)
         else:
             self._texts_unstored.happened(MAX_PENDING_TEXTS, MAX_PENDING_BYTES)
-        self.output.text(peer, message)
+        self.output.text(peer, message, now)
+        self.hub.text(peer, message, now)
 
     async def _protocol_session(self, ws: ServerConnection, peer: str, hello: Hello) -> None:
         state = await self.registry.register(ws, hello)
         # Proven: the client may now send messages of the full size (from its next frame on: see README).
         ws.protocol.max_message_size = self.max_message
         label = f"{escape(hello.name)} (id {escape(hello.client_id[:8])}, {peer})"
+        claimed = False
         try:
             await self.registry.claimed(state)
+            claimed = True
             log.info("cliente conectado: %s monitorando %s", label, escape(hello.root))
+            self.hub.connected(hello, peer, state.stored_seq, utc_now())
             await Session(self, ws, hello, state).run()
         finally:
             self.registry.disconnected(state, ws)
+            if claimed and state.connection is None:  # not replaced by a newer connection of the client
+                self.hub.disconnected(hello.client_id, utc_now())
             log.info("cliente desconectado: %s", label)
 
 
@@ -3028,9 +4534,11 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             for sock in server.sockets:
                 bound = sock.getsockname()
                 log.info("Servidor WebSocket ouvindo em %s", format_address(bound[0], bound[1], tls is not None))
+        log.info("Página ao vivo: %s", page_url(host, port, tls is not None))
         if not monitor.token and not is_loopback(host):
             log.warning(
-                "sem token, qualquer um que alcance esta porta pode enviar eventos; defina %s ou --token.",
+                "sem token, qualquer um que alcance esta porta pode enviar eventos, e a página ao vivo só atende "
+                "esta máquina; defina %s ou --token (também para ver a página de outra máquina).",
                 TOKEN_ENV,
             )
         elif tls is None and not is_loopback(host):

@@ -1,8 +1,10 @@
-"""Browser helpers for the live page's tests: Debian's chromium driven by Playwright, and a stand-in /ao-vivo.
+"""Browser helpers for the live page's tests: Debian's chromium driven by Playwright, the real server's page
+address, and a stand-in /ao-vivo.
 
-The tests take the page's URL from a fixture, so the same tests run against ``FakeLiveServer`` (a loopback
-websockets server that serves the page's files with the headers servidor.py will send, and plays the viewer
-protocol from a script the test writes) and, once the page is in servidor.py, against the real server.
+The tests that matter run against the real servidor.py (``page_url``). ``FakeLiveServer`` (a loopback websockets
+server that serves servidor.py's own page files through its PageAssets and plays the viewer protocol from a
+script the test writes) stays for what the real server does not easily produce: a viewer on another machine, an
+exact ``omitted`` count, hostile names in bulk, a digest that differs.
 
 Without chromium or Playwright the tests skip with the reason; with ``CI=true`` they fail instead.
 """
@@ -11,39 +13,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
+from support import ServerProcess
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 LOOPBACK = "127.0.0.1"
-PAGE_DIR = Path(__file__).resolve().parent / "pagina"  # phase 1: the page's files; later servidor.py holds them
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_MS = 20_000  # generous for a loaded machine: every wait returns as soon as its condition holds
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-ASSETS = {  # URL path -> (file, content type)
-    "/": ("pagina.html", "text/html; charset=utf-8"),
-    "/pagina.js": ("pagina.js", "text/javascript; charset=utf-8"),
-    "/pagina.css": ("pagina.css", "text/css; charset=utf-8"),
-}
 VIEWER_PATH = "/ao-vivo"
 CLOSE_TOKEN = 4401
 CLOSE_REMOTE = 4403
+_PAGE_LINE = re.compile(r"Página ao vivo: (http://127\.0\.0\.1:\d+/)$")
+
+
+def page_url(server: ServerProcess) -> str:
+    """The real server's page address, from its start-up line."""
+    match = _PAGE_LINE.search(server.wait_for_line(_PAGE_LINE, "stderr"))
+    assert match is not None
+    return match.group(1)
+
+
+class Assets(Protocol):
+    """servidor.PageAssets: the page's files as the server answers them."""
+
+    def answer(self, request: Request) -> Response: ...
+
 
 # Runs before the page's own script (CDP: not subject to the page's CSP): records what the CSP refused.
 WATCH_CSP = """
@@ -100,9 +105,9 @@ class FakeLiveServer:
     script's callables (``id``, ``client_id``, ``path`` copied in). ``send`` pushes a message to every viewer.
     """
 
-    def __init__(self, script: Script, page_dir: Path = PAGE_DIR) -> None:
+    def __init__(self, script: Script, assets: Assets) -> None:
         self.script = script
-        self.page_dir = page_dir
+        self.assets = assets
         self.port = 0
         self.requests: list[str] = []  # paths of the HTTP requests, in order
         self._viewers: list[Viewer] = []
@@ -162,10 +167,7 @@ class FakeLiveServer:
         self.requests.append(request.path)
         if request.path == VIEWER_PATH:
             return None
-        asset = ASSETS.get(request.path)
-        if asset is None:
-            return ws.respond(404, "Não encontrado.\n")
-        return static_response((self.page_dir / asset[0]).read_bytes(), asset[1], request)
+        return self.assets.answer(request)
 
     async def _handler(self, ws: ServerConnection) -> None:
         viewer = Viewer(ws)
@@ -201,26 +203,6 @@ class FakeLiveServer:
         finally:
             if viewer in self._viewers:
                 self._viewers.remove(viewer)
-
-
-def static_response(body: bytes, content_type: str, request: Request) -> Response:
-    """The page's files as servidor.py will serve them: strict CSP, nosniff, revalidated with an ETag."""
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = Headers(
-        [
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Content-Security-Policy", CSP),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-            ("Cache-Control", "no-cache"),
-            ("ETag", etag),
-        ]
-    )
-    if etag in request.headers.get_all("If-None-Match"):
-        return Response(304, "Not Modified", headers)
-    headers["Content-Type"] = content_type
-    headers["Content-Length"] = str(len(body))
-    return Response(200, "OK", headers, body)
 
 
 # ---------------------------------------------------------------------------
@@ -277,9 +259,9 @@ def watched_page(browser: Any) -> Iterator[tuple[Any, Watched]]:
 
 
 @contextlib.contextmanager
-def fake_live_server(script: Script) -> Iterator[FakeLiveServer]:
+def fake_live_server(script: Script, assets: Assets) -> Iterator[FakeLiveServer]:
     """A listening FakeLiveServer, closed at the end."""
-    server = FakeLiveServer(script)
+    server = FakeLiveServer(script, assets)
     try:
         server.listen()
         yield server

@@ -1,7 +1,9 @@
 """The live page in a real browser (Debian's chromium, through Playwright): what a person watching sees.
 
-Phase 1: the page talks to FakeLiveServer (tests/page_support.py), which plays the /ao-vivo protocol; the
-tests only use the page's URL and the protocol's messages, so they can be pointed at servidor.py itself.
+The tests that matter run against the real servidor.py (a subprocess on 127.0.0.1, port 0) fed by a real
+monitor_cliente.py watching a temporary directory. A few use the stand-in FakeLiveServer (tests/page_support.py)
+for what the real server does not easily produce: a viewer on another machine, an exact ``omitted`` marker,
+hostile names in bulk, a digest that differs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,15 +19,15 @@ from typing import Any
 
 import pytest
 from page_support import (
-    CSP,
-    PAGE_DIR,
     FakeLiveServer,
     Script,
     Watched,
     fake_live_server,
     launched_chromium,
+    page_url,
     watched_page,
 )
+from support import Processes, ServerProcess, free_port
 
 if os.environ.get("CI") != "true":  # in CI a missing Playwright fails the collection instead
     pytest.importorskip("playwright.sync_api", reason="Playwright não está instalado")
@@ -33,6 +36,7 @@ from playwright.sync_api import Page, expect  # noqa: E402
 BrowserPage = tuple[Page, Watched]
 ROOT = "/home/ana/projeto"
 NOW = datetime.datetime(2026, 11, 29, 14, 23, 51, tzinfo=datetime.UTC)
+PAGE_DEADLINE_MS = 30_000  # a file written -> the page: generous (the speed is a benchmark figure, tests/bench/page.py)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +58,20 @@ def live_script() -> Script:
 
 
 @pytest.fixture
-def live_server(live_script: Script) -> Iterator[FakeLiveServer]:
-    with fake_live_server(live_script) as server:
+def live_server(live_script: Script, servidor: ModuleType) -> Iterator[FakeLiveServer]:
+    with fake_live_server(live_script, servidor.PageAssets(servidor.PAGE_FILES)) as server:
         yield server
+
+
+def real_server(procs: Processes, watched: Path, *args: str, name: str = "notebook") -> tuple[ServerProcess, str]:
+    """servidor.py and a monitor_cliente.py watching ``watched``, connected: (the server, the page's address)."""
+    server = procs.server(args=args)
+    procs.client(watched, server.uri, name, connected_to=server, args=["-q"])
+    return server, page_url(server)
+
+
+def write(path: Path, text: str = "conteúdo") -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def client(client_id: str = "a" * 32, name: str = "notebook", **extra: Any) -> dict[str, Any]:
@@ -95,9 +110,13 @@ def state(*clients: dict[str, Any], recent: list[dict[str, Any]] | None = None) 
     return {"type": "state", "clients": list(clients), "events": recent or []}
 
 
-def open_page(page: Page, server: FakeLiveServer) -> None:
-    page.goto(server.url)
+def open_page(page: Page, where: FakeLiveServer | str) -> None:
+    page.goto(where if isinstance(where, str) else where.url)
     expect(page.locator("#conexao")).to_have_text("Conectado")
+
+
+def row_with(page: Page, text: str | re.Pattern[str]) -> Any:
+    return rows(page).filter(has_text=text)
 
 
 def rows(page: Page) -> Any:
@@ -112,97 +131,6 @@ def assert_clean(page: Page, watched: Watched) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_page_loads_with_no_errors_and_strict_headers(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer, tmp_path: Path
-) -> None:
-    page, watched = browser_page
-    live_script.state = lambda: state(client(), recent=[event(f"{ROOT}/antes.txt", 1)])
-    response = page.goto(live_server.url)
-    assert response is not None and response.status == 200
-    headers = response.headers
-    assert headers["content-security-policy"] == CSP
-    assert headers["x-content-type-options"] == "nosniff"
-    assert headers["cache-control"] == "no-cache" and headers["etag"]
-    expect(page.locator("#conexao")).to_have_text("Conectado")
-    expect(rows(page)).to_have_count(1)
-    expect(page.locator("#lista-clientes tr")).to_have_count(1)
-    expect(page.locator("#lista-clientes tr td").nth(0)).to_have_text("notebook")
-    expect(page.locator("#lista-clientes tr td").nth(6)).to_have_text("confere")
-    assert live_server.requests[:3] == ["/", "/pagina.css", "/pagina.js"] or set(live_server.requests[:3]) == {
-        "/",
-        "/pagina.css",
-        "/pagina.js",
-    }
-    page.screenshot(path=str(tmp_path / "pagina.png"), full_page=True)
-    assert (tmp_path / "pagina.png").stat().st_size > 0
-    assert_clean(page, watched)
-
-
-def test_an_event_appears_newest_first_and_counts_for_its_client(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    live_script.state = lambda: state(client())
-    open_page(page, live_server)
-    live_server.send(events(event(f"{ROOT}/um.txt", 1)))
-    live_server.send(events(event(f"{ROOT}/dois.txt", 2, "modified", size=1_200_000)))
-    expect(rows(page)).to_have_count(2)
-    expect(rows(page).nth(0)).to_contain_text(f"arquivo modificado: {ROOT}/dois.txt (1,2 MB)")
-    expect(rows(page).nth(1)).to_contain_text(f"arquivo criado: {ROOT}/um.txt (1,2 kB)")
-    expect(page.locator("#lista-clientes .eventos-total")).to_have_text("2")
-    expect(page.locator("#lista-clientes polyline")).to_have_attribute("points", re.compile(r"\d"))
-    assert_clean(page, watched)
-
-
-def test_filters_by_client_kind_and_path_text(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    other = "b" * 32
-    live_script.state = lambda: state(client(), client(other, "servidor-2"))
-    open_page(page, live_server)
-    live_server.send(
-        events(
-            event(f"{ROOT}/relatorio.txt", 1),
-            event(f"{ROOT}/foto.png", 2, "deleted"),
-            event("/srv/dados/relatorio.csv", 1, client_id=other, client="servidor-2"),
-        )
-    )
-    expect(rows(page)).to_have_count(3)
-    page.select_option("#filtro-cliente", other)
-    expect(rows(page)).to_have_count(1)
-    expect(rows(page).nth(0)).to_contain_text("/srv/dados/relatorio.csv")
-    page.select_option("#filtro-cliente", "")
-    page.select_option("#filtro-tipo", "deleted")
-    expect(rows(page)).to_have_count(1)
-    expect(rows(page).nth(0)).to_contain_text("arquivo excluído")
-    page.select_option("#filtro-tipo", "")
-    page.fill("#filtro-caminho", "RELATORIO")
-    expect(rows(page)).to_have_count(2)
-    page.fill("#filtro-caminho", "")
-    expect(rows(page)).to_have_count(3)
-    assert_clean(page, watched)
-
-
-def test_pause_holds_the_list_and_continue_shows_what_came(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    live_script.state = lambda: state(client())
-    open_page(page, live_server)
-    live_server.send(events(event(f"{ROOT}/a.txt", 1)))
-    expect(rows(page)).to_have_count(1)
-    page.click("#pausa")
-    expect(page.locator("#pausa")).to_have_text("Continuar")
-    live_server.send(events(event(f"{ROOT}/b.txt", 2), event(f"{ROOT}/c.txt", 3)))
-    expect(page.locator("#pendentes")).to_have_text("2 eventos novos enquanto pausado")
-    expect(rows(page)).to_have_count(1)
-    page.click("#pausa")
-    expect(rows(page)).to_have_count(3)
-    expect(rows(page).nth(0)).to_contain_text("c.txt")
-    assert_clean(page, watched)
-
-
 def test_the_list_stays_bounded(browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer) -> None:
     page, watched = browser_page
     live_script.state = lambda: state(client())
@@ -210,56 +138,6 @@ def test_the_list_stays_bounded(browser_page: BrowserPage, live_script: Script, 
     live_server.send(events(*(event(f"{ROOT}/f{seq}", seq) for seq in range(1, 701))))
     expect(rows(page).nth(0)).to_contain_text(f"{ROOT}/f700")
     expect(rows(page)).to_have_count(500)
-    assert_clean(page, watched)
-
-
-def test_tree_browses_directories_and_a_file_shows_its_history(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    live_script.state = lambda: state(client())
-
-    def tree(request: dict[str, Any]) -> dict[str, Any]:
-        if request["path"] == ROOT:
-            entries = [
-                {"name": "docs", "path": f"{ROOT}/docs", "type": "dir", "mtime": NOW.isoformat()},
-                {
-                    "name": "leia.txt",
-                    "path": f"{ROOT}/leia.txt",
-                    "type": "file",
-                    "size": 2500,
-                    "mtime": NOW.isoformat(),
-                },
-            ]
-        else:
-            entries = [{"name": "nota.md", "path": f"{ROOT}/docs/nota.md", "type": "file", "size": 10}]
-        return {"type": "tree", "entries": entries, "truncated": False}
-
-    def history(request: dict[str, Any]) -> dict[str, Any]:
-        path = request["path"]
-        found = [event(path, 3, "modified", size=2500), event(path, 1, "created", size=0)]
-        return {"type": "history", "events": found, "truncated": False}
-
-    live_script.tree, live_script.history = tree, history
-    open_page(page, live_server)
-    entries = page.locator("#arvore-entradas tr")
-    expect(entries).to_have_count(2)
-    expect(entries.nth(1)).to_contain_text("leia.txt")
-    expect(entries.nth(1)).to_contain_text("2,5 kB")
-    expect(entries.nth(1)).to_contain_text("29/11/2026")  # mtime, local time of the context (São Paulo)
-    page.locator("#arvore-entradas button", has_text="docs").click()
-    expect(entries).to_have_count(1)
-    expect(entries.nth(0)).to_contain_text("nota.md")
-    expect(page.locator("#arvore-caminho button")).to_have_count(2)
-    page.locator("#arvore-entradas button", has_text="nota.md").click()
-    history_rows = page.locator("#historico-eventos tr")
-    expect(history_rows).to_have_count(2)
-    expect(history_rows.nth(0)).to_contain_text("arquivo modificado")
-    expect(page.locator("#historico-caminho")).to_contain_text(f"2 eventos de {ROOT}/docs/nota.md")
-    requests = [(r["type"], r["path"]) for r in live_script.received]
-    assert requests == [("tree", ROOT), ("tree", f"{ROOT}/docs"), ("history", f"{ROOT}/docs/nota.md")]
-    page.locator("#arvore-caminho button").nth(0).click()
-    expect(entries).to_have_count(2)
     assert_clean(page, watched)
 
 
@@ -278,31 +156,6 @@ def test_a_stream_path_opens_its_history(
 
 
 HTML_NAMES = ['"><img src=x onerror=window.__pwned=1>.txt', "<b onmouseover=window.__pwned=1>&amp;&lt;<b>.html"]
-
-
-def test_html_in_names_is_text_and_runs_nothing(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    hostile = HTML_NAMES[0]
-    live_script.state = lambda: state(client(name=f"<img src=x onerror=window.__pwned=1>{hostile}"))
-    live_script.tree = lambda request: {
-        "type": "tree",
-        "entries": [{"name": n, "path": f"{ROOT}/{n}", "type": "file"} for n in HTML_NAMES],
-    }
-    live_script.history = lambda request: {"type": "history", "events": [event(request["path"], 1)]}
-    open_page(page, live_server)
-    live_server.send(events(*(event(f"{ROOT}/{name}", seq) for seq, name in enumerate(HTML_NAMES, 1))))
-    expect(rows(page)).to_have_count(2)
-    expect(rows(page).nth(1)).to_contain_text(f"{ROOT}/{HTML_NAMES[0]}")
-    expect(rows(page).nth(0)).to_contain_text(f"{ROOT}/{HTML_NAMES[1]}")
-    expect(page.locator("#arvore-entradas tr")).to_have_count(2)
-    page.locator("#arvore-entradas button").nth(0).click()
-    expect(page.locator("#historico-eventos tr")).to_have_count(1)
-    expect(page.locator("#lista-clientes td").nth(0)).to_have_text(f"<img src=x onerror=window.__pwned=1>{hostile}")
-    assert page.locator("main img, main b").count() == 0  # no element made of a name
-    assert page.evaluate("window.__pwned") is None
-    assert_clean(page, watched)  # a handler that got into the DOM would also show as a CSP violation
 
 
 def hostile_names() -> list[tuple[str, str | bytes]]:
@@ -351,33 +204,6 @@ def test_control_and_bidi_characters_show_escaped_like_the_console(
     assert_clean(page, watched)
 
 
-def test_token_is_asked_kept_in_session_only_and_a_wrong_one_is_refused(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    live_script.token = "s3gredo-do-servidor"
-    live_script.state = lambda: state(client())
-    page.goto(live_server.url)
-    expect(page.locator("#form-token")).to_be_visible()
-    expect(page.locator("#conexao")).to_have_text("Token necessário")
-    page.fill("#token", "errado")
-    page.click("#form-token button")
-    expect(page.locator("#token-erro")).to_have_text("token ausente ou inválido")
-    assert live_server.viewers() == 0
-    page.fill("#token", live_script.token)
-    page.click("#form-token button")
-    expect(page.locator("#conexao")).to_have_text("Conectado")
-    expect(page.locator("#form-token")).to_be_hidden()
-    assert [m["token"] for m in live_script.received if m["type"] == "auth"] == ["errado", live_script.token]
-    assert live_script.token not in page.url
-    assert page.evaluate("localStorage.length") == 0
-    assert page.evaluate("sessionStorage.getItem('monitor-token')") == live_script.token
-    page.reload()  # the same tab: the token is sent again without asking
-    expect(page.locator("#conexao")).to_have_text("Conectado")
-    assert [m["token"] for m in live_script.received if m["type"] == "auth"][-1] == live_script.token
-    assert_clean(page, watched)
-
-
 def test_a_remote_viewer_without_token_is_told_how_to_allow_it(
     browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
 ) -> None:
@@ -386,27 +212,6 @@ def test_a_remote_viewer_without_token_is_told_how_to_allow_it(
     page.goto(live_server.url)
     expect(page.locator("#aviso")).to_contain_text("inicie o servidor com um token (MONITOR_TOKEN ou --token)")
     assert_clean(page, watched)
-
-
-def test_the_page_says_when_the_server_is_gone_and_reconnects(
-    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
-) -> None:
-    page, watched = browser_page
-    live_script.state = lambda: state(client(), recent=[event(f"{ROOT}/antes.txt", 1)])
-    open_page(page, live_server)
-    live_server.go_away()
-    expect(page.locator("#aviso")).to_contain_text("Sem conexão com o servidor desde")
-    expect(page.locator("#conexao")).to_have_text("Servidor fora do ar")
-    live_script.state = lambda: state(client(), recent=[event(f"{ROOT}/antes.txt", 1), event(f"{ROOT}/depois.txt", 2)])
-    live_server.listen()
-    expect(page.locator("#conexao")).to_have_text("Conectado")
-    expect(page.locator("#aviso")).to_be_hidden()
-    expect(rows(page)).to_have_count(2)
-    live_server.send(events(event(f"{ROOT}/novo.txt", 3)))
-    expect(rows(page).nth(0)).to_contain_text("novo.txt")
-    # The attempts while the server was away are the only console errors (Chromium logs a refused WebSocket).
-    problems = watched.problems(page, allowed=lambda text: "WebSocket connection to" in text)
-    assert problems == [], problems
 
 
 def test_omitted_events_are_said_and_a_fresh_state_follows(
@@ -443,12 +248,211 @@ def test_client_status_changes_and_the_rate_chart(
     assert_clean(page, watched)
 
 
-def test_the_page_files_hold_no_inline_script_or_style() -> None:
-    """The CSP refuses inline code; this says so before a browser does (and keeps names out of innerHTML)."""
-    html = (PAGE_DIR / "pagina.html").read_text(encoding="utf-8")
-    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
-    assert "<style" not in html and " style=" not in html and re.search(r"\son\w+=", html) is None
-    script = (PAGE_DIR / "pagina.js").read_text(encoding="utf-8")
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in script
-    assert "localStorage" not in script
+# ---------------------------------------------------------------------------
+# Against the real server, fed by a real client.
+# ---------------------------------------------------------------------------
+
+
+def test_page_loads_with_no_errors_strict_headers_and_the_client_listed(
+    browser_page: BrowserPage, procs: Processes, watched: Path, tmp_path: Path, servidor: ModuleType
+) -> None:
+    page, seen = browser_page
+    server, url = real_server(procs, watched)
+    write(watched / "antes.txt")
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*antes\.txt$"))
+    response = page.goto(url)
+    assert response is not None and response.status == 200
+    headers = response.headers
+    assert headers["content-security-policy"] == servidor.PAGE_CSP
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-cache" and headers["etag"]
+    expect(page.locator("#conexao")).to_have_text("Conectado")
+    expect(row_with(page, f"arquivo criado: {watched}/antes.txt")).to_have_count(1)  # the state's recent events
+    first_row = page.locator("#lista-clientes tr").nth(0)
+    expect(first_row.locator("td").nth(0)).to_have_text("notebook")
+    expect(first_row.locator("td").nth(1)).to_have_text(str(watched))
+    expect(first_row.locator("td").nth(2)).to_have_text(re.compile(r"^127\.0\.0\.1:\d+$"))
+    page.screenshot(path=str(tmp_path / "pagina.png"), full_page=True)
+    assert (tmp_path / "pagina.png").stat().st_size > 0
+    assert_clean(page, seen)
+
+
+def test_a_file_written_on_a_watched_directory_appears_on_the_page(
+    browser_page: BrowserPage, procs: Processes, watched: Path
+) -> None:
+    page, seen = browser_page
+    _, url = real_server(procs, watched)
+    open_page(page, url)
+    write(watched / "relatorio.txt")
+    expect(row_with(page, f"arquivo criado: {watched}/relatorio.txt")).to_have_count(1, timeout=PAGE_DEADLINE_MS)
+    (watched / "relatorio.txt").rename(watched / "final.txt")
+    moved = row_with(page, f"arquivo movido: {watched}/relatorio.txt -> {watched}/final.txt")
+    expect(moved).to_have_count(1, timeout=PAGE_DEADLINE_MS)
+    expect(rows(page).nth(0)).to_contain_text("final.txt")  # newest first
+    expect(page.locator("#lista-clientes .eventos-total")).not_to_have_text("0")
+    expect(page.locator("#lista-clientes polyline")).to_have_attribute("points", re.compile(r"\d"))
+    assert_clean(page, seen)
+
+
+def test_filters_and_pause_on_a_real_stream(
+    browser_page: BrowserPage, procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    page, seen = browser_page
+    server, url = real_server(procs, watched)
+    other = tmp_path / "outro"
+    other.mkdir()
+    procs.client(other, server.uri, "servidor-2", connected_to=server, args=["-q"])
+    open_page(page, url)
+    expect(page.locator("#lista-clientes tr")).to_have_count(2)
+    write(watched / "relatorio.txt")
+    write(watched / "foto.png")
+    write(other / "relatorio.csv")
+    expect(row_with(page, f"{other}/relatorio.csv")).not_to_have_count(0, timeout=PAGE_DEADLINE_MS)
+    expect(row_with(page, f"{watched}/foto.png")).not_to_have_count(0, timeout=PAGE_DEADLINE_MS)
+    (watched / "foto.png").unlink()
+    expect(row_with(page, f"arquivo excluído: {watched}/foto.png")).to_have_count(1, timeout=PAGE_DEADLINE_MS)
+    option = page.locator("#filtro-cliente option", has_text="servidor-2")
+    page.select_option("#filtro-cliente", option.get_attribute("value"))
+    expect(rows(page).filter(has_not_text=str(other))).to_have_count(0)
+    expect(row_with(page, f"{other}/relatorio.csv")).not_to_have_count(0)
+    page.select_option("#filtro-cliente", "")
+    page.select_option("#filtro-tipo", "deleted")
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page).nth(0)).to_contain_text(f"arquivo excluído: {watched}/foto.png")
+    page.select_option("#filtro-tipo", "")
+    page.fill("#filtro-caminho", "RELATORIO")
+    expect(rows(page).filter(has_not_text=re.compile("relatorio", re.IGNORECASE))).to_have_count(0)
+    expect(row_with(page, "relatorio.txt")).not_to_have_count(0)
+    expect(row_with(page, "relatorio.csv")).not_to_have_count(0)
+    page.fill("#filtro-caminho", "")
+    shown = rows(page).count()
+    page.click("#pausa")
+    expect(page.locator("#pausa")).to_have_text("Continuar")
+    write(watched / "durante-a-pausa.txt")
+    expect(page.locator("#pendentes")).to_have_text(re.compile(r"^[1-9]\d* eventos novos enquanto pausado$"))
+    expect(row_with(page, "durante-a-pausa.txt")).to_have_count(0)
+    assert rows(page).count() == shown
+    page.click("#pausa")
+    expect(row_with(page, "durante-a-pausa.txt")).not_to_have_count(0)
+    assert_clean(page, seen)
+
+
+@pytest.mark.parametrize("database", [False, True], ids=["memoria", "banco"])
+def test_the_tree_browses_and_a_path_shows_its_history(
+    browser_page: BrowserPage, procs: Processes, watched: Path, tmp_path: Path, database: bool
+) -> None:
+    page, seen = browser_page
+    server, url = real_server(procs, watched, *(["--banco", str(tmp_path / "e.db")] if database else []))
+    (watched / "docs").mkdir()
+    write(watched / "docs" / "nota.md", "1")
+    write(watched / "leia.txt", "x" * 2500)
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*/leia\.txt$"))
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*/docs/nota\.md$"))
+    write(watched / "docs" / "nota.md", "12")  # a second event for its history
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo modificado: .*/docs/nota\.md$"))
+    open_page(page, url)
+    entries = page.locator("#arvore-entradas tr")
+    expect(entries).to_have_count(2)  # the only client is chosen; its root listed, sorted by name
+    expect(entries.nth(0)).to_contain_text("docs")
+    expect(entries.nth(0)).to_contain_text("diretório")
+    expect(entries.nth(1)).to_contain_text("leia.txt")
+    page.locator("#arvore-entradas button", has_text="docs").click()
+    expect(entries).to_have_count(1)
+    expect(entries.nth(0)).to_contain_text("nota.md")
+    expect(page.locator("#arvore-caminho button")).to_have_count(2)
+    page.locator("#arvore-entradas button", has_text="nota.md").click()
+    history = page.locator("#historico-eventos tr")
+    expect(history.filter(has_text="arquivo criado")).not_to_have_count(0)
+    expect(history.nth(0)).to_contain_text("arquivo modificado")
+    expect(page.locator("#historico-caminho")).to_contain_text(f"de {watched}/docs/nota.md")
+    page.locator("#arvore-caminho button").nth(0).click()
+    expect(entries).to_have_count(2)
+    row_with(page, "leia.txt").nth(0).locator("button.caminho").click()  # a path in the stream: its history
+    expect(page.locator("#historico-caminho")).to_contain_text(f"de {watched}/leia.txt")
+    expect(history.filter(has_text="arquivo criado")).to_have_count(1)
+    expect(history.filter(has_text="nota.md")).to_have_count(0)
+    assert_clean(page, seen)
+
+
+HTML_NAMES = ['"><img src=x onerror=window.__pwned=1>.txt', "<b onmouseover=window.__pwned=1>&amp;&lt;<b>.html"]
+
+
+def test_a_file_named_with_html_is_text_and_runs_nothing(
+    browser_page: BrowserPage, procs: Processes, watched: Path
+) -> None:
+    page, seen = browser_page
+    hostile_client = "<img src=x onerror=window.__pwned=1>"
+    _, url = real_server(procs, watched, name=hostile_client)
+    open_page(page, url)
+    for name in HTML_NAMES:
+        write(watched / name)
+    for name in HTML_NAMES:
+        expect(row_with(page, f"{watched}/{name}")).not_to_have_count(0, timeout=PAGE_DEADLINE_MS)
+    expect(page.locator("#lista-clientes td").nth(0)).to_have_text(hostile_client)
+    page.select_option("#arvore-cliente", "")
+    page.select_option("#arvore-cliente", index=1)
+    expect(page.locator("#arvore-entradas tr")).to_have_count(2)
+    page.locator("#arvore-entradas button").nth(0).click()
+    expect(page.locator("#historico-eventos tr")).not_to_have_count(0)
+    expect(page.locator("#historico-eventos tr").nth(0)).to_contain_text(f"{watched}/{HTML_NAMES[0]}")
+    assert page.locator("main img, main b").count() == 0  # no element made of a name
+    assert page.evaluate("window.__pwned") is None
+    assert_clean(page, seen)  # a handler that got into the DOM would also show as a CSP violation
+
+
+def test_without_the_token_the_page_asks_and_ao_vivo_refuses(
+    browser_page: BrowserPage, procs: Processes, watched: Path
+) -> None:
+    page, seen = browser_page
+    token = "s3gredo-do-servidor"
+    server = procs.server(args=["--token", token])
+    procs.client(watched, server.uri, "notebook", connected_to=server, args=["-q", "--token", token])
+    page.goto(page_url(server))
+    expect(page.locator("#form-token")).to_be_visible()
+    expect(page.locator("#conexao")).to_have_text("Token necessário")
+    expect(page.locator("#lista-clientes tr")).to_have_count(0)  # nothing before the token
+    page.fill("#token", "errado")
+    page.click("#form-token button")
+    expect(page.locator("#token-erro")).to_have_text("token ausente ou inválido")
+    expect(page.locator("#lista-clientes tr")).to_have_count(0)
+    page.fill("#token", token)
+    page.click("#form-token button")
+    expect(page.locator("#conexao")).to_have_text("Conectado")
+    expect(page.locator("#form-token")).to_be_hidden()
+    expect(page.locator("#lista-clientes td").nth(0)).to_have_text("notebook")
+    assert token not in page.url
+    assert page.evaluate("localStorage.length") == 0
+    assert page.evaluate("sessionStorage.getItem('monitor-token')") == token
+    page.reload()  # the same tab: the token is sent again without asking
+    expect(page.locator("#conexao")).to_have_text("Conectado")
+    write(watched / "com-token.txt")
+    expect(row_with(page, "com-token.txt")).not_to_have_count(0, timeout=PAGE_DEADLINE_MS)
+    logs = server.raw("stderr").decode("utf-8")
+    assert token not in logs and "errado" not in logs
+    assert re.search(r"páginas ao vivo recusadas; a última, de 127\.0\.0\.1:\d+: token ausente ou inválido", logs)
+    assert_clean(page, seen)
+
+
+def test_the_page_says_when_the_server_is_gone_and_reconnects(
+    browser_page: BrowserPage, procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    page, seen = browser_page
+    port, database = free_port(), str(tmp_path / "e.db")
+    server = procs.server(port=port, args=["--banco", database])
+    procs.client(watched, server.uri, "notebook", connected_to=server, args=["-q"])
+    open_page(page, page_url(server))
+    write(watched / "antes.txt")
+    expect(row_with(page, "antes.txt")).not_to_have_count(0, timeout=PAGE_DEADLINE_MS)
+    assert server.stop(signal.SIGTERM) == 0
+    expect(page.locator("#aviso")).to_contain_text("Sem conexão com o servidor desde")
+    expect(page.locator("#conexao")).to_have_text("Servidor fora do ar")
+    again = procs.server(port=port, args=["--banco", database])
+    expect(page.locator("#conexao")).to_have_text("Conectado", timeout=PAGE_DEADLINE_MS)
+    expect(page.locator("#aviso")).to_be_hidden()
+    expect(row_with(page, "antes.txt")).not_to_have_count(0)  # the record's latest events, after the restart
+    again.wait_client("notebook", watched)  # the client came back by itself
+    write(watched / "depois.txt")
+    expect(row_with(page, "depois.txt")).not_to_have_count(0, timeout=PAGE_DEADLINE_MS)
+    # The attempts while the server was away are the only console errors (Chromium logs a refused WebSocket).
+    problems = seen.problems(page, allowed=lambda text: "WebSocket connection to" in text)
+    assert problems == [], problems

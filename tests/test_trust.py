@@ -227,8 +227,10 @@ def test_stuck_stdout_with_database_stalls_nothing(raw_servers: list[RawServer],
     wait_until(lambda: bool(server.stderr_with("linhas omitidas no console")), describe=server.describe)
     omitted = server.stderr_with("linhas omitidas no console")
     assert len(omitted) == 1, omitted
-    shown = json_lines(bytes(server.stdout_data))
     dropped = int(re.search(r"(\d+) linhas omitidas", omitted[0]).group(1))  # type: ignore[union-attr]
+    # The warning follows the last write to the pipe, but this test's drain thread may not have read it yet.
+    wait_until(lambda: bytes(server.stdout_data).count(b"\n") + dropped >= 5002, describe=server.describe)
+    shown = json_lines(bytes(server.stdout_data))
     print(f"lines shown {len(shown)}, omitted {dropped}")
     assert len(shown) + dropped == 5002 and dropped > 0
     assert len({(line["client_id"], line["seq"]) for line in shown}) == len(shown)  # none twice
