@@ -995,14 +995,50 @@ class HeldDigest:
         self._held = None if count == seen else kept
 
 
+class TreePaths:
+    """Where a watched path sits in a Tree (pure): the names from the root down to it, and back; lookups in a
+    tree given to it. Owns nothing that changes: the View owns the tree, and this only reads it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.prefix = root.rstrip(os.sep) + os.sep  # what every path below the root starts with
+
+    def parts(self, path: str) -> list[str] | None:
+        """The names from the root down to ``path`` ([] for the root itself); None when it is not below it."""
+        if path == self.root:
+            return []
+        return path[len(self.prefix) :].split(os.sep) if path.startswith(self.prefix) else None
+
+    def join(self, parts: list[str]) -> str:
+        return self.prefix + os.sep.join(parts)
+
+    @staticmethod
+    def find_dir(top: Tree, parts: list[str]) -> Tree | None:
+        """The directory of ``top`` at ``parts``; None when there is none (missing, or not a directory)."""
+        node: Tree | FileInfo = top
+        for name in parts:
+            node = node.get(name) if isinstance(node, dict) else None
+        return node if isinstance(node, dict) else None
+
+    def is_in(self, top: Tree, parts: list[str], node_type: FileType | None = None) -> bool:
+        """Whether ``parts`` (not the root) is in ``top`` (as a ``node_type``: "dir" or anything else, when given)."""
+        parent = self.find_dir(top, parts[:-1])
+        if parent is None or parts[-1] not in parent:
+            return False
+        return node_type is None or isinstance(parent[parts[-1]], dict) == (node_type == "dir")
+
+    def entries(self, top: Tree) -> Iterator[tuple[str, bool]]:
+        """(path, is_dir) of every entry of ``top``, parents first."""
+        return (entry for name, node in top.items() for entry in tree_entries(self.prefix + name, node))
+
+
 class View:
     """The watched tree as the server will see it once every queued event is delivered.
 
-    Changes seen on disk go in; the changes worth sending come out: none when the
-    view already agrees (a duplicate), and the missing parents first when an event
-    arrives for a directory the view never heard of. Owns the tree, whether the root
-    exists, and whether an event showed that the view missed something; what the server holds
-    of it, and its digest, is its ``HeldDigest``.
+    Changes seen on disk go in; the changes worth sending come out: none when the view already agrees (a
+    duplicate), and the missing parents first when an event arrives for a directory the view never heard of.
+    Owns the tree, whether the root exists, and whether an event showed that the view missed something; what
+    the server holds of it, and its digest, is its ``HeldDigest``; where a path sits in it, its ``TreePaths``.
     """
 
     def __init__(self, root: str) -> None:
@@ -1010,7 +1046,7 @@ class View:
         self.top: Tree = {}
         self.root_exists = True
         self.suspect = False  # an event showed that the view missed something: rescan soon
-        self._prefix = root.rstrip(os.sep) + os.sep
+        self._paths = TreePaths(root)
         self._server = HeldDigest()  # what the server holds of this view
 
     def digest(self) -> tuple[int, int]:
@@ -1033,50 +1069,33 @@ class View:
         Consume it at once (the view must not change meanwhile). Once it is exhausted the digest
         is recounted from what it gave, since that is what the server will hold.
         """
-        entries = (entry for name, node in self.top.items() for entry in tree_entries(self._prefix + name, node))
-        return self._server.recount(entries)
+        return self._server.recount(self._paths.entries(self.top))
 
     def take_suspect(self) -> bool:
         """Whether the view missed something since the last call."""
         suspect, self.suspect = self.suspect, False
         return suspect
 
-    def _parts(self, path: str) -> list[str] | None:
-        if path == self.root:
-            return []
-        return path[len(self._prefix) :].split(os.sep) if path.startswith(self._prefix) else None
-
-    def _dir(self, parts: list[str]) -> Tree | None:
-        node: Tree | FileInfo = self.top
-        for name in parts:
-            node = node.get(name) if isinstance(node, dict) else None
-        return node if isinstance(node, dict) else None
-
-    def _join(self, parts: list[str]) -> str:
-        return self._prefix + os.sep.join(parts)
-
-    def _make_parents(self, parts: list[str], origin: Origin) -> tuple[Tree, list[Change]]:
+    def _make_parents(self, parts: list[str]) -> tuple[Tree, list[Change]]:
         """The directory that holds ``parts``, creating (and reporting) any that is missing."""
         node, out = self.top, []
         for depth, name in enumerate(parts[:-1], 1):
             child = node.get(name, None)
             if not isinstance(child, dict):
-                path = self._join(parts[:depth])
+                path = self._paths.join(parts[:depth])
                 if name in node:
                     out.append(Change("deleted", path, False, origin="rescan"))
                     self._server.release(path, child)
                 child = node[name] = {}
                 out.append(Change("created", path, True, origin="rescan"))
                 self._server.hold(path, True)
-                self.suspect = True
+                self.suspect = True  # a parent we never saw created: its creation was lost
             node = child
-        if out and origin == "live":
-            self.suspect = True
         return node, out
 
     def apply(self, change: Change) -> list[Change]:
         """Record a change seen on disk; return what to send so the server agrees."""
-        parts = self._parts(change.path)
+        parts = self._paths.parts(change.path)
         if parts is None:
             return []
         if not parts:
@@ -1084,14 +1103,14 @@ class View:
         if change.kind == "moved":
             return self._move(parts, change)
         if change.kind == "deleted":
-            parent = self._dir(parts[:-1])
+            parent = self._paths.find_dir(self.top, parts[:-1])
             if parent is None or parts[-1] not in parent:
                 return []
             node = parent.pop(parts[-1])
             self._server.release(change.path, node)
             return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))]
         if change.kind == "modified":
-            parent = self._dir(parts[:-1])
+            parent = self._paths.find_dir(self.top, parts[:-1])
             if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
                 parent[parts[-1]] = None  # the content changed: what we knew of it is stale
                 self._server.hold(change.path, False, new=False)  # a file from the start-up scan: the server adds it
@@ -1102,8 +1121,8 @@ class View:
         return self._create(parts, change.is_dir, change.origin)
 
     def _create(self, parts: list[str], is_dir: bool, origin: Origin) -> list[Change]:
-        parent, out = self._make_parents(parts, origin)
-        name, path = parts[-1], self._join(parts)
+        parent, out = self._make_parents(parts)
+        name, path = parts[-1], self._paths.join(parts)
         if name in parent:
             was_dir = isinstance(parent[name], dict)
             if was_dir == is_dir:
@@ -1117,8 +1136,8 @@ class View:
 
     def _move(self, parts: list[str], change: Change) -> list[Change]:
         assert change.dest_path is not None
-        dest = self._parts(change.dest_path)
-        parent = self._dir(parts[:-1])
+        dest = self._paths.parts(change.dest_path)
+        parent = self._paths.find_dir(self.top, parts[:-1])
         if parent is None or parts[-1] not in parent:
             # The source was never seen: for the server, the destination just appeared,
             # and if it is a directory its content is unknown too.
@@ -1129,7 +1148,7 @@ class View:
             self._server.release(change.path, node)
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
         node = parent.pop(parts[-1])
-        dest_parent, out = self._make_parents(dest, change.origin)
+        dest_parent, out = self._make_parents(dest)
         replaced: FileType | None = None
         if dest[-1] in dest_parent:
             replaced = node_type(dest_parent[dest[-1]])
@@ -1141,18 +1160,15 @@ class View:
 
     def has(self, path: str, node_type: FileType | None = None) -> bool:
         """Whether ``path`` is in the view (as a ``node_type``: "dir" or anything else, when given)."""
-        parts = self._parts(path)
+        parts = self._paths.parts(path)
         if not parts:
             return parts is not None and self.root_exists and node_type in (None, "dir")
-        parent = self._dir(parts[:-1])
-        if parent is None or parts[-1] not in parent:
-            return False
-        return node_type is None or isinstance(parent[parts[-1]], dict) == (node_type == "dir")
+        return self._paths.is_in(self.top, parts, node_type)
 
     def note(self, path: str, info: int) -> None:
         """What a file of the view is now (its FileInfo, from the lstat of a change sent): its type is known."""
-        parts = self._parts(path)
-        parent = self._dir(parts[:-1]) if parts else None
+        parts = self._paths.parts(path)
+        parent = self._paths.find_dir(self.top, parts[:-1]) if parts else None
         if parent is not None and parts and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
             parent[parts[-1]] = info
 
@@ -1180,7 +1196,7 @@ class View:
 
     def diff(self, disk: Tree, origin: Origin, report_modified: bool = False) -> list[Change]:
         """The changes that turn this view into the scanned ``disk`` tree (see diff_trees)."""
-        return diff_trees(self._prefix, self.top, disk, origin, report_modified)
+        return diff_trees(self._paths.prefix, self.top, disk, origin, report_modified)
 
 
 def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modified: bool = False) -> list[Change]:
@@ -2412,12 +2428,89 @@ class Describer:
         return meta, st
 
 
-class Recorder:
-    """Changes in, one way: watchdog's events (and what scans find) -> View -> Settler -> Outbox -> console.
+class SettlePipeline:
+    """Changes applied to the view, on their way to the outbox: held by the Settler until quiet (a timer of the
+    loop lets them out), then described (Describer: lstat, SHA-256 in order) and handed to ``deliver``.
 
-    Owns two counters the supervisor reads: raw watchdog events seen (did the tree
-    move during a scan?) and changes recorded (has the view changed since the
-    state file was written?), and the timer that lets the Settler's held changes out.
+    Owns the Settler, its timer, and the count of changes let out so far (``released``: has the view changed
+    since the state file was written?). Wakes the supervisor when a flush lets changes out.
+    """
+
+    def __init__(
+        self,
+        view: View,
+        deliver: Callable[[list[tuple[Change, Metadata]]], None],
+        wake: Callable[[], None],
+        settler: Settler | None = None,
+        hash_limit: int | None = None,
+    ) -> None:
+        self._view = view  # files let out while still written get one more modified (see _on_timer)
+        self._describer = Describer(view, deliver, hash_limit)
+        self._wake = wake  # wakes the supervisor
+        self._settler = settler if settler is not None else Settler(0.0)
+        self._timer: asyncio.TimerHandle | None = None
+        self.released = 0
+
+    def __len__(self) -> int:
+        """How many changes the Settler holds."""
+        return len(self._settler)
+
+    def holding(self) -> bool:
+        """Whether changes are held (settling, or hashed): applied to the view, not queued yet."""
+        return len(self._settler) > 0 or self._describer.busy()
+
+    async def drained(self) -> None:
+        """Return once every change let out is delivered (their hashes computed)."""
+        await self._describer.drained()
+
+    def hold(self, changes: list[Change]) -> None:
+        """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on)."""
+        loop = asyncio.get_running_loop()
+        self.release(self._settler.add(changes, loop.time()))
+        deadline = self._settler.deadline()
+        if deadline is not None and self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        if self._settler.due(loop.time()):
+            busy = self.flush()
+            if self._describer.hashing and busy:
+                # Let out while still written, so without a hash: one more modified once they are quiet, with it.
+                again = [Change("modified", path, False) for path in sorted(busy) if self._view.has(path, "file")]
+                self.hold([out for change in again for out in self._view.apply(change)])
+        deadline = self._settler.deadline()
+        if deadline is not None and self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def flush(self) -> frozenset[str]:
+        """Let out whatever is held now (before what a scan found, and when stopping); the paths still being
+        written (see Settler.take)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not len(self._settler):
+            return frozenset()
+        changes, busy = self._settler.take(asyncio.get_running_loop().time())
+        self.release(changes, busy)
+        self._wake()  # the supervisor may checkpoint now
+        return busy
+
+    def release(self, changes: list[Change], busy: frozenset[str] = frozenset()) -> None:
+        """Describe and deliver changes already applied to the view (and settled) (``busy``: paths still being
+        written, not worth hashing)."""
+        if changes:
+            self.released += len(changes)
+            self._describer.describe(changes, busy)
+
+
+class Recorder:
+    """Changes in, one way: watchdog's events (and what scans find) -> View -> SettlePipeline -> Outbox -> console.
+
+    Owns which events reach the view (not an ignored path, not our own files, not a ghost, not past the
+    outbox's limit) and the count of raw watchdog events seen (the supervisor reads it: did the tree move
+    during a scan?); ``recorded`` (has the view changed since the state file was written?) is its pipeline's.
     Asks for a rescan when events may have been lost.
     """
 
@@ -2435,24 +2528,30 @@ class Recorder:
     ) -> None:
         self._view = view
         self._outbox = outbox
-        self._describer = Describer(view, self._queue, hash_limit)
+        self._pipeline = SettlePipeline(view, self._queue, wake, settler, hash_limit)
         self._rescans = rescans
         self._wake = wake  # wakes the supervisor
         self._skip = skip
         self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._console = console
-        self._settler = settler if settler is not None else Settler(0.0)
-        self._timer: asyncio.TimerHandle | None = None
         self.events_seen = 0
-        self.recorded = 0
+
+    @property
+    def recorded(self) -> int:
+        """Changes recorded so far (applied to the view and let out of the Settler)."""
+        return self._pipeline.released
 
     def holding(self) -> bool:
         """Whether changes are held (settling, or hashed): applied to the view, not queued yet."""
-        return len(self._settler) > 0 or self._describer.busy()
+        return self._pipeline.holding()
 
     async def drained(self) -> None:
         """Return once every change recorded is queued (their hashes computed)."""
-        await self._describer.drained()
+        await self._pipeline.drained()
+
+    def flush(self) -> frozenset[str]:
+        """Queue whatever is held now (see SettlePipeline.flush)."""
+        return self._pipeline.flush()
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
@@ -2469,16 +2568,16 @@ class Recorder:
                 change = dataclasses.replace(change, is_dir=False)
             if self._ghost(change):
                 continue
-            if self._outbox.waiting() + len(self._settler) >= self._outbox.limit:
+            if self._outbox.waiting() + len(self._pipeline) >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
                     log.warning(
                         "%d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
-                        self._outbox.waiting() + len(self._settler),
+                        self._outbox.waiting() + len(self._pipeline),
                     )
                 continue
             changes.extend(self._view.apply(change))
-        self._settle(changes)
+        self._pipeline.hold(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
 
@@ -2505,39 +2604,6 @@ class Recorder:
         # A file written under an ignored name and renamed over (or into) a watched one: a save.
         return Change("modified" if self._view.has(dest) else "created", dest, False)
 
-    def _settle(self, changes: list[Change]) -> None:
-        loop = asyncio.get_running_loop()
-        self.record(self._settler.add(changes, loop.time()))
-        deadline = self._settler.deadline()
-        if deadline is not None and self._timer is None:
-            self._timer = loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        loop = asyncio.get_running_loop()
-        if self._settler.due(loop.time()):
-            busy = self.flush()
-            if self._describer.hashing and busy:
-                # Let out while still written, so without a hash: one more modified once they are quiet, with it.
-                again = [Change("modified", path, False) for path in sorted(busy) if self._view.has(path, "file")]
-                self._settle([out for change in again for out in self._view.apply(change)])
-        deadline = self._settler.deadline()
-        if deadline is not None and self._timer is None:
-            self._timer = loop.call_at(deadline, self._on_timer)
-
-    def flush(self) -> frozenset[str]:
-        """Queue whatever is held now (before what a scan found, and when stopping); the paths still being
-        written (see Settler.take)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not len(self._settler):
-            return frozenset()
-        changes, busy = self._settler.take(asyncio.get_running_loop().time())
-        self.record(changes, busy)
-        self._wake()  # the supervisor may checkpoint now
-        return busy
-
     def on_kernel_overflow(self) -> None:
         if self._rescans.overflow(asyncio.get_running_loop().time()):
             log.warning("a fila de eventos do kernel transbordou; uma varredura vai recuperar o que se perdeu.")
@@ -2546,13 +2612,6 @@ class Recorder:
     def request_rescan(self) -> None:
         self._rescans.request()
         self._wake()
-
-    def record(self, changes: list[Change], busy: frozenset[str] = frozenset()) -> None:
-        """Queue changes already applied to the view (and settled), each with its metadata, and print them
-        (``busy``: paths still being written, not worth hashing)."""
-        if changes:
-            self.recorded += len(changes)
-            self._describer.describe(changes, busy)
 
     def _queue(self, described: list[tuple[Change, Metadata]]) -> None:
         now = datetime.datetime.now().astimezone()
@@ -2564,7 +2623,7 @@ class Recorder:
     def record_root(self, kind: EventKind) -> None:
         """The root itself was deleted or created, as the watcher found (no-op if the view knows it already)."""
         self.flush()
-        self.record(self._view.apply(Change(kind, self._view.root, True, origin="rescan")))
+        self._pipeline.release(self._view.apply(Change(kind, self._view.root, True, origin="rescan")))
 
     def repair(self, differences: list[Change]) -> int:
         """Record the differences a scan found (View.diff), as far as they still hold; return how many."""
@@ -2577,7 +2636,7 @@ class Recorder:
                 break
             if still_true(change):
                 changes += self._view.apply(change)
-        self.record(changes)
+        self._pipeline.release(changes)
         return len(changes)
 
 
@@ -2758,34 +2817,26 @@ class Verdicts:
         )
 
 
-class Uplink:
-    """The one connection to the server: reconnects, says hello, streams the outbox, takes acks, proves the
-    server's tree with a digest and repairs it with a manifest (protocol 2), flushes at the end.
+class Stream:
+    """What flows over one open connection (the loop alone touches it): the outbox's batches out, the acks in,
+    and at quiet moments the digest that proves the server's tree or the manifest that repairs it (protocol 2).
 
-    Owns the connection (the loop alone touches it), the protocol version spoken, and where a
-    verification stands. The identity said in the hello is the state file's (read when connecting).
+    Owns where a verification stands (its Verification) and the sender's wake-up; lives as long as the client,
+    one ``run`` per session.
     """
 
     def __init__(
         self,
-        settings: Settings,
         outbox: Outbox,
         view: View,
-        state_file: StateFile,
         on_all_acked: Callable[[], None],
         settling: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._settings = settings
         self._outbox = outbox
         self._view = view
         self._settling = settling  # changes are held, in the view but not queued: no digest, no manifest yet
-        self._state_file = state_file
         self._on_all_acked = on_all_acked
-        self.connected = False
-        self._verdicts = Verdicts(settings, state_file)
-        self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
-        self.version = PROTOCOL_VERSION  # said in the next hello: FALLBACK_PROTOCOL_VERSION after a refusal
-        self.spoken = PROTOCOL_VERSION  # what the current session speaks (the welcome's)
+        self._spoken = PROTOCOL_VERSION  # what the current session speaks (the welcome's)
         self._kick = asyncio.Event()  # wakes the sender: a verification step may be due
         self._proof = Verification()
 
@@ -2793,6 +2844,98 @@ class Uplink:
         """Send a digest as soon as the server has acknowledged every event (protocol 2; a no-op on 1)."""
         self._proof.want()
         self._kick.set()
+
+    async def run(self, ws: ClientConnection, spoken: int) -> None:
+        """Send and receive over ``ws``, which speaks version ``spoken``, until the connection ends (it raises
+        ConnectionClosed, even for a normal close: the server is stopping) or FatalError."""
+        self._spoken = spoken
+        sender = asyncio.create_task(self._send(ws))
+        receiver = asyncio.create_task(self._receive(ws))
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            sender.cancel()
+            receiver.cancel()
+
+    def ended(self) -> None:
+        """The connection is closed: anything unfinished of a verification is asked again on the next one."""
+        self._proof.interrupted()
+
+    async def _send(self, ws: ClientConnection) -> None:
+        """Send the batches, and at quiet moments the digest or the manifest: the only writer of ``ws``."""
+        outbox = self._outbox
+        for batch in outbox.unacked_batches():
+            await ws.send(encode_batch([downgrade(item.data, self._spoken) for item in batch]))
+        while True:
+            if self._proof.manifest_due() and not outbox.waiting() and not self._settling():
+                await self._send_manifest(ws)
+            elif self._proof.digest_due() and not outbox.pending() and not self._settling() and self._spoken >= 2:
+                count, total = self._view.digest()
+                self._proof.digest_sent(outbox.acked_seq, count)
+                await ws.send(encode_digest(outbox.acked_seq, count, total))
+            elif outbox.waiting() and not self._proof.holding():
+                batch = await outbox.next_batch()
+                await ws.send(encode_batch([downgrade(item.data, self._spoken) for item in batch]))
+            else:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait until an event is queued (unless a manifest holds them) or the sender is kicked."""
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._kick.wait())}
+        if not self._proof.holding():
+            waits.add(asyncio.ensure_future(self._outbox.queued()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        self._kick.clear()
+
+    async def _send_manifest(self, ws: ClientConnection) -> None:
+        """Send the whole tree the server should hold, as of the last event sent (none is waiting: the view
+        matches it); then hold the outbox until the server says the trees agree."""
+        seq = self._outbox.next_seq - 1
+        messages, count, _ = encode_manifest(seq, self._view.held_entries())  # at once: the view cannot move
+        self._proof.manifest_sent(seq, count, asyncio.get_running_loop().time())
+        for message in messages:
+            await ws.send(message)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        while True:
+            message = await ws.recv()  # raises ConnectionClosed, a normal close included
+            try:
+                reply = parse_server_message(message, self._spoken)
+                if reply.kind in ("verified", "resync"):
+                    self._proof.answered(reply, asyncio.get_running_loop().time())
+                    self._kick.set()
+            except ProtocolError as exc:
+                raise FatalError(str(exc)) from None
+            if reply.kind == "ack":
+                self._outbox.ack(reply.seq)
+                if not self._outbox.pending():
+                    self._on_all_acked()  # the server has everything: time for a checkpoint
+                    self._kick.set()
+
+
+class Uplink:
+    """The one connection to the server: reconnects, says hello, hands the session to its Stream, flushes at
+    the end.
+
+    Owns the connection's lifecycle (the loop alone touches it) and the protocol version spoken. The identity
+    said in the hello is the state file's (read when connecting).
+    """
+
+    def __init__(self, settings: Settings, outbox: Outbox, state_file: StateFile, stream: Stream) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._state_file = state_file
+        self._stream = stream
+        self.connected = False
+        self._verdicts = Verdicts(settings, state_file)
+        self._stopping = False  # flush() was called: a close no longer waits for a server that does not answer
+        self.version = PROTOCOL_VERSION  # said in the next hello: FALLBACK_PROTOCOL_VERSION after a refusal
 
     async def run(self) -> None:
         """Keep one connection open (reconnecting as needed) and stream the outbox over it; FatalError when hopeless."""
@@ -2843,78 +2986,16 @@ class Uplink:
         # The ack covers this identity's earlier runs too: what was never sent continues after it.
         self._outbox.ack(welcome.seq)
         self._outbox.continue_after(welcome.seq)
-        self.spoken = welcome.version
         self.connected = True
         self._verdicts.connected()
         log.info("Conectado a %s", uri)
-        sender = asyncio.create_task(self._send(ws))
-        receiver = asyncio.create_task(self._receive(ws))
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # ConnectionClosed (even a normal close: the server is stopping) / FatalError
+            await self._stream.run(ws, welcome.version)
         finally:
-            sender.cancel()
-            receiver.cancel()
             if self._stopping:
                 ws.close_timeout = min(ws.close_timeout or STOP_CLOSE_TIMEOUT, STOP_CLOSE_TIMEOUT)
             await ws.close()
-            self._proof.interrupted()
-
-    async def _send(self, ws: ClientConnection) -> None:
-        """Send the batches, and at quiet moments the digest or the manifest: the only writer of ``ws``."""
-        outbox = self._outbox
-        for batch in outbox.unacked_batches():
-            await ws.send(encode_batch([downgrade(item.data, self.spoken) for item in batch]))
-        while True:
-            if self._proof.manifest_due() and not outbox.waiting() and not self._settling():
-                await self._send_manifest(ws)
-            elif self._proof.digest_due() and not outbox.pending() and not self._settling() and self.spoken >= 2:
-                count, total = self._view.digest()
-                self._proof.digest_sent(outbox.acked_seq, count)
-                await ws.send(encode_digest(outbox.acked_seq, count, total))
-            elif outbox.waiting() and not self._proof.holding():
-                batch = await outbox.next_batch()
-                await ws.send(encode_batch([downgrade(item.data, self.spoken) for item in batch]))
-            else:
-                await self._idle()
-
-    async def _idle(self) -> None:
-        """Wait until an event is queued (unless a manifest holds them) or the sender is kicked."""
-        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._kick.wait())}
-        if not self._proof.holding():
-            waits.add(asyncio.ensure_future(self._outbox.queued()))
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
-        self._kick.clear()
-
-    async def _send_manifest(self, ws: ClientConnection) -> None:
-        """Send the whole tree the server should hold, as of the last event sent (none is waiting: the view
-        matches it); then hold the outbox until the server says the trees agree."""
-        seq = self._outbox.next_seq - 1
-        messages, count, _ = encode_manifest(seq, self._view.held_entries())  # at once: the view cannot move
-        self._proof.manifest_sent(seq, count, asyncio.get_running_loop().time())
-        for message in messages:
-            await ws.send(message)
-
-    async def _receive(self, ws: ClientConnection) -> None:
-        while True:
-            message = await ws.recv()  # raises ConnectionClosed, a normal close included
-            try:
-                reply = parse_server_message(message, self.spoken)
-                if reply.kind in ("verified", "resync"):
-                    self._proof.answered(reply, asyncio.get_running_loop().time())
-                    self._kick.set()
-            except ProtocolError as exc:
-                raise FatalError(str(exc)) from None
-            if reply.kind == "ack":
-                self._outbox.ack(reply.seq)
-                if not self._outbox.pending():
-                    self._on_all_acked()  # the server has everything: time for a checkpoint
-                    self._kick.set()
+            self._stream.ended()
 
     async def flush(self) -> None:
         """Wait, up to FLUSH_TIMEOUT, until the server has acknowledged everything. From then on (we are
@@ -2926,12 +3007,124 @@ class Uplink:
                     await self._outbox.next_ack()
 
 
-class Supervisor:
-    """The loop's housekeeping: the watcher's health, rescans and repairs, checkpoints of the state file.
+class Scanner:
+    """Scans of the watched tree, each in a worker thread (see scan_tree): what they find unreadable goes to the
+    Watcher; a root that is gone wakes the supervisor. Owns the flag that makes a scan in progress give up."""
 
-    Runs every CHECK_INTERVAL seconds, or as soon as ``wake`` is set (a rescan is
-    asked for, the server acknowledged everything, a watchdog thread died). Owns
-    the scans and when the state file was last written.
+    def __init__(
+        self, root: str, watcher: Watcher, state_file: StateFile, wake: asyncio.Event, ignore: IgnoreRules
+    ) -> None:
+        self._root = root
+        self._watcher = watcher
+        self._skip = state_file.own_paths  # never watched, never scanned
+        self._wake = wake
+        self._ignore = ignore
+        self._interrupt = threading.Event()  # the client is stopping: scans in progress give up
+
+    def interrupt(self) -> None:
+        """The client is stopping: a scan in progress stops at its next directory (its thread would hold the exit).
+        A scan that is not interruptible (the last checkpoint's) goes on."""
+        self._interrupt.set()
+
+    async def scan(self, purpose: str, interruptible: bool = True) -> Tree | None:
+        """The tree on disk (in a worker thread); None if the root is gone; Interrupted when the client stops."""
+        started = time.perf_counter()
+        stop = self._interrupt if interruptible else None
+        result = await asyncio.to_thread(scan_tree, self._root, self._skip, stop, self._ignore)
+        log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
+        if result is None:
+            self._wake.set()  # the root is gone: the watcher's inspection reports it
+            return None
+        disk, unreadable = result
+        self._watcher.note_unreadable(unreadable)
+        return disk
+
+
+class Checkpointer:
+    """Checkpoints: when the server has every change, check the view against the disk (a scan) and write the
+    state file; differences found twice are repaired through the Recorder. Owns the CheckpointSchedule and
+    how much the last save covered (``Recorder.recorded`` then)."""
+
+    def __init__(
+        self,
+        view: View,
+        outbox: Outbox,
+        recorder: Recorder,
+        rescans: RescanSchedule,
+        scanner: Scanner,
+        state_file: StateFile,
+    ) -> None:
+        self._view = view
+        self._outbox = outbox
+        self._recorder = recorder
+        self._rescans = rescans
+        self._scanner = scanner
+        self._state_file = state_file
+        self._schedule = CheckpointSchedule()
+        self._saved = 0  # recorder.recorded when the state file was last written
+
+    def due(self, now: float) -> bool:
+        """Whether to checkpoint now: the view changed since the last save, the server has all of it, and the
+        schedule says it is time."""
+        return self._ready() and self._schedule.due(now)
+
+    def _ready(self) -> bool:
+        """The view changed since the last save, and the server has all of it."""
+        return (
+            self._recorder.recorded != self._saved
+            and self._outbox.pending() == 0
+            and not self._recorder.holding()
+            and not self._rescans.needed
+        )
+
+    async def last(self) -> None:
+        """At shutdown, after the flush: save the state file if the server has everything; otherwise save the
+        view with the events it has not confirmed, to send again at the next start (see SavedState)."""
+        if self._outbox.pending():
+            await self.save(self._view.top)
+        elif self._ready() and self._view.root_exists:
+            await self.checkpoint(interruptible=False)
+
+    async def checkpoint(self, interruptible: bool = True) -> bool:
+        """When the server has everything, check the view against the disk and save the state file (True)."""
+        loop = asyncio.get_running_loop()
+        seen = self._recorder.events_seen
+        disk = await self._scanner.scan("de verificação", interruptible)
+        if disk is None or self._recorder.events_seen != seen or not self._ready():
+            self._schedule.moved(loop.time())  # try again later, less eagerly
+            log.debug("verificação: a árvore mudou durante a varredura; nova tentativa mais tarde")
+            return False
+        differences = self._view.diff(disk, "rescan")
+        if differences:
+            if self._schedule.differs(loop.time()):
+                # Events were lost without any sign (the scan is the only witness): send them now,
+                # and save the state at the next checkpoint, once the server has them.
+                sent = self._recorder.repair(differences)
+                log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
+            else:
+                log.debug("verificação: %d diferença(s); olhando de novo antes de enviar", len(differences))
+            return False
+        self._schedule.agrees(loop.time())
+        self._view.load_tree(disk)  # the same paths, with every file's info known again
+        recorded = self._recorder.recorded
+        await self.save(disk)
+        self._saved = recorded
+        return True
+
+    async def save(self, tree: Tree) -> None:
+        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says), with the
+        events the server has not confirmed yet (none, but at shutdown)."""
+        pending = self._outbox.unconfirmed()
+        seq = pending[0][0] - 1 if pending else self._outbox.next_seq - 1
+        await self._state_file.save(tree, self._view.held(), seq, pending)
+
+
+class Supervisor:
+    """The loop's housekeeping: the watcher's health, rescans and repairs, checkpoints (its Checkpointer).
+
+    Runs every CHECK_INTERVAL seconds, or as soon as ``wake`` is set (a rescan is asked for, the server
+    acknowledged everything, a watchdog thread died). Starts the watcher and loads the view at start-up;
+    its scans are the Scanner's.
     """
 
     def __init__(
@@ -2955,14 +3148,16 @@ class Supervisor:
         self._state_file = state_file
         self._wake = wake
         self._verify = verify  # asks the server to compare its tree with the view's digest
-        self._checkpoints = CheckpointSchedule()
-        self._saved = 0  # recorder.recorded when the state file was last written
-        self._interrupt = threading.Event()  # the client is stopping: scans in progress give up
+        self._scanner = Scanner(view.root, watcher, state_file, wake, self._ignore)
+        self._checkpoints = Checkpointer(view, outbox, recorder, rescans, self._scanner, state_file)
 
     def interrupt(self) -> None:
-        """The client is stopping: a scan in progress stops at its next directory (its thread would hold the exit).
-        The last checkpoint's scan is not interrupted."""
-        self._interrupt.set()
+        """The client is stopping: a scan in progress gives up (see Scanner.interrupt)."""
+        self._scanner.interrupt()
+
+    async def last_checkpoint(self) -> None:
+        """At shutdown, after the flush (see Checkpointer.last)."""
+        await self._checkpoints.last()
 
     async def start_up(self) -> bool:
         """Start watching; report what changed since the last run (the state file), or take a baseline.
@@ -2976,7 +3171,7 @@ class Supervisor:
         )
         saved = self._state_file.load()
         try:
-            disk = await self._scan("inicial")
+            disk = await self._scanner.scan("inicial")
         except Interrupted:
             return False
         if self._ignore.matched:
@@ -2988,14 +3183,14 @@ class Supervisor:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
             self._view.load_tree(disk)
-            await self._save(disk)
+            await self._checkpoints.save(disk)
         else:
             # What the server holds of the saved tree: what the state says, or nothing under a new identity.
             self._view.restore(saved.tree, saved.held if saved.identity is not None else Held())
             self._outbox.restore(saved.seq, saved.pending)  # before any new event: they keep their seqs
             self._outbox.continue_after(saved.seq)
             if self._state_file.new_identity:
-                await self._save(saved.tree)  # the identity is kept before the server hears of it
+                await self._checkpoints.save(saved.tree)  # the identity is kept before the server hears of it
             sent = self._recorder.repair(self._view.diff(disk, "startup", report_modified=True))
             log.info("Varredura inicial: %d mudança(s) desde a última execução.", sent)
         return True
@@ -3016,26 +3211,9 @@ class Supervisor:
                 continue  # overflows are still coming: wait until they stop
             if self._rescans.needed and self._outbox.waiting() < self._outbox.limit // 2:
                 await self._rescan()
-            elif self._ready_for_checkpoint() and self._checkpoints.due(loop.time()):
-                if await self._checkpoint():
+            elif self._checkpoints.due(loop.time()):
+                if await self._checkpoints.checkpoint():
                     self._verify()  # the server has every event and the disk agrees: compare the trees
-
-    async def last_checkpoint(self) -> None:
-        """At shutdown, after the flush: save the state file if the server has everything; otherwise save the
-        view with the events it has not confirmed, to send again at the next start (see SavedState)."""
-        if self._outbox.pending():
-            await self._save(self._view.top)
-        elif self._ready_for_checkpoint() and self._view.root_exists:
-            await self._checkpoint(interruptible=False)
-
-    def _ready_for_checkpoint(self) -> bool:
-        """The view changed since the last save, and the server has all of it."""
-        return (
-            self._recorder.recorded != self._saved
-            and self._outbox.pending() == 0
-            and not self._recorder.holding()
-            and not self._rescans.needed
-        )
 
     async def _check_watcher(self) -> None:
         finding = self._watcher.inspect(self._view.root_exists)
@@ -3051,58 +3229,12 @@ class Supervisor:
         if await self._watcher.restart():
             self._rescans.request()
 
-    async def _scan(self, purpose: str, interruptible: bool = True) -> Tree | None:
-        """The tree on disk (in a worker thread); None if the root is gone; Interrupted when the client stops."""
-        started = time.perf_counter()
-        stop = self._interrupt if interruptible else None
-        result = await asyncio.to_thread(scan_tree, self._view.root, self._state_file.own_paths, stop, self._ignore)
-        log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
-        if result is None:
-            self._wake.set()  # the root is gone: the watcher's inspection reports it
-            return None
-        disk, unreadable = result
-        self._watcher.note_unreadable(unreadable)
-        return disk
-
     async def _rescan(self) -> None:
         self._rescans.started()
-        disk = await self._scan("de recuperação")
+        disk = await self._scanner.scan("de recuperação")
         if disk is not None:
             sent = self._recorder.repair(self._view.diff(disk, "rescan"))
             log.info("Varredura concluída: %d mudança(s) recuperada(s).", sent)
-
-    async def _checkpoint(self, interruptible: bool = True) -> bool:
-        """When the server has everything, check the view against the disk and save the state file (True)."""
-        loop = asyncio.get_running_loop()
-        seen = self._recorder.events_seen
-        disk = await self._scan("de verificação", interruptible)
-        if disk is None or self._recorder.events_seen != seen or not self._ready_for_checkpoint():
-            self._checkpoints.moved(loop.time())  # try again later, less eagerly
-            log.debug("verificação: a árvore mudou durante a varredura; nova tentativa mais tarde")
-            return False
-        differences = self._view.diff(disk, "rescan")
-        if differences:
-            if self._checkpoints.differs(loop.time()):
-                # Events were lost without any sign (the scan is the only witness): send them now,
-                # and save the state at the next checkpoint, once the server has them.
-                sent = self._recorder.repair(differences)
-                log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
-            else:
-                log.debug("verificação: %d diferença(s); olhando de novo antes de enviar", len(differences))
-            return False
-        self._checkpoints.agrees(loop.time())
-        self._view.load_tree(disk)  # the same paths, with every file's info known again
-        recorded = self._recorder.recorded
-        await self._save(disk)
-        self._saved = recorded
-        return True
-
-    async def _save(self, tree: Tree) -> None:
-        """Write the state file: ``tree`` is the view's (what the server holds of it: the view says), with the
-        events the server has not confirmed yet (none, but at shutdown)."""
-        pending = self._outbox.unconfirmed()
-        seq = pending[0][0] - 1 if pending else self._outbox.next_seq - 1
-        await self._state_file.save(tree, self._view.held(), seq, pending)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -3149,7 +3281,8 @@ class MonitorClient:
             self.ignore,
             settings.hash_limit,
         )
-        self.uplink = Uplink(settings, self.outbox, self.view, self.state_file, self.wake.set, self.recorder.holding)
+        self.stream = Stream(self.outbox, self.view, self.wake.set, self.recorder.holding)
+        self.uplink = Uplink(settings, self.outbox, self.state_file, self.stream)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Watch and deliver until SIGINT/SIGTERM (or ``stop`` is set); raise FatalError on a fatal failure."""
@@ -3176,7 +3309,7 @@ class MonitorClient:
             self.rescans,
             self.state_file,
             self.wake,
-            self.uplink.verify,
+            self.stream.verify,
             self.ignore,
         )
         alarms = watchdog_alarms(
