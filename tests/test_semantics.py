@@ -576,8 +576,10 @@ def test_row_symlink_on_the_real_server_console(procs: Processes, watched: Path)
     server, client = start_pair(procs, watched)
     sh("mkdir pasta; ln -s ../pasta pasta/link", watched)
     lines = settled_lines(server, watched, 0)
-    # The server of this branch names a type from is_dir: a link is never a directory.
-    assert lines == [f"diretório criado: {watched}/pasta", f"arquivo criado: {watched}/pasta/link"], server.describe()
+    assert lines == [
+        f"diretório criado: {watched}/pasta",
+        f"link simbólico criado: {watched}/pasta/link -> ../pasta",
+    ], server.describe()
     client.wait_for_line(f"link simbólico criado: {watched}/pasta/link")
     assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
     no_traceback(server, client)
@@ -707,8 +709,8 @@ def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
     before = len(server.lines())
     sh("chmod +x b.sh; touch -d 2020-01-01 c.txt", watched)
     assert settled_lines(server, watched, before) == [
-        f"arquivo modificado: {watched}/b.sh",  # the server of this branch does not show "attrib" yet
-        f"arquivo modificado: {watched}/c.txt",
+        f"arquivo modificado (atributos): {watched}/b.sh",
+        f"arquivo modificado (atributos): {watched}/c.txt",
     ], server.describe()
     client.wait_for_lines(
         [f"arquivo modificado (atributos): {watched}/b.sh", f"arquivo modificado (atributos): {watched}/c.txt"]
