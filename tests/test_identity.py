@@ -365,6 +365,9 @@ def test_events_unconfirmed_at_stop_are_resent_under_their_seqs_never_shown_twic
     first = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
     shown = StdoutEvents(server)
     wait_until(state.exists, describe=procs.describe)
+    # The server says "cliente conectado" before it writes the welcome: frozen in between, the client never has a
+    # session, sends nothing, and its batch cannot wait in the server's buffer. Its own line comes after the welcome.
+    first.wait_for_line(f"Conectado a {server.uri}", "stderr")
     names = [f"f{index:02d}.txt" for index in range(20)]
     server.proc.send_signal(signal.SIGSTOP)
     try:
