@@ -1155,6 +1155,10 @@ def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int
             origin_host = ""
         if origin_host != (host or "").lower():
             return 403, "origem não permitida"
+        # DNS rebinding: a site whose name resolves to 127.0.0.1 passes "Origin equals Host"; without a token, a
+        # browser may reach the server only by a loopback name. Our clients send no Origin and pass from anywhere.
+        if not token and not is_loopback(host_name(host)):
+            return 403, "nome de host não permitido sem token"
     if token:
         given = (authorization or "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):

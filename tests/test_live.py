@@ -538,3 +538,29 @@ def test_a_viewer_queue_merges_what_waits_and_stays_bounded(servidor: ModuleType
         b'{"type": "events", "events": ["d"]}',
     ]
     assert queue.omitted == 3 and queue._size == 0
+
+
+def test_without_token_a_browser_s_monitor_handshake_needs_a_loopback_host_name(server: ServerProcess) -> None:
+    """DNS rebinding on the monitor path: a page of evil.example (resolved to 127.0.0.1) sends Origin equal to its
+    Host; without a token it must not say hello. A Python client sends no Origin and passes by any name."""
+    for host in ("evil.example", "127.0.0.1.nip.io"):
+        sock = socket.create_connection((LOOPBACK, server.port), timeout=TIMEOUT)
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://{host}:{server.port}/", sock=sock, origin=Origin(f"http://{host}:{server.port}"))
+        assert refused.value.response.status_code == 403
+        assert b"Nome de host n" in refused.value.response.body
+    sock = socket.create_connection((LOOPBACK, server.port), timeout=TIMEOUT)
+    with connect(f"ws://evil.example:{server.port}/", sock=sock) as ws:  # no Origin: a monitor client
+        ws.send("oi sem origem")
+        server.wait_for_line(re.compile(r"mensagem: oi sem origem$"))
+    with connect(server.uri, origin=Origin(f"http://{LOOPBACK}:{server.port}")) as ws:
+        ws.send("oi de localhost")
+        server.wait_for_line(re.compile(r"mensagem: oi de localhost$"))
+    assert "evil.example" not in "".join(line for line in server.lines("stdout") if "mensagem" in line)
+
+
+def test_check_request_asks_a_loopback_host_of_a_browser_only_without_token(servidor: ModuleType) -> None:
+    rebinding = {"Host": "evil.example:8765", "Origin": "http://evil.example:8765"}
+    assert servidor.check_request(Headers(rebinding), "") == (403, NOT_LOCAL)
+    assert servidor.check_request(Headers(rebinding | {"Authorization": "Bearer t"}), "t") is None
+    assert servidor.check_request(Headers({"Host": "evil.example:8765"}), "") is None
