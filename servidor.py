@@ -167,6 +167,9 @@ VIEWER_REQUEST_INTERVAL = 0.2  # seconds between two tree/history reads of one p
 VIEWER_AUTH_DELAY = 1.0  # seconds before a page's wrong token is answered (slows guessing)
 CLOSE_VIEWER_TOKEN = 4401  # application code: the page's token is missing or wrong
 CLOSE_VIEWER_REMOTE = 4403  # application code: no token, and the page is on another machine
+REMOTE_VIEWER_REASON = (  # the close reason of 4403, shown by the page
+    "sem token, a página só atende esta máquina (localhost); para outra, inicie o servidor com --token"
+)
 
 log = logging.getLogger("servidor")
 
@@ -1138,31 +1141,44 @@ def format_peer(address: Any) -> str:
     return str(address)
 
 
-def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int, str] | None:
-    """Refuse a WebSocket handshake: (HTTP status, reason) for a foreign Origin or a wrong token.
+def check_origin(headers: Headers | Mapping[str, str], *, local_name: bool) -> tuple[int, str] | None:
+    """Refuse a browser's handshake: (HTTP status, reason) for a foreign Origin, or (``local_name``) for a Host that
+    is not a loopback name.
 
-    Browsers send Origin; a page of another site must never reach the server. Our
-    client sends none, and a page served by this server itself has the same host.
+    Browsers send Origin; a page of another site must never reach the server. Our client sends none, and a page
+    served by this server itself has the same host. A site whose name resolves to 127.0.0.1 (DNS rebinding) passes
+    "Origin equals Host": without a token, a browser may reach the server only by a loopback name.
     """
     try:
-        origin, authorization, host = headers.get("Origin"), headers.get("Authorization"), headers.get("Host")
+        origin, host = headers.get("Origin"), headers.get("Host")
     except MultipleValuesError:
         return 400, "cabeçalho repetido"
-    if origin is not None:
-        try:
-            origin_host = urllib.parse.urlsplit(origin).netloc.lower()
-        except ValueError:
-            origin_host = ""
-        if origin_host != (host or "").lower():
-            return 403, "origem não permitida"
-        # DNS rebinding: a site whose name resolves to 127.0.0.1 passes "Origin equals Host"; without a token, a
-        # browser may reach the server only by a loopback name. Our clients send no Origin and pass from anywhere.
-        if not token and not is_loopback(host_name(host)):
-            return 403, "nome de host não permitido sem token"
-    if token:
-        given = (authorization or "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
-            return 401, "token ausente ou inválido"
+    if origin is None:
+        return None
+    try:
+        origin_host = urllib.parse.urlsplit(origin).netloc.lower()
+    except ValueError:
+        origin_host = ""
+    if origin_host != (host or "").lower():
+        return 403, "origem não permitida"
+    if local_name and not is_loopback(host_name(host)):
+        return 403, "nome de host não permitido sem token"
+    return None
+
+
+def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int, str] | None:
+    """Refuse a monitor client's handshake: (HTTP status, reason) for a browser's (check_origin; without a token, by
+    a loopback name only) or a wrong token. Our clients send no Origin and pass from anywhere."""
+    refusal = check_origin(headers, local_name=not token)
+    if refusal is not None or not token:
+        return refusal
+    try:
+        authorization = headers.get("Authorization")
+    except MultipleValuesError:
+        return 400, "cabeçalho repetido"
+    given = (authorization or "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
+        return 401, "token ausente ou inválido"
     return None
 
 
@@ -1264,18 +1280,10 @@ def host_name(host_header: str | None) -> str:
 
 def check_viewer(headers: Headers, token: str) -> tuple[int, str] | None:
     """Refuse a page's /ao-vivo handshake: (HTTP status, reason). The Origin rule of check_request (the token is
-    asked in-band, never in a header); without a token, the Host must also be a loopback name: a site whose name
-    resolves to 127.0.0.1 (DNS rebinding) passes both "the peer is local" and "Origin equals Host"."""
-    refusal = check_request(headers, "")
-    if refusal is not None or token:
-        return refusal
-    try:
-        host = headers.get("Host")
-    except MultipleValuesError:
-        return 400, "cabeçalho repetido"
-    if not is_loopback(host_name(host)):
-        return 403, "nome de host não permitido sem token"
-    return None
+    asked in-band, never in a header). Without a token, a foreign Host name (DNS rebinding, or another machine) is
+    NOT refused here: ViewerSession accepts it and closes with 4403 and a reason the page can show (an HTTP
+    refusal reaches a page only as "connection failed"), sending nothing before."""
+    return check_origin(headers, local_name=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1355,10 +1363,13 @@ def tree_entry(path: bytes, name: bytes, is_dir: bool, row: tuple[Any, ...] | No
     return json.dumps(entry, ensure_ascii=False)
 
 
-def remote_viewer_refused(address: Any, token: str) -> bool:
-    """Without a token a page is served to this machine only: a peer ``address`` (a socket's) that is not loopback
-    is refused (4403, with a reason the page shows: an HTTP refusal would reach it as "connection failed")."""
-    return not token and not (isinstance(address, tuple) and is_loopback(str(address[0])))
+def remote_viewer_refused(address: Any, token: str, host_header: str | None = "localhost") -> bool:
+    """Without a token a page is served to this machine only, by a loopback name: a peer ``address`` (a socket's)
+    that is not loopback, or a ``Host`` that is not a loopback name (DNS rebinding), is refused (4403, with a
+    reason the page shows: an HTTP refusal would reach it as "connection failed")."""
+    if token:
+        return False
+    return not (isinstance(address, tuple) and is_loopback(str(address[0])) and is_loopback(host_name(host_header)))
 
 
 def style_of_root(root: str) -> PathStyle:
@@ -1524,6 +1535,7 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
   const CHART_BUCKET_MS = 5000; // one point of the events-per-second chart
   const CHART_POINTS = 60; // 60 x 5 s: the last five minutes
   const RETRY_MS = [1000, 2000, 4000, 8000, 10000];
+  const REFUSED_RETRY_MS = 60000; // after a refusal with a reason (4403, 1013): the server said why
   const TOKEN_KEY = "monitor-token"; // sessionStorage only: never the URL, never persistent storage
   const CLOSE_TOKEN = 4401; // the token is missing or wrong
   const CLOSE_REMOTE = 4403; // a viewer on another machine, and the server has no token
@@ -1763,21 +1775,22 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
       return;
     }
     if (code === CLOSE_REMOTE) {
+      // Refused on purpose: retrying soon would only be refused again (and fill the server's log).
       showNotice(
         `${reason || "O servidor só mostra os eventos para esta mesma máquina."} ` +
           "Para ver de outra máquina, inicie o servidor com um token (MONITOR_TOKEN ou --token)."
       );
-    } else {
-      if (state.offlineSince === null) state.offlineSince = new Date();
+      setStatus("Acesso recusado", "fora");
+      state.retryTimer = setTimeout(connect, REFUSED_RETRY_MS);
+      return;
     }
+    if (state.offlineSince === null) state.offlineSince = new Date();
     const delay = RETRY_MS[Math.min(state.attempt, RETRY_MS.length - 1)];
     state.attempt++;
-    if (code !== CLOSE_REMOTE) {
-      showNotice(
-        `Sem conexão com o servidor desde ${state.offlineSince.toLocaleTimeString("pt-BR")}. ` +
-          `Tentando reconectar em ${Math.round(delay / 1000)} s…`
-      );
-    }
+    showNotice(
+      `Sem conexão com o servidor desde ${state.offlineSince.toLocaleTimeString("pt-BR")}. ` +
+        `Tentando reconectar em ${Math.round(delay / 1000)} s…`
+    );
     setStatus("Servidor fora do ar", "fora");
     state.retryTimer = setTimeout(connect, delay);
   }
@@ -4136,9 +4149,10 @@ class ViewerSession:
 
     async def _serve(self) -> None:
         token, hub = self.server.token, self.server.hub
-        if remote_viewer_refused(self.ws.remote_address, token):
-            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina")
-            await self.ws.close(CLOSE_VIEWER_REMOTE, "sem token, a página ao vivo só atende esta máquina")
+        host = self.ws.request.headers.get("Host") if self.ws.request is not None else None
+        if remote_viewer_refused(self.ws.remote_address, token, host):
+            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina (por localhost)")
+            await self.ws.close(CLOSE_VIEWER_REMOTE, REMOTE_VIEWER_REASON)
             return
         if token and not await self._authenticated(token):
             return

@@ -228,14 +228,15 @@ class Watched:
 
 
 @contextlib.contextmanager
-def launched_chromium() -> Iterator[Any]:
-    """One headless Debian chromium (Playwright's own download is never used); a session fixture's body."""
+def launched_chromium(*args: str) -> Iterator[Any]:
+    """One headless Debian chromium (Playwright's own download is never used); a session fixture's body. ``args``:
+    more command line switches (``--host-resolver-rules=MAP name 127.0.0.1``: a name that is not loopback)."""
     require_browser()
     from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415
 
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(args))
         try:
             yield browser
         finally:

@@ -34,6 +34,7 @@ if os.environ.get("CI") != "true":  # in CI a missing Playwright fails the colle
 from playwright.sync_api import Page, expect  # noqa: E402
 
 BrowserPage = tuple[Page, Watched]
+REMOTE_NAME = "meu-servidor.example"
 ROOT = "/home/ana/projeto"
 NOW = datetime.datetime(2026, 11, 29, 14, 23, 51, tzinfo=datetime.UTC)
 PAGE_DEADLINE_MS = 30_000  # a file written -> the page: generous (the speed is a benchmark figure, tests/bench/page.py)
@@ -41,7 +42,8 @@ PAGE_DEADLINE_MS = 30_000  # a file written -> the page: generous (the speed is 
 
 @pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    with launched_chromium() as browser:
+    # REMOTE_NAME reaches loopback but is not a loopback name: a page opened as from another machine.
+    with launched_chromium(f"--host-resolver-rules=MAP {REMOTE_NAME} 127.0.0.1") as browser:
         yield browser
 
 
@@ -212,6 +214,34 @@ def test_a_remote_viewer_without_token_is_told_how_to_allow_it(
     page.goto(live_server.url)
     expect(page.locator("#aviso")).to_contain_text("inicie o servidor com um token (MONITOR_TOKEN ou --token)")
     assert_clean(page, watched)
+
+
+def test_a_refused_page_says_why_and_does_not_retry_at_once(
+    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
+) -> None:
+    page, watched = browser_page
+    page.clock.install()
+    live_script.remote_refused = True
+    page.goto(live_server.url)
+    expect(page.locator("#aviso")).to_contain_text("só mostra os eventos para esta máquina")
+    expect(page.locator("#conexao")).to_have_text("Acesso recusado")
+    page.clock.run_for(30_000)  # the offline back-off would have retried five times by now
+    assert live_server.requests.count("/ao-vivo") == 1, live_server.requests
+    assert_clean(page, watched)
+
+
+def test_a_page_by_a_name_that_is_not_loopback_is_told_to_set_a_token(
+    browser_page: BrowserPage, procs: Processes, watched: Path
+) -> None:
+    """The real server without a token, its page opened by a name that is not loopback (as from another machine,
+    or DNS rebinding): /ao-vivo is closed with 4403 and its reason, which the page shows; no "fora do ar"."""
+    page, seen = browser_page
+    _server, url = real_server(procs, watched)
+    page.goto(url.replace("127.0.0.1", REMOTE_NAME))
+    expect(page.locator("#aviso")).to_contain_text("inicie o servidor com --token")
+    expect(page.locator("#conexao")).to_have_text("Acesso recusado")
+    expect(page.locator("#lista-clientes li")).to_have_count(0)
+    assert_clean(page, seen)
 
 
 def test_omitted_events_are_said_and_a_fresh_state_follows(
