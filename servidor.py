@@ -4012,7 +4012,7 @@ class ViewerHub:
 
     def __init__(self, database: bool = False, token: bool = False) -> None:
         self.viewers: set[ViewerQueue] = set()
-        self.sessions = 0  # /ao-vivo connections open, with a good token or not yet (MAX_VIEWERS)
+        self.sessions = 0  # /ao-vivo connections admitted (token checked, if any): at most MAX_VIEWERS
         # The latest events were read from the record once, when the first page opened: with a database, it may
         # hold events of an earlier run; in memory, the ring has had them all since start-up.
         self.seeded = not database
@@ -4137,7 +4137,16 @@ class ViewerSession:
         self._next_read = 0.0  # monotonic time before which the next request waits
 
     async def run(self) -> None:
-        hub = self.server.hub
+        token, hub = self.server.token, self.server.hub
+        host = self.ws.request.headers.get("Host") if self.ws.request is not None else None
+        if remote_viewer_refused(self.ws.remote_address, token, host):
+            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina (por localhost)")
+            await self.ws.close(CLOSE_VIEWER_REMOTE, REMOTE_VIEWER_REASON)
+            return
+        if token and not await self._authenticated(token):
+            return
+        # Only admitted pages count: silent sockets before their token are bounded by the open timeout and the
+        # connection cap, and must not lock out a page that knows the token.
         if hub.sessions >= MAX_VIEWERS:
             await self.ws.close(CLOSE_TRY_AGAIN, "muitas páginas abertas; tente mais tarde")
             return
@@ -4148,14 +4157,7 @@ class ViewerSession:
             hub.sessions -= 1
 
     async def _serve(self) -> None:
-        token, hub = self.server.token, self.server.hub
-        host = self.ws.request.headers.get("Host") if self.ws.request is not None else None
-        if remote_viewer_refused(self.ws.remote_address, token, host):
-            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina (por localhost)")
-            await self.ws.close(CLOSE_VIEWER_REMOTE, REMOTE_VIEWER_REASON)
-            return
-        if token and not await self._authenticated(token):
-            return
+        hub = self.server.hub
         seed = not hub.seeded
         # A write job that only reads: its snapshot holds every event published before it resumes this task, and
         # none published after (results and their callbacks come in commit order), so the two never overlap.

@@ -460,6 +460,24 @@ def test_too_many_viewers_are_told_to_try_later(servidor: ModuleType, server: Se
             ws.close()
 
 
+def test_silent_sockets_before_the_token_do_not_count_against_the_viewer_cap(
+    servidor: ModuleType, procs: Processes
+) -> None:
+    token = "t0ken-" + secrets.token_hex(4)
+    server = procs.server(args=["--token", token])
+    silent = [viewer(server) for _ in range(servidor.MAX_VIEWERS + 1)]
+    try:
+        for ws in silent:
+            assert receive(ws) == {"type": "auth_required"}
+        with viewer(server) as ws:
+            assert receive(ws) == {"type": "auth_required"}
+            ws.send(json.dumps({"type": "auth", "token": token}))
+            assert receive(ws)["type"] == "state"
+    finally:
+        for ws in silent:
+            ws.close()
+
+
 def _opens(server: ServerProcess) -> bool:
     with viewer(server) as ws:
         try:
