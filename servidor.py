@@ -68,6 +68,7 @@ try:
     from websockets.asyncio.server import ServerConnection, serve
     from websockets.datastructures import Headers, MultipleValuesError
     from websockets.exceptions import ConnectionClosed
+    from websockets.frames import Frame, Opcode
     from websockets.http11 import Request, Response
 except ImportError as missing:  # ModuleNotFoundError too: a library missing, or one too old to have a name
     if __name__ != "__main__":
@@ -3695,6 +3696,33 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+_SECRET_VALUE = re.compile(rb'("(?:token|secret)"\s*:\s*")(?:[^"\\]|\\.)*')
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+
+
+class SecretRedaction(logging.Filter):
+    """Keeps the page's token, a hello's secret and an Authorization header out of websockets' debug lines (-vv):
+    a frame's ``"token"``/``"secret"`` values become ``***`` (a continuation frame's payload, which may hold the rest
+    of one, is dropped), and so does the value of a credential header."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return True
+        if isinstance(args[0], Frame) and args[0].opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            frame = args[0]
+            data = b"***" if frame.opcode is Opcode.CONT else _SECRET_VALUE.sub(rb"\1***", frame.data)
+            record.args = (dataclasses.replace(frame, data=data), *args[1:])
+        elif len(args) == 2 and record.msg in ("< %s: %s", "> %s: %s") and str(args[0]).lower() in _SECRET_HEADERS:
+            record.args = (args[0], "***")
+        return True
+
+    @classmethod
+    def install(cls, logger: logging.Logger) -> None:
+        if not any(isinstance(each, cls) for each in logger.filters):
+            logger.addFilter(cls())
+
+
 class RateLimitedWarning:
     """One stderr line per WARNING_INTERVAL for a condition that may repeat thousands of times a second."""
 
@@ -4518,6 +4546,9 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
             loop.add_signal_handler(sig, stop.set)
 
+    websockets_log = logging.getLogger("servidor.websockets")
+    SecretRedaction.install(websockets_log)
+
     def open_server(address: str, at_port: int) -> Any:
         return serve(
             monitor.handler,
@@ -4533,7 +4564,7 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             ping_timeout=keepalive,
             close_timeout=keepalive,  # a dead client never answers the close either
             open_timeout=settings.open_timeout,
-            logger=logging.getLogger("servidor.websockets"),
+            logger=websockets_log,
         )
 
     # "localhost" is both loopbacks: a client may resolve it to ::1 first (one port for both).

@@ -596,3 +596,22 @@ def test_check_request_asks_a_loopback_host_of_a_browser_only_without_token(serv
     assert servidor.check_request(Headers(rebinding), "") == (403, NOT_LOCAL)
     assert servidor.check_request(Headers(rebinding | {"Authorization": "Bearer t"}), "t") is None
     assert servidor.check_request(Headers({"Host": "evil.example:8765"}), "") is None
+
+
+def test_with_vv_no_token_secret_or_authorization_reaches_stderr(procs: Processes) -> None:
+    token = "s3gredo-vv-" + secrets.token_hex(8)
+    server = procs.server(args=["-vv", "--token", token])
+    bearer = {"Authorization": f"Bearer {token}"}
+    secret = secrets.token_hex(16)
+    with connect(server.uri, additional_headers=bearer, open_timeout=TIMEOUT, legacy=True) as client:
+        hello = {"type": "hello", "version": 3, "client_id": uuid.uuid4().hex, "name": "n", "root": ROOT}
+        client.send(json.dumps(hello | {"secret": secret}))
+        assert receive(client)["type"] == "welcome"
+    with viewer(server) as ws:
+        assert receive(ws) == {"type": "auth_required"}
+        ws.send(json.dumps({"type": "auth", "token": token}))
+        assert receive(ws)["type"] == "state"
+    wait_until(lambda: server.raw("stderr").count(b"***") >= 3)  # the header, the hello, the auth
+    logs = server.raw("stderr").decode("utf-8", "replace")
+    assert token not in logs and secret not in logs and secret[:16] not in logs and secret[-16:] not in logs
+    assert '"secret": "***' in logs and '"token": "***' in logs
