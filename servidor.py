@@ -166,6 +166,7 @@ VIEWER_MAX_ENTRIES = 1_000  # entries of one directory a page gets
 VIEWER_MAX_HISTORY = 200  # events of one path's history a page gets (the latest)
 VIEWER_REQUEST_INTERVAL = 0.2  # seconds between two tree/history reads of one page
 VIEWER_AUTH_DELAY = 1.0  # seconds before a page's wrong token is answered (slows guessing)
+VIEWER_CLOSE_TIMEOUT = 1.0  # seconds a stop waits for each page's close before cutting it (a page that never reads)
 CLOSE_VIEWER_TOKEN = 4401  # application code: the page's token is missing or wrong
 CLOSE_VIEWER_REMOTE = 4403  # application code: no token, and the page is on another machine
 REMOTE_VIEWER_REASON = (  # the close reason of 4403, shown by the page
@@ -4040,6 +4041,7 @@ class ViewerHub:
 
     def __init__(self, database: bool = False, token: bool = False) -> None:
         self.viewers: set[ViewerQueue] = set()
+        self.connections: set[ServerConnection] = set()  # every /ao-vivo connection open (a stop closes them)
         self.sessions = 0  # /ao-vivo connections admitted (token checked, if any): at most MAX_VIEWERS
         # The latest events were read from the record once, when the first page opened: with a database, it may
         # hold events of an earlier run; in memory, the ring has had them all since start-up.
@@ -4346,7 +4348,11 @@ class MonitorServer:
         peer = format_peer(ws.remote_address)
         try:
             if ws.request is not None and route_of(ws.request) == VIEWER_PATH:
-                await ViewerSession(self, ws).run()  # a page: no hello
+                self.hub.connections.add(ws)
+                try:
+                    await ViewerSession(self, ws).run()  # a page: no hello
+                finally:
+                    self.hub.connections.discard(ws)
                 return
             try:
                 async with asyncio.timeout(self.hello_timeout):
@@ -4537,6 +4543,19 @@ class _AcceptFailures:
             loop.default_exception_handler(context)
 
 
+async def close_quickly(connections: list[ServerConnection], timeout: float) -> None:
+    """Close ``connections`` (1001) waiting ``timeout`` seconds at most, then cut the ones still open: a page that
+    never reads would hold a stop for the whole close timeout (the keepalive) otherwise."""
+    if not connections:
+        return
+    closing = [asyncio.create_task(ws.close(1001, "servidor encerrando")) for ws in connections]
+    _done, pending = await asyncio.wait(closing, timeout=timeout)
+    if pending:
+        for ws in connections:
+            ws.transport.abort()
+        await asyncio.wait(pending, timeout=timeout)
+
+
 async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: ssl.SSLContext | None) -> None:
     host, port, keepalive = settings.host, settings.port, settings.keepalive
     stop = monitor.stop
@@ -4600,6 +4619,7 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
         await monitor.output.console.drained(timeout=2.0)
         for _ in range(8):  # printed -> shown -> Acknowledger woken -> ack sent: a few loop turns
             await asyncio.sleep(0)
+        await close_quickly(list(monitor.hub.connections), VIEWER_CLOSE_TIMEOUT)
     log.info("Servidor encerrado.")
 
 

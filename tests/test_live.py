@@ -9,6 +9,7 @@ import http.client
 import json
 import re
 import secrets
+import signal
 import socket
 import time
 import uuid
@@ -615,3 +616,22 @@ def test_with_vv_no_token_secret_or_authorization_reaches_stderr(procs: Processe
     logs = server.raw("stderr").decode("utf-8", "replace")
     assert token not in logs and secret not in logs and secret[:16] not in logs and secret[-16:] not in logs
     assert '"secret": "***' in logs and '"token": "***' in logs
+
+
+def test_a_stop_does_not_wait_for_a_viewer_that_never_reads(servidor: ModuleType, procs: Processes) -> None:
+    """A page that never reads (a small receive buffer, nothing read) while a burst fills its socket: SIGTERM still
+    exits 0 in a few seconds (not the 20 s keepalive of the close)."""
+    server = procs.server()
+    client = ProtocolClient(server)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((LOOPBACK, server.port))
+    stalled = connect(
+        f"{server.uri}{VIEWER}", sock=sock, max_queue=1, open_timeout=TIMEOUT, close_timeout=1, legacy=True
+    )
+    assert receive(stalled)["type"] == "state"
+    long = "s" * 1500
+    for start in range(0, 6000, 400):  # ~9 MB of events: past the page's socket buffers
+        client.send(*(event(f"{ROOT}/{long}/{start + n}") for n in range(400)))
+    assert server.stop(signal.SIGTERM, timeout=6) == 0
+    stalled.close()
