@@ -1231,8 +1231,8 @@ def route_of(request: Request) -> str:
 
 class PageAssets:
     """The page's three files (constants of this script, identical for everyone: they hold no data), answered to a
-    plain HTTP GET with a strict CSP, nosniff and an ETag (``no-cache``: revalidated, 304 when unchanged); 404 for
-    any other path, 405 for any other method."""
+    plain HTTP GET (or HEAD: the same without the body) with a strict CSP, nosniff and an ETag (``no-cache``:
+    revalidated, 304 when unchanged); 404 for any other path, 405 for any other method."""
 
     def __init__(self, files: Mapping[str, tuple[str, str]]) -> None:
         """``files``: URL path -> (content type, text)."""
@@ -1242,8 +1242,11 @@ class PageAssets:
             self._files[path] = (content_type, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
     def answer(self, request: Request) -> Response:
+        if request.method == "HEAD":  # the GET answer's headers (its Content-Length too), without the body
+            answer = self.answer(dataclasses.replace(request, method="GET"))
+            return dataclasses.replace(answer, body=b"")
         if request.method != "GET":
-            return self._response(405, "Método não permitido; use GET.\n", [("Allow", "GET")])
+            return self._response(405, "Método não permitido; use GET ou HEAD.\n", [("Allow", "GET, HEAD")])
         found = self._files.get(route_of(request))
         if found is None:
             return self._response(404, "Não encontrado.\n")
@@ -1541,6 +1544,7 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
   const TOKEN_KEY = "monitor-token"; // sessionStorage only: never the URL, never persistent storage
   const CLOSE_TOKEN = 4401; // the token is missing or wrong
   const CLOSE_REMOTE = 4403; // a viewer on another machine, and the server has no token
+  const GOING_AWAY = 1001; // the server stops: it is gone, whatever the reason says
 
   const KINDS = { created: "criado", modified: "modificado", deleted: "excluído", moved: "movido" };
   const NOUNS = { file: "arquivo", dir: "diretório", symlink: "link simbólico", other: "arquivo especial" };
@@ -1550,6 +1554,10 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
     startup: " (varredura inicial)",
     resync: " (ressincronização)",
   };
+
+  // The history's "Origem" column: the stream's names, on their own.
+  const originName = (origin) =>
+    origin === "live" ? "ao vivo" : ORIGINS[origin] ? ORIGINS[origin].slice(2, -1) : String(origin || "");
 
   const $ = (id) => document.getElementById(id);
   const view = {
@@ -1786,9 +1794,16 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
       state.retryTimer = setTimeout(connect, REFUSED_RETRY_MS);
       return;
     }
-    if (state.offlineSince === null) state.offlineSince = new Date();
     const delay = RETRY_MS[Math.min(state.attempt, RETRY_MS.length - 1)];
     state.attempt++;
+    if (reason && code !== GOING_AWAY) {
+      // Closed on purpose, with a reason (1013 full, 1008 ...): that, not "the server is gone".
+      showNotice(`O servidor encerrou a conexão: ${reason}. Nova tentativa em ${Math.round(delay / 1000)} s…`);
+      setStatus("Conexão recusada", "fora");
+      state.retryTimer = setTimeout(connect, delay);
+      return;
+    }
+    if (state.offlineSince === null) state.offlineSince = new Date();
     showNotice(
       `Sem conexão com o servidor desde ${state.offlineSince.toLocaleTimeString("pt-BR")}. ` +
         `Tentando reconectar em ${Math.round(delay / 1000)} s…`
@@ -2224,7 +2239,7 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
         where.append(document.createTextNode(" -> "));
         appendName(where, ev.dest_path, ev.dest_path_b64);
       }
-      tr.append(where, el("td", "", formatSize(ev.size)), el("td", "", ev.origin || ""));
+      tr.append(where, el("td", "", formatSize(ev.size)), el("td", "", originName(ev.origin)));
       return tr;
     });
     view.historyEvents.replaceChildren(...rows);
@@ -4205,8 +4220,11 @@ class ViewerSession:
         try:
             async for text in self.ws:
                 request = parse_viewer_request(text)
-                if isinstance(request, ViewerAuth):
+                if isinstance(request, ViewerAuth) and self.server.token:
                     raise ProtocolError("'auth' repetido")
+                if isinstance(request, ViewerAuth):  # a viewer that assumed a token: told, nothing else changes
+                    viewer.put(encode_error("este servidor não usa token; a página ao vivo não precisa de 'auth'"))
+                    continue
                 await self._answer(request, viewer)
         finally:
             hub.leave(viewer)

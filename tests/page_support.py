@@ -94,6 +94,7 @@ class Script:
     history: Callable[[dict[str, Any]], dict[str, Any]] = lambda request: {"type": "history", "events": []}
     token: str = ""
     remote_refused: bool = False  # play a viewer from another machine on a server without a token
+    refused: tuple[int, str] | None = None  # close every viewer at once with this (code, reason)
     received: list[dict[str, Any]] = field(default_factory=list)  # every viewer message, in order
 
 
@@ -174,6 +175,9 @@ class FakeLiveServer:
         self._viewers.append(viewer)
         script = self.script
         try:
+            if script.refused is not None:
+                await ws.close(*script.refused)
+                return
             if script.remote_refused:
                 await ws.close(CLOSE_REMOTE, "sem token, o servidor só mostra os eventos para esta máquina")
                 return

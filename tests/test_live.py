@@ -141,11 +141,24 @@ def test_other_paths_get_404(server: ServerProcess, path: str) -> None:
     assert response.getheader("X-Content-Type-Options") == "nosniff"
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
 def test_other_methods_get_405(server: ServerProcess, method: str) -> None:
     response = get(server, "/", method)
     assert response.status == 405
-    assert response.getheader("Allow") == "GET"
+    assert response.getheader("Allow") == "GET, HEAD"
+
+
+@pytest.mark.parametrize("path", ["/", "/pagina.js", "/pagina.css", "/nada"])
+def test_head_answers_like_get_without_a_body(server: ServerProcess, path: str) -> None:
+    full = get(server, path)
+    conn = http.client.HTTPConnection(LOOPBACK, server.port, timeout=TIMEOUT)
+    conn.request("HEAD", path)
+    head = conn.getresponse()
+    assert head.read() == b""
+    conn.close()
+    assert head.status == full.status
+    for name in ("Content-Type", "Content-Length", "ETag", "Content-Security-Policy", "X-Content-Type-Options"):
+        assert head.getheader(name) == full.getheader(name), name
 
 
 def test_a_monitor_client_still_connects_on_the_same_port_and_path(server: ServerProcess) -> None:
@@ -635,3 +648,14 @@ def test_a_stop_does_not_wait_for_a_viewer_that_never_reads(servidor: ModuleType
         client.send(*(event(f"{ROOT}/{long}/{start + n}") for n in range(400)))
     assert server.stop(signal.SIGTERM, timeout=6) == 0
     stalled.close()
+
+
+def test_a_tokenless_server_tells_a_viewer_s_auth_it_needs_none(server: ServerProcess) -> None:
+    with viewer(server) as ws:
+        assert receive(ws)["type"] == "state"
+        ws.send(json.dumps({"type": "auth", "token": "qualquer"}))
+        answer = receive(ws)
+        assert answer["type"] == "error" and "este servidor não usa token" in answer["message"]
+        ws.send(json.dumps({"type": "tree", "id": 1, "client_id": "x" * 32, "path": "/"}))
+        assert receive(ws) == {"type": "error", "message": "cliente desconhecido", "id": 1}  # still served
+    assert "qualquer" not in server.raw("stderr").decode()
