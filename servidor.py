@@ -68,6 +68,7 @@ try:
     from websockets.asyncio.server import ServerConnection, serve
     from websockets.datastructures import Headers, MultipleValuesError
     from websockets.exceptions import ConnectionClosed
+    from websockets.frames import Frame, Opcode
     from websockets.http11 import Request, Response
 except ImportError as missing:  # ModuleNotFoundError too: a library missing, or one too old to have a name
     if __name__ != "__main__":
@@ -165,8 +166,12 @@ VIEWER_MAX_ENTRIES = 1_000  # entries of one directory a page gets
 VIEWER_MAX_HISTORY = 200  # events of one path's history a page gets (the latest)
 VIEWER_REQUEST_INTERVAL = 0.2  # seconds between two tree/history reads of one page
 VIEWER_AUTH_DELAY = 1.0  # seconds before a page's wrong token is answered (slows guessing)
+VIEWER_CLOSE_TIMEOUT = 1.0  # seconds a stop waits for each page's close before cutting it (a page that never reads)
 CLOSE_VIEWER_TOKEN = 4401  # application code: the page's token is missing or wrong
 CLOSE_VIEWER_REMOTE = 4403  # application code: no token, and the page is on another machine
+REMOTE_VIEWER_REASON = (  # the close reason of 4403, shown by the page
+    "sem token, a página só atende esta máquina (localhost); para outra, inicie o servidor com --token"
+)
 
 log = logging.getLogger("servidor")
 
@@ -1138,27 +1143,44 @@ def format_peer(address: Any) -> str:
     return str(address)
 
 
-def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int, str] | None:
-    """Refuse a WebSocket handshake: (HTTP status, reason) for a foreign Origin or a wrong token.
+def check_origin(headers: Headers | Mapping[str, str], *, local_name: bool) -> tuple[int, str] | None:
+    """Refuse a browser's handshake: (HTTP status, reason) for a foreign Origin, or (``local_name``) for a Host that
+    is not a loopback name.
 
-    Browsers send Origin; a page of another site must never reach the server. Our
-    client sends none, and a page served by this server itself has the same host.
+    Browsers send Origin; a page of another site must never reach the server. Our client sends none, and a page
+    served by this server itself has the same host. A site whose name resolves to 127.0.0.1 (DNS rebinding) passes
+    "Origin equals Host": without a token, a browser may reach the server only by a loopback name.
     """
     try:
-        origin, authorization, host = headers.get("Origin"), headers.get("Authorization"), headers.get("Host")
+        origin, host = headers.get("Origin"), headers.get("Host")
     except MultipleValuesError:
         return 400, "cabeçalho repetido"
-    if origin is not None:
-        try:
-            origin_host = urllib.parse.urlsplit(origin).netloc.lower()
-        except ValueError:
-            origin_host = ""
-        if origin_host != (host or "").lower():
-            return 403, "origem não permitida"
-    if token:
-        given = (authorization or "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
-            return 401, "token ausente ou inválido"
+    if origin is None:
+        return None
+    try:
+        origin_host = urllib.parse.urlsplit(origin).netloc.lower()
+    except ValueError:
+        origin_host = ""
+    if origin_host != (host or "").lower():
+        return 403, "origem não permitida"
+    if local_name and not is_loopback(host_name(host)):
+        return 403, "nome de host não permitido sem token"
+    return None
+
+
+def check_request(headers: Headers | Mapping[str, str], token: str) -> tuple[int, str] | None:
+    """Refuse a monitor client's handshake: (HTTP status, reason) for a browser's (check_origin; without a token, by
+    a loopback name only) or a wrong token. Our clients send no Origin and pass from anywhere."""
+    refusal = check_origin(headers, local_name=not token)
+    if refusal is not None or not token:
+        return refusal
+    try:
+        authorization = headers.get("Authorization")
+    except MultipleValuesError:
+        return 400, "cabeçalho repetido"
+    given = (authorization or "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
+        return 401, "token ausente ou inválido"
     return None
 
 
@@ -1209,8 +1231,8 @@ def route_of(request: Request) -> str:
 
 class PageAssets:
     """The page's three files (constants of this script, identical for everyone: they hold no data), answered to a
-    plain HTTP GET with a strict CSP, nosniff and an ETag (``no-cache``: revalidated, 304 when unchanged); 404 for
-    any other path, 405 for any other method."""
+    plain HTTP GET (or HEAD: the same without the body) with a strict CSP, nosniff and an ETag (``no-cache``:
+    revalidated, 304 when unchanged); 404 for any other path, 405 for any other method."""
 
     def __init__(self, files: Mapping[str, tuple[str, str]]) -> None:
         """``files``: URL path -> (content type, text)."""
@@ -1220,8 +1242,11 @@ class PageAssets:
             self._files[path] = (content_type, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
     def answer(self, request: Request) -> Response:
+        if request.method == "HEAD":  # the GET answer's headers (its Content-Length too), without the body
+            answer = self.answer(dataclasses.replace(request, method="GET"))
+            return dataclasses.replace(answer, body=b"")
         if request.method != "GET":
-            return self._response(405, "Método não permitido; use GET.\n", [("Allow", "GET")])
+            return self._response(405, "Método não permitido; use GET ou HEAD.\n", [("Allow", "GET, HEAD")])
         found = self._files.get(route_of(request))
         if found is None:
             return self._response(404, "Não encontrado.\n")
@@ -1260,18 +1285,10 @@ def host_name(host_header: str | None) -> str:
 
 def check_viewer(headers: Headers, token: str) -> tuple[int, str] | None:
     """Refuse a page's /ao-vivo handshake: (HTTP status, reason). The Origin rule of check_request (the token is
-    asked in-band, never in a header); without a token, the Host must also be a loopback name: a site whose name
-    resolves to 127.0.0.1 (DNS rebinding) passes both "the peer is local" and "Origin equals Host"."""
-    refusal = check_request(headers, "")
-    if refusal is not None or token:
-        return refusal
-    try:
-        host = headers.get("Host")
-    except MultipleValuesError:
-        return 400, "cabeçalho repetido"
-    if not is_loopback(host_name(host)):
-        return 403, "nome de host não permitido sem token"
-    return None
+    asked in-band, never in a header). Without a token, a foreign Host name (DNS rebinding, or another machine) is
+    NOT refused here: ViewerSession accepts it and closes with 4403 and a reason the page can show (an HTTP
+    refusal reaches a page only as "connection failed"), sending nothing before."""
+    return check_origin(headers, local_name=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1351,10 +1368,13 @@ def tree_entry(path: bytes, name: bytes, is_dir: bool, row: tuple[Any, ...] | No
     return json.dumps(entry, ensure_ascii=False)
 
 
-def remote_viewer_refused(address: Any, token: str) -> bool:
-    """Without a token a page is served to this machine only: a peer ``address`` (a socket's) that is not loopback
-    is refused (4403, with a reason the page shows: an HTTP refusal would reach it as "connection failed")."""
-    return not token and not (isinstance(address, tuple) and is_loopback(str(address[0])))
+def remote_viewer_refused(address: Any, token: str, host_header: str | None = "localhost") -> bool:
+    """Without a token a page is served to this machine only, by a loopback name: a peer ``address`` (a socket's)
+    that is not loopback, or a ``Host`` that is not a loopback name (DNS rebinding), is refused (4403, with a
+    reason the page shows: an HTTP refusal would reach it as "connection failed")."""
+    if token:
+        return False
+    return not (isinstance(address, tuple) and is_loopback(str(address[0])) and is_loopback(host_name(host_header)))
 
 
 def style_of_root(root: str) -> PathStyle:
@@ -1520,9 +1540,11 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
   const CHART_BUCKET_MS = 5000; // one point of the events-per-second chart
   const CHART_POINTS = 60; // 60 x 5 s: the last five minutes
   const RETRY_MS = [1000, 2000, 4000, 8000, 10000];
+  const REFUSED_RETRY_MS = 60000; // after a refusal with a reason (4403, 1013): the server said why
   const TOKEN_KEY = "monitor-token"; // sessionStorage only: never the URL, never persistent storage
   const CLOSE_TOKEN = 4401; // the token is missing or wrong
   const CLOSE_REMOTE = 4403; // a viewer on another machine, and the server has no token
+  const GOING_AWAY = 1001; // the server stops: it is gone, whatever the reason says
 
   const KINDS = { created: "criado", modified: "modificado", deleted: "excluído", moved: "movido" };
   const NOUNS = { file: "arquivo", dir: "diretório", symlink: "link simbólico", other: "arquivo especial" };
@@ -1532,6 +1554,10 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
     startup: " (varredura inicial)",
     resync: " (ressincronização)",
   };
+
+  // The history's "Origem" column: the stream's names, on their own.
+  const originName = (origin) =>
+    origin === "live" ? "ao vivo" : ORIGINS[origin] ? ORIGINS[origin].slice(2, -1) : String(origin || "");
 
   const $ = (id) => document.getElementById(id);
   const view = {
@@ -1759,21 +1785,29 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
       return;
     }
     if (code === CLOSE_REMOTE) {
+      // Refused on purpose: retrying soon would only be refused again (and fill the server's log).
       showNotice(
         `${reason || "O servidor só mostra os eventos para esta mesma máquina."} ` +
           "Para ver de outra máquina, inicie o servidor com um token (MONITOR_TOKEN ou --token)."
       );
-    } else {
-      if (state.offlineSince === null) state.offlineSince = new Date();
+      setStatus("Acesso recusado", "fora");
+      state.retryTimer = setTimeout(connect, REFUSED_RETRY_MS);
+      return;
     }
     const delay = RETRY_MS[Math.min(state.attempt, RETRY_MS.length - 1)];
     state.attempt++;
-    if (code !== CLOSE_REMOTE) {
-      showNotice(
-        `Sem conexão com o servidor desde ${state.offlineSince.toLocaleTimeString("pt-BR")}. ` +
-          `Tentando reconectar em ${Math.round(delay / 1000)} s…`
-      );
+    if (reason && code !== GOING_AWAY) {
+      // Closed on purpose, with a reason (1013 full, 1008 ...): that, not "the server is gone".
+      showNotice(`O servidor encerrou a conexão: ${reason}. Nova tentativa em ${Math.round(delay / 1000)} s…`);
+      setStatus("Conexão recusada", "fora");
+      state.retryTimer = setTimeout(connect, delay);
+      return;
     }
+    if (state.offlineSince === null) state.offlineSince = new Date();
+    showNotice(
+      `Sem conexão com o servidor desde ${state.offlineSince.toLocaleTimeString("pt-BR")}. ` +
+        `Tentando reconectar em ${Math.round(delay / 1000)} s…`
+    );
     setStatus("Servidor fora do ar", "fora");
     state.retryTimer = setTimeout(connect, delay);
   }
@@ -2205,7 +2239,7 @@ PAGE_JS = r"""// The live page of servidor.py: reads /ao-vivo (README, "A págin
         where.append(document.createTextNode(" -> "));
         appendName(where, ev.dest_path, ev.dest_path_b64);
       }
-      tr.append(where, el("td", "", formatSize(ev.size)), el("td", "", ev.origin || ""));
+      tr.append(where, el("td", "", formatSize(ev.size)), el("td", "", originName(ev.origin)));
       return tr;
     });
     view.historyEvents.replaceChildren(...rows);
@@ -3678,6 +3712,33 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+_SECRET_VALUE = re.compile(rb'("(?:token|secret)"\s*:\s*")(?:[^"\\]|\\.)*')
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+
+
+class SecretRedaction(logging.Filter):
+    """Keeps the page's token, a hello's secret and an Authorization header out of websockets' debug lines (-vv):
+    a frame's ``"token"``/``"secret"`` values become ``***`` (a continuation frame's payload, which may hold the rest
+    of one, is dropped), and so does the value of a credential header."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return True
+        if isinstance(args[0], Frame) and args[0].opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            frame = args[0]
+            data = b"***" if frame.opcode is Opcode.CONT else _SECRET_VALUE.sub(rb"\1***", frame.data)
+            record.args = (dataclasses.replace(frame, data=data), *args[1:])
+        elif len(args) == 2 and record.msg in ("< %s: %s", "> %s: %s") and str(args[0]).lower() in _SECRET_HEADERS:
+            record.args = (args[0], "***")
+        return True
+
+    @classmethod
+    def install(cls, logger: logging.Logger) -> None:
+        if not any(isinstance(each, cls) for each in logger.filters):
+            logger.addFilter(cls())
+
+
 class RateLimitedWarning:
     """One stderr line per WARNING_INTERVAL for a condition that may repeat thousands of times a second."""
 
@@ -3995,7 +4056,8 @@ class ViewerHub:
 
     def __init__(self, database: bool = False, token: bool = False) -> None:
         self.viewers: set[ViewerQueue] = set()
-        self.sessions = 0  # /ao-vivo connections open, with a good token or not yet (MAX_VIEWERS)
+        self.connections: set[ServerConnection] = set()  # every /ao-vivo connection open (a stop closes them)
+        self.sessions = 0  # /ao-vivo connections admitted (token checked, if any): at most MAX_VIEWERS
         # The latest events were read from the record once, when the first page opened: with a database, it may
         # hold events of an earlier run; in memory, the ring has had them all since start-up.
         self.seeded = not database
@@ -4120,7 +4182,16 @@ class ViewerSession:
         self._next_read = 0.0  # monotonic time before which the next request waits
 
     async def run(self) -> None:
-        hub = self.server.hub
+        token, hub = self.server.token, self.server.hub
+        host = self.ws.request.headers.get("Host") if self.ws.request is not None else None
+        if remote_viewer_refused(self.ws.remote_address, token, host):
+            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina (por localhost)")
+            await self.ws.close(CLOSE_VIEWER_REMOTE, REMOTE_VIEWER_REASON)
+            return
+        if token and not await self._authenticated(token):
+            return
+        # Only admitted pages count: silent sockets before their token are bounded by the open timeout and the
+        # connection cap, and must not lock out a page that knows the token.
         if hub.sessions >= MAX_VIEWERS:
             await self.ws.close(CLOSE_TRY_AGAIN, "muitas páginas abertas; tente mais tarde")
             return
@@ -4131,13 +4202,7 @@ class ViewerSession:
             hub.sessions -= 1
 
     async def _serve(self) -> None:
-        token, hub = self.server.token, self.server.hub
-        if remote_viewer_refused(self.ws.remote_address, token):
-            hub.refused.happened(self.peer, "sem token, ela só atende esta máquina")
-            await self.ws.close(CLOSE_VIEWER_REMOTE, "sem token, a página ao vivo só atende esta máquina")
-            return
-        if token and not await self._authenticated(token):
-            return
+        hub = self.server.hub
         seed = not hub.seeded
         # A write job that only reads: its snapshot holds every event published before it resumes this task, and
         # none published after (results and their callbacks come in commit order), so the two never overlap.
@@ -4155,8 +4220,11 @@ class ViewerSession:
         try:
             async for text in self.ws:
                 request = parse_viewer_request(text)
-                if isinstance(request, ViewerAuth):
+                if isinstance(request, ViewerAuth) and self.server.token:
                     raise ProtocolError("'auth' repetido")
+                if isinstance(request, ViewerAuth):  # a viewer that assumed a token: told, nothing else changes
+                    viewer.put(encode_error("este servidor não usa token; a página ao vivo não precisa de 'auth'"))
+                    continue
                 await self._answer(request, viewer)
         finally:
             hub.leave(viewer)
@@ -4298,7 +4366,11 @@ class MonitorServer:
         peer = format_peer(ws.remote_address)
         try:
             if ws.request is not None and route_of(ws.request) == VIEWER_PATH:
-                await ViewerSession(self, ws).run()  # a page: no hello
+                self.hub.connections.add(ws)
+                try:
+                    await ViewerSession(self, ws).run()  # a page: no hello
+                finally:
+                    self.hub.connections.discard(ws)
                 return
             try:
                 async with asyncio.timeout(self.hello_timeout):
@@ -4489,6 +4561,19 @@ class _AcceptFailures:
             loop.default_exception_handler(context)
 
 
+async def close_quickly(connections: list[ServerConnection], timeout: float) -> None:
+    """Close ``connections`` (1001) waiting ``timeout`` seconds at most, then cut the ones still open: a page that
+    never reads would hold a stop for the whole close timeout (the keepalive) otherwise."""
+    if not connections:
+        return
+    closing = [asyncio.create_task(ws.close(1001, "servidor encerrando")) for ws in connections]
+    _done, pending = await asyncio.wait(closing, timeout=timeout)
+    if pending:
+        for ws in connections:
+            ws.transport.abort()
+        await asyncio.wait(pending, timeout=timeout)
+
+
 async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: ssl.SSLContext | None) -> None:
     host, port, keepalive = settings.host, settings.port, settings.keepalive
     stop = monitor.stop
@@ -4497,6 +4582,9 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
     for sig in stop_signals():  # not a SIGINT ignored at start: the quick start's ``trap "" INT``
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; non-main thread
             loop.add_signal_handler(sig, stop.set)
+
+    websockets_log = logging.getLogger("servidor.websockets")
+    SecretRedaction.install(websockets_log)
 
     def open_server(address: str, at_port: int) -> Any:
         return serve(
@@ -4513,7 +4601,7 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
             ping_timeout=keepalive,
             close_timeout=keepalive,  # a dead client never answers the close either
             open_timeout=settings.open_timeout,
-            logger=logging.getLogger("servidor.websockets"),
+            logger=websockets_log,
         )
 
     # "localhost" is both loopbacks: a client may resolve it to ::1 first (one port for both).
@@ -4549,6 +4637,7 @@ async def serve_until_stopped(monitor: MonitorServer, settings: Settings, tls: s
         await monitor.output.console.drained(timeout=2.0)
         for _ in range(8):  # printed -> shown -> Acknowledger woken -> ack sent: a few loop turns
             await asyncio.sleep(0)
+        await close_quickly(list(monitor.hub.connections), VIEWER_CLOSE_TIMEOUT)
     log.info("Servidor encerrado.")
 
 

@@ -94,6 +94,7 @@ class Script:
     history: Callable[[dict[str, Any]], dict[str, Any]] = lambda request: {"type": "history", "events": []}
     token: str = ""
     remote_refused: bool = False  # play a viewer from another machine on a server without a token
+    refused: tuple[int, str] | None = None  # close every viewer at once with this (code, reason)
     received: list[dict[str, Any]] = field(default_factory=list)  # every viewer message, in order
 
 
@@ -174,6 +175,9 @@ class FakeLiveServer:
         self._viewers.append(viewer)
         script = self.script
         try:
+            if script.refused is not None:
+                await ws.close(*script.refused)
+                return
             if script.remote_refused:
                 await ws.close(CLOSE_REMOTE, "sem token, o servidor só mostra os eventos para esta máquina")
                 return
@@ -228,14 +232,15 @@ class Watched:
 
 
 @contextlib.contextmanager
-def launched_chromium() -> Iterator[Any]:
-    """One headless Debian chromium (Playwright's own download is never used); a session fixture's body."""
+def launched_chromium(*args: str) -> Iterator[Any]:
+    """One headless Debian chromium (Playwright's own download is never used); a session fixture's body. ``args``:
+    more command line switches (``--host-resolver-rules=MAP name 127.0.0.1``: a name that is not loopback)."""
     require_browser()
     from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415
 
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(args))
         try:
             yield browser
         finally:

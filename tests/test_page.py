@@ -34,6 +34,7 @@ if os.environ.get("CI") != "true":  # in CI a missing Playwright fails the colle
 from playwright.sync_api import Page, expect  # noqa: E402
 
 BrowserPage = tuple[Page, Watched]
+REMOTE_NAME = "meu-servidor.example"
 ROOT = "/home/ana/projeto"
 NOW = datetime.datetime(2026, 11, 29, 14, 23, 51, tzinfo=datetime.UTC)
 PAGE_DEADLINE_MS = 30_000  # a file written -> the page: generous (the speed is a benchmark figure, tests/bench/page.py)
@@ -41,7 +42,8 @@ PAGE_DEADLINE_MS = 30_000  # a file written -> the page: generous (the speed is 
 
 @pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    with launched_chromium() as browser:
+    # REMOTE_NAME reaches loopback but is not a loopback name: a page opened as from another machine.
+    with launched_chromium(f"--host-resolver-rules=MAP {REMOTE_NAME} 127.0.0.1") as browser:
         yield browser
 
 
@@ -146,11 +148,16 @@ def test_a_stream_path_opens_its_history(
 ) -> None:
     page, watched = browser_page
     live_script.state = lambda: state(client())
-    live_script.history = lambda request: {"type": "history", "events": [event(request["path"], 1)]}
+    live_script.history = lambda request: {
+        "type": "history",
+        "events": [event(request["path"], 2, origin="rescan"), event(request["path"], 1, origin="live")],
+    }
     open_page(page, live_server)
     live_server.send(events(event(f"{ROOT}/x.txt", 1)))
     rows(page).nth(0).locator("button.caminho").click()
-    expect(page.locator("#historico-eventos tr")).to_have_count(1)
+    expect(page.locator("#historico-eventos tr")).to_have_count(2)
+    # The "Origem" column speaks Portuguese, as the stream does: never the wire's "rescan"/"live".
+    expect(page.locator("#historico-eventos tr td:nth-child(5)")).to_have_text(["varredura", "ao vivo"])
     assert live_script.received[-1] == {"type": "history", "id": 2, "client_id": "a" * 32, "path": f"{ROOT}/x.txt"}
     assert_clean(page, watched)
 
@@ -214,6 +221,45 @@ def test_a_remote_viewer_without_token_is_told_how_to_allow_it(
     assert_clean(page, watched)
 
 
+def test_a_refused_page_says_why_and_does_not_retry_at_once(
+    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
+) -> None:
+    page, watched = browser_page
+    page.clock.install()
+    live_script.remote_refused = True
+    page.goto(live_server.url)
+    expect(page.locator("#aviso")).to_contain_text("só mostra os eventos para esta máquina")
+    expect(page.locator("#conexao")).to_have_text("Acesso recusado")
+    page.clock.run_for(30_000)  # the offline back-off would have retried five times by now
+    assert live_server.requests.count("/ao-vivo") == 1, live_server.requests
+    assert_clean(page, watched)
+
+
+def test_a_page_by_a_name_that_is_not_loopback_is_told_to_set_a_token(
+    browser_page: BrowserPage, procs: Processes, watched: Path
+) -> None:
+    """The real server without a token, its page opened by a name that is not loopback (as from another machine,
+    or DNS rebinding): /ao-vivo is closed with 4403 and its reason, which the page shows; no "fora do ar"."""
+    page, seen = browser_page
+    _server, url = real_server(procs, watched)
+    page.goto(url.replace("127.0.0.1", REMOTE_NAME))
+    expect(page.locator("#aviso")).to_contain_text("inicie o servidor com --token")
+    expect(page.locator("#conexao")).to_have_text("Acesso recusado")
+    expect(page.locator("#lista-clientes li")).to_have_count(0)
+    assert_clean(page, seen)
+
+
+def test_a_close_with_a_reason_shows_the_reason_not_server_gone(
+    browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
+) -> None:
+    page, watched = browser_page
+    live_script.refused = (1013, "muitas páginas abertas; tente mais tarde")
+    page.goto(live_server.url)
+    expect(page.locator("#aviso")).to_contain_text("muitas páginas abertas; tente mais tarde")
+    expect(page.locator("#conexao")).to_have_text("Conexão recusada")
+    assert_clean(page, watched)
+
+
 def test_omitted_events_are_said_and_a_fresh_state_follows(
     browser_page: BrowserPage, live_script: Script, live_server: FakeLiveServer
 ) -> None:
@@ -259,7 +305,7 @@ def test_page_loads_with_no_errors_strict_headers_and_the_client_listed(
     page, seen = browser_page
     server, url = real_server(procs, watched)
     write(watched / "antes.txt")
-    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*antes\.txt$"))
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*antes\.txt( \(.*\))?$"))
     response = page.goto(url)
     assert response is not None and response.status == 200
     headers = response.headers
@@ -346,10 +392,10 @@ def test_the_tree_browses_and_a_path_shows_its_history(
     (watched / "docs").mkdir()
     write(watched / "docs" / "nota.md", "1")
     write(watched / "leia.txt", "x" * 2500)
-    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*/leia\.txt$"))
-    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*/docs/nota\.md$"))
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*/leia\.txt( \(.*\))?$"))
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo criado: .*/docs/nota\.md( \(.*\))?$"))
     write(watched / "docs" / "nota.md", "12")  # a second event for its history
-    server.wait_for_line(re.compile(r"\[notebook\] arquivo modificado: .*/docs/nota\.md$"))
+    server.wait_for_line(re.compile(r"\[notebook\] arquivo modificado: .*/docs/nota\.md( \(.*\))?$"))
     open_page(page, url)
     entries = page.locator("#arvore-entradas tr")
     expect(entries).to_have_count(2)  # the only client is chosen; its root listed, sorted by name
