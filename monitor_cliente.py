@@ -157,8 +157,8 @@ WALK_RECURSION = 4096 // 2 + 1000  # recursion limit: watchdog's walks recurse o
 
 PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
 FALLBACK_PROTOCOL_VERSION = 1  # the oldest version spoken to a server that refuses ours (README, "Protocolo")
-STATE_VERSION = 5  # the state file's format (5: each file's type and attributes; 4 and 3 are migrated)
-PREVIOUS_STATE_VERSIONS = (3, 4)  # 4: an identity, each file's (mtime, size) fingerprint; 3: no identity
+STATE_VERSION = 6  # the state file's format (6: the tree as one row per directory; 5, 4 and 3 are migrated)
+PREVIOUS_STATE_VERSIONS = (3, 4, 5)  # 5: nested; 4: each file's (mtime, size) fingerprint only; 3: no identity
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
 CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
@@ -1534,9 +1534,53 @@ class SavedState:
     pending: tuple[tuple[int, str], ...] = ()
 
 
+def flatten_tree(tree: Tree) -> list[list[Any]]:
+    """``tree`` as one row per directory, parents first: ``[parent row, name, [file names], [their FileInfo]]``
+    (row 0: the root, parent -1). JSON never nests more than four levels, whatever the depth of the tree."""
+    rows: list[list[Any]] = []
+    stack: list[tuple[int, str, Tree]] = [(-1, "", tree)]
+    while stack:
+        parent, name, node = stack.pop()
+        index = len(rows)
+        files = [(entry, child) for entry, child in node.items() if not isinstance(child, dict)]
+        rows.append([parent, name, [entry for entry, _ in files], [child for _, child in files]])
+        stack.extend((index, entry, child) for entry, child in reversed(node.items()) if isinstance(child, dict))
+    return rows
+
+
+def unflatten_tree(rows: object) -> Tree | None:
+    """The Tree of flatten_tree's rows; None when they are not valid (a parent row that does not come first, a
+    name twice in a directory, a FileInfo that is not a natural number or null)."""
+    if not isinstance(rows, list) or not rows:
+        return None
+    nodes: list[Tree] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != 4:
+            return None
+        parent, name, names, infos = row
+        if type(parent) is not int or not isinstance(name, str) or not isinstance(names, list):
+            return None
+        if not isinstance(infos, list) or len(names) != len(infos):
+            return None
+        node: Tree = {}
+        for entry, info in zip(names, infos, strict=True):
+            if not isinstance(entry, str) or entry in node or not (info is None or _natural(info)):
+                return None
+            node[entry] = info
+        if index == 0:
+            if parent != -1:
+                return None
+        elif not 0 <= parent < index or not name or name in nodes[parent]:
+            return None
+        else:
+            nodes[parent][name] = node
+        nodes.append(node)
+    return nodes[0]
+
+
 def encode_state(root: str, address: str, state: SavedState) -> str:
-    """The state file: the tree the server at ``address`` (see server_address) has acknowledged, as nested JSON
-    (a file: its fingerprint), with the client's identity and what the server holds of the tree."""
+    """The state file: the tree the server at ``address`` (see server_address) has acknowledged (flat: see
+    flatten_tree), with the client's identity and what the server holds of the tree."""
     assert state.identity is not None
     held = state.held
     obj = {
@@ -1549,7 +1593,7 @@ def encode_state(root: str, address: str, state: SavedState) -> str:
         "count": held.count,
         "sum": f"{held.sum:016x}",
         "held": None if held.hashes is None else [f"{value:016x}" for value in sorted(held.hashes)],
-        "tree": state.tree,
+        "tree": flatten_tree(state.tree),
     }
     if state.pending:
         obj["pending"] = [[seq, data] for seq, data in state.pending]
@@ -1611,10 +1655,11 @@ def _decode_pending(value: object, after: int) -> tuple[tuple[int, str], ...] | 
 def decode_state(text: str, root: str, address: str) -> SavedState | None:
     """The content of a state file written for this root and server; None if it is not one.
 
-    Version 5 as it is; the previous formats are migrated, never discarded (an upgrade loses no offline change):
-    4's files keep their fingerprint as the content part of a FileInfo, their type and attributes unknown (so the
-    next checkpoint learns them, and nothing is reported for them but a content change); its pending events get
-    their ``type``; 3 has no identity either.
+    Version 6 as it is; the previous formats are migrated, never discarded (an upgrade loses no offline change):
+    5's tree is nested (a dict per directory; one too deep for json was never written); 4's files keep their
+    fingerprint as the content part of a FileInfo, their type and attributes unknown (so the next checkpoint learns
+    them, and nothing is reported for them but a content change); its pending events get their ``type``; 3 has no
+    identity either.
     """
     try:
         obj = json.loads(text)
@@ -1626,6 +1671,9 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
         identity = _decode_identity(obj) if version >= 4 else None
         if version >= 4 and identity is None:
             return None
+        if version == STATE_VERSION:
+            tree = unflatten_tree(obj["tree"])
+            return None if tree is None else _with_identity(obj, tree, identity, version)
         tree = obj["tree"]
         stack = [tree]
         while stack:
@@ -1637,20 +1685,27 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
                     stack.append(child)
                 elif child is None:
                     continue
-                elif type(child) is not int or (version == STATE_VERSION and child < 0):
+                elif type(child) is not int or (version == 5 and child < 0):
                     return None
-                elif version != STATE_VERSION:
+                elif version < 5:
                     node[name] = pack_info("file", child, None)
-        if identity is None:
-            return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
-        pending = _decode_pending(obj.get("pending", []), identity[1])
-        if pending is None:
-            return None
-        if version != STATE_VERSION:
-            pending = tuple((seq, upgrade(data)) for seq, data in pending)
-        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2], pending)
+        return _with_identity(obj, cast(Tree, tree), identity, version)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
+
+
+def _with_identity(
+    obj: dict[str, Any], tree: Tree, identity: tuple[Identity, int, Held] | None, version: int
+) -> SavedState | None:
+    """The SavedState of a decoded state file's ``tree``, with its identity and pending events (see decode_state)."""
+    if identity is None:
+        return SavedState(tree)  # version 3: the server knows none of it under a new identity
+    pending = _decode_pending(obj.get("pending", []), identity[1])
+    if pending is None:
+        return None
+    if version < 5:
+        pending = tuple((seq, upgrade(data)) for seq, data in pending)
+    return SavedState(tree, identity[0], identity[1], identity[2], pending)
 
 
 def state_folder() -> str:
@@ -2018,18 +2073,20 @@ def inotify_limit(kind: Literal["watches", "instances"]) -> tuple[int | None, in
     return values[0], values[1]
 
 
-_WATCH_LINE = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) sdev:([0-9a-f]+)", re.MULTILINE)
+_WATCH_LINE = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) ", re.MULTILINE)
 
 
-def inotify_watches() -> set[tuple[int, int]] | None:
-    """(device, inode) of every directory this process holds an inotify watch on: the kernel's own list, in the
-    /proc/self/fdinfo of each inotify descriptor (the device as the kernel writes it: major << 20 | minor; see
-    watch_key). None where there is no such list (not Linux)."""
+def inotify_watches() -> set[int] | None:
+    """The inode of every directory this process holds an inotify watch on: the kernel's own list, in the
+    /proc/self/fdinfo of each inotify descriptor. None where there is no such list (not Linux). The device it
+    lists is the superblock's, which lstat does not always give (a btrfs subvolume has a device of its own):
+    inodes alone are compared, so a directory is taken as watched if another filesystem's watched one has its
+    inode number (rare; its changes then wait for the idle check)."""
     try:
         fds = os.listdir("/proc/self/fd")
     except OSError:
         return None
-    watched: set[tuple[int, int]] = set()
+    watched: set[int] = set()
     for fd in fds:
         try:
             if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
@@ -2038,20 +2095,20 @@ def inotify_watches() -> set[tuple[int, int]] | None:
                 text = file.read()
         except OSError:
             continue  # closed meanwhile
-        watched.update((int(sdev, 16), int(ino, 16)) for ino, sdev in _WATCH_LINE.findall(text))
+        watched.update(int(ino, 16) for ino in _WATCH_LINE.findall(text))
     return watched
 
 
-def unwatched(directories: list[str], watched: set[tuple[int, int]]) -> list[str]:
-    """The ``directories`` (that still exist) without a watch in ``watched`` (see inotify_watches)."""
+def unwatched(directories: list[str], watched: set[int]) -> list[str]:
+    """The ``directories`` (that still exist, and can be read: else the Watcher says so) without a watch in
+    ``watched`` (see inotify_watches)."""
     missing = []
     for path in directories:
         try:
-            st = os.lstat(path)
+            if os.lstat(path).st_ino not in watched and os.access(path, os.R_OK | os.X_OK):
+                missing.append(path)
         except OSError:
             continue
-        if (os.major(st.st_dev) << 20 | os.minor(st.st_dev), st.st_ino) not in watched:
-            missing.append(path)
     return missing
 
 
@@ -2180,11 +2237,7 @@ class StateFile:
         (and will hold ``pending`` too: events sent again at the next start, see SavedState)."""
         if not self.path:
             return
-        try:
-            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
-        except RecursionError:  # a tree nested deeper than json can write
-            log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
-            return
+        text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
         started = time.perf_counter()
         try:
             await asyncio.to_thread(write_state, self.path, text)
@@ -2305,6 +2358,7 @@ class Watcher:
         self.polling = polling  # seconds between walks (PollingObserverVFS); 0: inotify
         self._observer: BaseObserver | None = None
         self._died = ""  # why a watchdog thread died since the last start ("": none did)
+        self._failing = ""  # why the last restart failed ("": it did not)
         self._deaths: dict[str, float] = {}  # each cause already said, and when
         self._identity: tuple[int, int] | None = None  # (device, inode) of the directory being watched
         self._missing = False  # the root's absence has been reported
@@ -2355,8 +2409,11 @@ class Watcher:
         try:
             self.start()
         except FatalError as exc:
-            log.warning("%s; nova tentativa em instantes.", exc)
+            if str(exc) != self._failing:  # said once, not at each attempt
+                log.warning("%s; nova tentativa em instantes.", exc)
+            self._failing = str(exc)
             return False
+        self._failing = ""
         return True
 
     def alive(self) -> bool:
@@ -2389,7 +2446,7 @@ class Watcher:
             log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
             return "reappeared"
         if not self.alive():
-            if not self._died:  # a death with its cause was said already
+            if not self._died and not self._failing:  # a death with its cause, a failed restart: said already
                 log.warning("o monitoramento parou; reiniciando com uma varredura.")
             return "stopped"
         return "readable" if self._became_readable() else "ok"

@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from convergence import Burst, StdoutEvents, assert_no_event_twice, wait_converged, write_file
+from convergence import Burst, StdoutEvents, assert_no_event_twice, state_tree, wait_converged, write_file
 from support import (
     TIMEOUT,
     ClientProcess,
@@ -196,8 +196,8 @@ def test_state_file_of_the_previous_format_is_migrated(
     [said] = new_identity_lines(client)
     assert said[3] == "o arquivo de estado não tinha uma"
     saved = read_state(state)
-    assert saved["version"] == 5 and saved["client_id"] == said[1] == events[0]["client_id"]
-    assert "conhecido.txt" in saved["tree"]
+    assert saved["version"] == 6 and saved["client_id"] == said[1] == events[0]["client_id"]
+    assert "conhecido.txt" in state_tree(saved)
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert client.stop() == 0
     no_traceback(client)
@@ -244,8 +244,54 @@ def test_state_file_of_format_4_is_migrated_with_its_identity(
     ]
     assert client.stop() == 0
     saved = read_state(state)
-    assert saved["version"] == 5 and saved["client_id"] == identity.client_id
-    assert set(saved["tree"]) == {"igual.txt", "muda.txt", "link"}
+    assert saved["version"] == 6 and saved["client_id"] == identity.client_id
+    assert set(state_tree(saved)) == {"igual.txt", "muda.txt", "link"}
+    assert not new_identity_lines(client)
+    no_traceback(client)
+
+
+def test_state_file_of_format_5_is_migrated_with_its_identity(
+    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType
+) -> None:
+    """Format 5 (issue 10's: the tree nested, a FileInfo per file), as that client wrote it: nothing is
+    discarded. The unchanged file, directory and link are not reported; what changed while stopped is, once;
+    the next save writes format 6."""
+    state = tmp_path / "estado.json"
+    server = procs.server(json_output=True)
+    (watched / "d").mkdir()
+    write_file(watched / "d" / "igual.txt")
+    write_file(watched / "muda.txt", b"antes\n")
+    (watched / "link").symlink_to("muda.txt")
+    info = {name: cliente.file_info((watched / name).lstat()) for name in ["d/igual.txt", "muda.txt", "link"]}
+    identity = cliente.Identity.new()
+    tree = {"d": {"igual.txt": info["d/igual.txt"]}, "muda.txt": info["muda.txt"], "link": info["link"]}
+    fields = [
+        ("version", 5),
+        ("root", str(watched)),
+        ("server", f"ws://localhost:{server.port}/"),
+        ("client_id", identity.client_id),
+        ("secret", identity.secret),
+        ("seq", 0),
+        ("count", 0),
+        ("sum", "0000000000000000"),
+        ("held", []),
+        ("tree", tree),
+    ]
+    state.write_text(json.dumps(dict(fields), separators=(",", ":")), encoding="ascii")
+    write_file(watched / "muda.txt", b"depois, maior\n")
+
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
+    client.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")
+    shown = StdoutEvents(server)
+    wait_until(lambda: len(shown()) == 1, describe=procs.describe)
+    assert [(r["event"], r["path"], r["origin"], r["client_id"]) for r in shown()] == [
+        ("modified", f"{watched}/muda.txt", "startup", identity.client_id)
+    ]
+    assert client.stop() == 0
+    saved = read_state(state)
+    assert saved["version"] == 6 and saved["client_id"] == identity.client_id
+    assert isinstance(saved["tree"], list) and set(state_tree(saved)) == {"d", "muda.txt", "link"}
+    assert set(state_tree(saved)["d"]) == {"igual.txt"}
     assert not new_identity_lines(client)
     no_traceback(client)
 

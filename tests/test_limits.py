@@ -389,3 +389,100 @@ def test_idle_check_repairs_a_silent_loss(procs: Processes, watched: Path) -> No
         os.close(fd)
     assert client.stop(signal.SIGTERM) == 0
     no_traceback(client, server)
+
+
+# ---------------------------------------------------------------------------
+# The pure parts behind the rows (the client's own functions, ``now`` passed in).
+# ---------------------------------------------------------------------------
+
+
+def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
+    coverage = cliente.Coverage()
+    assert coverage.update([], 0.0) == "" and not coverage.scan_due(0.0)
+    assert coverage.update(["/r/a", "/r/a/b", "/r/c"], 10.0) == "entered"
+    assert coverage.uncovered == ["/r/a", "/r/c"] and coverage.count == 3
+    assert coverage.scan_due(10.0)
+    coverage.scanned(10.0, 0.5)  # a slow scan spaces the next ones: 50 times its duration
+    assert coverage.interval == 25.0 and not coverage.scan_due(34.9) and coverage.scan_due(35.0)
+    coverage.scanned(35.0, 0.01)
+    assert coverage.interval == cliente.DEGRADED_SCAN_INTERVAL
+    assert not coverage.retry_due(14.9) and coverage.retry_due(15.0)
+    coverage.retried(15.0)
+    assert not coverage.retry_due(24.9) and coverage.retry_due(25.0)  # the delay doubles
+    assert coverage.update(["/r/c"], 26.0) == ""  # still degraded: said once
+    assert coverage.update([], 27.0) == "left" and not coverage.scan_due(100.0) and not coverage.retry_due(100.0)
+
+
+def test_topmost_keeps_directories_not_below_another(cliente: ModuleType) -> None:
+    assert cliente.topmost(["/r/a/b", "/r/a-x", "/r/a", "/r/a-x/y", "/r/b/c"]) == ["/r/a", "/r/a-x", "/r/b/c"]
+
+
+def test_inotify_limit_line_names_the_limit_in_force_and_the_fix(cliente: ModuleType) -> None:
+    line = cliente.describe_inotify_limit("watches", 192536, 300)
+    assert line == (
+        "(user.max_inotify_watches = 300 neste namespace; fs.inotify.max_user_watches = 192536): {}. "
+        "Para aumentar: sudo sysctl fs.inotify.max_user_watches=524288"
+    )
+    assert cliente.describe_inotify_limit("watches", 8192, 1000000).startswith("(fs.inotify.max_user_watches = 8192)")
+    assert cliente.describe_inotify_limit("instances", 4096, None).endswith("fs.inotify.max_user_instances=8192")
+
+
+def moved(cliente: ModuleType, src: str, dest: str, is_dir: bool) -> object:
+    return (cliente.DirMovedEvent if is_dir else cliente.FileMovedEvent)(src, dest)
+
+
+def test_polled_moves_come_parents_first_without_the_implied_ones(cliente: ModuleType) -> None:
+    """watchdog's PollingEmitter reports ``mv a b`` (with a/sub/f) children first, each a move of its own."""
+    modified = cliente.FileModifiedEvent("/r/x")
+    events = [
+        modified,
+        moved(cliente, "/r/a/sub/f", "/r/b/sub/f", False),
+        moved(cliente, "/r/a/sub", "/r/b/sub", True),
+        moved(cliente, "/r/a/sub/g", "/r/elsewhere/g", False),  # moved out of it as well: not implied
+        moved(cliente, "/r/a", "/r/b", True),
+    ]
+    folded = cliente.fold_polled_moves(events)
+    assert [(e.event_type, e.src_path, getattr(e, "dest_path", "")) for e in folded] == [
+        ("modified", "/r/x", ""),
+        ("moved", "/r/a", "/r/b"),
+        ("moved", "/r/a/sub/g", "/r/elsewhere/g"),
+    ]
+    assert cliente.fold_polled_moves([modified]) == [modified]
+
+
+def test_mount_points_below_the_root_from_mountinfo(cliente: ModuleType) -> None:
+    text = (
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "40 22 0:40 / /w/d rw - tmpfs tmpfs rw\n"
+        "41 22 0:41 / /w/com\\040espa\\303\\247o rw - tmpfs tmpfs rw\n"
+        "42 22 0:42 / /wx rw - tmpfs tmpfs rw\n"
+    )
+    assert cliente.parse_mountinfo(text, "/w") == {"/w/d", "/w/com espa\xc3\xa7o"}
+
+
+def test_state_file_helpers_never_open_a_fifo(cliente: ModuleType, tmp_path: Path) -> None:
+    """open_regular refuses at once what is not a regular file (a FIFO would block the open until a writer came)."""
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match="não é um arquivo comum"):
+        cliente.open_regular(str(tmp_path / "fifo"), os.O_RDONLY)
+    assert cliente.peek_server(str(tmp_path / "fifo")) is None
+    os.mkfifo(tmp_path / "estado.json.tmp")  # where the state file is written before its rename
+    with pytest.raises(OSError):
+        cliente.write_state(str(tmp_path / "estado.json"), "{}")
+    assert not (tmp_path / "estado.json").exists()
+
+
+def test_scan_leaves_out_paths_past_path_max(cliente: ModuleType, tmp_path: Path) -> None:
+    """A chain deeper than PATH_MAX: the scan neither raises nor recurses; what is too long is said, not kept."""
+    bottom = make_chain(tmp_path / "d", 2100)
+    assert len(os.fsencode(str(bottom))) > cliente.PATH_MAX
+    too_deep: list[str] = []
+    result = cliente.scan_tree(str(tmp_path), frozenset(), None, None, too_deep)
+    assert result is not None
+    node, depth = result[0], 0
+    while node:
+        [(name, node)] = node.items()
+        depth += 1
+    assert len(too_deep) == 1 and depth == too_deep[0][len(str(tmp_path)) :].count(os.sep)
+    assert len(os.fsencode(too_deep[0])) < cliente.PATH_MAX <= len(os.fsencode(too_deep[0] + "/d"))
+    remove_deep(tmp_path / "d")

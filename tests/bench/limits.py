@@ -1,4 +1,4 @@
-"""Benchmarks for issue 11 (draft): the idle consistency check's CPU and the degraded mode's cost and delay.
+"""Benchmarks for issue 11: the idle consistency check's CPU and the degraded mode's cost and delay.
 
 Usage, from the repository root, with the project's virtualenv::
 
@@ -15,11 +15,13 @@ directories, every process started here stopped whatever happens; a script, not 
    ``/proc/self/fdinfo`` of an inotify instance watching every directory. Each as CPU % at the intervals the
    design proposes (sweep every 5 s, full check every 300 s) and at 60 / 30 s.
 2. ``idle``: the real client on that tree, once connected and past its first checkpoint: its CPU % (utime + stime
-   from /proc) over an idle window of 60 s (--quick: 15 s), and its RSS.
+   from /proc) over an idle window of 60 s (--quick: 15 s), and its RSS; then again with ``--verificacao 10``
+   (an idle check every 10 s), from which the CPU of one idle check and its share at the default interval.
 3. ``degraded``: the real client in a user namespace of its own whose inotify watch limit is half the tree's
    directories (never the machine's limit; see tests/limits_support.py): the warning's delay after start, then a
-   probe file created in each of 20 directories chosen at random — the detection delay of each (p50 / max) — and
-   the client's CPU % over an idle window while degraded. Skipped with a reason when ``unshare -U`` is refused.
+   probe file created in each of 20 directories chosen at random — the detection delay of each (p50 / max) —, the
+   duration of the degraded mode's scans (the client's -v lines) and the client's CPU % over an idle window while
+   degraded. Skipped with a reason when ``unshare -U`` is refused.
 """
 
 from __future__ import annotations
@@ -212,25 +214,37 @@ def idle_cpu(pid: int, window: float) -> float:
     return (cpu_seconds(pid) - before) / (time.monotonic() - started) * 100
 
 
-def bench_idle(tree: Path, work: Path, window: float, rows: list[Row]) -> None:
-    procs = Processes(work / "idle")
+def bench_idle(tree: Path, work: Path, window: float, rows: list[Row], check: float | None = None) -> float:
+    """The client's CPU % over an idle window (with ``--verificacao check`` when given)."""
+    procs = Processes(work / f"idle{check or ''}")
     try:
         server = procs.server()
-        client = procs.client(tree, server.uri, "bench", connected_to=server, args=["-q"])
-        probe = tree / "sonda_idle.txt"
+        args = ["-q", *(["--verificacao", f"{check:g}"] if check else [])]
+        client = procs.client(tree, server.uri, "bench", connected_to=server, args=args)
+        probe = tree / f"sonda_idle{check or ''}.txt"
         touch(probe)
         server.wait_for_line(re.compile(re.escape(str(probe))), timeout=120)
         time.sleep(10)  # past the checkpoint that saves the state after the probe
         usage = idle_cpu(client.proc.pid, window)
-        rows.append(
-            (
-                "client idle (real process)",
-                f"{usage:.2f} % CPU over {window:g} s",
-                f"RSS {rss_mb(client.proc.pid):.0f} MB",
-            )
-        )
+        what = f"client idle, --verificacao {check:g}" if check else "client idle (real process, defaults)"
+        rows.append((what, f"{usage:.2f} % CPU over {window:g} s", f"RSS {rss_mb(client.proc.pid):.0f} MB"))
+        return usage
     finally:
         procs.cleanup()
+
+
+def bench_idle_check(tree: Path, work: Path, window: float, rows: list[Row]) -> None:
+    """One idle check's CPU, from the difference an idle check every 10 s makes, and its share every 300 s."""
+    base = bench_idle(tree, work, window, rows)
+    checked = bench_idle(tree, work, window, rows, check=10.0)
+    per_check = max(0.0, checked - base) / 100 * 10
+    rows.append(
+        (
+            "idle check (full scan + diff)",
+            f"{per_check * 1000:.0f} ms CPU each",
+            f"every 300 s (the default): {per_check / 300 * 100:.2f} % CPU",
+        )
+    )
 
 
 def bench_degraded(tree: Path, directories: list[str], work: Path, window: float, rows: list[Row]) -> None:
@@ -244,7 +258,7 @@ def bench_degraded(tree: Path, directories: list[str], work: Path, window: float
         budget = len(directories) // 2
         started = time.monotonic()
         client = procs.client(
-            tree, server.uri, "bench", connected_to=server, args=["-q"], command_prefix=limits_prefix(budget)
+            tree, server.uri, "bench", connected_to=server, args=["-q", "-v"], command_prefix=limits_prefix(budget)
         )
         try:
             client.wait_for_line(re.compile("limite de inotify atingido"), "stderr", timeout=60)
@@ -276,6 +290,20 @@ def bench_degraded(tree: Path, directories: list[str], work: Path, window: float
         )
         usage = idle_cpu(client.proc.pid, window)
         rows.append(("degraded: client idle", f"{usage:.2f} % CPU over {window:g} s", ""))
+        scans = [
+            float(match.group(1))
+            for line in client.lines("stderr")
+            if (match := re.search(r"varredura do modo degradado: \d+ mudança\(s\), (\d+) ms", line))
+        ]
+        if scans:
+            interval = re.search(r"uma varredura a cada ([\d,]+) s", "\n".join(client.lines("stderr")))
+            rows.append(
+                (
+                    "degraded: one scan of the unwatched part",
+                    f"median {statistics.median(scans):.0f} ms, max {max(scans):.0f} ms ({len(scans)} scans)",
+                    f"interval announced: {interval.group(1) if interval else '?'} s",
+                )
+            )
     finally:
         procs.cleanup()
 
@@ -309,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if "scan" in only:
             bench_scan(tree, directories, rows)
         if "idle" in only:
-            bench_idle(tree, work, window, rows)
+            bench_idle_check(tree, work, window, rows)
         if "degraded" in only:
             bench_degraded(tree, directories, work, window, rows)
     print(f"| measure ({tops * 10 * files:,} files, {len(directories):,} directories) | figure | note |")
