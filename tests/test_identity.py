@@ -203,81 +203,36 @@ def test_state_file_of_the_previous_format_is_migrated(
     no_traceback(client)
 
 
-def test_state_file_of_format_4_is_migrated_with_its_identity(
-    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType
+@pytest.mark.parametrize("version", [4, 5])
+def test_state_file_of_a_previous_format_is_migrated_with_its_identity(
+    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType, version: int
 ) -> None:
-    """Format 4 (before issue 10: a (mtime, size) fingerprint per file, no types): nothing is discarded. The
-    unchanged file and the symbolic link are not reported; what changed while stopped is, once."""
-    state = tmp_path / "estado.json"
-    server = procs.server(json_output=True)
-    write_file(watched / "igual.txt")
-    write_file(watched / "muda.txt", b"antes\n")
-    (watched / "link").symlink_to("igual.txt")
-    tree = {name: cliente.fingerprint((watched / name).lstat()) for name in ["igual.txt", "muda.txt", "link"]}
-    identity = cliente.Identity.new()
-    state.write_text(
-        json.dumps(
-            {
-                "version": 4,
-                "root": str(watched),
-                "server": f"ws://localhost:{server.port}/",
-                "client_id": identity.client_id,
-                "secret": identity.secret,
-                "seq": 0,
-                "count": 0,
-                "sum": "0000000000000000",
-                "held": [],
-                "tree": tree,
-            },
-            separators=(",", ":"),
-        ),
-        encoding="ascii",
-    )
-    write_file(watched / "muda.txt", b"depois, maior\n")
-
-    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
-    client.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")
-    shown = StdoutEvents(server)
-    wait_until(lambda: len(shown()) == 1, describe=procs.describe)
-    assert [(r["event"], r["path"], r["origin"], r["client_id"]) for r in shown()] == [
-        ("modified", f"{watched}/muda.txt", "startup", identity.client_id)
-    ]
-    assert client.stop() == 0
-    saved = read_state(state)
-    assert saved["version"] == 6 and saved["client_id"] == identity.client_id
-    assert set(state_tree(saved)) == {"igual.txt", "muda.txt", "link"}
-    assert not new_identity_lines(client)
-    no_traceback(client)
-
-
-def test_state_file_of_format_5_is_migrated_with_its_identity(
-    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType
-) -> None:
-    """Format 5 (issue 10's: the tree nested, a FileInfo per file), as that client wrote it: nothing is
-    discarded. The unchanged file, directory and link are not reported; what changed while stopped is, once;
-    the next save writes format 6."""
+    """Format 4 (before issue 10: a (mtime, size) fingerprint per file, no types) and 5 (issue 10's: a FileInfo
+    per file, the tree nested), as those clients wrote them: nothing is discarded. The unchanged file, directory
+    and symbolic link are not reported; what changed while stopped is, once; the next save writes format 6."""
     state = tmp_path / "estado.json"
     server = procs.server(json_output=True)
     (watched / "d").mkdir()
     write_file(watched / "d" / "igual.txt")
     write_file(watched / "muda.txt", b"antes\n")
     (watched / "link").symlink_to("muda.txt")
-    info = {name: cliente.file_info((watched / name).lstat()) for name in ["d/igual.txt", "muda.txt", "link"]}
+    info = cliente.fingerprint if version == 4 else cliente.file_info
+    tree = {name: info((watched / name).lstat()) for name in ["muda.txt", "link"]}
+    tree["d"] = {"igual.txt": info((watched / "d" / "igual.txt").lstat())}
     identity = cliente.Identity.new()
-    tree = {"d": {"igual.txt": info["d/igual.txt"]}, "muda.txt": info["muda.txt"], "link": info["link"]}
-    fields = [
-        ("version", 5),
-        ("root", str(watched)),
-        ("server", f"ws://localhost:{server.port}/"),
-        ("client_id", identity.client_id),
-        ("secret", identity.secret),
-        ("seq", 0),
-        ("count", 0),
-        ("sum", "0000000000000000"),
-        ("held", []),
-        ("tree", tree),
-    ]
-    state.write_text(json.dumps(dict(fields), separators=(",", ":")), encoding="ascii")
+    fields = {
+        "version": version,
+        "root": str(watched),
+        "server": f"ws://localhost:{server.port}/",
+        "client_id": identity.client_id,
+        "secret": identity.secret,
+        "seq": 0,
+        "count": 0,
+        "sum": "0000000000000000",
+        "held": [],
+        "tree": tree,
+    }
+    state.write_text(json.dumps(fields, separators=(",", ":")), encoding="ascii")
     write_file(watched / "muda.txt", b"depois, maior\n")
 
     client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
