@@ -64,12 +64,14 @@ from websockets.sync.client import connect
 
 # Settling (issue 10) must never lose a change: the tests that lose events run with it off and at its default.
 SETTLE_MODES = {"assentar-0": ["--assentar", "0"], "assentar-padrao": []}
+# --polling (issue 11) gives the same guarantees: the workloads and the queue limit run with it too.
+CLIENT_MODES = {**SETTLE_MODES, "polling": ["--polling", "0.2"]}
 
 
-@pytest.fixture(params=list(SETTLE_MODES))
+@pytest.fixture(params=list(CLIENT_MODES))
 def settle_args(request: pytest.FixtureRequest) -> list[str]:
-    """The client's settle flags: off (every raw event) or the default window."""
-    return SETTLE_MODES[request.param]
+    """The client's settle flags: off (every raw event) or the default window; or watching by --polling."""
+    return CLIENT_MODES[request.param]
 
 
 def report(request: pytest.FixtureRequest, tree: set[str], figures: Figures, **extra: Any) -> None:
