@@ -258,7 +258,7 @@ def bench_degraded(tree: Path, directories: list[str], work: Path, window: float
         budget = len(directories) // 2
         started = time.monotonic()
         client = procs.client(
-            tree, server.uri, "bench", connected_to=server, args=["-q", "-v"], command_prefix=limits_prefix(budget)
+            tree, server.uri, "bench", connected_to=server, args=["-v"], command_prefix=limits_prefix(budget)
         )
         try:
             client.wait_for_line(re.compile("limite de inotify atingido"), "stderr", timeout=60)
@@ -334,16 +334,18 @@ def main(argv: list[str] | None = None) -> int:
         tree = work / "arvore"
         log(f"making {tops * 10 * files:,} files in {tops * 11 + 1} directories...")
         directories = make_tree(tree, tops, 10, files)
-        if "scan" in only:
-            bench_scan(tree, directories, rows)
-        if "idle" in only:
-            bench_idle_check(tree, work, window, rows)
-        if "degraded" in only:
-            bench_degraded(tree, directories, work, window, rows)
-    print(f"| measure ({tops * 10 * files:,} files, {len(directories):,} directories) | figure | note |")
-    print("|---|---|---|")
-    for name, figure, note in rows:
-        print(f"| {name} | {figure} | {note} |")
+        try:  # the figures measured so far are printed even if a later part fails
+            if "scan" in only:
+                bench_scan(tree, directories, rows)
+            if "idle" in only:
+                bench_idle_check(tree, work, window, rows)
+            if "degraded" in only:
+                bench_degraded(tree, directories, work, window, rows)
+        finally:
+            print(f"| measure ({tops * 10 * files:,} files, {len(directories):,} directories) | figure | note |")
+            print("|---|---|---|")
+            for name, figure, note in rows:
+                print(f"| {name} | {figure} | {note} |")
     return 0
 
 
