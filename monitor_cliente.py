@@ -149,6 +149,7 @@ SETTLE = 0.15  # seconds without a new event before the changes held are sent as
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
 IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
+IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
 DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without an inotify watch at least...
 DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
 DEGRADED_RETRY_MIN = 5.0  # seconds before trying to watch them again; doubling up to...
@@ -3392,10 +3393,12 @@ class Checkpointer:
         """When the server has everything, check the view against the disk and save the state file (True)."""
         loop = asyncio.get_running_loop()
         seen = self._recorder.events_seen
-        if self._idle_next <= loop.time():  # the idle check: runs once the first time, whatever it finds
-            self._idle_next = loop.time() + self._idle_check
-            self._changes_only = False
+        idle = self._idle_next <= loop.time()  # the idle check: runs once each time, whatever it finds
+        started = time.perf_counter()
         disk = await self._scanner.scan("de verificação", interruptible)
+        if idle:  # a huge tree is checked less often: at most 1/IDLE_CHECK_DUTY of a core
+            self._idle_next = loop.time() + max(self._idle_check, IDLE_CHECK_DUTY * (time.perf_counter() - started))
+            self._changes_only = False
         if disk is None or self._recorder.events_seen != seen or not self._quiet():
             self._schedule.moved(loop.time())  # try again later, less eagerly
             log.debug("verificação: a árvore mudou durante a varredura; nova tentativa mais tarde")
