@@ -152,8 +152,8 @@ IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the 
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
 DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without an inotify watch at least...
 DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
-DEGRADED_RETRY_MIN = 5.0  # seconds before trying to watch them again; doubling up to...
-DEGRADED_RETRY_MAX = 60.0  # ...this
+DEGRADED_RETRY_MIN = 5.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
+DEGRADED_RETRY_MAX = 300.0  # ...this, or at once when the limit is raised
 WALK_RECURSION = 4096 // 2 + 1000  # recursion limit: watchdog's walks recurse once per level, at most PATH_MAX / 2
 
 PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
@@ -1874,6 +1874,11 @@ class Coverage:
         self._retry_delay = min(self._retry_delay * 2, DEGRADED_RETRY_MAX)
         self._next_retry = now + self._retry_delay
 
+    def retry_now(self, now: float) -> None:
+        """Watches may be available now (the limit was raised): try at once, then from DEGRADED_RETRY_MIN again."""
+        self._retry_delay = DEGRADED_RETRY_MIN
+        self._next_retry = now
+
 
 def topmost(paths: Iterable[str]) -> list[str]:
     """The paths that are not below another one of them."""
@@ -3447,6 +3452,7 @@ class Patrol:
         self._census_next = 0.0
         self._suspects: set[str] = set()  # without a watch at the last census: counted if still so at the next
         self._unwatched: set[str] = set()  # counted: without a watch at two censuses in a row
+        self._limit: tuple[int | None, int | None] = (None, None)  # the watch limits when the degraded mode began
         self._mounts = self._read_mounts()
 
     def _read_mounts(self) -> frozenset[str] | None:
@@ -3468,6 +3474,9 @@ class Patrol:
         self._mounts = mounts
         if self._watcher.polling or not self._watcher.alive():
             return  # polling has no watches; a dead watcher is restarted by the supervisor
+        if self._coverage.uncovered and inotify_limit("watches") != self._limit:  # two small reads, only degraded
+            self._limit = inotify_limit("watches")
+            self._coverage.retry_now(now)
         if self._coverage.retry_due(now):
             self._coverage.retried(now)
             if await self._watcher.restart():  # watchdog adds every watch it can again
@@ -3495,7 +3504,9 @@ class Patrol:
         self._unwatched, self._suspects = set(confirmed), set(missing) - set(confirmed)
         mode = self._coverage.update(confirmed, now)
         if mode == "entered":
-            limit = describe_inotify_limit("watches", *inotify_limit("watches"))
+            await self._scan_uncovered()  # first: its duration sets the interval the line announces
+            self._limit = inotify_limit("watches")
+            limit = describe_inotify_limit("watches", *self._limit)
             interval = f"{self._coverage.interval:g}".replace(".", ",")
             text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a cada "
             log.warning("limite de inotify atingido %s", limit.format(text + interval + " s"))

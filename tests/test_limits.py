@@ -409,6 +409,8 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert not coverage.retry_due(14.9) and coverage.retry_due(15.0)
     coverage.retried(15.0)
     assert not coverage.retry_due(24.9) and coverage.retry_due(25.0)  # the delay doubles
+    coverage.retry_now(20.0)  # the limit was raised
+    assert coverage.retry_due(20.0)
     assert coverage.update(["/r/c"], 26.0) == ""  # still degraded: said once
     assert coverage.update([], 27.0) == "left" and not coverage.scan_due(100.0) and not coverage.retry_due(100.0)
 

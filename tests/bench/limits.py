@@ -214,30 +214,34 @@ def idle_cpu(pid: int, window: float) -> float:
     return (cpu_seconds(pid) - before) / (time.monotonic() - started) * 100
 
 
-def bench_idle(tree: Path, work: Path, window: float, rows: list[Row], check: float | None = None) -> float:
-    """The client's CPU % over an idle window (with ``--verificacao check`` when given)."""
+def bench_idle(tree: Path, work: Path, window: float, rows: list[Row], check: float | None = None) -> tuple[float, int]:
+    """The client's CPU % over an idle window (with ``--verificacao check`` when given), and how many idle checks
+    ran in it (its -v lines)."""
     procs = Processes(work / f"idle{check or ''}")
     try:
         server = procs.server()
-        args = ["-q", *(["--verificacao", f"{check:g}"] if check else [])]
+        args = ["-v", *(["--verificacao", f"{check:g}"] if check else [])]
         client = procs.client(tree, server.uri, "bench", connected_to=server, args=args)
         probe = tree / f"sonda_idle{check or ''}.txt"
         touch(probe)
         server.wait_for_line(re.compile(re.escape(str(probe))), timeout=120)
         time.sleep(10)  # past the checkpoint that saves the state after the probe
+        before = len([line for line in client.lines("stderr") if "varredura de verificação:" in line])
         usage = idle_cpu(client.proc.pid, window)
+        checks = len([line for line in client.lines("stderr") if "varredura de verificação:" in line]) - before
         what = f"client idle, --verificacao {check:g}" if check else "client idle (real process, defaults)"
-        rows.append((what, f"{usage:.2f} % CPU over {window:g} s", f"RSS {rss_mb(client.proc.pid):.0f} MB"))
-        return usage
+        note = f"RSS {rss_mb(client.proc.pid):.0f} MB; {checks} idle check(s) in the window"
+        rows.append((what, f"{usage:.2f} % CPU over {window:g} s", note))
+        return usage, checks
     finally:
         procs.cleanup()
 
 
 def bench_idle_check(tree: Path, work: Path, window: float, rows: list[Row]) -> None:
     """One idle check's CPU, from the difference an idle check every 10 s makes, and its share every 300 s."""
-    base = bench_idle(tree, work, window, rows)
-    checked = bench_idle(tree, work, window, rows, check=10.0)
-    per_check = max(0.0, checked - base) / 100 * 10
+    base, _ = bench_idle(tree, work, window, rows)
+    checked, checks = bench_idle(tree, work, window, rows, check=10.0)
+    per_check = max(0.0, checked - base) / 100 * window / max(checks, 1)
     rows.append(
         (
             "idle check (full scan + diff)",
@@ -267,23 +271,29 @@ def bench_degraded(tree: Path, directories: list[str], work: Path, window: float
             rows.append(("degraded: warning after start", "never (60 s)", f"budget {budget}"))
         uncovered = unwatched(client.proc.pid, directories)
         rows.append(("degraded: directories without a watch", f"{len(uncovered)} of {len(directories)}", "fdinfo"))
-        probes = [Path(d) / "sonda.txt" for d in random.Random(11).sample(uncovered, min(20, len(uncovered)))]
-        created = time.monotonic()
-        for probe in probes:
-            touch(probe)
-        seen: dict[Path, float] = {}
-        deadline = created + 60
-        while len(seen) < len(probes) and time.monotonic() < deadline:
-            output = "\n".join(server.lines())
+        # Probes at random phases of the scan interval: 4 rounds of 5, each after a random pause.
+        rng = random.Random(11)
+        delays: list[float] = []
+        for round_number in range(4):
+            time.sleep(rng.uniform(0, 30))
+            chosen = rng.sample(uncovered, min(5, len(uncovered)))
+            probes = [Path(d) / f"sonda{round_number}.txt" for d in chosen]
+            created = time.monotonic()
             for probe in probes:
-                if probe not in seen and str(probe) in output:
-                    seen[probe] = time.monotonic() - created
-            time.sleep(0.05)
-        delays = [seen.get(probe, float("inf")) for probe in probes] or [float("nan")]
+                touch(probe)
+            seen: dict[Path, float] = {}
+            while len(seen) < len(probes) and time.monotonic() < created + 90:
+                output = "\n".join(server.lines())
+                for probe in probes:
+                    if probe not in seen and str(probe) in output:
+                        seen[probe] = time.monotonic() - created
+                time.sleep(0.05)
+            delays += [seen.get(probe, float("inf")) for probe in probes]
+        delays = delays or [float("nan")]
         shown = f"p50 {statistics.median(delays):.2f} s, max {max(delays):.2f} s"
         rows.append(
             (
-                "degraded: detection delay (20 unwatched directories)",
+                "degraded: detection delay (20 probes, 4 rounds at random phases)",
                 shown,
                 f"{sum(d == float('inf') for d in delays)} never",
             )
