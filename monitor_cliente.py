@@ -154,7 +154,8 @@ DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without
 DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
 DEGRADED_RETRY_MIN = 5.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
 DEGRADED_RETRY_MAX = 300.0  # ...this, or at once when the limit is raised
-WALK_RECURSION = 4096 // 2 + 1000  # recursion limit: watchdog's walks recurse once per level, at most PATH_MAX / 2
+PATH_MAX = 4096  # bytes in a path, with its terminating NUL (Linux): longer ones are left out (see too_long)
+WALK_RECURSION = PATH_MAX // 2 + 1000  # recursion limit: watchdog's walks recurse once per level, at most PATH_MAX / 2
 
 PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
 FALLBACK_PROTOCOL_VERSION = 1  # the oldest version spoken to a server that refuses ours (README, "Protocolo")
@@ -1960,9 +1961,6 @@ def file_info(st: os.stat_result) -> int:
 
 class Interrupted(Exception):
     """A scan stopped before the end: the client is stopping."""
-
-
-PATH_MAX = 4096  # bytes in a path, with its terminating NUL (Linux; see too_long)
 
 
 def too_long(path: str) -> bool:
