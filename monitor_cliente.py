@@ -152,8 +152,8 @@ IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the 
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
 DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without an inotify watch at least...
 DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
-DEGRADED_RETRY_MIN = 5.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
-DEGRADED_RETRY_MAX = 300.0  # ...this, or at once when the limit is raised
+DEGRADED_RETRY_MIN = 30.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
+DEGRADED_RETRY_MAX = 300.0  # ...this; at once when the limit changes or directories were deleted (watches freed)
 PATH_MAX = 4096  # bytes in a path, with its terminating NUL (Linux): longer ones are left out (see too_long)
 WALK_RECURSION = PATH_MAX // 2 + 1000  # recursion limit: watchdog's walks recurse once per level, at most PATH_MAX / 2
 
@@ -3451,6 +3451,7 @@ class Patrol:
         self._suspects: set[str] = set()  # without a watch at the last census: counted if still so at the next
         self._unwatched: set[str] = set()  # counted: without a watch at two censuses in a row
         self._limit: tuple[int | None, int | None] = (None, None)  # the watch limits when the degraded mode began
+        self._directories = 0  # in the view at the last census
         self._mounts = self._read_mounts()
 
     def _read_mounts(self) -> frozenset[str] | None:
@@ -3496,6 +3497,9 @@ class Patrol:
         watched = await asyncio.to_thread(inotify_watches)
         if watched is None:
             return
+        if len(directories) < self._directories and self._coverage.uncovered:
+            self._coverage.retry_now(now)  # their watches were freed: others may get them
+        self._directories = len(directories)
         missing = await asyncio.to_thread(unwatched, directories, watched)
         # A directory just created may get its watch a moment after its event: counted at the second census.
         confirmed = [p for p in missing if p in self._suspects or p in self._unwatched]
@@ -3505,7 +3509,7 @@ class Patrol:
             await self._scan_uncovered()  # first: its duration sets the interval the line announces
             self._limit = inotify_limit("watches")
             limit = describe_inotify_limit("watches", *self._limit)
-            interval = f"{self._coverage.interval:g}".replace(".", ",")
+            interval = f"{round(self._coverage.interval, 1):g}".replace(".", ",")
             text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a cada "
             log.warning("limite de inotify atingido %s", limit.format(text + interval + " s"))
         elif mode == "left":

@@ -406,13 +406,15 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert coverage.interval == 25.0 and not coverage.scan_due(34.9) and coverage.scan_due(35.0)
     coverage.scanned(35.0, 0.01)
     assert coverage.interval == cliente.DEGRADED_SCAN_INTERVAL
-    assert not coverage.retry_due(14.9) and coverage.retry_due(15.0)
-    coverage.retried(15.0)
-    assert not coverage.retry_due(24.9) and coverage.retry_due(25.0)  # the delay doubles
-    coverage.retry_now(20.0)  # the limit was raised
-    assert coverage.retry_due(20.0)
+    first = 10.0 + cliente.DEGRADED_RETRY_MIN
+    assert not coverage.retry_due(first - 0.1) and coverage.retry_due(first)
+    coverage.retried(first)
+    second = first + 2 * cliente.DEGRADED_RETRY_MIN  # the delay doubles
+    assert not coverage.retry_due(second - 0.1) and coverage.retry_due(second)
+    coverage.retry_now(first + 1)  # the limit was raised
+    assert coverage.retry_due(first + 1)
     assert coverage.update(["/r/c"], 26.0) == ""  # still degraded: said once
-    assert coverage.update([], 27.0) == "left" and not coverage.scan_due(100.0) and not coverage.retry_due(100.0)
+    assert coverage.update([], 27.0) == "left" and not coverage.scan_due(1e9) and not coverage.retry_due(1e9)
 
 
 def test_topmost_keeps_directories_not_below_another(cliente: ModuleType) -> None:
