@@ -2401,11 +2401,14 @@ class Watcher:
         self._died = cause
         wake()
 
-    async def stop(self) -> None:
+    async def stop(self, wait: float | None = None) -> None:
+        """Stop the observer; wait for its threads at most ``wait`` seconds (None: until they end). At exit they
+        are not waited for long: watchdog's reader may be walking a deep tree it was told of (its threads are
+        daemons)."""
         observer, self._observer = self._observer, None
         if observer is not None:
             observer.stop()
-            await asyncio.to_thread(observer.join)
+            await asyncio.to_thread(observer.join, wait)
             await asyncio.sleep(0)  # run the last drain the observer scheduled
 
     async def restart(self) -> bool:
@@ -3760,7 +3763,7 @@ class MonitorClient:
                     supervising.cancel()  # it would restart the watcher we are about to stop
                     await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
-                await watcher.stop()
+                await watcher.stop(FLUSH_TIMEOUT)
                 self.recorder.flush()  # held changes go out now, live, never left for the next start
                 await self.recorder.drained()
                 await self.uplink.flush()
@@ -3771,7 +3774,7 @@ class MonitorClient:
                 for task in (starting, *tasks):
                     task.cancel()
                 await asyncio.gather(starting, *tasks, return_exceptions=True)
-                await watcher.stop()
+                await watcher.stop(FLUSH_TIMEOUT)
         left = self.outbox.pending()
         if left:
             log.warning(
