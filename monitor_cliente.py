@@ -87,6 +87,7 @@ try:
     )
     from watchdog.observers import Observer
     from watchdog.observers.api import BaseObserver
+    from watchdog.observers.polling import PollingObserverVFS
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
     from websockets.uri import parse_uri
@@ -146,11 +147,20 @@ IGNORE_PATTERNS = [
 HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
+POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
+IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
+IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
+DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without an inotify watch at least...
+DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
+DEGRADED_RETRY_MIN = 30.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
+DEGRADED_RETRY_MAX = 300.0  # ...this; at once when the limit changes or directories were deleted (watches freed)
+PATH_MAX = 4096  # bytes in a path, with its terminating NUL (Linux): longer ones are left out (see too_long)
+WALK_RECURSION = PATH_MAX // 2 + 1000  # recursion limit: watchdog's walks recurse once per level, at most PATH_MAX / 2
 
 PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
 FALLBACK_PROTOCOL_VERSION = 1  # the oldest version spoken to a server that refuses ours (README, "Protocolo")
-STATE_VERSION = 5  # the state file's format (5: each file's type and attributes; 4 and 3 are migrated)
-PREVIOUS_STATE_VERSIONS = (3, 4)  # 4: an identity, each file's (mtime, size) fingerprint; 3: no identity
+STATE_VERSION = 6  # the state file's format (6: the tree as one row per directory; 5, 4 and 3 are migrated)
+PREVIOUS_STATE_VERSIONS = (3, 4, 5)  # 5: nested; 4: each file's (mtime, size) fingerprint only; 3: no identity
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
 CLOSE_CREDENTIAL = 4001  # the server refused this client's identity (README, "Protocolo")
@@ -1526,9 +1536,53 @@ class SavedState:
     pending: tuple[tuple[int, str], ...] = ()
 
 
+def flatten_tree(tree: Tree) -> list[list[Any]]:
+    """``tree`` as one row per directory, parents first: ``[parent row, name, [file names], [their FileInfo]]``
+    (row 0: the root, parent -1). JSON never nests more than four levels, whatever the depth of the tree."""
+    rows: list[list[Any]] = []
+    stack: list[tuple[int, str, Tree]] = [(-1, "", tree)]
+    while stack:
+        parent, name, node = stack.pop()
+        index = len(rows)
+        files = [(entry, child) for entry, child in node.items() if not isinstance(child, dict)]
+        rows.append([parent, name, [entry for entry, _ in files], [child for _, child in files]])
+        stack.extend((index, entry, child) for entry, child in reversed(node.items()) if isinstance(child, dict))
+    return rows
+
+
+def unflatten_tree(rows: object) -> Tree | None:
+    """The Tree of flatten_tree's rows; None when they are not valid (a parent row that does not come first, a
+    name twice in a directory, a FileInfo that is not a natural number or null)."""
+    if not isinstance(rows, list) or not rows:
+        return None
+    nodes: list[Tree] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != 4:
+            return None
+        parent, name, names, infos = row
+        if type(parent) is not int or not isinstance(name, str) or not isinstance(names, list):
+            return None
+        if not isinstance(infos, list) or len(names) != len(infos):
+            return None
+        node: Tree = {}
+        for entry, info in zip(names, infos, strict=True):
+            if not isinstance(entry, str) or entry in node or not (info is None or _natural(info)):
+                return None
+            node[entry] = info
+        if index == 0:
+            if parent != -1:
+                return None
+        elif not 0 <= parent < index or not name or name in nodes[parent]:
+            return None
+        else:
+            nodes[parent][name] = node
+        nodes.append(node)
+    return nodes[0]
+
+
 def encode_state(root: str, address: str, state: SavedState) -> str:
-    """The state file: the tree the server at ``address`` (see server_address) has acknowledged, as nested JSON
-    (a file: its fingerprint), with the client's identity and what the server holds of the tree."""
+    """The state file: the tree the server at ``address`` (see server_address) has acknowledged (flat: see
+    flatten_tree), with the client's identity and what the server holds of the tree."""
     assert state.identity is not None
     held = state.held
     obj = {
@@ -1541,7 +1595,7 @@ def encode_state(root: str, address: str, state: SavedState) -> str:
         "count": held.count,
         "sum": f"{held.sum:016x}",
         "held": None if held.hashes is None else [f"{value:016x}" for value in sorted(held.hashes)],
-        "tree": state.tree,
+        "tree": flatten_tree(state.tree),
     }
     if state.pending:
         obj["pending"] = [[seq, data] for seq, data in state.pending]
@@ -1603,10 +1657,11 @@ def _decode_pending(value: object, after: int) -> tuple[tuple[int, str], ...] | 
 def decode_state(text: str, root: str, address: str) -> SavedState | None:
     """The content of a state file written for this root and server; None if it is not one.
 
-    Version 5 as it is; the previous formats are migrated, never discarded (an upgrade loses no offline change):
-    4's files keep their fingerprint as the content part of a FileInfo, their type and attributes unknown (so the
-    next checkpoint learns them, and nothing is reported for them but a content change); its pending events get
-    their ``type``; 3 has no identity either.
+    Version 6 as it is; the previous formats are migrated, never discarded (an upgrade loses no offline change):
+    5's tree is nested (a dict per directory; one too deep for json was never written); 4's files keep their
+    fingerprint as the content part of a FileInfo, their type and attributes unknown (so the next checkpoint learns
+    them, and nothing is reported for them but a content change); its pending events get their ``type``; 3 has no
+    identity either.
     """
     try:
         obj = json.loads(text)
@@ -1618,6 +1673,9 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
         identity = _decode_identity(obj) if version >= 4 else None
         if version >= 4 and identity is None:
             return None
+        if version == STATE_VERSION:
+            tree = unflatten_tree(obj["tree"])
+            return None if tree is None else _with_identity(obj, tree, identity, version)
         tree = obj["tree"]
         stack = [tree]
         while stack:
@@ -1629,20 +1687,27 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
                     stack.append(child)
                 elif child is None:
                     continue
-                elif type(child) is not int or (version == STATE_VERSION and child < 0):
+                elif type(child) is not int or (version == 5 and child < 0):
                     return None
-                elif version != STATE_VERSION:
+                elif version < 5:
                     node[name] = pack_info("file", child, None)
-        if identity is None:
-            return SavedState(cast(Tree, tree))  # version 3: the server knows none of it under a new identity
-        pending = _decode_pending(obj.get("pending", []), identity[1])
-        if pending is None:
-            return None
-        if version != STATE_VERSION:
-            pending = tuple((seq, upgrade(data)) for seq, data in pending)
-        return SavedState(cast(Tree, tree), identity[0], identity[1], identity[2], pending)
+        return _with_identity(obj, cast(Tree, tree), identity, version)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
+
+
+def _with_identity(
+    obj: dict[str, Any], tree: Tree, identity: tuple[Identity, int, Held] | None, version: int
+) -> SavedState | None:
+    """The SavedState of a decoded state file's ``tree``, with its identity and pending events (see decode_state)."""
+    if identity is None:
+        return SavedState(tree)  # version 3: the server knows none of it under a new identity
+    pending = _decode_pending(obj.get("pending", []), identity[1])
+    if pending is None:
+        return None
+    if version < 5:
+        pending = tuple((seq, upgrade(data)) for seq, data in pending)
+    return SavedState(tree, identity[0], identity[1], identity[2], pending)
 
 
 def state_folder() -> str:
@@ -1771,6 +1836,114 @@ class CheckpointSchedule:
         self._next = now + self._delay
 
 
+class Coverage:
+    """The degraded mode (pure): the directories without an inotify watch, when to scan them, when to try to watch
+    them again. Their scans are spaced by DEGRADED_SCAN_INTERVAL or DEGRADED_DUTY times the last scan's duration,
+    whichever is longer (a bounded share of a core, whatever the size of the unwatched part); the retries double
+    from DEGRADED_RETRY_MIN to DEGRADED_RETRY_MAX."""
+
+    def __init__(self) -> None:
+        self.uncovered: list[str] = []  # the topmost directories without a watch (each scanned with its subtree)
+        self.count = 0  # directories without a watch
+        self.interval = DEGRADED_SCAN_INTERVAL
+        self._next_scan = 0.0
+        self._retry_delay = DEGRADED_RETRY_MIN
+        self._next_retry = 0.0
+
+    def update(self, unwatched: list[str], now: float) -> Literal["entered", "left", ""]:
+        """The directories of the view found without a watch: whether the degraded mode starts or ends now."""
+        was, self.count = bool(self.uncovered), len(unwatched)
+        self.uncovered = topmost(unwatched)
+        if self.uncovered and not was:
+            self._next_scan = now
+            self._retry_delay = DEGRADED_RETRY_MIN
+            self._next_retry = now + self._retry_delay
+            return "entered"
+        return "left" if was and not self.uncovered else ""
+
+    def scan_due(self, now: float) -> bool:
+        return bool(self.uncovered) and now >= self._next_scan
+
+    def scanned(self, now: float, duration: float) -> None:
+        self.interval = max(DEGRADED_SCAN_INTERVAL, DEGRADED_DUTY * duration)
+        self._next_scan = now + self.interval
+
+    def retry_due(self, now: float) -> bool:
+        return bool(self.uncovered) and now >= self._next_retry
+
+    def retried(self, now: float) -> None:
+        self._retry_delay = min(self._retry_delay * 2, DEGRADED_RETRY_MAX)
+        self._next_retry = now + self._retry_delay
+
+    def retry_now(self, now: float) -> None:
+        """Watches may be available now (the limit was raised): try at once, then from DEGRADED_RETRY_MIN again."""
+        self._retry_delay = DEGRADED_RETRY_MIN
+        self._next_retry = now
+
+
+def topmost(paths: Iterable[str]) -> list[str]:
+    """The paths that are not below another one of them."""
+    kept: list[list[str]] = []
+    for parts in sorted(path.split(os.sep) for path in paths):
+        if not kept or parts[: len(kept[-1])] != kept[-1]:
+            kept.append(parts)
+    return [os.sep.join(parts) for parts in kept]
+
+
+_INOTIFY_LIMITS = {  # the machine's sysctl, the user namespace's, the least value worth suggesting
+    "watches": ("fs.inotify.max_user_watches", "user.max_inotify_watches", 524288),
+    "instances": ("fs.inotify.max_user_instances", "user.max_inotify_instances", 1024),
+}
+
+
+def describe_inotify_limit(kind: Literal["watches", "instances"], machine: int | None, own: int | None) -> str:
+    """``(<the limit in force>): {}. Para aumentar: sudo sysctl …`` for an inotify limit of ``kind`` whose values
+    are ``machine`` (fs.inotify.*) and ``own`` (this user namespace's: a container may bind lower); the caller
+    puts what it could not watch in the ``{}``."""
+    name, own_name, least = _INOTIFY_LIMITS[kind]
+    if own is not None and machine is not None and own < machine:
+        limit = f"{own_name} = {own} neste namespace; {name} = {machine}"
+    else:
+        limit = f"{name} = {machine if machine is not None else '?'}"
+    return f"({limit}): {{}}. Para aumentar: sudo sysctl {name}={max(least, 2 * (machine or 0))}"
+
+
+def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
+    """A poll's events with its moves as inotify gives them: watchdog's PollingEmitter reports a moved directory's
+    children first, each as a move of its own; those implied by an ancestor's move are dropped, and the moves left
+    come parents first (in place of the first move)."""
+    moves = [event for event in events if event.event_type == "moved"]
+    if len(moves) < 2:
+        return events
+    dirs = {os.fsdecode(e.src_path): os.fsdecode(e.dest_path) for e in moves if e.is_directory}
+
+    def implied(event: FileSystemEvent) -> bool:
+        src, dest = os.fsdecode(event.src_path), os.fsdecode(event.dest_path)
+        parent = os.path.dirname(src)
+        while parent not in dirs and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+        return parent in dirs and dest == dirs[parent] + src[len(parent) :]
+
+    kept = sorted((e for e in moves if not implied(e)), key=lambda e: os.fsdecode(e.src_path).count(os.sep))
+    first = events.index(moves[0])
+    rest = [event for event in events if event.event_type != "moved"]
+    return [*rest[:first], *kept, *rest[first:]]
+
+
+def parse_mountinfo(text: str, root: str) -> frozenset[str]:
+    """The mount points at or below ``root`` in the text of /proc/self/mountinfo (proc(5): the fifth field, with
+    space, tab, newline and backslash escaped as octal)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    points = set()
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point == root or point.startswith(prefix):
+                points.add(point)
+    return frozenset(points)
+
+
 # ---------------------------------------------------------------------------
 # I/O: the disk, the watchdog threads, the outbox, the connection.
 # ---------------------------------------------------------------------------
@@ -1790,8 +1963,18 @@ class Interrupted(Exception):
     """A scan stopped before the end: the client is stopping."""
 
 
+def too_long(path: str) -> bool:
+    """Whether the system refuses ``path`` by its length (ENAMETOOLONG): such an entry is left out of the view, no
+    event or lstat can name it."""
+    return len(os.fsencode(path)) >= PATH_MAX
+
+
 def scan_tree(
-    root: str, skip: frozenset[str], stop: threading.Event | None = None, ignore: IgnoreRules | None = None
+    root: str,
+    skip: frozenset[str],
+    stop: threading.Event | None = None,
+    ignore: IgnoreRules | None = None,
+    too_deep: list[str] | None = None,
 ) -> tuple[Tree, list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
@@ -1799,7 +1982,8 @@ def scan_tree(
     root itself is gone. Symbolic links are entries, never followed. (watchdog's
     DirectorySnapshot keeps a full stat result, a path and an inode map per entry: on
     100,000 files it took the client to 145 MB; this keeps what the diff needs.)
-    Raises Interrupted once ``stop`` is set (checked at each directory).
+    Raises Interrupted once ``stop`` is set (checked at each directory). The directories holding entries
+    whose path is too long (see too_long) go to ``too_deep``, the entries are left out.
     """
     tree: Tree = {}
     unreadable: list[str] = []
@@ -1812,6 +1996,10 @@ def scan_tree(
             with os.scandir(path) as entries:
                 for entry in entries:
                     if entry.path in skip:
+                        continue
+                    if too_long(entry.path):
+                        if too_deep is not None:
+                            too_deep.append(path)
                         continue
                     try:
                         is_dir = entry.is_dir(follow_symlinks=False)
@@ -1829,9 +2017,9 @@ def scan_tree(
             if path == root:
                 return None
             unreadable.append(path)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # vanished (simply empty), or unreachable (ENAMETOOLONG, ELOOP, EIO): never the client's end
             if path == root:
-                return None  # a subdirectory that vanished is simply empty
+                return None
     return tree, unreadable
 
 
@@ -1867,7 +2055,7 @@ def write_state(path: str, text: str) -> None:
     """Replace the state file atomically: a crash leaves the old one or the new one. It holds the client's
     secret: readable by its owner only (mode 0600, whatever an older file or the umask said)."""
     tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="ascii") as file:
         if hasattr(os, "fchmod"):  # not on Windows (before 3.13), where modes do not apply
             os.fchmod(fd, 0o600)  # a .tmp left by a crash keeps its old mode through O_CREAT
@@ -1877,10 +2065,74 @@ def write_state(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def peek_server(path: str) -> str | None:
-    """The server a state file was written for (read from its first 64 KiB), or None."""
+def inotify_limit(kind: Literal["watches", "instances"]) -> tuple[int | None, int | None]:
+    """The inotify limit of ``kind``: the machine's (fs.inotify.max_user_*) and this user namespace's."""
+    values: list[int | None] = []
+    for name in _INOTIFY_LIMITS[kind][:2]:
+        try:
+            with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as file:
+                values.append(int(file.read()))
+        except (OSError, ValueError):
+            values.append(None)
+    return values[0], values[1]
+
+
+_WATCH_LINE = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) ", re.MULTILINE)
+
+
+def inotify_watches() -> set[int] | None:
+    """The inode of every directory this process holds an inotify watch on: the kernel's own list, in the
+    /proc/self/fdinfo of each inotify descriptor. None where there is no such list (not Linux). The device it
+    lists is the superblock's, which lstat does not always give (a btrfs subvolume has a device of its own):
+    inodes alone are compared, so a directory is taken as watched if another filesystem's watched one has its
+    inode number (rare; its changes then wait for the idle check)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as file:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    watched: set[int] = set()
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as file:
+                text = file.read()
+        except OSError:
+            continue  # closed meanwhile
+        watched.update(int(ino, 16) for ino in _WATCH_LINE.findall(text))
+    return watched
+
+
+def unwatched(directories: list[str], watched: set[int]) -> list[str]:
+    """The ``directories`` (that still exist, and can be read: else the Watcher says so) without a watch in
+    ``watched`` (see inotify_watches)."""
+    missing = []
+    for path in directories:
+        try:
+            if os.lstat(path).st_ino not in watched and os.access(path, os.R_OK | os.X_OK):
+                missing.append(path)
+        except OSError:
+            continue
+    return missing
+
+
+def open_regular(path: str, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` for a regular file only: a FIFO or a device there is never waited on (O_NONBLOCK until it is
+    known to be a regular file), and raises OSError(EINVAL, "... não é um arquivo comum")."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0), mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{escape(path)} não é um arquivo comum")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return fd
+
+
+def peek_server(path: str) -> str | None:
+    """The server a state file was written for (read from its first 64 KiB), or None (also for anything but a
+    regular file)."""
+    try:
+        with open(open_regular(path, os.O_RDONLY), encoding="ascii", errors="replace") as file:
             return stored_server(file.read(65536))
     except OSError:
         return None
@@ -1904,6 +2156,7 @@ class StateFile:
         self.new_identity = True  # the identity is not in the file yet: save it before anything is sent
         self.ran_before = False  # a client used this state file before (see lock)
         self._lock_fd: int | None = None
+        self._unsaved = ""  # why the last save failed, once said
 
     def lock(self) -> None:
         """Hold the state file for this run (an advisory lock on ``<path>.lock``): FatalError when another client
@@ -1962,7 +2215,7 @@ class StateFile:
             log.debug("sem arquivo de estado (--estado vazio): uma identidade nova a cada execução")
             return None, ""
         try:
-            with open(self.path, encoding="ascii") as file:
+            with open(open_regular(self.path, os.O_RDONLY), encoding="ascii") as file:
                 text = file.read()
         except FileNotFoundError:
             log.debug("arquivo de estado: %s (ainda não existe: primeira execução)", escape(self.path))
@@ -1988,18 +2241,18 @@ class StateFile:
         (and will hold ``pending`` too: events sent again at the next start, see SavedState)."""
         if not self.path:
             return
-        try:
-            text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
-        except RecursionError:  # a tree nested deeper than json can write
-            log.warning("a árvore é profunda demais para o arquivo de estado; ele não foi gravado.")
-            return
+        text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
         started = time.perf_counter()
         try:
             await asyncio.to_thread(write_state, self.path, text)
             self.new_identity = False
+            self._unsaved = ""
             log.debug("estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), len(text), self._ms(started))
         except OSError as exc:
-            log.warning("não foi possível gravar o estado em %s: %s", escape(self.path), describe_os_error(exc))
+            why = exc.strerror if exc.errno == errno.EINVAL and exc.strerror else describe_os_error(exc)
+            if why != self._unsaved:  # said once, not at each checkpoint
+                log.warning("não foi possível gravar o estado em %s: %s", escape(self.path), why)
+            self._unsaved = why
 
 
 class ThreadBridge:
@@ -2073,15 +2326,15 @@ class OverflowDetector(logging.Handler):
 
 
 @contextlib.contextmanager
-def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[], None]) -> Iterator[None]:
+def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[str], None]) -> Iterator[None]:
     """Listen, for the duration, to watchdog's signs of lost events: a kernel overflow (a log record) and a
-    thread that raised (watchdog #663). Both callbacks run in watchdog's threads."""
+    thread that raised (watchdog #663; e.g. the shared inotify reader, which no emitter's is_alive shows), given
+    as its cause (``RecursionError na thread Thread-1 do watchdog``). Both callbacks run in watchdog's threads."""
 
     def thread_died(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread else "?"
-        log.error("Erro na thread %s: %s", name, args.exc_value, extra=NO_PREFIX)
         log.debug("detalhes", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
-        on_thread_death()
+        on_thread_death(f"{args.exc_type.__name__} na thread {name} do watchdog")
 
     detector = OverflowDetector(on_overflow)
     logging.getLogger("watchdog").addHandler(detector)
@@ -2103,29 +2356,59 @@ class Watcher:
     queues a change: the supervisor does that.
     """
 
-    def __init__(self, root: str, handler: FileSystemEventHandler) -> None:
+    def __init__(self, root: str, handler: FileSystemEventHandler, polling: float = POLLING_INTERVAL) -> None:
         self.root = root
         self._handler = handler
+        self.polling = polling  # seconds between walks (PollingObserverVFS); 0: inotify
         self._observer: BaseObserver | None = None
+        self._died = ""  # why a watchdog thread died since the last start ("": none did)
+        self._failing = ""  # why the last restart failed ("": it did not)
+        self._deaths: dict[str, float] = {}  # each cause already said, and when
         self._identity: tuple[int, int] | None = None  # (device, inode) of the directory being watched
         self._missing = False  # the root's absence has been reported
         self._unreadable: set[str] = set()
 
     def start(self) -> None:
-        observer = Observer()
+        """Start the observer; FatalError when nothing can be watched (an inotify limit names its fix)."""
         try:
+            observer = self._new_observer()
             observer.schedule(self._handler, self.root, recursive=True, event_filter=WATCHED_EVENTS)
             observer.start()
             self._identity = root_identity(self.root)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EMFILE) and "inotify" in str(exc):
+                kind: Literal["watches", "instances"] = "watches" if exc.errno == errno.ENOSPC else "instances"
+                what = "limite de inotify" if kind == "watches" else "limite de instâncias de inotify"
+                text = describe_inotify_limit(kind, *inotify_limit(kind))
+                raise FatalError(
+                    f"{what} atingido {text.format(f'nada em {escape(self.root)} pode ser monitorado')}"
+                ) from None
             raise FatalError(f"não foi possível monitorar {escape(self.root)}: {describe_os_error(exc)}") from exc
+        self._died = ""
         self._observer = observer
 
-    async def stop(self) -> None:
+    def _new_observer(self) -> BaseObserver:
+        if self.polling:  # lstat: a symbolic link is an entry, never followed (README, "Links simbólicos")
+            return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
+        return Observer()
+
+    def died(self, cause: str, wake: Callable[[], None]) -> None:
+        """A watchdog thread died (in the loop): said once per cause a minute; the next inspect restarts it."""
+        now = time.monotonic()
+        if now - self._deaths.get(cause, -math.inf) > 60:
+            log.warning("o monitoramento ao vivo parou (%s); reiniciando com uma varredura.", cause)
+        self._deaths[cause] = now
+        self._died = cause
+        wake()
+
+    async def stop(self, wait: float | None = None) -> None:
+        """Stop the observer; wait for its threads at most ``wait`` seconds (None: until they end). At exit they
+        are not waited for long: watchdog's reader may be walking a deep tree it was told of (its threads are
+        daemons)."""
         observer, self._observer = self._observer, None
         if observer is not None:
             observer.stop()
-            await asyncio.to_thread(observer.join)
+            await asyncio.to_thread(observer.join, wait)
             await asyncio.sleep(0)  # run the last drain the observer scheduled
 
     async def restart(self) -> bool:
@@ -2133,13 +2416,17 @@ class Watcher:
         try:
             self.start()
         except FatalError as exc:
-            log.warning("%s; nova tentativa em instantes.", exc)
+            if str(exc) != self._failing:  # said once, not at each attempt
+                log.warning("%s; nova tentativa em instantes.", exc)
+            self._failing = str(exc)
             return False
+        self._failing = ""
         return True
 
     def alive(self) -> bool:
         observer = self._observer
-        return observer is not None and observer.is_alive() and all(e.is_alive() for e in observer.emitters)
+        alive = observer is not None and observer.is_alive() and all(e.is_alive() for e in observer.emitters)
+        return alive and not self._died
 
     def inspect(self, root_in_view: bool) -> RootFinding:
         """Whether the root vanished, came back or was replaced, the watcher died, or a directory became readable."""
@@ -2166,7 +2453,8 @@ class Watcher:
             log.info("O diretório %s reapareceu; retomando o monitoramento.", escape(self.root))
             return "reappeared"
         if not self.alive():
-            log.warning("o monitoramento parou; reiniciando com uma varredura.")
+            if not self._died and not self._failing:  # a death with its cause, a failed restart: said already
+                log.warning("o monitoramento parou; reiniciando com uma varredura.")
             return "stopped"
         return "readable" if self._became_readable() else "ok"
 
@@ -2561,7 +2849,7 @@ class Recorder:
             change = change_from_event(event)
             if change is not None:
                 change = self._unignored(change)
-            if change is None or change.path in self._skip:
+            if change is None or change.path in self._skip or too_long(change.dest_path or change.path):
                 continue
             if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
                 # watchdog lists a new directory's content following symlinks: a link to a directory is a link.
@@ -3020,6 +3308,7 @@ class Scanner:
         self._wake = wake
         self._ignore = ignore
         self._interrupt = threading.Event()  # the client is stopping: scans in progress give up
+        self._too_deep = False  # the paths too long to watch have been said (until a scan finds none)
 
     def interrupt(self) -> None:
         """The client is stopping: a scan in progress stops at its next directory (its thread would hold the exit).
@@ -3030,14 +3319,30 @@ class Scanner:
         """The tree on disk (in a worker thread); None if the root is gone; Interrupted when the client stops."""
         started = time.perf_counter()
         stop = self._interrupt if interruptible else None
-        result = await asyncio.to_thread(scan_tree, self._root, self._skip, stop, self._ignore)
+        too_deep: list[str] = []
+        result = await asyncio.to_thread(scan_tree, self._root, self._skip, stop, self._ignore, too_deep)
         log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
         if result is None:
             self._wake.set()  # the root is gone: the watcher's inspection reports it
             return None
         disk, unreadable = result
         self._watcher.note_unreadable(unreadable)
+        if too_deep and not self._too_deep:
+            cut = too_deep[0] if len(too_deep[0]) <= 80 else f"{too_deep[0][:60]}…{too_deep[0][-20:]}"
+            log.warning(
+                "caminhos longos demais (o sistema aceita até %d bytes): o que está abaixo de %s (%s bytes) não é "
+                "monitorado.",
+                PATH_MAX - 1,
+                escape(cut),
+                f"{len(os.fsencode(too_deep[0])):,}".replace(",", "."),
+            )
+        self._too_deep = bool(too_deep)
         return disk
+
+    async def scan_below(self, path: str) -> Tree | None:
+        """The subtree at ``path`` on disk (a worker thread); None when it is gone or not a directory."""
+        result = await asyncio.to_thread(scan_tree, path, self._skip, self._interrupt, self._ignore)
+        return None if result is None else result[0]
 
 
 class Checkpointer:
@@ -3053,6 +3358,7 @@ class Checkpointer:
         rescans: RescanSchedule,
         scanner: Scanner,
         state_file: StateFile,
+        idle_check: float = IDLE_CHECK_INTERVAL,
     ) -> None:
         self._view = view
         self._outbox = outbox
@@ -3062,20 +3368,24 @@ class Checkpointer:
         self._state_file = state_file
         self._schedule = CheckpointSchedule()
         self._saved = 0  # recorder.recorded when the state file was last written
+        self._idle_check = idle_check  # seconds between checks even when nothing changed (a silent loss)
+        self._idle_next = math.inf  # loop time of the next one (set by the first due())
+        self._changes_only = True  # False from an idle check until the view and the disk agree: report contents too
 
     def due(self, now: float) -> bool:
-        """Whether to checkpoint now: the view changed since the last save, the server has all of it, and the
-        schedule says it is time."""
-        return self._ready() and self._schedule.due(now)
+        """Whether to checkpoint now: the view changed since the last save (or the idle check is due), the
+        server has all of it, and the schedule says it is time."""
+        if self._idle_next == math.inf:
+            self._idle_next = now + self._idle_check
+        return (self._ready() or (self._quiet() and now >= self._idle_next)) and self._schedule.due(now)
 
     def _ready(self) -> bool:
         """The view changed since the last save, and the server has all of it."""
-        return (
-            self._recorder.recorded != self._saved
-            and self._outbox.pending() == 0
-            and not self._recorder.holding()
-            and not self._rescans.needed
-        )
+        return self._recorder.recorded != self._saved and self._quiet()
+
+    def _quiet(self) -> bool:
+        """The server has every change, and none is held or waits for a rescan."""
+        return self._outbox.pending() == 0 and not self._recorder.holding() and not self._rescans.needed
 
     async def last(self) -> None:
         """At shutdown, after the flush: save the state file if the server has everything; otherwise save the
@@ -3089,12 +3399,18 @@ class Checkpointer:
         """When the server has everything, check the view against the disk and save the state file (True)."""
         loop = asyncio.get_running_loop()
         seen = self._recorder.events_seen
+        idle = self._idle_next <= loop.time()  # the idle check: runs once each time, whatever it finds
+        started = time.perf_counter()
         disk = await self._scanner.scan("de verificação", interruptible)
-        if disk is None or self._recorder.events_seen != seen or not self._ready():
+        if idle:  # a huge tree is checked less often: at most 1/IDLE_CHECK_DUTY of a core
+            self._idle_next = loop.time() + max(self._idle_check, IDLE_CHECK_DUTY * (time.perf_counter() - started))
+            self._changes_only = False
+        if disk is None or self._recorder.events_seen != seen or not self._quiet():
             self._schedule.moved(loop.time())  # try again later, less eagerly
             log.debug("verificação: a árvore mudou durante a varredura; nova tentativa mais tarde")
             return False
-        differences = self._view.diff(disk, "rescan")
+        # Files whose content changed without an event (a write through a shared mmap) only the idle check reports.
+        differences = self._view.diff(disk, "rescan", report_modified=not self._changes_only)
         if differences:
             if self._schedule.differs(loop.time()):
                 # Events were lost without any sign (the scan is the only witness): send them now,
@@ -3105,6 +3421,7 @@ class Checkpointer:
                 log.debug("verificação: %d diferença(s); olhando de novo antes de enviar", len(differences))
             return False
         self._schedule.agrees(loop.time())
+        self._changes_only = True
         self._view.load_tree(disk)  # the same paths, with every file's info known again
         recorded = self._recorder.recorded
         await self.save(disk)
@@ -3117,6 +3434,104 @@ class Checkpointer:
         pending = self._outbox.unconfirmed()
         seq = pending[0][0] - 1 if pending else self._outbox.next_seq - 1
         await self._state_file.save(tree, self._view.held(), seq, pending)
+
+
+class Patrol:
+    """What the watcher does not hear by itself, checked at each supervisor tick: directories without an inotify
+    watch (the degraded mode: the kernel's list of watches against the view's directories, then periodic scans
+    of those without one, see Coverage) and filesystems mounted or unmounted inside the tree (/proc/self/mountinfo,
+    read at each tick: ~40 µs). Owns the Coverage and the mount points last seen."""
+
+    def __init__(self, view: View, recorder: Recorder, watcher: Watcher, scanner: Scanner, rescans: RescanSchedule):
+        self._view = view
+        self._recorder = recorder
+        self._watcher = watcher
+        self._scanner = scanner
+        self._rescans = rescans
+        self._coverage = Coverage()
+        self._census_seen = -1  # recorder.events_seen at the last census (none yet)
+        self._census_next = 0.0
+        self._suspects: set[str] = set()  # without a watch at the last census: counted if still so at the next
+        self._unwatched: set[str] = set()  # counted: without a watch at two censuses in a row
+        self._limit: tuple[int | None, int | None] = (None, None)  # the watch limits when the degraded mode began
+        self._directories = 0  # in the view at the last census
+        self._mounts = self._read_mounts()
+
+    def _read_mounts(self) -> frozenset[str] | None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
+                return parse_mountinfo(file.read(), self._view.root)
+        except OSError:
+            return None  # not Linux: mounts are not followed
+
+    async def tick(self, now: float) -> None:
+        mounts = self._read_mounts()
+        if mounts != self._mounts and mounts is not None and self._mounts is not None:
+            for point in sorted(mounts - self._mounts):
+                log.info("Sistema de arquivos montado em %s; varrendo.", escape(point))
+            for point in sorted(self._mounts - mounts):
+                log.info("Sistema de arquivos desmontado de %s; varrendo.", escape(point))
+            if await self._watcher.restart():  # a new mount's root needs a watch of its own
+                self._rescans.request()
+        self._mounts = mounts
+        if self._watcher.polling or not self._watcher.alive():
+            return  # polling has no watches; a dead watcher is restarted by the supervisor
+        if self._coverage.uncovered and inotify_limit("watches") != self._limit:  # two small reads, only degraded
+            self._limit = inotify_limit("watches")
+            self._coverage.retry_now(now)
+        if self._coverage.retry_due(now):
+            self._coverage.retried(now)
+            if await self._watcher.restart():  # watchdog adds every watch it can again
+                self._rescans.request()
+            self._census_next, self._census_seen = now, -1
+        if self._recorder.events_seen != self._census_seen and now >= self._census_next or self._suspects:
+            await self._census(now)
+        if self._coverage.scan_due(now):
+            await self._scan_uncovered()
+
+    async def _census(self, now: float) -> None:
+        self._census_seen = self._recorder.events_seen
+        self._census_next = now + 2 * CHECK_INTERVAL
+        directories, stack = [], [(self._view.root, self._view.top)]
+        while stack:
+            path, node = stack.pop()
+            directories.append(path)
+            stack.extend((path + os.sep + name, child) for name, child in node.items() if isinstance(child, dict))
+        watched = await asyncio.to_thread(inotify_watches)
+        if watched is None:
+            return
+        if len(directories) < self._directories and self._coverage.uncovered:
+            self._coverage.retry_now(now)  # their watches were freed: others may get them
+        self._directories = len(directories)
+        missing = await asyncio.to_thread(unwatched, directories, watched)
+        # A directory just created may get its watch a moment after its event: counted at the second census.
+        confirmed = [p for p in missing if p in self._suspects or p in self._unwatched]
+        self._unwatched, self._suspects = set(confirmed), set(missing) - set(confirmed)
+        mode = self._coverage.update(confirmed, now)
+        if mode == "entered":
+            await self._scan_uncovered()  # first: its duration sets the interval the line announces
+            self._limit = inotify_limit("watches")
+            limit = describe_inotify_limit("watches", *self._limit)
+            interval = f"{round(self._coverage.interval, 1):g}".replace(".", ",")
+            text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a cada "
+            log.warning("limite de inotify atingido %s", limit.format(text + interval + " s"))
+        elif mode == "left":
+            log.info("Limite de inotify: todos os diretórios voltaram ao monitoramento ao vivo.", extra=NO_PREFIX)
+        elif self._coverage.uncovered:
+            log.debug("modo degradado: %d diretório(s) sem monitoramento ao vivo", self._coverage.count)
+
+    async def _scan_uncovered(self) -> None:
+        loop = asyncio.get_running_loop()
+        started, sent = time.perf_counter(), 0
+        paths = TreePaths(self._view.root)
+        for top in self._coverage.uncovered:
+            disk = await self._scanner.scan_below(top)
+            parts = paths.parts(top)
+            mine = paths.find_dir(self._view.top, parts) if parts is not None else None
+            if disk is not None and mine is not None:
+                sent += self._recorder.repair(diff_trees(top + os.sep, mine, disk, "rescan", report_modified=True))
+        self._coverage.scanned(loop.time(), time.perf_counter() - started)
+        log.debug("varredura do modo degradado: %d mudança(s), %.0f ms", sent, (time.perf_counter() - started) * 1e3)
 
 
 class Supervisor:
@@ -3138,6 +3553,7 @@ class Supervisor:
         wake: asyncio.Event,
         verify: Callable[[], None],
         ignore: IgnoreRules | None = None,
+        idle_check: float = IDLE_CHECK_INTERVAL,
     ) -> None:
         self._view = view
         self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
@@ -3149,7 +3565,8 @@ class Supervisor:
         self._wake = wake
         self._verify = verify  # asks the server to compare its tree with the view's digest
         self._scanner = Scanner(view.root, watcher, state_file, wake, self._ignore)
-        self._checkpoints = Checkpointer(view, outbox, recorder, rescans, self._scanner, state_file)
+        self._checkpoints = Checkpointer(view, outbox, recorder, rescans, self._scanner, state_file, idle_check)
+        self._patrol = Patrol(view, recorder, watcher, self._scanner, rescans)
 
     def interrupt(self) -> None:
         """The client is stopping: a scan in progress gives up (see Scanner.interrupt)."""
@@ -3165,7 +3582,9 @@ class Supervisor:
         False when interrupted (the client is stopping) before the view was loaded.
         """
         self._watcher.start()
-        log.info("Monitorando %s (com subdiretórios)", escape(self._view.root))
+        polling = self._watcher.polling
+        how = f", por varredura a cada {polling:g} s: --polling".replace(".", ",") if polling else ""
+        log.info("Monitorando %s (com subdiretórios%s)", escape(self._view.root), how)
         log.debug(
             "padrões ignorados: %s", " ".join(map(escape, self._ignore.patterns)) or "nenhum (--sem-ignorar-padrao)"
         )
@@ -3207,6 +3626,7 @@ class Supervisor:
             await self._check_watcher()
             if not self._view.root_exists:
                 continue
+            await self._patrol.tick(loop.time())
             if self._rescans.needed and not self._rescans.due(loop.time()):
                 continue  # overflows are still coming: wait until they stop
             if self._rescans.needed and self._outbox.waiting() < self._outbox.limit // 2:
@@ -3252,6 +3672,8 @@ class Settings:
     settle_max_hold: float = SETTLE_MAX_HOLD
     ignore: tuple[str, ...] = tuple(IGNORE_PATTERNS)
     hash_limit: int | None = None  # --hash: the SHA-256 of files up to this many bytes; None: none
+    polling: float = POLLING_INTERVAL  # --polling: seconds between walks instead of inotify; 0: inotify
+    idle_check: float = IDLE_CHECK_INTERVAL
     token: str = ""
     tls: ssl.SSLContext | None = None  # for wss:// URIs
 
@@ -3299,8 +3721,11 @@ class MonitorClient:
 
     async def _run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        bridge = ThreadBridge(loop, self.recorder.on_events)
-        watcher = Watcher(self.settings.root, Handler(bridge))
+        polling = self.settings.polling
+        bridge = ThreadBridge(
+            loop, (lambda e: self.recorder.on_events(fold_polled_moves(e))) if polling else self.recorder.on_events
+        )
+        watcher = Watcher(self.settings.root, Handler(bridge), polling)
         supervisor = Supervisor(
             self.view,
             self.outbox,
@@ -3311,9 +3736,11 @@ class MonitorClient:
             self.wake,
             self.stream.verify,
             self.ignore,
+            self.settings.idle_check,
         )
         alarms = watchdog_alarms(
-            lambda: bridge.call_soon(self.recorder.on_kernel_overflow), lambda: bridge.call_soon(self.wake.set)
+            lambda: bridge.call_soon(self.recorder.on_kernel_overflow),
+            lambda cause: bridge.call_soon(lambda: watcher.died(cause, self.wake.set)),
         )
         stopping = asyncio.create_task(stop.wait())
         tasks: list[asyncio.Task[Any]] = [stopping]
@@ -3336,7 +3763,7 @@ class MonitorClient:
                     supervising.cancel()  # it would restart the watcher we are about to stop
                     await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
-                await watcher.stop()
+                await watcher.stop(FLUSH_TIMEOUT)
                 self.recorder.flush()  # held changes go out now, live, never left for the next start
                 await self.recorder.drained()
                 await self.uplink.flush()
@@ -3347,7 +3774,7 @@ class MonitorClient:
                 for task in (starting, *tasks):
                     task.cancel()
                 await asyncio.gather(starting, *tasks, return_exceptions=True)
-                await watcher.stop()
+                await watcher.stop(FLUSH_TIMEOUT)
         left = self.outbox.pending()
         if left:
             log.warning(
@@ -3555,6 +3982,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEGUNDOS",
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
+    parser.add_argument(
+        "--polling",
+        type=float,
+        default=POLLING_INTERVAL,
+        metavar="SEGUNDOS",
+        help="observa por varredura a cada SEGUNDOS em vez do inotify (NFS, SMB, volumes do Docker Desktop: onde o "
+        "inotify não ouve nada); movimentos podem aparecer como excluído + criado",
+    )
+    parser.add_argument(
+        "--verificacao",
+        dest="idle_check",
+        type=float,
+        default=IDLE_CHECK_INTERVAL,
+        metavar="SEGUNDOS",
+        help="intervalo da verificação completa do disco, mesmo sem mudanças (repara perdas silenciosas)",
+    )
     add_console_options(parser, quiet_help="não mostra cada mudança; as mensagens de estado continuam")
     return parser
 
@@ -3598,6 +4041,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_command_line(argv: list[str] | None) -> int:
     speak_portuguese_argparse()
     args = build_parser().parse_args(argv)
+    # watchdog's walks (os.walk, DirectorySnapshot) and json recurse once per level of the tree: a level costs a
+    # path component, so PATH_MAX bounds the depth (see WALK_RECURSION).
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), WALK_RECURSION))
     problem = missing_requirements()
     if problem is not None:
         print(f"Erro: {problem}", file=sys.stderr)
@@ -3612,6 +4058,9 @@ def run_command_line(argv: list[str] | None) -> int:
         return 2
     if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
+        return 2
+    if not 0 <= args.polling < math.inf or not 0 < args.idle_check < math.inf:
+        print("Erro: --polling precisa ser maior que zero, e --verificacao também", file=sys.stderr)
         return 2
     if args.hash_max < 0:
         print("Erro: --hash-max não pode ser negativo", file=sys.stderr)
@@ -3635,6 +4084,8 @@ def run_command_line(argv: list[str] | None) -> int:
             settle_max_hold=args.settle_max_hold,
             ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *args.ignore),
             hash_limit=args.hash_max if args.hash else None,
+            polling=args.polling,
+            idle_check=args.idle_check,
             token=token,
             tls=tls_context(uri, args.ca_file),
         )

@@ -165,6 +165,21 @@ def replay(events: Iterable[Mapping[str, Any]], start: Iterable[str] = (), *, ro
     return tree.paths()
 
 
+def state_tree(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The tree of a client's state file (its JSON) as nested dicts: format 6 keeps one row per directory,
+    ``[parent row, name, [file names], [their info]]``; older formats the nested dicts themselves."""
+    rows = obj["tree"]
+    if isinstance(rows, dict):
+        return rows
+    nodes: list[dict[str, Any]] = []
+    for parent, name, names, infos in rows:
+        node: dict[str, Any] = dict(zip(names, infos, strict=True))
+        if nodes:
+            nodes[parent][name] = node
+        nodes.append(node)
+    return nodes[0]
+
+
 def disk_tree(root: str | os.PathLike[str]) -> set[str]:
     """Every path below ``root`` (directories, files, symbolic links as entries, never followed); not root itself."""
     out: set[str] = set()

@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from convergence import Burst, StdoutEvents, assert_no_event_twice, wait_converged, write_file
+from convergence import Burst, StdoutEvents, assert_no_event_twice, state_tree, wait_converged, write_file
 from support import (
     TIMEOUT,
     ClientProcess,
@@ -196,43 +196,43 @@ def test_state_file_of_the_previous_format_is_migrated(
     [said] = new_identity_lines(client)
     assert said[3] == "o arquivo de estado não tinha uma"
     saved = read_state(state)
-    assert saved["version"] == 5 and saved["client_id"] == said[1] == events[0]["client_id"]
-    assert "conhecido.txt" in saved["tree"]
+    assert saved["version"] == 6 and saved["client_id"] == said[1] == events[0]["client_id"]
+    assert "conhecido.txt" in state_tree(saved)
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert client.stop() == 0
     no_traceback(client)
 
 
-def test_state_file_of_format_4_is_migrated_with_its_identity(
-    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType
+@pytest.mark.parametrize("version", [4, 5])
+def test_state_file_of_a_previous_format_is_migrated_with_its_identity(
+    procs: Processes, watched: Path, tmp_path: Path, cliente: ModuleType, version: int
 ) -> None:
-    """Format 4 (before issue 10: a (mtime, size) fingerprint per file, no types): nothing is discarded. The
-    unchanged file and the symbolic link are not reported; what changed while stopped is, once."""
+    """Format 4 (before issue 10: a (mtime, size) fingerprint per file, no types) and 5 (issue 10's: a FileInfo
+    per file, the tree nested), as those clients wrote them: nothing is discarded. The unchanged file, directory
+    and symbolic link are not reported; what changed while stopped is, once; the next save writes format 6."""
     state = tmp_path / "estado.json"
     server = procs.server(json_output=True)
-    write_file(watched / "igual.txt")
+    (watched / "d").mkdir()
+    write_file(watched / "d" / "igual.txt")
     write_file(watched / "muda.txt", b"antes\n")
-    (watched / "link").symlink_to("igual.txt")
-    tree = {name: cliente.fingerprint((watched / name).lstat()) for name in ["igual.txt", "muda.txt", "link"]}
+    (watched / "link").symlink_to("muda.txt")
+    info = cliente.fingerprint if version == 4 else cliente.file_info
+    tree = {name: info((watched / name).lstat()) for name in ["muda.txt", "link"]}
+    tree["d"] = {"igual.txt": info((watched / "d" / "igual.txt").lstat())}
     identity = cliente.Identity.new()
-    state.write_text(
-        json.dumps(
-            {
-                "version": 4,
-                "root": str(watched),
-                "server": f"ws://localhost:{server.port}/",
-                "client_id": identity.client_id,
-                "secret": identity.secret,
-                "seq": 0,
-                "count": 0,
-                "sum": "0000000000000000",
-                "held": [],
-                "tree": tree,
-            },
-            separators=(",", ":"),
-        ),
-        encoding="ascii",
-    )
+    fields = {
+        "version": version,
+        "root": str(watched),
+        "server": f"ws://localhost:{server.port}/",
+        "client_id": identity.client_id,
+        "secret": identity.secret,
+        "seq": 0,
+        "count": 0,
+        "sum": "0000000000000000",
+        "held": [],
+        "tree": tree,
+    }
+    state.write_text(json.dumps(fields, separators=(",", ":")), encoding="ascii")
     write_file(watched / "muda.txt", b"depois, maior\n")
 
     client = procs.client(watched, server.uri, "cli", connected_to=server, args=["--estado", str(state)])
@@ -244,8 +244,9 @@ def test_state_file_of_format_4_is_migrated_with_its_identity(
     ]
     assert client.stop() == 0
     saved = read_state(state)
-    assert saved["version"] == 5 and saved["client_id"] == identity.client_id
-    assert set(saved["tree"]) == {"igual.txt", "muda.txt", "link"}
+    assert saved["version"] == 6 and saved["client_id"] == identity.client_id
+    assert isinstance(saved["tree"], list) and set(state_tree(saved)) == {"d", "muda.txt", "link"}
+    assert set(state_tree(saved)["d"]) == {"igual.txt"}
     assert not new_identity_lines(client)
     no_traceback(client)
 

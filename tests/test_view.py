@@ -348,8 +348,86 @@ def test_state_of_format_4_is_migrated_not_discarded(cliente: ModuleType) -> Non
     assert seq == 42 and list(json.loads(data)) == ["seq", "event", "path", "is_dir", "type", "ts", "origin"]
     assert json.loads(data)["type"] == "file"
     again = cliente.encode_state("/w", "ws://localhost:8765/", saved)
-    assert json.loads(again)["version"] == 5
+    assert json.loads(again)["version"] == cliente.STATE_VERSION
     assert cliente.decode_state(again, "/w", "ws://localhost:8765/") == saved
+
+
+# A state file of format 5 exactly as the client of issue 10 wrote it (its encode_state): the tree nested, a
+# FileInfo per file (a regular file, a symbolic link, one not known), a pending event of protocol 3.
+FORMAT_5 = (
+    '{"version":5,"root":"/w","server":"ws://localhost:8765/","client_id":"abababababababababababababababab",'
+    '"secret":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd","seq":42,"count":1,'
+    '"sum":"0000000000000005","held":null,"tree":{"d":{"f":42419399117767452,"e":{}},"g":null,"l":171798691901},'
+    '"pending":[[43,"{\\"seq\\":43,\\"event\\":\\"created\\",\\"path\\":\\"/w/d/novo\\",\\"is_dir\\":false,'
+    '\\"type\\":\\"file\\",\\"size\\":100535,\\"mtime\\":\\"2026-11-29T15:40:25.989517+00:00\\",\\"mode\\":\\"0644\\",'
+    '\\"ts\\":\\"2026-11-29T10:00:00.000+00:00\\",\\"origin\\":\\"live\\"}"]]}'
+)
+
+
+def test_state_of_format_5_is_migrated_not_discarded(cliente: ModuleType) -> None:
+    """Format 5 (a nested tree): every path and FileInfo, the identity, the seq, what the server holds and the
+    pending event stay as they were; the next save writes the flat format."""
+    saved = cliente.decode_state(FORMAT_5, "/w", "ws://localhost:8765/")
+    assert saved is not None
+    assert saved.tree == {
+        "d": {"f": cliente.pack_info("file", 1234567, 99), "e": {}},
+        "g": None,
+        "l": cliente.pack_info("symlink", 5, 7),
+    }
+    assert (saved.identity, saved.seq, saved.held) == (
+        cliente.Identity("ab" * 16, "cd" * 32),
+        42,
+        cliente.Held(1, 5, None),
+    )
+    [(seq, data)] = saved.pending
+    assert seq == 43 and data == json.loads(FORMAT_5)["pending"][0][1]  # protocol 3 already: not upgraded
+    again = cliente.encode_state("/w", "ws://localhost:8765/", saved)
+    assert json.loads(again)["version"] == cliente.STATE_VERSION == 6
+    assert cliente.decode_state(again, "/w", "ws://localhost:8765/") == saved
+
+
+def test_state_tree_is_flat_at_any_depth(cliente: ModuleType) -> None:
+    """The tree is one row per directory: a chain 5,000 levels deep is written and read back without recursion
+    (json's own limit is near 1,000 nested values), and its JSON nests four levels at most."""
+    top: dict[str, Any] = {}
+    node = top
+    for _ in range(5000):
+        node["f"] = 7
+        node = node.setdefault("d", {})
+    state = cliente.SavedState(top, cliente.Identity.new())
+    text = cliente.encode_state("/w", "ws://localhost:8765", state)
+    depth = deepest = 0
+    for char in text:  # no name here holds a bracket
+        depth += (char in "[{") - (char in "]}")
+        deepest = max(deepest, depth)
+    assert deepest == 4  # the object, the rows, a row, its names
+    saved = cliente.decode_state(text, "/w", "ws://localhost:8765")
+    assert saved is not None
+    node, depth = saved.tree, 0
+    while "d" in node:  # walked, never compared: == on a chain this deep recurses
+        assert node["f"] == 7
+        node, depth = node["d"], depth + 1
+    assert depth == 5000
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],  # no root
+        [[0, "", [], []]],  # the root's parent is not -1
+        [[-1, "", [], []], [1, "d", [], []]],  # a parent that does not come first
+        [[-1, "", ["a"], [1]], [0, "a", [], []]],  # a name twice in a directory
+        [[-1, "", ["a", "a"], [1, 2]]],  # twice among the files
+        [[-1, "", ["a"], [-1]]],  # a FileInfo is a natural number or null
+        [[-1, "", ["a"], []]],  # names and infos of different lengths
+        [[-1, "", [], []], [0, "", [], []]],  # a directory without a name
+    ],
+)
+def test_state_tree_rows_out_of_shape_are_refused(cliente: ModuleType, rows: list[Any]) -> None:
+    assert cliente.unflatten_tree(rows) is None
+    text = cliente.encode_state("/w", "ws://localhost:8765", cliente.SavedState({}, cliente.Identity.new()))
+    bad = text.replace('"tree":[[-1,"",[],[]]]', f'"tree":{json.dumps(rows, separators=(",", ":"))}')
+    assert bad != text and cliente.decode_state(bad, "/w", "ws://localhost:8765") is None
 
 
 def test_default_state_path_is_per_directory_and_server_and_outside_the_tree(

@@ -1,4 +1,4 @@
-"""Benchmarks for issue 11 (draft): the idle consistency check's CPU and the degraded mode's cost and delay.
+"""Benchmarks for issue 11: the idle consistency check's CPU and the degraded mode's cost and delay.
 
 Usage, from the repository root, with the project's virtualenv::
 
@@ -15,11 +15,13 @@ directories, every process started here stopped whatever happens; a script, not 
    ``/proc/self/fdinfo`` of an inotify instance watching every directory. Each as CPU % at the intervals the
    design proposes (sweep every 5 s, full check every 300 s) and at 60 / 30 s.
 2. ``idle``: the real client on that tree, once connected and past its first checkpoint: its CPU % (utime + stime
-   from /proc) over an idle window of 60 s (--quick: 15 s), and its RSS.
+   from /proc) over an idle window of 60 s (--quick: 15 s), and its RSS; then again with ``--verificacao 10``
+   (an idle check every 10 s), from which the CPU of one idle check and its share at the default interval.
 3. ``degraded``: the real client in a user namespace of its own whose inotify watch limit is half the tree's
    directories (never the machine's limit; see tests/limits_support.py): the warning's delay after start, then a
-   probe file created in each of 20 directories chosen at random — the detection delay of each (p50 / max) — and
-   the client's CPU % over an idle window while degraded. Skipped with a reason when ``unshare -U`` is refused.
+   probe file created in each of 20 directories chosen at random — the detection delay of each (p50 / max) —, the
+   duration of the degraded mode's scans (the client's -v lines) and the client's CPU % over an idle window while
+   degraded. Skipped with a reason when ``unshare -U`` is refused.
 """
 
 from __future__ import annotations
@@ -212,25 +214,41 @@ def idle_cpu(pid: int, window: float) -> float:
     return (cpu_seconds(pid) - before) / (time.monotonic() - started) * 100
 
 
-def bench_idle(tree: Path, work: Path, window: float, rows: list[Row]) -> None:
-    procs = Processes(work / "idle")
+def bench_idle(tree: Path, work: Path, window: float, rows: list[Row], check: float | None = None) -> tuple[float, int]:
+    """The client's CPU % over an idle window (with ``--verificacao check`` when given), and how many idle checks
+    ran in it (its -v lines)."""
+    procs = Processes(work / f"idle{check or ''}")
     try:
         server = procs.server()
-        client = procs.client(tree, server.uri, "bench", connected_to=server, args=["-q"])
-        probe = tree / "sonda_idle.txt"
+        args = ["-v", *(["--verificacao", f"{check:g}"] if check else [])]
+        client = procs.client(tree, server.uri, "bench", connected_to=server, args=args)
+        probe = tree / f"sonda_idle{check or ''}.txt"
         touch(probe)
         server.wait_for_line(re.compile(re.escape(str(probe))), timeout=120)
         time.sleep(10)  # past the checkpoint that saves the state after the probe
+        before = len([line for line in client.lines("stderr") if "varredura de verificação:" in line])
         usage = idle_cpu(client.proc.pid, window)
-        rows.append(
-            (
-                "client idle (real process)",
-                f"{usage:.2f} % CPU over {window:g} s",
-                f"RSS {rss_mb(client.proc.pid):.0f} MB",
-            )
-        )
+        checks = len([line for line in client.lines("stderr") if "varredura de verificação:" in line]) - before
+        what = f"client idle, --verificacao {check:g}" if check else "client idle (real process, defaults)"
+        note = f"RSS {rss_mb(client.proc.pid):.0f} MB; {checks} idle check(s) in the window"
+        rows.append((what, f"{usage:.2f} % CPU over {window:g} s", note))
+        return usage, checks
     finally:
         procs.cleanup()
+
+
+def bench_idle_check(tree: Path, work: Path, window: float, rows: list[Row]) -> None:
+    """One idle check's CPU, from the difference an idle check every 10 s makes, and its share every 300 s."""
+    base, _ = bench_idle(tree, work, window, rows)
+    checked, checks = bench_idle(tree, work, window, rows, check=10.0)
+    per_check = max(0.0, checked - base) / 100 * window / max(checks, 1)
+    rows.append(
+        (
+            "idle check (full scan + diff)",
+            f"{per_check * 1000:.0f} ms CPU each",
+            f"every 300 s (the default): {per_check / 300 * 100:.2f} % CPU",
+        )
+    )
 
 
 def bench_degraded(tree: Path, directories: list[str], work: Path, window: float, rows: list[Row]) -> None:
@@ -244,7 +262,7 @@ def bench_degraded(tree: Path, directories: list[str], work: Path, window: float
         budget = len(directories) // 2
         started = time.monotonic()
         client = procs.client(
-            tree, server.uri, "bench", connected_to=server, args=["-q"], command_prefix=limits_prefix(budget)
+            tree, server.uri, "bench", connected_to=server, args=["-v"], command_prefix=limits_prefix(budget)
         )
         try:
             client.wait_for_line(re.compile("limite de inotify atingido"), "stderr", timeout=60)
@@ -253,29 +271,49 @@ def bench_degraded(tree: Path, directories: list[str], work: Path, window: float
             rows.append(("degraded: warning after start", "never (60 s)", f"budget {budget}"))
         uncovered = unwatched(client.proc.pid, directories)
         rows.append(("degraded: directories without a watch", f"{len(uncovered)} of {len(directories)}", "fdinfo"))
-        probes = [Path(d) / "sonda.txt" for d in random.Random(11).sample(uncovered, min(20, len(uncovered)))]
-        created = time.monotonic()
-        for probe in probes:
-            touch(probe)
-        seen: dict[Path, float] = {}
-        deadline = created + 60
-        while len(seen) < len(probes) and time.monotonic() < deadline:
-            output = "\n".join(server.lines())
+        # Probes at random phases of the scan interval: 4 rounds of 5, each after a random pause.
+        rng = random.Random(11)
+        delays: list[float] = []
+        for round_number in range(4):
+            time.sleep(rng.uniform(0, 30))
+            chosen = rng.sample(uncovered, min(5, len(uncovered)))
+            probes = [Path(d) / f"sonda{round_number}.txt" for d in chosen]
+            created = time.monotonic()
             for probe in probes:
-                if probe not in seen and str(probe) in output:
-                    seen[probe] = time.monotonic() - created
-            time.sleep(0.05)
-        delays = [seen.get(probe, float("inf")) for probe in probes] or [float("nan")]
+                touch(probe)
+            seen: dict[Path, float] = {}
+            while len(seen) < len(probes) and time.monotonic() < created + 90:
+                output = "\n".join(server.lines())
+                for probe in probes:
+                    if probe not in seen and str(probe) in output:
+                        seen[probe] = time.monotonic() - created
+                time.sleep(0.05)
+            delays += [seen.get(probe, float("inf")) for probe in probes]
+        delays = delays or [float("nan")]
         shown = f"p50 {statistics.median(delays):.2f} s, max {max(delays):.2f} s"
         rows.append(
             (
-                "degraded: detection delay (20 unwatched directories)",
+                "degraded: detection delay (20 probes, 4 rounds at random phases)",
                 shown,
                 f"{sum(d == float('inf') for d in delays)} never",
             )
         )
         usage = idle_cpu(client.proc.pid, window)
         rows.append(("degraded: client idle", f"{usage:.2f} % CPU over {window:g} s", ""))
+        scans = [
+            float(match.group(1))
+            for line in client.lines("stderr")
+            if (match := re.search(r"varredura do modo degradado: \d+ mudança\(s\), (\d+) ms", line))
+        ]
+        if scans:
+            interval = re.search(r"uma varredura a cada ([\d,]+) s", "\n".join(client.lines("stderr")))
+            rows.append(
+                (
+                    "degraded: one scan of the unwatched part",
+                    f"median {statistics.median(scans):.0f} ms, max {max(scans):.0f} ms ({len(scans)} scans)",
+                    f"interval announced: {interval.group(1) if interval else '?'} s",
+                )
+            )
     finally:
         procs.cleanup()
 
@@ -306,16 +344,18 @@ def main(argv: list[str] | None = None) -> int:
         tree = work / "arvore"
         log(f"making {tops * 10 * files:,} files in {tops * 11 + 1} directories...")
         directories = make_tree(tree, tops, 10, files)
-        if "scan" in only:
-            bench_scan(tree, directories, rows)
-        if "idle" in only:
-            bench_idle(tree, work, window, rows)
-        if "degraded" in only:
-            bench_degraded(tree, directories, work, window, rows)
-    print(f"| measure ({tops * 10 * files:,} files, {len(directories):,} directories) | figure | note |")
-    print("|---|---|---|")
-    for name, figure, note in rows:
-        print(f"| {name} | {figure} | {note} |")
+        try:  # the figures measured so far are printed even if a later part fails
+            if "scan" in only:
+                bench_scan(tree, directories, rows)
+            if "idle" in only:
+                bench_idle_check(tree, work, window, rows)
+            if "degraded" in only:
+                bench_degraded(tree, directories, work, window, rows)
+        finally:
+            print(f"| measure ({tops * 10 * files:,} files, {len(directories):,} directories) | figure | note |")
+            print("|---|---|---|")
+            for name, figure, note in rows:
+                print(f"| {name} | {figure} | {note} |")
     return 0
 
 
