@@ -141,8 +141,10 @@ RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 # relative to the watched directory; a trailing "/" limits it to directories, whose content is then ignored too.
 IGNORE_PATTERNS = [
     *(".git/", ".hg/", ".svn/"),  # version control internals
-    *(".venv/", "venv/", "__pycache__/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".tox/"),  # caches
+    *(".venv/", "venv/", "__pycache__/", "node_modules/", ".tox/"),  # virtualenvs and packages
+    *(".mypy_cache/", ".pytest_cache/", ".ruff_cache/"),  # tools' caches
     *("*.swp", "*.swx", "*~", ".#*", "4913"),  # editors' swap, backup and lock files (4913: vim's write test)
+    *("#*#", ".~lock.*#", "*.kate-swp"),  # Emacs auto-save, LibreOffice lock, Kate swap files
 ]
 HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
@@ -498,6 +500,7 @@ class Change:
     attrib: bool = False  # a "modified" where only metadata changed (chmod, chown, touch)
     file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
     replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
+    synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a new directory, not said by the kernel
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
@@ -512,7 +515,7 @@ def change_from_event(event: FileSystemEvent) -> Change | None:
     if kind == "moved" and event.is_synthetic:
         return None  # the children of a moved directory: the directory's move says it all
     dest = os.fsdecode(event.dest_path) if kind == "moved" else None
-    return Change(kind, os.fsdecode(event.src_path), event.is_directory, dest)
+    return Change(kind, os.fsdecode(event.src_path), event.is_directory, dest, synthetic=event.is_synthetic)
 
 
 def wire_path(path: str) -> tuple[str, str | None]:
@@ -1128,14 +1131,20 @@ class View:
             if change.is_dir or (parent is not None and parts[-1] in parent):
                 return []
             self.suspect = True  # a file we never saw created: its creation was lost
-        return self._create(parts, change.is_dir, change.origin)
+        return self._create(parts, change.is_dir, change.origin, replaced=not change.synthetic)
 
-    def _create(self, parts: list[str], is_dir: bool, origin: Origin) -> list[Change]:
+    def _create(self, parts: list[str], is_dir: bool, origin: Origin, replaced: bool = False) -> list[Change]:
         parent, out = self._make_parents(parts)
         name, path = parts[-1], self._paths.join(parts)
         if name in parent:
             was_dir = isinstance(parent[name], dict)
             if was_dir == is_dir:
+                if replaced and not is_dir and origin == "live":
+                    # The kernel says a file the view has was created: its name was replaced by a rename from
+                    # outside the tree (mktemp + mv, os.replace), which watchdog reports as "created". New content.
+                    parent[name] = None  # what we knew of it is stale
+                    self._server.hold(path, False, new=False)
+                    out.append(Change("modified", path, False, origin=origin))
                 return out
             out.append(Change("deleted", path, was_dir, origin=origin))
             self._server.release(path, parent[name])
@@ -2628,8 +2637,12 @@ class Console:
 def sha256_of(path: str, st: os.stat_result) -> str | None:
     """The SHA-256 (hex) of a regular file read in chunks (meant for a worker thread); None when it is not the file
     ``st`` (its lstat) describes any more -- replaced, or written while it was read -- or cannot be read."""
+    # O_NONBLOCK: a FIFO put in the file's place would otherwise block the open until a writer comes.
+    extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NOFOLLOW", 0))) as file:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | extra)) as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
             digest = hashlib.file_digest(file, "sha256").hexdigest()
             now = os.fstat(file.fileno())
     except OSError:

@@ -24,9 +24,15 @@ ROOT = "/w"
 
 
 def C(
-    cliente: ModuleType, kind: str, path: str, is_dir: bool = False, dest: str | None = None, origin: str = "live"
+    cliente: ModuleType,
+    kind: str,
+    path: str,
+    is_dir: bool = False,
+    dest: str | None = None,
+    origin: str = "live",
+    synthetic: bool = False,
 ) -> Any:
-    return cliente.Change(kind, path, is_dir, dest, origin)
+    return cliente.Change(kind, path, is_dir, dest, origin, synthetic=synthetic)
 
 
 def tree(entries: dict[str, Any]) -> dict[str, Any]:
@@ -61,10 +67,22 @@ def paths(view: Any) -> dict[str, bool]:
 
 
 def test_created_then_duplicate_is_dropped(cliente: ModuleType) -> None:
+    """watchdog's walk of a new directory makes up "created" events (is_synthetic) for what it finds there,
+    which the kernel may also report: the second one says nothing new."""
     view = cliente.View(ROOT)
     assert view.apply(C(cliente, "created", "/w/a.txt")) == [C(cliente, "created", "/w/a.txt")]
-    assert view.apply(C(cliente, "created", "/w/a.txt")) == []
+    assert view.apply(C(cliente, "created", "/w/a.txt", synthetic=True)) == []
     assert paths(view) == {"/w/a.txt": False}
+
+
+def test_a_file_the_kernel_says_was_created_again_was_replaced(cliente: ModuleType) -> None:
+    """A rename from outside the tree over a known file (mktemp + mv) reaches us as "created": its content is new."""
+    view = cliente.View(ROOT)
+    view.apply(C(cliente, "created", "/w/a.txt"))
+    assert view.apply(C(cliente, "created", "/w/a.txt")) == [C(cliente, "modified", "/w/a.txt")]
+    assert view.apply(C(cliente, "created", "/w/d", True)) == [C(cliente, "created", "/w/d", True)]
+    assert view.apply(C(cliente, "created", "/w/d", True)) == []
+    assert paths(view) == {"/w/a.txt": False, "/w/d": True}
 
 
 def test_missing_parents_are_reported_first(cliente: ModuleType) -> None:
