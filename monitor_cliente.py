@@ -500,7 +500,7 @@ class Change:
     attrib: bool = False  # a "modified" where only metadata changed (chmod, chown, touch)
     file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
     replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
-    synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a new directory, not said by the kernel
+    synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a directory moved in, not the kernel's
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
@@ -1140,8 +1140,10 @@ class View:
             was_dir = isinstance(parent[name], dict)
             if was_dir == is_dir:
                 if replaced and not is_dir and origin == "live":
-                    # The kernel says a file the view has was created: its name was replaced by a rename from
-                    # outside the tree (mktemp + mv, os.replace), which watchdog reports as "created". New content.
+                    # A file the view has "created" again: its name was replaced by a rename from outside the
+                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
+                    # walk of a new directory can repeat a real create too, unmarked: within a settle window
+                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
                     parent[name] = None  # what we knew of it is stale
                     self._server.hold(path, False, new=False)
                     out.append(Change("modified", path, False, origin=origin))

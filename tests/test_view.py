@@ -67,7 +67,7 @@ def paths(view: Any) -> dict[str, bool]:
 
 
 def test_created_then_duplicate_is_dropped(cliente: ModuleType) -> None:
-    """watchdog's walk of a new directory makes up "created" events (is_synthetic) for what it finds there,
+    """watchdog's walk of a directory moved in makes up "created" events (is_synthetic) for what it finds there,
     which the kernel may also report: the second one says nothing new."""
     view = cliente.View(ROOT)
     assert view.apply(C(cliente, "created", "/w/a.txt")) == [C(cliente, "created", "/w/a.txt")]
