@@ -19,7 +19,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Self
+
+from websockets.sync.server import Server, ServerConnection, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_SCRIPT = ROOT / "servidor.py"
@@ -355,6 +357,30 @@ class ClientProcess(Script):
         self.name = name
         self.directory = str(directory)
         self.id_prefix: str | None = None
+
+
+class StandInServer:
+    """A websockets server on 127.0.0.1 in a thread, standing in for servidor.py where a test must see (or
+    shape) exactly what the client sends; a subclass answers in ``_handler``. Use it as a context manager."""
+
+    def __init__(self, thread_name: str) -> None:
+        self._server: Server = serve(self._handler, LOOPBACK, 0)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=thread_name, daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return f"ws://{LOOPBACK}:{self._server.socket.getsockname()[1]}"
+
+    def _handler(self, ws: ServerConnection) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(TIMEOUT)
 
 
 def no_traceback(*scripts: Script) -> None:

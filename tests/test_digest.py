@@ -16,7 +16,6 @@ import logging
 import re
 import shutil
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,9 +23,9 @@ from typing import Any
 
 import pytest
 from convergence import DatabaseEvents, StdoutEvents, disk_tree, record_path, replay, wait_converged, write_file
-from support import LOOPBACK, TIMEOUT, ClientProcess, Processes, ServerProcess, no_traceback, wait_until
+from support import ClientProcess, Processes, ServerProcess, StandInServer, no_traceback, wait_until
 from test_convergence import InProcessClient
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import ServerConnection
 
 VERIFIED = re.compile(r"verificação: a árvore do servidor confere com a deste cliente \(seq (\d+), (\d+) entradas\)$")
 RESYNCED = re.compile(
@@ -197,7 +196,7 @@ def test_a_client_whose_view_went_wrong_is_caught_by_the_digest(
 # ---------------------------------------------------------------------------
 
 
-class VersionOneServer:
+class VersionOneServer(StandInServer):
     """Answers hello version 1 with welcome and each batch with its ack; refuses any other version the way the
     old servidor.py did (1008, ``versão de protocolo não suportada: 2``) -- or, with ``speaks``, the way a server
     that names its versions does. Anything but events after the welcome is recorded and closes (1008)."""
@@ -208,12 +207,7 @@ class VersionOneServer:
         self.events: list[dict[str, Any]] = []
         self.unexpected: list[dict[str, Any]] = []
         self._last: dict[str, int] = {}
-        self._server: Server = serve(self._handler, LOOPBACK, 0)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="servidor-v1", daemon=True)
-
-    @property
-    def uri(self) -> str:
-        return f"ws://{LOOPBACK}:{self._server.socket.getsockname()[1]}"
+        super().__init__("servidor-v1")
 
     def _handler(self, ws: ServerConnection) -> None:
         hello = json.loads(ws.recv())
@@ -233,14 +227,6 @@ class VersionOneServer:
             self.events += fresh
             self._last[client_id] = message["events"][-1]["seq"]
             ws.send(json.dumps({"type": "ack", "seq": self._last[client_id]}))
-
-    def __enter__(self) -> VersionOneServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join(TIMEOUT)
 
 
 @pytest.fixture

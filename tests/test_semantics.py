@@ -27,17 +27,16 @@ from convergence import replay as server_replay
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import (
-    LOOPBACK,
-    TIMEOUT,
     ClientProcess,
     Processes,
     ServerProcess,
+    StandInServer,
     no_traceback,
     strip_ts,
     touch,
     wait_until,
 )
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import ServerConnection
 
 ROOT = "/w"
 
@@ -458,7 +457,7 @@ def test_the_highest_older_version_the_server_names(cliente: ModuleType, reason:
 # ---------------------------------------------------------------------------
 
 
-class WireServer:
+class WireServer(StandInServer):
     """Welcomes a client in its version when it is in ``speaks`` (else refuses it as servidor.py does, naming its
     versions), acks every batch, answers nothing else; keeps every hello and event as the client sent them."""
 
@@ -467,12 +466,7 @@ class WireServer:
         self.hellos: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: Server = serve(self._handler, LOOPBACK, 0)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="servidor-fio", daemon=True)
-
-    @property
-    def uri(self) -> str:
-        return f"ws://{LOOPBACK}:{self._server.socket.getsockname()[1]}"
+        super().__init__("servidor-fio")
 
     def _handler(self, ws: ServerConnection) -> None:
         hello = json.loads(ws.recv())
@@ -493,14 +487,6 @@ class WireServer:
     def find(self, event: str, path: Path | str) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.events if e["event"] == event and e["path"] == str(path)]
-
-    def __enter__(self) -> WireServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join(TIMEOUT)
 
 
 def wait_event(wire: WireServer, event: str, path: Path | str, client: ClientProcess) -> dict[str, Any]:
