@@ -653,10 +653,11 @@ def inside_root(path: str, root: str, style: PathStyle) -> bool:
 
 def check_paths(hello: Hello, paths: Iterable[tuple[str, str | None]]) -> None:
     """ProtocolError (1008) unless every (text, base64) path is under the client's root (README, "Protocolo")."""
+    root, style = hello.root, hello.path_style
     for text, b64 in paths:
         # The exact bytes, shown as the client shows bytes that are not UTF-8 (its root is sent that way too).
         exact = text if b64 is None else exact_path(text, b64).decode("utf-8", "backslashreplace")
-        if not inside_root(text, hello.root, hello.path_style) or not inside_root(exact, hello.root, hello.path_style):
+        if not inside_root(text, root, style) or (exact is not text and not inside_root(exact, root, style)):
             raise ProtocolError(f"caminho fora da raiz do cliente ou não normalizado: {text!r}"[:100])
         if exact != text:
             raise ProtocolError(f"'path_b64' não confere com o caminho {text!r}"[:100])
@@ -1053,12 +1054,21 @@ def format_event(client: str, ev: Event) -> str:
     """One readable Portuguese line for an event, e.g. ``… [pc] arquivo criado: /x (1,2 MB)``: a file's size when
     known, a symbolic link's target (``-> alvo``), escaped like the paths."""
     file_type = file_type_of(ev)
-    what = describe_change(ev.event, ev.path, file_type, ev.dest_path, ev.origin, ev.attrib)
+    if ev.dest_path is None and ev.path.isascii() and ev.path.isprintable():
+        # escape() leaves printable ASCII as it is: describe_change's line without its translate(), a third of
+        # the cost (the hot path of a burst; tests/test_protocol.py compares both on fuzzed paths)
+        verb = _VERBS[ev.event] + (" (atributos)" if ev.attrib else "")
+        what = f"{_NOUNS[file_type]} {verb}: {ev.path}{_ORIGIN_NOTES[ev.origin]}"
+    else:
+        what = describe_change(ev.event, ev.path, file_type, ev.dest_path, ev.origin, ev.attrib)
     if file_type == "file" and ev.size is not None:
         what += f" ({human_size(ev.size)})"
     elif file_type == "symlink" and ev.target_path is not None:
         what += f" -> {escape(ev.target_path)}"
-    return f"{local_time(ev.ts)} [{escape(client)}] {what}"
+    return f"{local_time(ev.ts)} [{_escaped_name(client)}] {what}"
+
+
+_escaped_name = functools.lru_cache(maxsize=256)(escape)  # a client's name, the same for a whole batch
 
 
 def iso_mtime(mtime: datetime.datetime) -> str:
@@ -1161,6 +1171,24 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
     head = f'{{"client": {_json_string(client)}, "client_id": {_json_string(client_id)}, "seq": '
     lines = []
     for ev in events:
+        if ev.mtime_text is not None and ev.size is not None and ev.mode is not None and ev.type is not None:
+            if (
+                ev.dest_path is None
+                and ev.path_b64 is None
+                and ev.target_path is None
+                and ev.sha256 is None
+                and not ev.attrib
+                and ev.seq
+            ):
+                # A burst's usual event in one piece: kind, type and origin are words of the protocol, and the
+                # mtime text is iso_mtime's (digits and -T:.+): json.dumps writes them as they are.
+                lines.append(
+                    f'{head}{ev.seq}, "event": "{ev.event}", "path": {_json_string(ev.path)}, "is_dir": '
+                    f'{"true" if ev.is_dir else "false"}, "type": "{ev.type}", "size": {ev.size}, "mtime": '
+                    f'"{ev.mtime_text}", "mode": {_json_string(ev.mode)}, "ts": {_json_ts(ev.ts)}, "origin": '
+                    f'"{ev.origin}"}}'
+                )
+                continue
         line = f'{head}{ev.seq or "null"}, "event": {_json_string(ev.event)}, "path": {_json_string(ev.path)}'
         if ev.dest_path is not None:
             line += f', "dest_path": {_json_string(ev.dest_path)}'
@@ -2589,7 +2617,9 @@ def _entry_metadata(ev: Event) -> tuple[str | None, int | float | None, float | 
 
 def _entry_row(client: int, path: bytes, ev: Event, metadata: bool) -> tuple[Any, ...]:
     """The ``tree`` row an event leaves at ``path``, as _UPSERT_ENTRY (``metadata``) or _UPSERT_PLAIN_ENTRY takes it."""
-    hashed = _signed(entry_hash(path, ev.is_dir))
+    hashed = entry_hash(path, ev.is_dir)
+    if hashed >= _SIGN_BIT:  # _signed(), inlined: the hot path of a burst
+        hashed -= DIGEST_MODULUS
     is_dir = 1 if ev.is_dir else 0  # an int: a bool takes sqlite3's slow adapter path
     if not metadata:
         return client, path, is_dir, hashed
@@ -2625,7 +2655,9 @@ class Tree:
         metadata = any(ev.type is not None for ev in events)  # protocol 3's events carry them (type always)
         upsert = _UPSERT_ENTRY if metadata else _UPSERT_PLAIN_ENTRY
         if all(ev.event == "created" or ev.event == "modified" for ev in events):  # a burst: one statement
-            paths = [(exact_path(ev.path, ev.path_b64), ev) for ev in events]
+            paths = [
+                (ev.path.encode() if ev.path_b64 is None else exact_path(ev.path, ev.path_b64), ev) for ev in events
+            ]
             self.conn.executemany(upsert, [_entry_row(client, p, ev, metadata) for p, ev in paths if p != root])
             return
         upserts: list[tuple[Any, ...]] = []
