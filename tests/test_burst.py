@@ -1,0 +1,299 @@
+"""The server's fast paths for a burst (issue 12, item 4) give exactly what its general paths give.
+
+Each fast path skips work only where the result is provably the same; these tests compare both on fuzzed and
+hostile inputs: the event parser (_parse_event against _checked_event: the same Event, or the same error), the
+``--json`` line of a parsed event (against json.dumps of its record), the readable line (against describe_change)
+and the rows stored without their all-NULL columns (against every column bound).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+FUZZ = settings(max_examples=400, deadline=None, database=None)
+TS = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.UTC)
+HOSTILE = '\x00\x1b\n\r\t\x7f\x85\u061c\u200e\u202e\u2028\u2066"\\/é日😀\udcff\ud800 '
+
+hostile_text = st.text(st.characters() | st.characters(categories=["Cs"]) | st.sampled_from(HOSTILE), max_size=20)
+# What the parser lets through to the record: no lone surrogate (it refuses them).
+storable_text = st.text(
+    st.characters(blacklist_categories=["Cs"]) | st.sampled_from(HOSTILE.replace("\udcff", "").replace("\ud800", "")),
+    max_size=20,
+)
+paths = st.one_of(
+    st.builds(lambda tail: "/w/" + tail, st.text(st.characters(max_codepoint=0x7E, min_codepoint=0x20), max_size=20)),
+    st.builds(lambda tail: "/w/" + tail, hostile_text),
+    hostile_text,
+    st.sampled_from(
+        ["/w", "/w/", "/w//a", "/w/./a", "/w/../x", "/other/a", "", "p" * 16 * 1024, "p" * (16 * 1024 + 1)]
+    ),
+)
+utc_datetimes = st.datetimes(
+    min_value=datetime.datetime(1, 1, 1), max_value=datetime.datetime(9999, 12, 31, 23, 59, 59, 999999)
+)
+# mtime texts: iso_mtime's own form (the fast path), its near misses, other forms fromisoformat accepts, garbage.
+mtimes = st.one_of(
+    utc_datetimes.map(lambda d: d.replace(tzinfo=datetime.UTC).isoformat(timespec="microseconds")),
+    utc_datetimes.map(lambda d: d.isoformat(timespec="microseconds") + "Z"),
+    utc_datetimes.map(lambda d: d.isoformat(sep=" ", timespec="microseconds") + "+00:00"),
+    utc_datetimes.map(lambda d: d.isoformat(timespec="milliseconds") + "+00:00"),
+    utc_datetimes.map(lambda d: d.isoformat(timespec="microseconds") + "-03:00"),
+    utc_datetimes.map(lambda d: d.isoformat(timespec="microseconds") + "+23:59"),
+    utc_datetimes.map(lambda d: d.isoformat(timespec="microseconds")),  # no time zone
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00.000000+00:00",
+            "9999-12-31T23:59:59.999999+00:00",
+            "0002-01-01T00:00:00.000000+00:00",
+            "9998-12-31T23:59:59.999999+00:00",
+            "2026-W48-7T14:23:00.000001+00:00",  # a week date of the same length
+            "2026-11-29T14:23:00,000001+00:00",
+            "2026-13-29T14:23:00.000001+00:00",
+            "2026-02-30T14:23:00.000001+00:00",
+            "2026-11-29T24:00:00.000000+00:00",
+            "２026-11-29T14:23:00.000001+00:00",  # a non-ASCII digit
+            "2026-11-29T14:23:00.000001+00:00\n",
+            "0000-01-01T00:00:00.000000+00:00",
+        ]
+    ),
+    hostile_text,
+    st.integers(),
+    st.none(),
+)
+timestamps = st.one_of(
+    utc_datetimes.map(lambda d: d.replace(tzinfo=datetime.UTC).isoformat(timespec="milliseconds")),
+    st.builds(
+        lambda d, minutes: d.replace(tzinfo=datetime.timezone(datetime.timedelta(minutes=minutes))).isoformat(),
+        utc_datetimes,
+        st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+    ),
+    st.sampled_from(["2024-05-06T07:08:09.123", "x", "", "2024-05-06T07:08:09.123+00:00"]),
+    st.integers(),
+)
+USUAL = {"seq": 1, "event": "created", "path": "/w/a", "is_dir": False, "type": "file", "size": 1,
+         "mtime": "2026-11-29T14:23:00.000001+00:00", "mode": "0644", "ts": "2026-11-29T14:23:00.123+00:00",
+         "origin": "live"}  # fmt: skip
+# Each key's values: right, wrong, and those that leave the fast path for the general one.
+VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "seq": st.integers(1, 2**53) | st.sampled_from([0, 2**53 + 1, True, 1.0, "1"]),
+    "event": st.sampled_from(["created", "modified", "deleted", "moved", "x"]),
+    "path": paths,
+    "is_dir": st.booleans() | st.sampled_from([0, 1, None]),
+    "type": st.sampled_from(["file", "dir", "symlink", "other", None, "fifo"]),
+    "size": st.none() | st.integers(0, 2**63) | st.sampled_from([-1, 2**63 + 1, True, 1.5]),
+    "mtime": mtimes,
+    "mode": st.none() | st.sampled_from(["0644", "755", "104755", "0o644", "8", "06444444", "", 644]),
+    "ts": timestamps,
+    "origin": st.sampled_from(["live", "rescan", "startup", "resync", "x", None]),
+    "dest_path": paths | st.none(),
+    "path_b64": st.sampled_from(["L3cvYQ==", "L3cv/w==", "x", "", None]),
+    "dest_path_b64": st.sampled_from(["L3cvYg==", "!", None]),
+    "target_path": paths | st.none(),
+    "target_path_b64": st.sampled_from(["YQ==", "/w==", None]),
+    "sha256": st.sampled_from(["0" * 64, "a" * 64, "A" * 64, "0" * 63, None, 0]),
+    "attrib": st.sampled_from([True, False, 1, None]),
+}
+DELETE = "<delete>"
+
+
+@st.composite
+def event_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    """The client's usual event with a few keys changed, added or removed (hostile values included)."""
+    event = dict(USUAL)
+    for key in draw(st.lists(st.sampled_from(sorted(VALUES)), max_size=4, unique=True)):
+        value = draw(VALUES[key] | st.just(DELETE))
+        if value == DELETE:
+            event.pop(key, None)
+        else:
+            event[key] = value
+    return event
+
+
+def outcome(parse: Any, obj: Any, version: int) -> tuple[str, Any]:
+    try:
+        return "ok", parse(obj, version)
+    except Exception as exc:  # the kind and the message must match too
+        return type(exc).__name__, str(exc)
+
+
+def strict(ev: Any) -> str:
+    """An Event as a text that tells apart what == does not (the same instant in two time zones)."""
+    return repr(ev)
+
+
+@FUZZ
+@given(obj=event_dicts(), version=st.sampled_from([1, 2, 3, 3, 3]))
+@example(obj=USUAL, version=3)
+@example(obj={**USUAL, "sha256": "a" * 64}, version=3)
+@example(obj={**USUAL, "path": "/w/\u202e\x1b", "attrib": True, "event": "modified"}, version=3)
+@example(obj={**USUAL, "path_b64": "L3cvYQ=="}, version=3)
+@example(obj={**USUAL, "event": "moved", "dest_path": "/w/b"}, version=3)
+@example(obj={**USUAL, "type": "symlink", "target_path": "/w/\x00"}, version=3)
+@example(obj={**USUAL, "mtime": "0001-01-01T00:00:00.000000+00:00"}, version=3)
+@example(obj={**USUAL, "mtime": "2026-11-29T14:23:00.000001Z"}, version=3)
+@example(obj={**USUAL, "seq": 0}, version=3)
+def test_fuzz_fast_event_parser_equals_general(servidor: ModuleType, obj: Any, version: int) -> None:
+    # Through JSON, as the server gets it (the fast path relies on JSON's exact types).
+    obj = json.loads(json.dumps(obj))
+    fast = outcome(servidor._parse_event, obj, version)
+    general = outcome(servidor._checked_event, obj, version)
+    assert fast[0] == general[0]
+    if fast[0] != "ok":
+        assert fast == general
+        return
+    ev, reference = fast[1], general[1]
+    assert strict(ev) == strict(reference)
+    assert ev.mtime_text is None or ev.mtime_text == servidor.iso_mtime(ev.mtime)
+    for client, client_id in (("pc", "id"), (HOSTILE, "\u202e\x7f")):
+        assert servidor.event_lines(client, client_id, [ev]) == [
+            servidor.to_json_line(servidor.event_record(client, client_id, reference))
+        ]
+        assert servidor.format_event(client, ev) == servidor.format_event(client, reference)
+
+
+def test_fast_path_taken_for_the_client_s_usual_event(servidor: ModuleType) -> None:
+    """The burst's usual event keeps its mtime text (so the fast path is not dead code)."""
+    obj = {"seq": 7, "event": "created", "path": "/w/a", "is_dir": False, "type": "file", "size": 10,
+           "mtime": "2026-11-29T14:23:00.000001+00:00", "mode": "0644", "ts": "2026-11-29T14:23:00.123+00:00",
+           "origin": "live"}  # fmt: skip
+    ev = servidor._parse_event(obj, 3)
+    assert ev.mtime_text == obj["mtime"]
+    assert servidor._checked_event(obj, 3).mtime_text is None
+    assert servidor.event_lines("pc", "id", [ev]) == [
+        '{"client": "pc", "client_id": "id", "seq": 7, "event": "created", "path": "/w/a", "is_dir": false, '
+        '"type": "file", "size": 10, "mtime": "2026-11-29T14:23:00.000001+00:00", "mode": "0644", '
+        '"ts": "2026-11-29T14:23:00.123+00:00", "origin": "live"}'
+    ]
+
+
+def reference_line(servidor: ModuleType, client: str, ev: Any) -> str:
+    """format_event as it was: describe_change (escape() on every path) and the client's name escaped."""
+    file_type = servidor.file_type_of(ev)
+    what = servidor.describe_change(ev.event, ev.path, file_type, ev.dest_path, ev.origin, ev.attrib)
+    if file_type == "file" and ev.size is not None:
+        what += f" ({servidor.human_size(ev.size)})"
+    elif file_type == "symlink" and ev.target_path is not None:
+        what += f" -> {servidor.escape(ev.target_path)}"
+    return f"{servidor.local_time(ev.ts)} [{servidor.escape(client)}] {what}"
+
+
+@FUZZ
+@given(
+    client=hostile_text,
+    kind=st.sampled_from(["created", "modified", "deleted", "moved"]),
+    path=paths,
+    dest_path=st.none() | paths,
+    file_type=st.sampled_from(["file", "dir", "symlink", "other", None]),
+    size=st.none() | st.integers(0, 2**63),
+    target=st.none() | hostile_text,
+    origin=st.sampled_from(["live", "rescan", "startup", "resync"]),
+    attrib=st.booleans(),
+)
+@example(client="pc", kind="created", path="/w/a\x7f", dest_path=None, file_type="file", size=1, target=None,
+         origin="live", attrib=False)  # fmt: skip
+@example(client="pc", kind="modified", path="/w/ a~", dest_path=None, file_type=None, size=None, target=None,
+         origin="rescan", attrib=True)  # fmt: skip
+def test_fuzz_format_event_equals_describe_change(
+    servidor: ModuleType,
+    client: str,
+    kind: str,
+    path: str,
+    dest_path: str | None,
+    file_type: str | None,
+    size: int | None,
+    target: str | None,
+    origin: str,
+    attrib: bool,
+) -> None:
+    ev = servidor.Event(1, kind, path, file_type == "dir", TS, origin, dest_path, type=file_type, size=size,
+                        target_path=target, attrib=attrib)  # fmt: skip
+    assert servidor.format_event(client, ev) == reference_line(servidor, client, ev)
+
+
+# ---------------------------------------------------------------------------
+# Rows stored without their all-NULL columns hold what every column bound holds.
+# ---------------------------------------------------------------------------
+
+
+@FUZZ
+@given(seqs=st.lists(st.integers(0, 2**53), min_size=1, max_size=6), data=st.data())
+def test_fuzz_rows_without_nulls_equal_full_rows(servidor: ModuleType, seqs: list[int], data: Any) -> None:
+    events = []
+    for seq in seqs:
+        kind = data.draw(st.sampled_from(["created", "modified", "deleted", "moved"]))
+        meta = data.draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "type": st.sampled_from(["file", "dir", "symlink", "other"]),
+                    "size": st.integers(0, 2**63),
+                    "mtime": st.datetimes(timezones=st.just(datetime.UTC)),
+                    "mode": st.just("0644"),
+                    "target_path": storable_text,
+                    "target_path_b64": st.just("YQ=="),
+                    "sha256": st.just("0" * 64),
+                    "attrib": st.booleans(),
+                },
+            )
+        )
+        events.append(
+            servidor.Event(
+                seq,
+                kind,
+                data.draw(storable_text),
+                data.draw(st.booleans()),
+                TS,
+                "live",
+                data.draw(storable_text) if kind == "moved" else None,
+                data.draw(st.none() | st.just("L3cvYQ==")),
+                data.draw(st.none() | st.just("L3cvYg==")) if kind == "moved" else None,
+                **meta,
+            )  # fmt: skip
+        )
+    full = [servidor._ROW_COLUMNS, servidor._event_rows(1, events, 123)]
+    cut = servidor._without_nulls(*full)
+    stored = []
+    for columns, rows in (full, cut):
+        conn = servidor.open_database(":memory:")
+        try:
+            conn.execute(
+                "INSERT INTO clients (client_id, name, root, protocol, first_seen, last_seen) VALUES ('c', 'c', '/',"
+                " 3, '', '')"
+            )
+            conn.executemany(servidor._insert_sql("events", columns), rows)
+            stored.append(conn.execute("SELECT *, typeof(is_dir), typeof(size) FROM events ORDER BY id").fetchall())
+        finally:
+            conn.close()
+    assert stored[0] == stored[1]
+    assert len(stored[0]) == len(events)
+
+
+def test_insert_of_no_event_is_nothing(servidor: ModuleType) -> None:
+    conn = servidor.open_database(":memory:")
+    try:
+        servidor.Record(conn)._insert(1, [], 0)  # a resync without differences
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("is_dir", [False, True])
+def test_is_dir_stored_as_integer(servidor: ModuleType, is_dir: bool) -> None:
+    """is_dir goes in as an int (a bool takes sqlite3's adapter path): SQLite keeps the same 0/1 integer."""
+    conn = servidor.open_database(":memory:")
+    try:
+        record = servidor.Record(conn)
+        hello = servidor.Hello("c", "pc", "/w", 3)
+        ev = servidor.Event(1, "created", "/w/a", is_dir, TS, type="dir" if is_dir else "file")
+        record.store_events(hello, [ev], TS)
+        assert conn.execute("SELECT is_dir, typeof(is_dir) FROM events").fetchone() == (int(is_dir), "integer")
+        assert conn.execute("SELECT is_dir, typeof(is_dir) FROM tree").fetchone() == (int(is_dir), "integer")
+    finally:
+        conn.close()
