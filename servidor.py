@@ -37,6 +37,7 @@ import datetime
 import email.utils
 import errno
 import functools
+import gc
 import hashlib
 import hmac
 import http
@@ -138,6 +139,7 @@ FAILURE_REPORT_INTERVAL = 60.0  # seconds between two stderr lines about the sam
 CACHE_KIB = 16 * 1024  # SQLite's page cache (the default 2 MiB makes every index insert a cache miss)
 RETENTION_CHUNK = 10_000  # rows deleted per retention transaction, so a commit never waits long
 RETENTION_INTERVAL = 60.0  # seconds between two checks of RETENTION_DAYS
+GC_YOUNG_OBJECTS = 50_000  # net new objects before a young garbage collection (CPython: 700; see collect_less)
 MAX_PENDING_BATCHES = 16  # batches of one connection awaiting their commit before the server stops reading it
 MAX_MANIFEST_ENTRIES = 2_000_000  # entries of one manifest at most (past it: 1008); a client's tree of 1 M is ~50 MB
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # bytes of paths of one manifest at most (past it: 1008)
@@ -4624,6 +4626,15 @@ async def run_server(settings: Settings) -> None:
         raise FatalError(monitor.failure)
 
 
+def collect_less() -> None:
+    """Tune the cyclic garbage collector for a burst (tests/bench/server.py): what start-up made is frozen (never
+    scanned again), and a young collection waits for GC_YOUNG_OBJECTS net new objects. With CPython's 700 the
+    events in flight (up to a client's 20,000) were scanned hundreds of times per 100,000: ~1.5 µs per event.
+    Cycles are still collected, a little later; memory stays bounded by the same limits."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_OBJECTS, *gc.get_threshold()[1:])
+
+
 def connection_cap(requested: int) -> int:
     """``requested``, lowered so every connection has a file descriptor (RLIMIT_NOFILE, raised to its hard limit)."""
     try:
@@ -4924,6 +4935,7 @@ def run_command_line(argv: list[str] | None) -> int:
         open_timeout=args.open_timeout,
         max_connections=args.max_connections,
     )
+    collect_less()
     try:
         asyncio.run(run_server(settings))
     except FatalError as exc:
