@@ -3836,14 +3836,28 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-_SECRET_VALUE = re.compile(rb'("(?:token|secret)"\s*:\s*")(?:[^"\\]|\\.)*')
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+_SECRET_WORDS = ("token", "secret", "password", "auth")  # a key or header holding one of these (any case) is hidden
+_JSON_CHARS = rb'(?:[^"\\]|\\.)*'  # the inside of a JSON string, escapes included
+_SECRET_VALUE = re.compile(
+    rb'("' + _JSON_CHARS + rb"?(?:" + b"|".join(w.encode() for w in _SECRET_WORDS) + rb")" + _JSON_CHARS
+    + rb'"\s*:\s*")' + _JSON_CHARS,
+    re.IGNORECASE,
+)  # fmt: skip
+_SECRET_HEADERS = {"cookie", "set-cookie"}  # besides those named with a _SECRET_WORDS word (Authorization, ...)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header (or a key) named ``name`` holds a credential: it contains token, secret, password or auth
+    (any case: access_token, X-Auth-Token, Proxy-Authorization), or is a cookie."""
+    lowered = name.lower()
+    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
 
 
 class SecretRedaction(logging.Filter):
     """Keeps the page's token, a hello's secret and an Authorization header out of websockets' debug lines (-vv):
-    a frame's ``"token"``/``"secret"`` values become ``***`` (a continuation frame's payload, which may hold the rest
-    of one, is dropped), and so does the value of a credential header."""
+    the string value of a frame's key that contains token, secret, password or auth (any case: ``"token"``,
+    ``"access_token"``, ``"Password"``) becomes ``***`` (a continuation frame's payload, which may hold the rest
+    of one, is dropped), and so does the value of a credential header (is_secret_name)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -3853,7 +3867,7 @@ class SecretRedaction(logging.Filter):
             frame = args[0]
             data = b"***" if frame.opcode is Opcode.CONT else _SECRET_VALUE.sub(rb"\1***", frame.data)
             record.args = (dataclasses.replace(frame, data=data), *args[1:])
-        elif len(args) == 2 and record.msg in ("< %s: %s", "> %s: %s") and str(args[0]).lower() in _SECRET_HEADERS:
+        elif len(args) == 2 and record.msg in ("< %s: %s", "> %s: %s") and is_secret_name(str(args[0])):
             record.args = (args[0], "***")
         return True
 

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import http.client
 import json
+import logging
 import re
 import secrets
 import signal
@@ -21,6 +22,7 @@ import pytest
 from support import LOOPBACK, TIMEOUT, Processes, ServerProcess, touch, wait_until
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
@@ -658,3 +660,37 @@ def test_a_tokenless_server_tells_a_viewer_s_auth_it_needs_none(server: ServerPr
         ws.send(json.dumps({"type": "tree", "id": 1, "client_id": "x" * 32, "path": "/"}))
         assert receive(ws) == {"type": "error", "message": "cliente desconhecido", "id": 1}  # still served
     assert "qualquer" not in server.raw("stderr").decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [
+        (b'{"type":"auth","token":"abc"}', b'{"type":"auth","token":"***"}'),
+        (b'{"secret": "x\\"y", "a": 1}', b'{"secret": "***", "a": 1}'),
+        (b'{"Access_Token":"zz","name":"n"}', b'{"Access_Token":"***","name":"n"}'),
+        (
+            b'{"userPassword":"q","X-Auth":"r","PASSWORD":"s"}',
+            b'{"userPassword":"***","X-Auth":"***","PASSWORD":"***"}',
+        ),
+        (b'{"nested":{"api_secret_key":"k"}}', b'{"nested":{"api_secret_key":"***"}}'),
+        (b'{"type":"token","path":"/w/secret"}', b'{"type":"token","path":"/w/secret"}'),  # values are not keys
+        (b'{"a":"b"}', b'{"a":"b"}'),
+    ],
+)
+def test_redaction_hides_any_key_naming_a_credential(servidor: ModuleType, data: bytes, shown: bytes) -> None:
+    record = logging.LogRecord("websockets.server", logging.DEBUG, "", 0, "> %s", (Frame(Opcode.TEXT, data),), None)
+    assert servidor.SecretRedaction().filter(record)
+    assert isinstance(record.args, tuple) and isinstance(record.args[0], Frame)
+    assert record.args[0].data == shown
+
+
+@pytest.mark.parametrize(
+    ("header", "hidden"),
+    [("Authorization", True), ("proxy-authorization", True), ("Cookie", True), ("Set-Cookie", True),
+     ("X-Auth-Token", True), ("X-Api-Secret", True), ("X-Password", True), ("Sec-WebSocket-Key", False),
+     ("Host", False), ("Origin", False)],
+)  # fmt: skip
+def test_redaction_hides_any_header_naming_a_credential(servidor: ModuleType, header: str, hidden: bool) -> None:
+    record = logging.LogRecord("websockets.server", logging.DEBUG, "", 0, "< %s: %s", (header, "valor"), None)
+    assert servidor.SecretRedaction().filter(record)
+    assert record.args == (header, "***" if hidden else "valor")
