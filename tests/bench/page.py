@@ -4,6 +4,7 @@ Usage, from the repository root, with the project's virtualenv::
 
     .venv/bin/python tests/bench/page.py            # 3 runs per figure (~2 minutes)
     .venv/bin/python tests/bench/page.py --runs 1
+    .venv/bin/python tests/bench/page.py --ingest --compare /tmp/servidor_antigo.py   # only 1.'s ingest, alternated
 
 What is measured (each figure: min / median / max over the runs), everything on 127.0.0.1, in temporary folders:
 
@@ -56,10 +57,10 @@ ROOT = "/home/bench/w"
 _LISTENING = re.compile(rb"ouvindo em ws://127\.0\.0\.1:(\d+)")
 
 
-def start_server(folder: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(folder: Path, *args: str, script: Path = SERVER) -> tuple[subprocess.Popen[bytes], int]:
     log = open(folder / "stderr.txt", "wb")  # noqa: SIM115 (closed with the process)
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--host", LOOPBACK, "--port", "0", "--banco", str(folder / "e.db"), *args],
+        [sys.executable, str(script), "--host", LOOPBACK, "--port", "0", "--banco", str(folder / "e.db"), *args],
         stdout=subprocess.DEVNULL,
         stderr=log,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
@@ -150,10 +151,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ingest_run(viewers: int) -> tuple[float, float]:
+def ingest_run(viewers: int, script: Path = SERVER) -> tuple[float, float]:
     """(events/s, the server's CPU µs per event) for a 10k burst with ``viewers`` pages reading."""
     with tempfile.TemporaryDirectory() as folder:
-        proc, port = start_server(Path(folder))
+        proc, port = start_server(Path(folder), script=script)
         uri = f"ws://{LOOPBACK}:{port}"
         try:
             pages = Pages(uri, viewers) if viewers else None
@@ -294,13 +295,36 @@ def spread(values: list[float], unit: str, digits: int = 0) -> str:
     return " / ".join(f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values))) + f" {unit}"
 
 
+def ingest_only(runs: int, other: Path | None) -> int:
+    """The server's CPU per event of the ingest figure, without and with 10 pages (old and new, alternated)."""
+    scripts = {"antes": other, "depois": SERVER} if other else {"atual": SERVER}
+    cpu: dict[tuple[str, int], list[float]] = {(name, pages): [] for name in scripts for pages in (0, 10)}
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    for _ in range(runs):
+        for pages in (0, 10):
+            for name, script in scripts.items():
+                cpu[name, pages].append(ingest_run(pages, script)[1])
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    print("| ingest, 10k events, `--banco`: server CPU per event | " + " | ".join(scripts) + " |")
+    print("|---|" + "---:|" * len(scripts))
+    for pages in (0, 10):
+        cells = " | ".join(spread(cpu[name, pages], "µs", 1) for name in scripts)
+        print(f"| {'no page' if not pages else f'{pages} pages reading'} | {cells} |")
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_pages":
         asyncio.run(pages_main(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    runs = parser.parse_args().runs
+    parser.add_argument("--ingest", action="store_true", help="only the ingest figures (server CPU per event)")
+    parser.add_argument("--compare", type=Path, help="with --ingest: another servidor.py, run alternately")
+    args = parser.parse_args()
+    runs = args.runs
+    if args.ingest:
+        return ingest_only(runs, args.compare)
     files = [(files_run(0), files_run(10)) for _ in range(runs)]
     ingest = [(ingest_run(0), ingest_run(10)) for _ in range(runs)]
     alone, watched = [a[0] for a, _ in ingest], [w[0] for _, w in ingest]
