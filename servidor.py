@@ -665,6 +665,28 @@ def check_paths(hello: Hello, paths: Iterable[tuple[str, str | None]]) -> None:
             raise ProtocolError(f"'path_b64' não confere com o caminho {text!r}"[:100])
 
 
+def check_event_paths(hello: Hello, events: list[Event]) -> None:
+    """``check_paths(hello, event_paths(events))``, the burst's usual batch in one pass: posix paths without base64
+    or move that inside_root's own fast branch accepts (under the root's prefix, no ``/.``, ``//`` or trailing
+    ``/``); any other batch goes through check_paths (tests/test_burst.py compares both)."""
+    if hello.path_style == "posix":
+        prefix = _root_of(hello.root, "posix")[1]
+        for ev in events:
+            path = ev.path
+            if (
+                ev.path_b64 is not None
+                or ev.dest_path is not None
+                or not path.startswith(prefix)
+                or "/." in path
+                or "//" in path
+                or path.endswith("/")
+            ):
+                break
+        else:
+            return
+    check_paths(hello, event_paths(events))
+
+
 def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:
     for ev in events:
         yield ev.path, ev.path_b64
@@ -3764,7 +3786,7 @@ class Session:
 
     def events(self, events: list[Event], size: int = 0) -> None:
         self.manifest.outside("eventos")
-        check_paths(self.hello, event_paths(events))
+        check_event_paths(self.hello, events)
         fresh = [ev for ev in events if ev.seq > self.state.accepted_seq]
         if fresh:
             self.server.budget.hold(size, self.server.publisher.store(self.hello, self.state, fresh))

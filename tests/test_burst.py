@@ -297,3 +297,31 @@ def test_is_dir_stored_as_integer(servidor: ModuleType, is_dir: bool) -> None:
         assert conn.execute("SELECT is_dir, typeof(is_dir) FROM tree").fetchone() == (int(is_dir), "integer")
     finally:
         conn.close()
+
+
+@FUZZ
+@given(
+    root=st.sampled_from(["/w", "/", "/w/sub", "C:\\w"]),
+    style=st.sampled_from(["posix", "posix", "windows"]),
+    batch=st.lists(
+        st.tuples(paths, st.none() | st.sampled_from(["L3cvYQ==", "L3cv/w==", "Lw=="]), st.none() | paths),
+        min_size=1,
+        max_size=4,
+    ),
+)
+@example(root="/w", style="posix", batch=[("/w/a", None, None), ("/w/b/", None, None)])
+@example(root="/w", style="posix", batch=[("/w/a", None, None), ("/w/./b", None, None)])
+@example(root="/w", style="posix", batch=[("/w/a", None, None), ("/wx/b", None, None)])
+@example(root="/", style="posix", batch=[("/", None, None), ("//a", None, None)])
+@example(root="/w", style="posix", batch=[("/w/a", None, None), ("/w//b", None, None)])
+def test_fuzz_check_event_paths_equals_check_paths(
+    servidor: ModuleType, root: str, style: str, batch: list[tuple[str, str | None, str | None]]
+) -> None:
+    hello = servidor.Hello("c", "pc", root, 3, None, style)
+    events = [
+        servidor.Event(n, "moved" if dest is not None else "created", path, False, TS, dest_path=dest, path_b64=b64)
+        for n, (path, b64, dest) in enumerate(batch, start=1)
+    ]
+    assert outcome(lambda evs, _: servidor.check_event_paths(hello, evs), events, 0) == outcome(
+        lambda evs, _: servidor.check_paths(hello, servidor.event_paths(evs)), events, 0
+    )
