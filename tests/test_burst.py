@@ -325,3 +325,29 @@ def test_fuzz_check_event_paths_equals_check_paths(
     assert outcome(lambda evs, _: servidor.check_event_paths(hello, evs), events, 0) == outcome(
         lambda evs, _: servidor.check_paths(hello, servidor.event_paths(evs)), events, 0
     )
+
+
+def human_size_reference(n: int) -> str:
+    """servidor.human_size as it was, without its kB shortcut."""
+    if n < 1000:
+        return f"{n} B"
+    scale = 1
+    units = ("kB", "MB", "GB", "TB", "PB", "EB")
+    for unit in units:
+        scale *= 1000
+        tenths = (n * 10 + scale // 2) // scale
+        if tenths < 10_000 or unit == units[-1]:
+            break
+    return f"{tenths // 10},{tenths % 10} {unit}"
+
+
+@FUZZ
+@given(n=st.integers(0, 2_000_000) | st.integers(0, 2**63))
+@example(n=999)
+@example(n=1000)
+@example(n=1049)
+@example(n=1050)
+@example(n=999_949)
+@example(n=999_950)
+def test_fuzz_human_size_shortcut_equals_its_loop(servidor: ModuleType, n: int) -> None:
+    assert servidor.human_size(n) == human_size_reference(n)
