@@ -1045,22 +1045,99 @@ class TreePaths:
         return (entry for name, node in top.items() for entry in tree_entries(self.prefix + name, node))
 
 
+class HeldTree:
+    """The View's tree and what the server holds of it: every edit of the tree goes through here, so that its
+    ``HeldDigest`` follows. Owns the tree (``top``) and the digest; says nothing about what the edits mean."""
+
+    def __init__(self, root: str) -> None:
+        self.top: Tree = {}
+        self.paths = TreePaths(root)
+        self.server = HeldDigest()  # what the server holds of this tree
+
+    def make_parents(self, parts: list[str]) -> tuple[Tree, list[Change]]:
+        """The directory that holds ``parts``, creating (and reporting) any that is missing."""
+        node, out = self.top, []
+        for depth, name in enumerate(parts[:-1], 1):
+            child = node.get(name, None)
+            if not isinstance(child, dict):
+                path = self.paths.join(parts[:depth])
+                if name in node:
+                    out.append(Change("deleted", path, False, origin="rescan"))
+                    self.server.release(path, child)
+                child = node[name] = {}
+                out.append(Change("created", path, True, origin="rescan"))
+                self.server.hold(path, True)
+            node = child
+        return node, out
+
+    def remove(self, parent: Tree, name: str, path: str) -> Tree | FileInfo:
+        """Take ``name`` (at ``path``) out of ``parent``, with everything below it; return what it held."""
+        node = parent.pop(name)
+        self.server.release(path, node)
+        return node
+
+    def stale(self, parent: Tree, name: str, path: str) -> None:
+        """The content of the file ``name`` (at ``path``) changed: what was known of it is stale."""
+        parent[name] = None
+        self.server.hold(path, False, new=False)  # a file from the start-up scan: the server adds it
+
+    def create(self, parent: Tree, parts: list[str], is_dir: bool, origin: Origin, replaced: bool) -> list[Change]:
+        """Create ``parts`` in ``parent`` (see View.apply); what to send."""
+        out: list[Change] = []
+        name, path = parts[-1], self.paths.join(parts)
+        if name in parent:
+            was_dir = isinstance(parent[name], dict)
+            if was_dir == is_dir:
+                if replaced and not is_dir and origin == "live":
+                    # A file the view has "created" again: its name was replaced by a rename from outside the
+                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
+                    # walk of a new directory can repeat a real create too, unmarked: within a settle window
+                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
+                    self.stale(parent, name, path)
+                    out.append(Change("modified", path, False, origin=origin))
+                return out
+            out.append(Change("deleted", path, was_dir, origin=origin))
+            self.server.release(path, parent[name])
+        parent[name] = {} if is_dir else None
+        out.append(Change("created", path, is_dir, origin=origin))
+        self.server.hold(path, is_dir)
+        return out
+
+    def move(self, parent: Tree, parts: list[str], dest: list[str], change: Change) -> list[Change]:
+        """Move ``parts`` (in ``parent``) to ``dest`` (not the root), replacing whatever was there."""
+        assert change.dest_path is not None
+        node = parent.pop(parts[-1])
+        dest_parent, out = self.make_parents(dest)
+        replaced: FileType | None = None
+        if dest[-1] in dest_parent:
+            replaced = node_type(dest_parent[dest[-1]])
+            self.server.release(change.dest_path, dest_parent[dest[-1]])
+        dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
+        self.server.carry(change.path, change.dest_path, node)
+        moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
+        return [*out, dataclasses.replace(moved, replaced=replaced)]
+
+
 class View:
     """The watched tree as the server will see it once every queued event is delivered.
 
     Changes seen on disk go in; the changes worth sending come out: none when the view already agrees (a
     duplicate), and the missing parents first when an event arrives for a directory the view never heard of.
-    Owns the tree, whether the root exists, and whether an event showed that the view missed something; what
-    the server holds of it, and its digest, is its ``HeldDigest``; where a path sits in it, its ``TreePaths``.
+    Owns whether the root exists, and whether an event showed that the view missed something; the tree and what
+    the server holds of it are its ``HeldTree``'s.
     """
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.top: Tree = {}
         self.root_exists = True
         self.suspect = False  # an event showed that the view missed something: rescan soon
-        self._paths = TreePaths(root)
-        self._server = HeldDigest()  # what the server holds of this view
+        self._tree = HeldTree(root)
+        self._paths = self._tree.paths
+        self._server = self._tree.server  # what the server holds of this view
+
+    @property
+    def top(self) -> Tree:
+        return self._tree.top
 
     def digest(self) -> tuple[int, int]:
         """(count, sum) of the tree the server holds once every queued event is stored."""
@@ -1072,7 +1149,7 @@ class View:
 
     def restore(self, tree: Tree, held: Held) -> None:
         """Adopt the tree of the state file, of which the server holds ``held`` (what the state file says)."""
-        self.top = tree
+        self._tree.top = tree
         self.root_exists = True
         self._server.restore(held)
 
@@ -1080,7 +1157,7 @@ class View:
         """(path, is_dir, entry_hash) of every entry the server should hold, parents first: the manifest.
 
         Consume it at once (the view must not change meanwhile). Once it is exhausted the digest
-        is recounted from what it gave, since that is what the server will hold.
+        is recounted from what it gave.
         """
         return self._server.recount(self._paths.entries(self.top))
 
@@ -1089,23 +1166,6 @@ class View:
         suspect, self.suspect = self.suspect, False
         return suspect
 
-    def _make_parents(self, parts: list[str]) -> tuple[Tree, list[Change]]:
-        """The directory that holds ``parts``, creating (and reporting) any that is missing."""
-        node, out = self.top, []
-        for depth, name in enumerate(parts[:-1], 1):
-            child = node.get(name, None)
-            if not isinstance(child, dict):
-                path = self._paths.join(parts[:depth])
-                if name in node:
-                    out.append(Change("deleted", path, False, origin="rescan"))
-                    self._server.release(path, child)
-                child = node[name] = {}
-                out.append(Change("created", path, True, origin="rescan"))
-                self._server.hold(path, True)
-                self.suspect = True  # a parent we never saw created: its creation was lost
-            node = child
-        return node, out
-
     def apply(self, change: Change) -> list[Change]:
         """Record a change seen on disk; return what to send so the server agrees."""
         parts = self._paths.parts(change.path)
@@ -1113,71 +1173,44 @@ class View:
             return []
         if not parts:
             return self._apply_to_root(change)
+        parent = self._paths.find_dir(self.top, parts[:-1])
+        name = parts[-1]
         if change.kind == "moved":
-            return self._move(parts, change)
+            return self._move(parent, parts, change)
         if change.kind == "deleted":
-            parent = self._paths.find_dir(self.top, parts[:-1])
-            if parent is None or parts[-1] not in parent:
+            if parent is None or name not in parent:
                 return []
-            node = parent.pop(parts[-1])
-            self._server.release(change.path, node)
+            node = self._tree.remove(parent, name, change.path)
             return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))]
         if change.kind == "modified":
-            parent = self._paths.find_dir(self.top, parts[:-1])
-            if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
-                parent[parts[-1]] = None  # the content changed: what we knew of it is stale
-                self._server.hold(change.path, False, new=False)  # a file from the start-up scan: the server adds it
+            if parent is not None and name in parent and not isinstance(parent[name], dict):
+                self._tree.stale(parent, name, change.path)
                 return [dataclasses.replace(change, is_dir=False) if change.is_dir else change]
-            if change.is_dir or (parent is not None and parts[-1] in parent):
+            if change.is_dir or (parent is not None and name in parent):
                 return []
             self.suspect = True  # a file we never saw created: its creation was lost
         return self._create(parts, change.is_dir, change.origin, replaced=not change.synthetic)
 
     def _create(self, parts: list[str], is_dir: bool, origin: Origin, replaced: bool = False) -> list[Change]:
-        parent, out = self._make_parents(parts)
-        name, path = parts[-1], self._paths.join(parts)
-        if name in parent:
-            was_dir = isinstance(parent[name], dict)
-            if was_dir == is_dir:
-                if replaced and not is_dir and origin == "live":
-                    # A file the view has "created" again: its name was replaced by a rename from outside the
-                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
-                    # walk of a new directory can repeat a real create too, unmarked: within a settle window
-                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
-                    parent[name] = None  # what we knew of it is stale
-                    self._server.hold(path, False, new=False)
-                    out.append(Change("modified", path, False, origin=origin))
-                return out
-            out.append(Change("deleted", path, was_dir, origin=origin))
-            self._server.release(path, parent[name])
-        parent[name] = {} if is_dir else None
-        out.append(Change("created", path, is_dir, origin=origin))
-        self._server.hold(path, is_dir)
-        return out
+        parent, out = self._tree.make_parents(parts)
+        self.suspect = self.suspect or bool(out)  # a parent we never saw created: its creation was lost
+        return out + self._tree.create(parent, parts, is_dir, origin, replaced)
 
-    def _move(self, parts: list[str], change: Change) -> list[Change]:
+    def _move(self, parent: Tree | None, parts: list[str], change: Change) -> list[Change]:
         assert change.dest_path is not None
         dest = self._paths.parts(change.dest_path)
-        parent = self._paths.find_dir(self.top, parts[:-1])
         if parent is None or parts[-1] not in parent:
             # The source was never seen: for the server, the destination just appeared,
             # and if it is a directory its content is unknown too.
             self.suspect = True
             return self._create(dest, change.is_dir, change.origin) if dest else []
         if not dest:  # moved onto the root itself: cannot happen; treat as gone
-            node = parent.pop(parts[-1])
-            self._server.release(change.path, node)
+            node = self._tree.remove(parent, parts[-1], change.path)
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
-        node = parent.pop(parts[-1])
-        dest_parent, out = self._make_parents(dest)
-        replaced: FileType | None = None
-        if dest[-1] in dest_parent:
-            replaced = node_type(dest_parent[dest[-1]])
-            self._server.release(change.dest_path, dest_parent[dest[-1]])
-        dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
-        self._server.carry(change.path, change.dest_path, node)
-        moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
-        return [*out, dataclasses.replace(moved, replaced=replaced)]
+        out = self._tree.move(parent, parts, dest, change)
+        if len(out) > 1:
+            self.suspect = True  # a parent we never saw created: its creation was lost
+        return out
 
     def has(self, path: str, node_type: FileType | None = None) -> bool:
         """Whether ``path`` is in the view (as a ``node_type``: "dir" or anything else, when given)."""
@@ -1212,7 +1245,7 @@ class View:
         """
         if tree:
             self._server.adopt_unsent()  # at start-up, the scan was never sent
-        self.top = tree
+        self._tree.top = tree
         self.root_exists = True
 
     def diff(self, disk: Tree, origin: Origin, report_modified: bool = False) -> list[Change]:
