@@ -149,6 +149,7 @@ IGNORE_PATTERNS = [
 HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
+DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are checked (GhostFilter)
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
 IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
@@ -501,6 +502,9 @@ class Change:
     file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
     replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
     synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a directory moved in, not the kernel's
+    # What the View held at the path before: deleted, its subtree (or FileInfo); modified, the FileInfo the file had
+    # when it left the tree and came back (net_effect): not sent if the file still has it (Describer).
+    prior: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
@@ -1181,7 +1185,8 @@ class View:
             if parent is None or name not in parent:
                 return []
             node = self._tree.remove(parent, name, change.path)
-            return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))]
+            kind = special_type(node)
+            return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=kind, prior=node)]
         if change.kind == "modified":
             if parent is not None and name in parent and not isinstance(parent[name], dict):
                 self._tree.stale(parent, name, change.path)
@@ -1296,104 +1301,346 @@ def net_effect(changes: list[Change]) -> list[Change]:
     """The net effect of ``changes`` (what View.apply returned, in order): the same tree for the server, said the
     way a person would.
 
-    Per file path, what it held before the window is compared with what it holds after: created + modified ->
-    created; modified... -> one modified; created + deleted -> nothing; a file written under another name and
-    renamed over (or into) a path -> modified (or created) of that path, the other name never appears; a move
-    that survives stays one moved. Directories are not merged (each of their changes is kept, in place: a barrier
-    between the runs of file changes merged) but for a directory created and deleted with nothing left between.
-    Only live changes are merged: what a scan found is a net effect already.
+    What each path touched held before the window is compared with what it holds after (a rule about sequences,
+    not tools): created + modified... -> created; modified... -> one modified; created + deleted -> nothing; a
+    file written under another name and renamed over (or into) a path -> modified (or created) of that path, the
+    other name never appears, whatever else happened meanwhile (directories created, moved, deleted); a move of
+    something that was there before the window and survives it stays one moved (a directory's children are not
+    listed); a directory moved out of the tree and back, as it was -> nothing (each file in it is checked once
+    more when sent: see Change.prior). Order: deletions, moves (parents first), then creations (parents first)
+    and modifications, so that replaying them gives the same tree. Only live changes are merged: what a scan
+    found, and the parents the View made up, stay in place. When no order says it (files swapped in a cycle), the
+    raw changes go out.
     """
-    out: list[Change | None] = []
+    out: list[Change] = []
     run: list[Change] = []
-    created_dirs: dict[str, int] = {}  # a directory created in the window -> its index in ``out``
     for change in changes:
-        if change.origin == "live" and not change.is_dir and change.replaced != "dir":
+        if change.origin == "live":
             run.append(change)
             continue
-        out.extend(_net_files(run))
+        out += _net_live(run)
         run = []
-        if change.kind == "deleted" and change.is_dir and _cancel_created_dir(out, created_dirs, change.path):
-            continue
-        if change.kind == "created" and change.is_dir and change.origin == "live":
-            created_dirs[change.path] = len(out)
-        elif change.kind == "moved":
-            created_dirs.clear()  # paths changed under them: not worth following
         out.append(change)
-    out.extend(_net_files(run))
-    return [change for change in out if change is not None]
+    return out + _net_live(run)
 
 
-def _cancel_created_dir(out: list[Change | None], created_dirs: dict[str, int], path: str) -> bool:
-    """A directory created in the window is deleted: drop its creation if nothing sent since is about it."""
-    index = created_dirs.pop(path, None)
-    if index is None:
-        return False
-    below = path + os.sep
-    for change in out[index + 1 :]:
-        if change is not None and any(p == path or p.startswith(below) for p in (change.path, change.dest_path or "")):
-            return False
-    out[index] = None
-    return True
+class _Unsure(Exception):
+    """A window the rules do not cover (a change about something the window cannot place): sent raw."""
 
 
-_Content = str | int  # what a path holds in a window: the file that was at that path before it (str), or a new one
+class _Thing:
+    """Something a window of changes touched: the path it had before the window (None: new in it), what it is."""
+
+    __slots__ = ("before", "file_type", "gone", "is_dir", "order", "prior", "touched", "written")
+
+    def __init__(self, before: str | None, is_dir: bool, file_type: FileType | None, order: int) -> None:
+        self.before = before
+        self.is_dir = is_dir
+        self.file_type = file_type
+        self.order = order  # the index of the change that first touched it: creations go out in that order
+        self.written = False  # a modified that is not only its attributes
+        self.touched = False  # any modified
+        self.gone = False
+        self.prior: Tree | FileInfo = None  # deleted: what the View held there
+
+    def kind(self) -> FileType:
+        return "dir" if self.is_dir else self.file_type or "file"
 
 
-def _net_files(run: list[Change]) -> list[Change]:
-    """net_effect of a run of live changes of files (no directory among them): see net_effect."""
+class _Window:
+    """Where each thing a window of live changes touched is now (see net_effect); untouched things below a
+    directory move with it, unseen."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, _Thing] = {}  # path -> the thing there now (the things touched that are present)
+        self.was: dict[str, _Thing] = {}  # path -> the thing there before the window (the ones touched)
+        self.things: list[_Thing] = []
+
+    def apply(self, order: int, change: Change) -> None:
+        path = change.path
+        if change.kind == "created":
+            if path in self.now:
+                raise _Unsure
+            self.now[path] = thing = _Thing(None, change.is_dir, change.file_type, order)
+            self.things.append(thing)
+            return
+        thing = self._at(path, order, change)
+        if change.kind == "modified":
+            thing.touched = True
+            thing.written = thing.written or not change.attrib
+        elif change.kind == "deleted":
+            thing.prior = change.prior
+            self._remove(path)
+        else:
+            assert change.dest_path is not None
+            dest = change.dest_path
+            if path.startswith(dest + os.sep):
+                raise _Unsure  # onto a directory above it (the View allows it; a file system does not)
+            if dest in self.now or change.replaced is not None:
+                victim = self._at(dest, order, Change("deleted", dest, change.replaced == "dir"))
+                victim.file_type = victim.file_type or change.replaced
+                self._remove(dest)
+            for old in [path, *self._below(path)]:
+                self.now[dest + old[len(path) :]] = self.now.pop(old)
+
+    def _at(self, path: str, order: int, change: Change) -> _Thing:
+        """The thing at ``path`` now; one not touched yet was there before the window, or below a directory that was."""
+        thing = self.now.get(path)
+        if thing is None:
+            before = self._before(path)
+            if before is None or before in self.was:
+                raise _Unsure
+            thing = self.now[path] = self.was[before] = _Thing(before, change.is_dir, change.file_type, order)
+            self.things.append(thing)
+        if change.kind != "modified":
+            thing.is_dir = change.is_dir
+        thing.file_type = change.file_type or thing.file_type
+        return thing
+
+    def _before(self, path: str) -> str | None:
+        """Where a thing not touched yet, now at ``path``, was before the window (None: it cannot be said)."""
+        parent = path
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return path
+            above = self.now.get(parent)
+            if above is not None:
+                return None if above.before is None else above.before + path[len(parent) :]
+
+    def _below(self, path: str) -> list[str]:
+        below = path + os.sep
+        return [p for p in self.now if p.startswith(below)]
+
+    def _remove(self, path: str) -> None:
+        for old in [path, *self._below(path)]:
+            self.now.pop(old).gone = True
+
+
+def _net_live(run: list[Change]) -> list[Change]:
+    """net_effect of a run of live changes."""
     if len(run) < 2:
         return run
-    before: dict[str, _Content | None] = {}  # each path touched (in order): what it held before the window
-    after: dict[str, _Content | None] = {}  # ...and now
-    was: dict[str, FileType | None] = {}  # the type of what each path held before (what the View said)
-    touched: dict[_Content, bool] = {}  # a file written (True) or only its metadata changed (False)
-    for number, change in enumerate(run):
-        path = change.path
-        if change.kind == "moved":
-            assert change.dest_path is not None
-            before.setdefault(path, path)
-            was[path] = was.get(path) or change.file_type
-            content = after.get(path, path)
-            after[path] = None
-            dest = change.dest_path
-            before.setdefault(dest, dest if change.replaced else None)
-            was.setdefault(dest, change.replaced)
-            after[dest] = content
-        elif change.kind == "created":
-            before.setdefault(path, None)
-            after[path] = number
-        else:
-            before.setdefault(path, path)
-            was[path] = was.get(path) or change.file_type
-            content = after.get(path, path)
-            if change.kind == "deleted":
-                after[path] = None
-            elif content is not None:
-                after[path] = content
-                touched[content] = touched.get(content, False) or not change.attrib
-    where = {content: path for path, content in after.items() if content is not None}
-    gone: list[Change] = []
-    moves: dict[str, str] = {}  # source -> destination, for the files that moved
-    rest: list[Change] = []
-    for path, old in before.items():
-        content = after[path]
-        old_left = old is not None and old not in where  # what was here is nowhere now
-        if content is None:
-            if old_left:
-                gone.append(Change("deleted", path, False, file_type=was[path]))
-        elif isinstance(content, str):
-            if content != path:
-                moves[content] = path
-            if content in touched:
-                rest.append(Change("modified", path, False, attrib=not touched[content]))
-        elif old_left:
-            rest.append(Change("modified", path, False))  # replaced by a new file: a save
-        else:
-            rest.append(Change("created", path, False))
-    ordered = _order_moves(moves)
-    if ordered is None:
-        return run  # files swapped in a cycle: no order of moves says it; the raw changes do
-    return [*gone, *(Change("moved", s, False, d, file_type=was[s]) for s, d in ordered), *rest]
+    window = _Window()
+    try:
+        for order, change in enumerate(run):
+            window.apply(order, change)
+        net, start = _Said(window).changes()
+    except _Unsure:
+        return run
+    if net is None or _replay_paths(net, start) != _replay_paths(run, start):
+        return run  # no order of these changes says it (a cycle): the raw changes do
+    return net
+
+
+class _Said:
+    """The changes that say what a _Window amounts to (see net_effect)."""
+
+    def __init__(self, window: _Window) -> None:
+        self.window = window
+        self.where = {thing: path for path, thing in window.now.items()}  # where each present thing is now
+        self.again: dict[_Thing, Tree] = {}  # a directory moved out and back as it was -> the View's tree of it
+        self.checked: dict[_Thing, FileInfo] = {}  # a file in such a directory -> what the View knew of it
+        for before, thing in window.was.items():
+            self._put_back(before, thing)
+        self.moved: list[tuple[str, str]] = []  # the moves said so far, in order
+
+    def _put_back(self, before: str, thing: _Thing) -> None:
+        """A directory deleted (or moved out of the tree) and made again at its path with everything it held (same
+        names, same types) is the same directory: nothing is said of it, a file in both is checked once more, what
+        is new is created."""
+        heir = self.window.now.get(before)
+        if not (thing.gone and isinstance(thing.prior, dict) and heir is not None and heir.is_dir):
+            return
+        below = before + os.sep
+        now = {p: t for p, t in self.window.now.items() if p.startswith(below)}
+        if heir.before is not None or any(t.before is not None for t in now.values()):
+            return  # something that was in the tree moved in: said as deleted + created
+        old = dict(_nodes_below(before, thing.prior))
+        same: list[tuple[_Thing, Tree | FileInfo]] = []  # in both: a directory is nothing, a file is checked
+        for path, node in old.items():
+            new = now.get(path)
+            if new is not None and new.is_dir == isinstance(node, dict):
+                same.append((new, node))
+            else:
+                return  # not as it was: deleted + created (a new directory in its place, say)
+        checked = {new: node for new, node in same if not isinstance(node, dict)}
+        self.again[thing] = thing.prior
+        self.where[thing] = before
+        del self.where[heir]
+        for new, _ in same:
+            if new not in checked:
+                del self.where[new]
+        self.checked.update(checked)
+
+    def _translate(self, path: str) -> str:
+        """Where ``path`` is once the moves said so far are replayed."""
+        for source, dest in self.moved:
+            if path == source or path.startswith(source + os.sep):
+                path = dest + path[len(source) :]
+        return path
+
+    def _home(self, thing: _Thing) -> str | None:
+        """Where a thing that was there before the window is once its parents have moved (None: they are gone)."""
+        assert thing.before is not None
+        parent = thing.before
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return thing.before
+            above = self.window.was.get(parent)
+            if above is not None:
+                place = self.where.get(above)
+                return None if place is None else place + thing.before[len(parent) :]
+
+    def _buried(self, thing: _Thing) -> bool:
+        """Whether a gone thing went with a gone directory above it (whose deletion says it)."""
+        assert thing.before is not None
+        parent = thing.before
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return False
+            above = self.window.was.get(parent)
+            if above is not None and above.gone and above not in self.where:
+                return True
+
+    def changes(self) -> tuple[list[Change] | None, list[str]]:
+        """The changes (None: no order says them) and the paths they start from, for a replay check."""
+        window, where = self.window, self.where
+        early: list[Change] = []
+        late: list[Change] = []
+        saved: set[_Thing] = set()  # new files that replace what was at their path: a save, said "modified"
+        survivors = [t for t in window.was.values() if t in where]
+        for before, thing in window.was.items():
+            if thing in where or self._buried(thing):
+                continue
+            home = self._home(thing)
+            heir = window.now.get(home) if home is not None else None
+            if heir is not None and heir in where:
+                if heir.before is not None:
+                    continue  # moved over it: the move replaces it
+                if not heir.is_dir and not thing.is_dir:
+                    saved.add(heir)
+                    continue
+            deletion = Change("deleted", before, thing.is_dir, file_type=thing.file_type)
+            inside = before + os.sep
+            if thing.is_dir and any(t.before is not None and t.before.startswith(inside) for t in survivors):
+                late.append(deletion)  # after what moves out of it
+            else:
+                early.append(deletion)
+        wanted = {t.before: where[t] for t in survivors if t.before is not None and self._home(t) != where[t]}
+        ordered = _order_moves(wanted)
+        if ordered is None:
+            return None, []
+        ordered.sort(key=lambda move: move[1].count(os.sep))
+        out = early
+        made: set[_Thing] = set()
+        by_path = {path: thing for thing, path in where.items()}
+        for source, dest in ordered:
+            out += self._make_parents(dest, by_path, made)
+            mover = window.was[source]
+            replaced = window.was[dest].kind() if dest in window.was and window.was[dest] is not mover else None
+            source = self._translate(source)
+            out.append(Change("moved", source, mover.is_dir, dest, file_type=mover.file_type, replaced=replaced))
+            self.moved.append((source, dest))
+        out += [dataclasses.replace(c, path=self._translate(c.path)) for c in late]
+        for thing in sorted(where, key=lambda t: t.order):
+            path = where[thing]
+            if thing in made or thing in self.again:
+                continue
+            if thing in self.checked:
+                out.append(Change("modified", path, False, prior=self.checked[thing]))  # checked once more when sent
+            elif thing.before is None:
+                out.append(Change("modified" if thing in saved else "created", path, thing.is_dir))
+            elif thing.touched:
+                out.append(Change("modified", path, False, attrib=not thing.written))
+        return out, self._start()
+
+    def _make_parents(self, dest: str, by_path: dict[str, _Thing], made: set[_Thing]) -> list[Change]:
+        """The new directories a move into ``dest`` needs first."""
+        out: list[Change] = []
+        parent = dest
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return out[::-1]
+            thing = by_path.get(parent)
+            if thing is not None and thing.before is None and thing not in made:
+                made.add(thing)
+                out.append(Change("created", parent, True))
+
+    def _start(self) -> list[str]:
+        """The paths the replay check starts from: what was there before the window (a directory's unseen
+        content as one entry below it)."""
+        start: list[str] = []
+        for before, thing in self.window.was.items():
+            start.append(before)
+            if thing in self.again:
+                start += [path for path, _ in tree_entries(before, self.again[thing])]
+            elif thing.is_dir:
+                start.append(before + os.sep + "\0")
+        return start
+
+
+def _nodes_below(path: str, node: Tree) -> Iterator[tuple[str, Tree | FileInfo]]:
+    """(path, node) of every entry below the directory ``path`` (which holds ``node``), parents first."""
+    stack: list[tuple[str, Tree | FileInfo]] = [(path + os.sep + name, child) for name, child in node.items()]
+    while stack:
+        path, here = stack.pop()
+        yield path, here
+        if isinstance(here, dict):
+            stack.extend((path + os.sep + name, child) for name, child in here.items())
+
+
+_Present = None  # the key that marks a path present in a _replay_paths node
+
+
+def _replay_paths(changes: list[Change], start: Iterable[str]) -> set[str]:
+    """The paths the server holds after replaying ``changes`` over ``start`` (as servidor.py does: a deletion or a
+    move takes everything below; a move replaces its destination)."""
+    top: dict[str | None, Any] = {}
+
+    def node(path: str, create: bool) -> dict[str | None, Any] | None:
+        here = top
+        for name in path.split(os.sep):
+            child = here.get(name)
+            if child is None:
+                if not create:
+                    return None
+                child = here[name] = {}
+            here = child
+        return here
+
+    def detach(path: str) -> dict[str | None, Any] | None:
+        parent, _, name = path.rpartition(os.sep)
+        holder = node(parent, False)
+        return None if holder is None else holder.pop(name, None)
+
+    for path in start:
+        node(path, True)[_Present] = True  # type: ignore[index]
+    for change in changes:
+        if change.kind in ("created", "modified"):
+            node(change.path, True)[_Present] = True  # type: ignore[index]
+        elif change.kind == "deleted":
+            detach(change.path)
+        elif change.dest_path is not None:
+            moving = detach(change.path)
+            detach(change.dest_path)
+            if moving is not None:
+                parent, _, name = change.dest_path.rpartition(os.sep)
+                node(parent, True)[name] = moving  # type: ignore[index]
+    paths: set[str] = set()
+    stack: list[tuple[str, dict[str | None, Any]]] = [("", top)]
+    while stack:
+        prefix, here = stack.pop()
+        for key, child in here.items():
+            if key is not None:
+                path = f"{prefix}{os.sep}{key}" if prefix or here is not top else key
+                if child.get(_Present):
+                    paths.add(path)
+                stack.append((path, child))
+    return paths
 
 
 def _order_moves(moves: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -2147,6 +2394,47 @@ def inotify_watches() -> set[int] | None:
     return watched
 
 
+_WD_LINE = re.compile(r"^inotify wd:([0-9a-f]+) ino:([0-9a-f]+) ", re.MULTILINE)
+
+
+def drop_stale_watches(group: Any, paths: Iterable[str]) -> int:
+    """Drop the watches of watchdog's InotifyWatchGroup ``group`` at or below ``paths`` that no longer watch the
+    directory at their path (its inode differs: the kernel's list, /proc/self/fdinfo); how many.
+
+    A directory moved out of the tree keeps its watch, under its old path (watchdog leaves this as a TODO in
+    InotifyWatchGroup.on_event), so what happens to it out there comes as ghost events under that path, even
+    once a new directory is there. The group's fields are private: when they are not there, nothing is done.
+    """
+    try:
+        lock, by_watch, by_path = group._lock, group._active_callbacks_by_watch, group._active_callbacks_by_path
+        fd: int = group._inotify_fd._inotify_fd
+        remove: Callable[[list[int]], None] = group._remove_callbacks
+    except AttributeError:
+        return 0
+    targets = {os.fsencode(path) for path in paths}
+    prefixes = tuple(target + os.sep.encode() for target in targets)
+    with lock:
+        if not targets.intersection(by_path):
+            return 0  # deleted, not moved out: the kernel removed the watch and watchdog forgot it
+        try:
+            with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as file:
+                inodes = {int(wd, 16): int(ino, 16) for wd, ino in _WD_LINE.findall(file.read())}
+        except OSError:
+            return 0
+        stale: list[int] = []
+        for wd, path in list(by_watch.items()):
+            if path in targets or path.startswith(prefixes):
+                try:
+                    here: int | None = os.lstat(path).st_ino
+                except OSError:
+                    here = None
+                if inodes.get(wd) != here:
+                    stale.append(wd)
+        if stale:
+            remove(stale)
+    return len(stale)
+
+
 def unwatched(directories: list[str], watched: set[int]) -> list[str]:
     """The ``directories`` (that still exist, and can be read: else the Watcher says so) without a watch in
     ``watched`` (see inotify_watches)."""
@@ -2472,6 +2760,15 @@ class Watcher:
         alive = observer is not None and observer.is_alive() and all(e.is_alive() for e in observer.emitters)
         return alive and not self._died
 
+    def drop_stale_watches(self, paths: list[str]) -> None:
+        """Directories that left ``paths`` (moved out of the tree, or deleted): their watches, if any still
+        follow them, are dropped (see drop_stale_watches)."""
+        observer = self._observer
+        if observer is not None and not self.polling:
+            for emitter in list(observer.emitters):
+                if drop_stale_watches(getattr(emitter, "_inotify", None), paths):
+                    log.debug("vigias de diretórios que saíram da árvore removidas: %s", ", ".join(map(escape, paths)))
+
     def inspect(self, root_in_view: bool) -> RootFinding:
         """Whether the root vanished, came back or was replaced, the watcher died, or a directory became readable."""
         identity = root_identity(self.root)
@@ -2718,6 +3015,8 @@ class Describer:
         hashed: list[os.stat_result | None] = []
         for change in changes:
             meta, st = self._metadata(change)
+            if change.prior is not None and st is not None and file_info(st) == change.prior:
+                continue  # a file that left the tree and came back as it was (see net_effect)
             described.append((dataclasses.replace(change, file_type=meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
@@ -2759,8 +3058,9 @@ class Describer:
         meta = metadata_of(st, target)
         if (meta.type == "dir") != change.is_dir:
             return Metadata(known), None  # replaced by another kind since: its events follow
-        if meta.type in ("symlink", "other"):
-            self._view.note(path, file_info(st))  # so that its deletion says what it was
+        if meta.type != "dir":
+            # So that its deletion says what it was, and a scan (or its return to the tree) what changed.
+            self._view.note(path, file_info(st))
         return meta, st
 
 
@@ -2841,6 +3141,45 @@ class SettlePipeline:
             self._describer.describe(changes, busy)
 
 
+class GhostFilter:
+    """Which events come from a directory that left the tree (moved out, or replaced): watchdog keeps following
+    it under its old path until its watch is dropped (Watcher.drop_stale_watches), and what its reader had
+    already queued comes anyway. Owns the directories that left, for DEPARTED_HOLD seconds after."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._departed: dict[str, float] = {}  # a directory that left this path (a live deletion) -> when
+
+    def departed(self, changes: list[Change], now: float) -> list[str]:
+        """Note the directories that left the tree in ``changes`` (what the View returned); their paths."""
+        paths = [c.path for c in changes if c.kind == "deleted" and c.is_dir and c.origin == "live"]
+        if self._departed:
+            self._departed = {p: when for p, when in self._departed.items() if now - when < DEPARTED_HOLD}
+        for path in paths:
+            self._departed[path] = now
+        return paths
+
+    def _under_departed(self, path: str) -> bool:
+        while path != self._root and len(path) > 1:
+            path = os.path.dirname(path)
+            if path in self._departed:
+                return True
+        return False
+
+    def ghost(self, change: Change, view: View, now: float) -> bool:
+        """Whether a created or modified is a ghost. Under a directory that just left: when the View has no
+        directory there (one made again there is announced, its content with it) or the path is not on disk (its
+        deletion would follow anyway).
+        Elsewhere, under a directory the view knows is gone, when the disk agrees; anything else under an
+        unknown directory is real (the view creates its parents)."""
+        if change.kind not in ("created", "modified"):
+            return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
+        parent = os.path.dirname(change.path)
+        if self._departed and self._under_departed(change.path):
+            return not view.has(parent, "dir") or not os.path.lexists(change.path)
+        return parent != self._root and not view.has(parent) and not os.path.lexists(change.path)
+
+
 class Recorder:
     """Changes in, one way: watchdog's events (and what scans find) -> View -> SettlePipeline -> Outbox -> console.
 
@@ -2870,7 +3209,10 @@ class Recorder:
         self._skip = skip
         self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._console = console
+        self._ghosts = GhostFilter(view.root)
         self.events_seen = 0
+        # Told of directories that left a path (see Watcher.drop_stale_watches); set once when wired.
+        self.departed: Callable[[list[str]], None] = lambda paths: None
 
     @property
     def recorded(self) -> int:
@@ -2893,6 +3235,8 @@ class Recorder:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
         self.events_seen += len(events)
         changes: list[Change] = []
+        departed: list[str] = []
+        now = asyncio.get_running_loop().time()
         for event in events:
             change = change_from_event(event)
             if change is not None:
@@ -2902,7 +3246,7 @@ class Recorder:
             if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
                 # watchdog lists a new directory's content following symlinks: a link to a directory is a link.
                 change = dataclasses.replace(change, is_dir=False)
-            if self._ghost(change):
+            if self._ghosts.ghost(change, self._view, now):
                 continue
             if self._outbox.waiting() + len(self._pipeline) >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
@@ -2912,19 +3256,14 @@ class Recorder:
                         self._outbox.waiting() + len(self._pipeline),
                     )
                 continue
-            changes.extend(self._view.apply(change))
+            out = self._view.apply(change)
+            departed += self._ghosts.departed(out, now)
+            changes += out
+        if departed:
+            self.departed(departed)
         self._pipeline.hold(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
-
-    def _ghost(self, change: Change) -> bool:
-        """Whether a change is about a path under a directory the view knows is gone and the disk agrees: a
-        directory moved out of the tree keeps its watches (watchdog never drops them), so its later events come
-        under its old name. Anything else under an unknown directory is real: the view creates its parents."""
-        if change.kind not in ("created", "modified"):
-            return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
-        parent = os.path.dirname(change.path)
-        return parent != self._view.root and not self._view.has(parent) and not os.path.lexists(change.path)
 
     def _unignored(self, change: Change) -> Change | None:
         """The change as the view sees it once ignored paths are left out (None: nothing to see)."""
@@ -3774,6 +4113,7 @@ class MonitorClient:
             loop, (lambda e: self.recorder.on_events(fold_polled_moves(e))) if polling else self.recorder.on_events
         )
         watcher = Watcher(self.settings.root, Handler(bridge), polling)
+        self.recorder.departed = watcher.drop_stale_watches
         supervisor = Supervisor(
             self.view,
             self.outbox,

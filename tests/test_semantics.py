@@ -147,10 +147,76 @@ CASES: dict[str, tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]]
         [("created", "d", True), ("created", "d/f", False), ("deleted", "d/f", False), ("deleted", "d", True)],
         [],
     ),
-    "directories_stay_in_place": (
+    # A directory made in the window and renamed: what is there after (rsync's, tar's temporary directory names).
+    "new_directory_renamed_is_created_where_it_ends": (
         [],
         [("created", "d", True), ("created", "d/f", False), ("modified", "d/f", False), ("moved", "d", True, "e")],
-        [("created", "d"), ("created", "d/f"), ("moved", "d", "e")],
+        [("created", "e"), ("created", "e/f")],
+    ),
+    # Directory events between a temporary file's creation and its rename are no barrier (issue 10, review).
+    "temporary_name_across_a_mkdir": (
+        [],
+        [("created", ".g.tmp", False), ("created", "o", True), ("moved", ".g.tmp", False, "g")],
+        [("created", "g"), ("created", "o")],
+    ),
+    "save_over_a_file_across_a_mkdir": (
+        ["g"],
+        [("created", ".g.tmp", False), ("created", "o", True), ("moved", ".g.tmp", False, "g")],
+        [("modified", "g"), ("created", "o")],
+    ),
+    # rsync -a src/ W/new/: each file under .name.XXXXXX in its directory, renamed; directories made on the way.
+    "rsync_nested": (
+        [],
+        [
+            ("created", "new", True),
+            ("created", "new/.a.Xy12Zq", False),
+            ("modified", "new/.a.Xy12Zq", False),
+            ("moved", "new/.a.Xy12Zq", False, "new/a"),
+            ("created", "new/sub", True),
+            ("created", "new/sub/.b.Qw34Er", False),
+            ("modified", "new/sub/.b.Qw34Er", False, "attrib"),
+            ("moved", "new/sub/.b.Qw34Er", False, "new/sub/b"),
+        ],
+        [("created", "new"), ("created", "new/a"), ("created", "new/sub"), ("created", "new/sub/b")],
+    ),
+    # A directory that was there stays one move, its children unlisted; what happens in it after is said after.
+    "directory_move_survives": (
+        ["d/f", "d/g"],
+        [("moved", "d", True, "e"), ("created", "e/.f.tmp", False), ("moved", "e/.f.tmp", False, "e/f")],
+        [("moved", "d", "e"), ("modified", "e/f")],
+    ),
+    "file_moved_out_of_a_moved_directory": (
+        ["d/f"],
+        [("moved", "d", True, "e"), ("moved", "e/f", False, "f")],
+        [("moved", "d", "e"), ("moved", "e/f", "f")],
+    ),
+    "file_moved_into_a_new_directory": (
+        ["a"],
+        [("created", "n", True), ("moved", "a", False, "n/a")],
+        [("created", "n"), ("moved", "a", "n/a")],
+    ),
+    # A directory replaced by another (its content differs): deleted + created, the old content unlisted.
+    "directory_replaced": (
+        ["d/f", "d/s/x"],
+        [
+            ("deleted", "d/f", False),
+            ("deleted", "d", True),
+            ("created", "d", True),
+            ("created", "d/g", False),
+            ("created", "d/s", False),
+        ],
+        [("deleted", "d"), ("created", "d"), ("created", "d/g"), ("created", "d/s")],
+    ),
+    # rm -r d; mkdir d: d is a directory before and after (watchdog says each deletion in it first).
+    "directory_emptied_through_rm_r_and_mkdir": (
+        ["d/f"],
+        [("deleted", "d/f", False), ("deleted", "d", True), ("created", "d", True)],
+        [("deleted", "d/f")],
+    ),
+    "mkdir_and_rmdir_around_a_file_that_stays": (
+        ["a"],
+        [("created", "t", True), ("moved", "a", False, "t/a"), ("moved", "t/a", False, "a"), ("deleted", "t", True)],
+        [],
     ),
 }
 
@@ -162,6 +228,7 @@ def test_net_effect_says_what_a_person_did(cliente: ModuleType, case: str) -> No
     net = cliente.net_effect(raw)
     assert said(net) == expected
     start = {f"{ROOT}/{path}" for path in known}
+    start |= {os.path.dirname(path) for path in start} - {ROOT}  # the directories they are in
     assert server_replay(records(net), start, root=ROOT) == server_replay(records(raw), start, root=ROOT)
 
 
@@ -170,6 +237,22 @@ def test_a_swap_through_a_temporary_name_stays_raw(cliente: ModuleType) -> None:
     ops = [("moved", "a", False, "t"), ("moved", "b", False, "a"), ("moved", "t", False, "b")]
     raw = through_view(cliente, ops, ["a", "b"])
     assert said(cliente.net_effect(raw)) == said(raw)
+
+
+def test_a_directory_moved_out_and_back_is_checked_file_by_file(cliente: ModuleType) -> None:
+    """``mv p /fora/; mv /fora/p .`` in one window: watchdog says deleted p, then created p and its content (its
+    walk); p is what it was, so nothing but each file's check against what the View knew (Describer drops a file
+    that still has it)."""
+    view = cliente.View(ROOT)
+    for path in ("p/a", "p/s/b"):
+        view.apply(C(cliente, "created", path))
+    view.note(f"{ROOT}/p/a", 11)
+    raw = view.apply(C(cliente, "deleted", "p", True))
+    for path, is_dir in [("p", True), ("p/a", False), ("p/s", True), ("p/s/b", False)]:
+        raw += view.apply(C(cliente, "created", path, is_dir, synthetic=path != "p"))
+    net = cliente.net_effect(raw)
+    assert said(net) == [("modified", "p/a"), ("modified", "p/s/b")]
+    assert [change.prior for change in net] == [11, None]
 
 
 def test_scans_are_never_merged(cliente: ModuleType) -> None:
@@ -200,7 +283,7 @@ def records(changes: list[Any]) -> list[dict[str, Any]]:
     return [{"event": c.kind, "path": c.path, "dest_path": c.dest_path} for c in changes]
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=int(os.environ.get("NET_EFFECT_EXAMPLES", "400")), deadline=None, database=None)
 @given(operations, operations, st.lists(st.integers(0, 40), max_size=4))
 def test_the_net_effect_replays_to_the_same_tree(
     cliente: ModuleType, start: list[Any], ops: list[Any], cuts: list[int]
@@ -371,6 +454,64 @@ def test_held_changes_go_out_live_at_sigterm(procs: Processes, watched: Path) ->
     assert server.lines() == [], server.describe()
     assert client.stop(signal.SIGTERM) == 0
     server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
+    no_traceback(server, client)
+
+
+WIDE = ["--assentar", "1.5", "--assentar-max", "10"]  # each sequence below runs well inside one window
+
+
+def test_a_temporary_name_across_a_mkdir_never_appears(procs: Processes, watched: Path) -> None:
+    """``echo x > .g.tmp; mkdir o; mv .g.tmp g``: before, ``created .g.tmp`` and ``moved`` (the directory event
+    was a barrier)."""
+    server, client = start_pair(procs, watched, WIDE)
+    sh("echo x > .g.tmp; mkdir o; mv .g.tmp g", watched)
+    assert settled_lines(server, watched, 0) == [
+        f"arquivo criado: {watched}/g",
+        f"diretório criado: {watched}/o",
+    ], server.describe()
+    sh("echo y > .g.tmp; mkdir o/p; rmdir o/p; mv .g.tmp g", watched)
+    assert settled_lines(server, watched, 3) == [f"arquivo modificado: {watched}/g"], server.describe()
+    no_traceback(server, client)
+
+
+def test_rsync_into_nested_directories_shows_no_temporary_name(procs: Processes, watched: Path, tmp_path: Path) -> None:
+    """``rsync -a src/ W/new/`` with nested directories: before, rsync's ``.name.XXXXXX`` names appeared."""
+    source = tmp_path / "src"
+    source.mkdir()
+    expected = [f"diretório criado: {watched}/new"]
+    for folder in ["", "sub", "sub/deep", "sub/deep/er", "z", "z/y", "z/y/x", "w"]:
+        if folder:
+            (source / folder).mkdir(parents=True)
+            expected.append(f"diretório criado: {watched}/new/{folder}")
+        for number in range(20):  # files and directories interleave in rsync's stream
+            write_file(source / folder / f"f{number}.txt", b"x" * 5000)
+            expected.append(f"arquivo criado: {watched}/new/{folder}/f{number}.txt".replace("//", "/"))
+    write_file(source / "a.bin", b"x" * 3_000_000)  # still being written while later directories are made
+    expected.append(f"arquivo criado: {watched}/new/a.bin")
+    server, client = start_pair(procs, watched, WIDE)
+    sh(f"rsync -a --bwlimit=10000 {source}/ {watched}/new/", tmp_path)
+    lines = settled_lines(server, watched, 0)
+    assert sorted(lines) == sorted(expected), server.describe()
+    paths = [line.split(": ", 1)[1] for line in lines]
+    assert all(paths.index(os.path.dirname(path)) < number for number, path in enumerate(paths[1:], 1))
+    no_traceback(server, client)
+
+
+def test_a_folder_moved_out_and_back_in_one_window_is_nothing(procs: Processes, watched: Path, tmp_path: Path) -> None:
+    """``mv W/p /fora/; mv /fora/p W/``: before, 4 events (deleted p, created p and its content again)."""
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    server, client = start_pair(procs, watched, WIDE)
+    (watched / "p" / "s").mkdir(parents=True)
+    write_file(watched / "p" / "a.txt", b"a")
+    write_file(watched / "p" / "s" / "b.txt", b"b")
+    before = len(settled_lines(server, watched, 0)) + 1
+    assert before == 5, server.describe()
+    sh(f"mv p {outside}/ && mv {outside}/p .", watched)
+    assert settled_lines(server, watched, before) == [], server.describe()
+    # Changed while outside: that file, and only it, is said.
+    sh(f"mv p {outside}/ && echo mudou > {outside}/p/a.txt && mv {outside}/p .", watched)
+    assert settled_lines(server, watched, before + 1) == [f"arquivo modificado: {watched}/p/a.txt"], server.describe()
     no_traceback(server, client)
 
 
@@ -749,6 +890,35 @@ def test_row_no_ghost_events_from_a_directory_moved_out(procs: Processes, watche
     write_file(outside / "proj" / "depois.txt")
     assert settled_lines(server, watched, len(server.lines())) == [], server.describe()
     assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(server, client)
+
+
+@pytest.mark.parametrize("settle", ["0", "0.1"])
+def test_no_ghost_events_once_a_moved_out_directory_is_replaced(
+    procs: Processes, watched: Path, tmp_path: Path, settle: str
+) -> None:
+    """``mkdir -p W/p; mv W/p /fora/; mkdir W/p; touch /fora/p/ghost; touch W/p/real``: before, the watch that
+    followed the old p to /fora reported ghost under W/p, since a W/p exists again."""
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    server, client = start_pair(procs, watched, ["--assentar", settle])
+    (watched / "p" / "q").mkdir(parents=True)
+    before = len(settled_lines(server, watched, 0)) + 1
+    assert before == 3, server.describe()
+    sh(f"mv p {outside}/ && mkdir p", watched)
+    sh(f"touch {outside}/p/ghost {outside}/p/q/ghost2 && touch p/real", watched)
+    assert settled_lines(server, watched, before) == [
+        f"diretório excluído: {watched}/p",
+        f"diretório criado: {watched}/p",
+        f"arquivo criado: {watched}/p/real",
+    ], server.describe()
+    write_file(outside / "p" / "later")  # long after: never under W/p
+    mtime = os.stat(watched / "p" / "real").st_mtime
+    write_file(watched / "p" / "real", b"x")  # the new p is heard
+    lines = settled_lines(server, watched, before + 4)
+    # One modified once settled; with --assentar 0 each raw write (the truncation, then the write).
+    assert lines and set(lines) == {f"arquivo modificado: {watched}/p/real"}, server.describe()
+    assert os.stat(watched / "p" / "real").st_mtime >= mtime
     no_traceback(server, client)
 
 
