@@ -865,20 +865,26 @@ FileInfo = int | None  # what is known of a file, a symlink or a special file (s
 Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a subdirectory) or a FileInfo (a file)
 _MISSING: Any = object()
 # A FileInfo packs, from the low bits up: the type (2 bits, _TYPE_CODES), whether the attributes are known (1 bit:
-# not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), and the 64-bit fingerprint of the
-# content (see fingerprint()). One int per file: a tuple would cost three times the memory on 100,000 files.
+# not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), the 64-bit fingerprint of the
+# content (see fingerprint()), a 32-bit hash of the size and whether it is known (1 bit: not in a FileInfo of a
+# state file written before it was kept). One int per file: a tuple would cost three times the memory on 100,000
+# files.
 _TYPE_CODES: dict[FileType, int] = {"file": 0, "symlink": 1, "other": 2}
 _CODE_TYPES: dict[int, FileType] = {code: kind for kind, code in _TYPE_CODES.items()}
 _ATTRS_KNOWN = 4
 _ATTRS_SHIFT = 3
 _CONTENT_SHIFT = 35
+_SIZE_SHIFT = _CONTENT_SHIFT + 64
+_SIZE_KNOWN = 1 << (_SIZE_SHIFT + 32)
 _MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
 
 
-def pack_info(kind: FileType, content: int, attrs: int | None) -> int:
-    """A FileInfo: ``content`` (a fingerprint of mtime and size) and ``attrs`` (of mode, uid, gid; None: unknown)."""
+def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown) and
+    ``size`` (bytes; None: unknown)."""
     known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
-    return (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+    sized = 0 if size is None else _SIZE_KNOWN | (hash(size) & _MASK32) << _SIZE_SHIFT
+    return sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
 
 
 def node_type(node: Tree | FileInfo) -> FileType:
@@ -895,11 +901,18 @@ def special_type(node: Tree | FileInfo) -> FileType | None:
 
 def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"]:
     """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
-    not known: either is None). A migrated one (attributes unknown) is compared on its content only."""
+    not known: either is None). A migrated one (attributes unknown) is compared on its content only.
+
+    The rule, live and at start-up alike (README, "Atributos"): a change of mode, owner or group, or of the mtime
+    alone (``touch``, ``touch -d``: the size is the same), is "attrib"; a change of size (or of type) is
+    "content". Live, a write is "content" whatever the size (the kernel says IN_MODIFY); a write that keeps the
+    size, made while the client was stopped, cannot be told from a ``touch -d`` and is "attrib".
+    """
     if old is None or new is None:
         return ""
-    if old >> _CONTENT_SHIFT != new >> _CONTENT_SHIFT:
-        return "content"
+    if (old >> _CONTENT_SHIFT) & _MASK64 != (new >> _CONTENT_SHIFT) & _MASK64:
+        sized = old & new & _SIZE_KNOWN and old >> _SIZE_SHIFT == new >> _SIZE_SHIFT and old & 3 == new & 3
+        return "attrib" if sized else "content"
     if not old & new & _ATTRS_KNOWN:
         return ""
     if old & 3 != new & 3:
@@ -1382,6 +1395,9 @@ class _Window:
                 self._remove(dest)
             for old in [path, *self._below(path)]:
                 self.now[dest + old[len(path) :]] = self.now.pop(old)
+            # Written, then renamed (a download's .part let out by SETTLE_MAX_HOLD, then renamed): the move is
+            # described as it is now (size, mtime), so a modified of the same content would say nothing more.
+            thing.touched = thing.written = False
 
     def _at(self, path: str, order: int, change: Change) -> _Thing:
         """The thing at ``path`` now; one not touched yet was there before the window, or below a directory that was."""
@@ -2247,7 +2263,8 @@ def fingerprint(st: os.stat_result) -> int:
 
 def file_info(st: os.stat_result) -> int:
     """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
-    return pack_info(stat_type(st.st_mode), fingerprint(st), hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)))
+    attrs = hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size)
 
 
 class Interrupted(Exception):
@@ -3980,11 +3997,15 @@ class Supervisor:
             disk = await self._scanner.scan("inicial")
         except Interrupted:
             return False
-        if self._ignore.matched:
+        noise = [p for p in self._ignore.matched if p in IGNORE_PATTERNS]
+        if noise:
             log.info(
                 "Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): %s",
-                ", ".join(escape(p) for p in self._ignore.matched),
+                ", ".join(map(escape, noise)),
             )
+        chosen = [p for p in self._ignore.matched if p not in IGNORE_PATTERNS]
+        if chosen:
+            log.info("Ignorados (--ignorar): %s", ", ".join(map(escape, chosen)))
         if disk is None:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
@@ -4173,6 +4194,23 @@ class MonitorClient:
         log.info("Monitor encerrado.")
 
 
+class UsageError(FatalError):
+    """A value given on the command line that cannot work: said in one line, exit code 2."""
+
+
+def ignore_pattern(text: str) -> str:
+    """A --ignorar pattern (argparse type): relative to the watched directory, never empty, absolute or with '..'."""
+    if not text.strip("/").strip():
+        raise argparse.ArgumentTypeError("padrão vazio (exemplos: '*.log', 'build/', 'docs/rascunho')")
+    if text.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"{escape(text)!r} começa com '/': os padrões são relativos ao diretório monitorado ('docs/rascunho')"
+        )
+    if ".." in text.rstrip("/").split("/"):
+        raise argparse.ArgumentTypeError(f"{escape(text)!r} tem '..': um padrão não sai do diretório monitorado")
+    return text
+
+
 def validate_directory(path: str) -> str:
     """The absolute path of a directory we can watch; FatalError otherwise."""
     root = os.path.abspath(path)
@@ -4193,6 +4231,8 @@ def validate_uri(uri: str) -> str:
             # A password in the URI would be shown in every status line (and the journal): the token is the way.
             raise FatalError(f"URI do servidor inválida: {uri!r} (sem usuário e senha na URI; use {TOKEN_ENV})")
         parsed = parse_uri(uri)
+        if parts.netloc.endswith(":"):
+            raise UsageError(f"URI do servidor inválida: {uri!r} (a porta está vazia; exemplo: ws://localhost:8765)")
         if parts.port == 0:
             raise FatalError(f"URI do servidor inválida: {uri!r} (a porta 0 não serve para conectar)")
         if not parsed.host or any(char.isspace() for char in parsed.host):
@@ -4337,10 +4377,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignorar",
         dest="ignore",
         action="append",
-        default=[],
+        type=ignore_pattern,
         metavar="PADRÃO",
         help="ignora os caminhos que casam com o padrão (repetível): sem '/', qualquer nome em qualquer nível "
-        "('*.log', 'build'); com '/', o caminho relativo ao diretório ('docs/rascunho'); '/' no fim: só diretórios",
+        "('*.log', 'build'); com '/', o caminho relativo ao diretório ('docs/rascunho'); '/' no fim: só diretórios "
+        "(padrão: só os de fábrica, veja --sem-ignorar-padrao)",
     )
     parser.add_argument(
         "--sem-ignorar-padrao",
@@ -4470,7 +4511,7 @@ def run_command_line(argv: list[str] | None) -> int:
             keepalive=args.keepalive,
             settle=args.settle,
             settle_max_hold=args.settle_max_hold,
-            ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *args.ignore),
+            ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *(args.ignore or ())),
             hash_limit=args.hash_max if args.hash else None,
             polling=args.polling,
             idle_check=args.idle_check,
@@ -4478,6 +4519,9 @@ def run_command_line(argv: list[str] | None) -> int:
             tls=tls_context(uri, args.ca_file),
         )
         asyncio.run(MonitorClient(settings).run())
+    except UsageError as exc:
+        print(f"Erro: {exc}", file=sys.stderr)
+        return 2
     except FatalError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1

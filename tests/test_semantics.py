@@ -123,6 +123,12 @@ CASES: dict[str, tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]]
         [("moved", "a", False, "b"), ("modified", "b", False)],
         [("moved", "a", "b"), ("modified", "b")],
     ),
+    # A download let out by SETTLE_MAX_HOLD while written, renamed in the next window: the move says it all.
+    "written_then_renamed": (
+        ["f.bin.part"],
+        [("modified", "f.bin.part", False), ("moved", "f.bin.part", False, "f.bin")],
+        [("moved", "f.bin.part", "f.bin")],
+    ),
     "move_chain_is_one_move": (["a"], [("moved", "a", False, "b"), ("moved", "b", False, "c")], [("moved", "a", "c")]),
     "move_and_back_is_nothing": (["a"], [("moved", "a", False, "b"), ("moved", "b", False, "a")], []),
     "move_then_new_file_at_the_source": (
@@ -501,14 +507,18 @@ def test_a_folder_moved_out_and_back_in_one_window_is_nothing(procs: Processes, 
     """``mv W/p /fora/; mv /fora/p W/``: before, 4 events (deleted p, created p and its content again)."""
     outside = tmp_path / "fora"
     outside.mkdir()
-    server, client = start_pair(procs, watched, WIDE)
+    state = tmp_path / "estado.json"
+    server, client = start_pair(procs, watched, [*WIDE, "--estado", str(state)])
     (watched / "p" / "s").mkdir(parents=True)
     write_file(watched / "p" / "a.txt", b"a")
     write_file(watched / "p" / "s" / "b.txt", b"b")
     before = len(settled_lines(server, watched, 0)) + 1
     assert before == 5, server.describe()
+    # The checkpoint after a change scans the tree: its scan must not fall between the two moves.
+    wait_until(lambda: state.exists() and "sentinela_0" in state.read_text(encoding="ascii"), 30.0, client.describe)
     sh(f"mv p {outside}/ && mv {outside}/p .", watched)
     assert settled_lines(server, watched, before) == [], server.describe()
+    wait_until(lambda: f"sentinela_{before}" in state.read_text(encoding="ascii"), 30.0, client.describe)
     # Changed while outside: that file, and only it, is said.
     sh(f"mv p {outside}/ && echo mudou > {outside}/p/a.txt && mv {outside}/p .", watched)
     assert settled_lines(server, watched, before + 1) == [f"arquivo modificado: {watched}/p/a.txt"], server.describe()
@@ -807,6 +817,66 @@ def test_ignore_flags_add_patterns_and_drop_the_defaults(procs: Processes, watch
     no_traceback(server, client)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "said"),
+    [
+        ("", "padrão vazio"),
+        ("/", "padrão vazio"),
+        ("/etc/passwd", "'/etc/passwd' começa com '/'"),
+        ("../fora", "'../fora' tem '..'"),
+        ("a/../../b/", "'a/../../b/' tem '..'"),
+    ],
+)
+def test_an_ignore_pattern_that_cannot_work_is_refused(
+    procs: Processes, watched: Path, pattern: str, said: str
+) -> None:
+    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--ignorar", pattern])
+    assert client.wait() == 2, client.describe()
+    errors = [line for line in client.lines("stderr") if "erro:" in line]
+    assert len(errors) == 1 and f"argumento --ignorar: {said}" in errors[0], client.describe()
+    no_traceback(client)
+
+
+def test_help_says_what_ignore_adds_to(procs: Processes, watched: Path) -> None:
+    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--help"])
+    assert client.wait() == 0, client.describe()
+    text = " ".join(" ".join(client.lines()).split())
+    assert "(padrão: [])" not in text and "(padrão: só os de fábrica, veja --sem-ignorar-padrao)" in text, text
+
+
+def test_an_empty_port_is_refused(procs: Processes, watched: Path) -> None:
+    client = procs.client(watched, "ws://127.0.0.1:", "cli")
+    assert client.wait() == 2, client.describe()
+    assert client.lines("stderr") == [
+        "Erro: URI do servidor inválida: 'ws://127.0.0.1:' (a porta está vazia; exemplo: ws://localhost:8765)"
+    ], client.describe()
+
+
+def test_the_start_up_line_tells_tool_noise_from_the_users_patterns(procs: Processes, watched: Path) -> None:
+    (watched / ".git").mkdir()
+    write_file(watched / "app.log")
+    server, client = start_pair(procs, watched, ["--ignorar", "*.log"])
+    client.wait_for_line("Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): .git/", "stderr")
+    client.wait_for_line("Ignorados (--ignorar): *.log", "stderr")
+    assert not [line for line in client.lines("stderr") if "ruído" in line and "*.log" in line], client.describe()
+    no_traceback(server, client)
+
+
+def test_a_download_renamed_after_the_longest_hold_has_no_modified_after_its_move(
+    procs: Processes, watched: Path
+) -> None:
+    """Written for about 2 s under ``.part`` (let out by --assentar-max 0.5 meanwhile), then renamed: before, one
+    more ``modified`` of the final name after the move."""
+    server, client = start_pair(procs, watched, ["--assentar", "0.3", "--assentar-max", "0.5"])
+    sh("for i in $(seq 40); do head -c 10000 /dev/zero; sleep 0.05; done > f.bin.part; mv f.bin.part f.bin", watched)
+    lines = settled_lines(server, watched, 0)
+    part, final = f"{watched}/f.bin.part", f"{watched}/f.bin"
+    assert lines[0] == f"arquivo criado: {part}", server.describe()
+    assert set(lines[1:-1]) <= {f"arquivo modificado: {part}"}, server.describe()
+    assert lines[-1] == f"arquivo movido: {part} -> {final}", server.describe()
+    no_traceback(server, client)
+
+
 def test_a_save_through_an_ignored_temporary_name_is_a_modified(procs: Processes, watched: Path) -> None:
     """The temporary name is ignored (``*~``): the rename over the file is still its save."""
     server, client = start_pair(procs, watched, ["--assentar", "0"])
@@ -852,6 +922,28 @@ def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
     third.wait_for_line(f"arquivo modificado (atributos): {watched}/b.sh (varredura inicial)")
     third.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")
     no_traceback(server, client, again, third)
+
+
+def test_an_mtime_only_change_while_stopped_is_attrib_as_it_is_live(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """``touch -d 2020-01-01 c.txt`` while the client is stopped: before, a plain ``modified`` at start-up, while
+    the same touch live is ``modified (atributos)``. A change of size stays a plain modified."""
+    state = ["--estado", str(tmp_path / "estado.json")]
+    server, client = start_pair(procs, watched, state)
+    write_file(watched / "c.txt", b"c")
+    write_file(watched / "d.txt", b"d")
+    settled_lines(server, watched, 0)
+    assert client.stop() == 0
+    before = len(server.lines())
+    sh("touch -d 2020-01-01 c.txt; echo outro > d.txt", watched)
+    again = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
+    again.wait_for_line("Varredura inicial: 2 mudança(s) desde a última execução.", "stderr")
+    assert sorted(settled_lines(server, watched, before)) == [
+        f"arquivo modificado (atributos): {watched}/c.txt (varredura inicial)",
+        f"arquivo modificado: {watched}/d.txt (varredura inicial)",
+    ], server.describe()
+    no_traceback(server, client, again)
 
 
 def test_attrib_on_the_wire(procs: Processes, watched: Path) -> None:
