@@ -1069,6 +1069,37 @@ def test_watchdog_warnings_are_one_short_portuguese_line_with_v(cliente: ModuleT
     assert all(record.levelname == "DEBUG" for record in caplog.records if record.name == "monitor")
 
 
+def test_watchdogs_own_runtime_warning_reaches_no_console(
+    cliente: ModuleType, tmp_path: Path, caplog: Any, capfd: Any
+) -> None:
+    """The code path behind the tar row, driven deterministically with watchdog's real objects (the e2e test above
+    depends on a race the kernel rarely gives): an IN_CREATE for a directory the group's walk already watched makes
+    watchdog warn "Callback with id ... already exists ... It will be Overwritten." from its own module. Routed, it
+    is one DEBUG line of ours and nothing on stderr; without route_library_warnings, Python prints it raw."""
+    import logging
+    import warnings
+
+    from watchdog.observers.inotify import InotifyWatchGroup
+    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
+
+    (tmp_path / "p" / "n00").mkdir(parents=True)
+    caplog.set_level(logging.DEBUG, logger="monitor")
+    inotify = InotifyFD()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            cliente.route_library_warnings()
+            group = InotifyWatchGroup(inotify, os.fsencode(tmp_path / "p"), is_recursive=True)
+            wd = group._active_callbacks_by_path[os.fsencode(tmp_path / "p")]
+            group.on_event(InotifyEvent(wd, Mask(InotifyConstants.IN_CREATE | InotifyConstants.IN_ISDIR), 0, b"n00"))
+            group.deactivate()
+    finally:
+        inotify.close()
+    said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
+    assert said == ["watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)"]
+    assert "RuntimeWarning" not in capfd.readouterr().err
+
+
 # ---------------------------------------------------------------------------
 # --hash.
 # ---------------------------------------------------------------------------
