@@ -132,6 +132,7 @@ OPEN_TIMEOUT = 10.0  # seconds to open a connection
 MAX_QUEUED_EVENTS = 100_000  # events waiting to be sent at most; past it, a rescan replaces them
 STATE_FILE = ""  # where the last snapshot is kept between runs; "": in ~/.cache/monitor_cliente/
 CHECK_INTERVAL = 1.0  # seconds between checks that the watcher runs and the directory exists
+RESTART_PACE = 1.0  # seconds between two restarts of the watcher at least (a thread that dies at once cannot spin)
 CHECKPOINT_MIN_INTERVAL = 5.0  # seconds between two saves of the state file at least...
 CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps moving during the checks
 CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
@@ -2675,15 +2676,16 @@ class OverflowDetector(logging.Handler):
 
 
 @contextlib.contextmanager
-def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[str], None]) -> Iterator[None]:
+def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[str, str], None]) -> Iterator[None]:
     """Listen, for the duration, to watchdog's signs of lost events: a kernel overflow (a log record) and a
     thread that raised (watchdog #663; e.g. the shared inotify reader, which no emitter's is_alive shows), given
-    as its cause (``RecursionError na thread Thread-1 do watchdog``). Both callbacks run in watchdog's threads."""
+    as the exception's type and its cause (``RecursionError na thread Thread-1 do watchdog``). Both callbacks run
+    in watchdog's threads."""
 
     def thread_died(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread else "?"
         log.debug("detalhes", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
-        on_thread_death(f"{args.exc_type.__name__} na thread {name} do watchdog")
+        on_thread_death(args.exc_type.__name__, f"{args.exc_type.__name__} na thread {name} do watchdog")
 
     detector = OverflowDetector(on_overflow)
     logging.getLogger("watchdog").addHandler(detector)
@@ -2693,6 +2695,11 @@ def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[
     finally:
         logging.getLogger("watchdog").removeHandler(detector)
         threading.excepthook = previous_hook
+
+
+def restart_delay(last: float, now: float, pace: float = RESTART_PACE) -> float:
+    """Seconds to wait before a restart of the watcher, the last one having begun at ``last`` (monotonic)."""
+    return min(pace, max(0.0, last + pace - now))
 
 
 RootFinding = Literal["ok", "gone", "replaced", "reappeared", "stopped", "readable"]
@@ -2712,7 +2719,8 @@ class Watcher:
         self._observer: BaseObserver | None = None
         self._died = ""  # why a watchdog thread died since the last start ("": none did)
         self._failing = ""  # why the last restart failed ("": it did not)
-        self._deaths: dict[str, float] = {}  # each cause already said, and when
+        self._deaths: dict[str, float] = {}  # each type of exception already said, and when
+        self._restarted = -math.inf  # when the last restart began (monotonic seconds)
         self._identity: tuple[int, int] | None = None  # (device, inode) of the directory being watched
         self._missing = False  # the root's absence has been reported
         self._unreadable: set[str] = set()
@@ -2741,12 +2749,13 @@ class Watcher:
             return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
         return Observer()
 
-    def died(self, cause: str, wake: Callable[[], None]) -> None:
-        """A watchdog thread died (in the loop): said once per cause a minute; the next inspect restarts it."""
+    def died(self, kind: str, cause: str, wake: Callable[[], None]) -> None:
+        """A watchdog thread died (in the loop) of an exception of type ``kind``: said once per type a minute (the
+        thread's name changes at each restart); the next inspect restarts it."""
         now = time.monotonic()
-        if now - self._deaths.get(cause, -math.inf) > 60:
+        if now - self._deaths.get(kind, -math.inf) > 60:
             log.warning("o monitoramento ao vivo parou (%s); reiniciando com uma varredura.", cause)
-        self._deaths[cause] = now
+        self._deaths[kind] = now
         self._died = cause
         wake()
 
@@ -2761,6 +2770,9 @@ class Watcher:
             await asyncio.sleep(0)  # run the last drain the observer scheduled
 
     async def restart(self) -> bool:
+        """Stop and start the observer again, RESTART_PACE seconds after the last restart at the earliest."""
+        await asyncio.sleep(restart_delay(self._restarted, time.monotonic()))
+        self._restarted = time.monotonic()
         await self.stop()
         try:
             self.start()
@@ -4149,7 +4161,7 @@ class MonitorClient:
         )
         alarms = watchdog_alarms(
             lambda: bridge.call_soon(self.recorder.on_kernel_overflow),
-            lambda cause: bridge.call_soon(lambda: watcher.died(cause, self.wake.set)),
+            lambda kind, cause: bridge.call_soon(lambda: watcher.died(kind, cause, self.wake.set)),
         )
         stopping = asyncio.create_task(stop.wait())
         tasks: list[asyncio.Task[Any]] = [stopping]
@@ -4488,8 +4500,13 @@ def run_command_line(argv: list[str] | None) -> int:
     if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
-    if not 0 <= args.polling < math.inf or not 0 < args.idle_check < math.inf:
-        print("Erro: --polling precisa ser maior que zero, e --verificacao também", file=sys.stderr)
+    # threading.TIMEOUT_MAX: watchdog's threads wait that long at most (a longer wait raises at once in them).
+    if not 0 <= args.polling <= threading.TIMEOUT_MAX or not 0 < args.idle_check <= threading.TIMEOUT_MAX:
+        print(
+            f"Erro: --polling precisa ser um número de segundos de 0 (inotify) a {threading.TIMEOUT_MAX:.0f}, e "
+            f"--verificacao maior que zero e até {threading.TIMEOUT_MAX:.0f}",
+            file=sys.stderr,
+        )
         return 2
     if args.hash_max < 0:
         print("Erro: --hash-max não pode ser negativo", file=sys.stderr)

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from convergence import assert_no_event_twice, disk_tree, make_tree, wait_converged, write_file
@@ -495,3 +496,45 @@ def test_scan_leaves_out_paths_past_path_max(cliente: ModuleType, tmp_path: Path
     assert len(too_deep) == 1 and depth == too_deep[0][len(str(tmp_path)) :].count(os.sep)
     assert len(os.fsencode(too_deep[0])) < cliente.PATH_MAX <= len(os.fsencode(too_deep[0] + "/d"))
     remove_deep(tmp_path / "d")
+
+
+# ---------------------------------------------------------------------------
+# A dying watcher: paced restarts, one message per kind of death (issue 11, review).
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1e10", "nan", "inf", "-1"])
+def test_polling_past_what_a_thread_can_wait_is_refused(procs: Processes, watched: Path, value: str) -> None:
+    """``--polling 1e10``: before, accepted, and watchdog's thread died at each of its waits (a restart storm)."""
+    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--polling", value])
+    assert client.wait() == 2, client.describe()
+    [line] = client.lines("stderr")
+    assert line.startswith("Erro: --polling precisa ser um número de segundos de 0 (inotify) a "), line
+    no_traceback(client)
+
+
+def test_a_thread_death_is_said_once_per_exception_type(cliente: ModuleType, tmp_path: Path, caplog: Any) -> None:
+    """Each restart names its threads anew: the message is keyed on the exception's type, not on its text."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="monitor")
+    watcher = cliente.Watcher(str(tmp_path), cliente.FileSystemEventHandler())
+    woken: list[int] = []
+    for thread in ["Thread-1", "Thread-2", "Thread-3"]:
+        watcher.died("RecursionError", f"RecursionError na thread {thread} do watchdog", lambda: woken.append(1))
+    watcher.died("OSError", "OSError na thread Thread-4 do watchdog", lambda: woken.append(1))
+    said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
+    assert said == [
+        "o monitoramento ao vivo parou (RecursionError na thread Thread-1 do watchdog); reiniciando com uma varredura.",
+        "o monitoramento ao vivo parou (OSError na thread Thread-4 do watchdog); reiniciando com uma varredura.",
+    ]
+    assert len(woken) == 4
+
+
+def test_restarts_are_paced(cliente: ModuleType) -> None:
+    delay = cliente.restart_delay
+    assert delay(float("-inf"), 100.0) == 0.0  # the first one at once
+    assert delay(100.0, 100.0) == cliente.RESTART_PACE == 1.0
+    assert delay(100.0, 100.4) == pytest.approx(0.6)
+    assert delay(100.0, 101.5) == 0.0
+    assert delay(100.0, 50.0) == 1.0  # never longer than the pace, whatever the clock says
