@@ -133,6 +133,7 @@ MAX_QUEUED_EVENTS = 100_000  # events waiting to be sent at most; past it, a res
 STATE_FILE = ""  # where the last snapshot is kept between runs; "": in ~/.cache/monitor_cliente/
 CHECK_INTERVAL = 1.0  # seconds between checks that the watcher runs and the directory exists
 RESTART_PACE = 1.0  # seconds between two restarts of the watcher at least (a thread that dies at once cannot spin)
+POLL_GATHER = 0.05  # --polling: seconds without events that end a poll's events (see PollGather)
 CHECKPOINT_MIN_INTERVAL = 5.0  # seconds between two saves of the state file at least...
 CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps moving during the checks
 CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
@@ -2219,7 +2220,10 @@ def describe_inotify_limit(kind: Literal["watches", "instances"], machine: int |
 def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     """A poll's events with its moves as inotify gives them: watchdog's PollingEmitter reports a moved directory's
     children first, each as a move of its own; those implied by an ancestor's move are dropped, and the moves left
-    come parents first (in place of the first move)."""
+    come parents first (in place of the first move). A "move" that changes the type (an inode freed by a directory
+    and reused by a new file: the poll matches paths by inode) is a deletion and a creation."""
+    if any(event.event_type == "moved" for event in events):
+        events = [typed for event in events for typed in _same_type_moves(event)]
     moves = [event for event in events if event.event_type == "moved"]
     if len(moves) < 2:
         return events
@@ -2236,6 +2240,20 @@ def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     first = events.index(moves[0])
     rest = [event for event in events if event.event_type != "moved"]
     return [*rest[:first], *kept, *rest[first:]]
+
+
+def _same_type_moves(event: FileSystemEvent) -> list[FileSystemEvent]:
+    """``event``, or, for a polled move whose destination is not of the source's type, its deletion and creation."""
+    if event.event_type != "moved":
+        return [event]
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(event.dest_path).st_mode)
+    except OSError:
+        return [event]  # gone already: the next poll says so
+    if is_dir == event.is_directory:
+        return [event]
+    deleted = DirDeletedEvent(event.src_path) if event.is_directory else FileDeletedEvent(event.src_path)
+    return [deleted, DirCreatedEvent(event.dest_path) if is_dir else FileCreatedEvent(event.dest_path)]
 
 
 def parse_mountinfo(text: str, root: str) -> frozenset[str]:
@@ -3168,6 +3186,33 @@ class SettlePipeline:
         if changes:
             self.released += len(changes)
             self._describer.describe(changes, busy)
+
+
+class PollGather:
+    """One poll's events together (--polling): watchdog's PollingEmitter queues a poll's file events before its
+    directory events, and a burst of the ThreadBridge can end between them, so that a moved directory's children
+    came apart from its move (shown twice, with made-up parents). Events wait until none came for POLL_GATHER
+    seconds, then go to ``consume`` (after fold_polled_moves) at once. Owns what waits, and its timer."""
+
+    def __init__(self, consume: Callable[[list[FileSystemEvent]], None]) -> None:
+        self._consume = consume
+        self._waiting: list[FileSystemEvent] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, events: list[FileSystemEvent]) -> None:
+        """In the loop: a burst of the ThreadBridge."""
+        self._waiting += events
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(POLL_GATHER, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        events, self._waiting = self._waiting, []
+        if events:
+            self._consume(fold_polled_moves(events))
 
 
 class GhostFilter:
@@ -4142,9 +4187,8 @@ class MonitorClient:
     async def _run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         polling = self.settings.polling
-        bridge = ThreadBridge(
-            loop, (lambda e: self.recorder.on_events(fold_polled_moves(e))) if polling else self.recorder.on_events
-        )
+        gather = PollGather(self.recorder.on_events)
+        bridge = ThreadBridge(loop, gather.add if polling else self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge), polling)
         self.recorder.departed = watcher.drop_stale_watches
         supervisor = Supervisor(
@@ -4185,6 +4229,7 @@ class MonitorClient:
                     await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
                 await watcher.stop(FLUSH_TIMEOUT)
+                gather.flush()  # the last poll's events
                 self.recorder.flush()  # held changes go out now, live, never left for the next start
                 await self.recorder.drained()
                 await self.uplink.flush()

@@ -374,6 +374,76 @@ def test_polling_mode_converges(procs: Processes, watched: Path) -> None:
     no_traceback(client, server)
 
 
+def test_polled_move_of_a_directory_is_one_move_and_a_reused_inode_no_move(procs: Processes, watched: Path) -> None:
+    """``mv a A`` (a with files) with --polling: before, ``diretório criado: A (varredura)``, a deleted file and the
+    move (the poll's file moves and its directory move came in two bursts). ``rmdir x; touch y``: before, a made-up
+    ``diretório movido x -> y`` when y got x's inode."""
+    (watched / "a").mkdir()
+    for number in range(3):
+        write_file(watched / "a" / f"f{number}", b"x")
+    (watched / "x").mkdir()
+    server = procs.server()
+    client = start_client(procs, watched, server, args=POLLING)
+    sentinel = watched / "sentinela_1"
+    (watched / "a").rename(watched / "A")
+    touch(sentinel)
+    server.wait_for_line(shown(server, "criado", sentinel))
+    lines = [line.removeprefix("[cli] ") for line in server.stripped()]
+    assert lines[: lines.index(f"arquivo criado: {sentinel}")] == [f"diretório movido: {watched}/a -> {watched}/A"], (
+        server.describe()
+    )
+    (watched / "x").rmdir()
+    touch(watched / "y")
+    server.wait_for_line(shown(server, "criado", watched / "y"))
+    server.wait_for_line(shown(server, "excluído", watched / "x", "diretório"))
+    lines = [line.removeprefix("[cli] ") for line in server.stripped()]
+    lines = lines[lines.index(f"arquivo criado: {sentinel}") + 1 :]
+    assert sorted(lines) == [f"arquivo criado: {watched}/y", f"diretório excluído: {watched}/x"], server.describe()
+    assert client.stop(signal.SIGTERM) == 0
+    no_traceback(client, server)
+
+
+def test_a_polled_move_that_changes_the_type_is_deleted_and_created(cliente: ModuleType, tmp_path: Path) -> None:
+    touch(tmp_path / "y")
+    (tmp_path / "d").mkdir()
+    events = [
+        moved(cliente, f"{tmp_path}/x", f"{tmp_path}/y", True),
+        moved(cliente, f"{tmp_path}/f", f"{tmp_path}/d", False),
+    ]
+    folded = cliente.fold_polled_moves(events)
+    assert [(type(e).__name__, e.src_path) for e in folded] == [
+        ("DirDeletedEvent", f"{tmp_path}/x"),
+        ("FileCreatedEvent", f"{tmp_path}/y"),
+        ("FileDeletedEvent", f"{tmp_path}/f"),
+        ("DirCreatedEvent", f"{tmp_path}/d"),
+    ]
+    same = moved(cliente, f"{tmp_path}/z", f"{tmp_path}/d", True)
+    assert cliente.fold_polled_moves([same]) == [same]
+
+
+def test_a_polls_events_are_gathered_across_bursts(cliente: ModuleType) -> None:
+    """The file moves of ``mv a b`` in one burst, the directory's move in the next: folded together."""
+    import asyncio
+
+    got: list[list[object]] = []
+
+    async def run() -> None:
+        done = asyncio.Event()
+
+        def consume(events: list[object]) -> None:
+            got.append(events)
+            done.set()
+
+        gather = cliente.PollGather(consume)
+        gather.add([moved(cliente, "/r/a/f", "/r/b/f", False)])
+        await asyncio.sleep(0)
+        gather.add([moved(cliente, "/r/a", "/r/b", True)])
+        await asyncio.wait_for(done.wait(), 5.0)
+
+    asyncio.run(run())
+    assert [[(e.src_path, e.dest_path) for e in events] for events in got] == [[("/r/a", "/r/b")]]  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------------------
 # Idle is not deaf: the periodic consistency check.
 # ---------------------------------------------------------------------------
