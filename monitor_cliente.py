@@ -878,15 +878,16 @@ _ATTRS_SHIFT = 3
 _CONTENT_SHIFT = 35
 _SIZE_SHIFT = _CONTENT_SHIFT + 64
 _SIZE_KNOWN = 1 << (_SIZE_SHIFT + 32)
-_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
+_SET_MTIME = _SIZE_KNOWN << 1  # the mtime differs from the ctime: set on purpose (touch -d, cp -p), not by a write
+_MASK32, _MASK64, _MASK33 = 2**32 - 1, 2**64 - 1, 2**33 - 1
 
 
-def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None) -> int:
-    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown) and
-    ``size`` (bytes; None: unknown)."""
+def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None, set_mtime: bool = False) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown),
+    ``size`` (bytes; None: unknown) and whether the mtime was set on purpose (it differs from the ctime)."""
     known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
     sized = 0 if size is None else _SIZE_KNOWN | (hash(size) & _MASK32) << _SIZE_SHIFT
-    return sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+    return (_SET_MTIME if set_mtime else 0) | sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
 
 
 def node_type(node: Tree | FileInfo) -> FileType:
@@ -905,21 +906,22 @@ def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"
     """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
     not known: either is None). A migrated one (attributes unknown) is compared on its content only.
 
-    The rule, live and at start-up alike (README, "Atributos"): a change of mode, owner or group, or of the mtime
-    alone (``touch``, ``touch -d``: the size is the same), is "attrib"; a change of size (or of type) is
-    "content". Live, a write is "content" whatever the size (the kernel says IN_MODIFY); a write that keeps the
-    size, made while the client was stopped, cannot be told from a ``touch -d`` and is "attrib".
+    The rule, live and at start-up alike (README, "Atributos"): a change of mode, owner or group, or an mtime set
+    on purpose with the size unchanged (``touch -d``, ``cp -p``: the new mtime differs from the ctime), is
+    "attrib"; a change of size or type, or an mtime moved by a write (it equals the ctime) is "content". Live, the
+    kernel tells a write (IN_MODIFY: "content") from the rest (IN_ATTRIB: "attrib"); a plain ``touch`` made while
+    the client was stopped cannot be told from a write of the same size and is "content".
     """
     if old is None or new is None:
         return ""
     if (old >> _CONTENT_SHIFT) & _MASK64 != (new >> _CONTENT_SHIFT) & _MASK64:
-        sized = old & new & _SIZE_KNOWN and old >> _SIZE_SHIFT == new >> _SIZE_SHIFT and old & 3 == new & 3
-        return "attrib" if sized else "content"
+        sized = old & new & _SIZE_KNOWN and (old >> _SIZE_SHIFT) & _MASK33 == (new >> _SIZE_SHIFT) & _MASK33
+        return "attrib" if sized and new & _SET_MTIME and old & 3 == new & 3 else "content"
     if not old & new & _ATTRS_KNOWN:
         return ""
     if old & 3 != new & 3:
         return "content"
-    return "attrib" if old != new else ""
+    return "attrib" if old & ~_SET_MTIME != new & ~_SET_MTIME else ""  # a ctime moves for a rename, a link too
 
 
 def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
@@ -2138,6 +2140,11 @@ class CheckpointSchedule:
         self._next = now + (CHECKPOINT_SECOND_LOOK if self._second_look else self._delay)
         return not self._second_look
 
+    @property
+    def looking_again(self) -> bool:
+        """Whether the last check found differences, and the next one is their second look."""
+        return self._second_look
+
     def agrees(self, now: float) -> None:
         """The view and the disk agree (the state file gets written)."""
         self._delay = CHECKPOINT_MIN_INTERVAL
@@ -2159,16 +2166,19 @@ class Coverage:
         self._retry_delay = DEGRADED_RETRY_MIN
         self._next_retry = 0.0
 
-    def update(self, unwatched: list[str], now: float) -> Literal["entered", "left", ""]:
-        """The directories of the view found without a watch: whether the degraded mode starts or ends now."""
-        was, self.count = bool(self.uncovered), len(unwatched)
+    def update(self, unwatched: list[str], now: float) -> Literal["entered", "left", "changed", ""]:
+        """The directories of the view found without a watch: whether the degraded mode starts or ends now, or
+        goes on with another number of them."""
+        was, count, self.count = bool(self.uncovered), self.count, len(unwatched)
         self.uncovered = topmost(unwatched)
         if self.uncovered and not was:
             self._next_scan = now
             self._retry_delay = DEGRADED_RETRY_MIN
             self._next_retry = now + self._retry_delay
             return "entered"
-        return "left" if was and not self.uncovered else ""
+        if was and not self.uncovered:
+            return "left"
+        return "changed" if self.uncovered and self.count != count else ""
 
     def scan_due(self, now: float) -> bool:
         return bool(self.uncovered) and now >= self._next_scan
@@ -2283,7 +2293,7 @@ def fingerprint(st: os.stat_result) -> int:
 def file_info(st: os.stat_result) -> int:
     """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
     attrs = hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
-    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size)
+    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size, st.st_mtime_ns != st.st_ctime_ns)
 
 
 class Interrupted(Exception):
@@ -3838,7 +3848,10 @@ class Checkpointer:
         server has all of it, and the schedule says it is time."""
         if self._idle_next == math.inf:
             self._idle_next = now + self._idle_check
-        return (self._ready() or (self._quiet() and now >= self._idle_next)) and self._schedule.due(now)
+        # A check that found differences looks again CHECKPOINT_SECOND_LOOK later, idle or not: the bound of a
+        # silent loss is one --verificacao (plus the second look), not two.
+        again = self._schedule.looking_again
+        return (self._ready() or (self._quiet() and (again or now >= self._idle_next))) and self._schedule.due(now)
 
     def _ready(self) -> bool:
         """The view changed since the last save, and the server has all of it."""
@@ -3978,8 +3991,15 @@ class Patrol:
             log.warning("limite de inotify atingido %s", limit.format(text + interval + " s"))
         elif mode == "left":
             log.info("Limite de inotify: todos os diretórios voltaram ao monitoramento ao vivo.", extra=NO_PREFIX)
-        elif self._coverage.uncovered:
-            log.debug("modo degradado: %d diretório(s) sem monitoramento ao vivo", self._coverage.count)
+        elif mode == "changed":
+            interval = f"{round(self._coverage.interval, 1):g}".replace(".", ",")
+            log.info(
+                "Limite de inotify: agora %d diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a "
+                "cada %s s.",
+                self._coverage.count,
+                interval,
+                extra=NO_PREFIX,
+            )
 
     async def _scan_uncovered(self) -> None:
         loop = asyncio.get_running_loop()

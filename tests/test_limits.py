@@ -467,6 +467,24 @@ def test_idle_check_repairs_a_silent_loss(procs: Processes, watched: Path) -> No
     no_traceback(client, server)
 
 
+def test_idle_check_repairs_within_one_interval(procs: Processes, watched: Path) -> None:
+    """The idle check that finds a difference looks again CHECKPOINT_SECOND_LOOK later: before, that second look
+    waited for the next idle check (a bound of 2 x --verificacao, about 20 s here; now about 11 s)."""
+    path = watched / "mapeado.bin"
+    write_file(path, b"a" * 4096)
+    server = procs.server()
+    client = start_client(procs, watched, server, args=["--verificacao", "10"])
+    fd = os.open(path, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 4096) as mapped:
+            mapped[:4] = b"bbbb"  # no event: only the idle check, at about 10 s, sees it
+            server.wait_for_line(shown(server, "modificado", path), timeout=16)  # well before 20 s, well after 11
+    finally:
+        os.close(fd)
+    assert client.stop(signal.SIGTERM) == 0
+    no_traceback(client, server)
+
+
 # ---------------------------------------------------------------------------
 # The pure parts behind the rows (the client's own functions, ``now`` passed in).
 # ---------------------------------------------------------------------------
@@ -489,7 +507,9 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert not coverage.retry_due(second - 0.1) and coverage.retry_due(second)
     coverage.retry_now(first + 1)  # the limit was raised
     assert coverage.retry_due(first + 1)
-    assert coverage.update(["/r/c"], 26.0) == ""  # still degraded: said once
+    assert coverage.update(["/r/a", "/r/a/b", "/r/c"], 25.0) == ""  # still degraded, the same: said once
+    assert coverage.update(["/r/c"], 26.0) == "changed" and coverage.count == 1  # some got watches back: said
+    assert coverage.update(["/r/c", "/r/d"], 26.5) == "changed" and coverage.count == 2  # more lost theirs
     assert coverage.update([], 27.0) == "left" and not coverage.scan_due(1e9) and not coverage.retry_due(1e9)
 
 
