@@ -3332,12 +3332,13 @@ class Recorder:
                 change = dataclasses.replace(change, is_dir=False)
             if self._ghosts.ghost(change, self._view, now):
                 continue
-            if self._outbox.waiting() + len(self._pipeline) >= self._outbox.limit:
+            waiting = self._outbox.waiting() + len(self._pipeline) + len(changes)  # this burst's count too
+            if waiting >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
                     log.warning(
                         "%d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
-                        self._outbox.waiting() + len(self._pipeline),
+                        waiting,
                     )
                 continue
             out = self._view.apply(change)
