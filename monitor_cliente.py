@@ -155,8 +155,9 @@ DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are 
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
 IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
-DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without an inotify watch at least...
-DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
+DEGRADED_SCAN_INTERVAL = 5.0  # seconds between two looks at the mtimes of the directories without a watch, and
+# between two full scans of them at least...
+DEGRADED_DUTY = 200  # ...and at least this many times the last full scan's duration (at most 0.5 % of a core)
 DEGRADED_RETRY_MIN = 30.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
 DEGRADED_RETRY_MAX = 300.0  # ...this; at once when the limit changes or directories were deleted (watches freed)
 PATH_MAX = 4096  # bytes in a path, with its terminating NUL (Linux): longer ones are left out (see too_long)
@@ -2153,16 +2154,19 @@ class CheckpointSchedule:
 
 
 class Coverage:
-    """The degraded mode (pure): the directories without an inotify watch, when to scan them, when to try to watch
-    them again. Their scans are spaced by DEGRADED_SCAN_INTERVAL or DEGRADED_DUTY times the last scan's duration,
-    whichever is longer (a bounded share of a core, whatever the size of the unwatched part); the retries double
-    from DEGRADED_RETRY_MIN to DEGRADED_RETRY_MAX."""
+    """The degraded mode (pure): the directories without an inotify watch, when to look at them, when to scan them,
+    when to try to watch them again. Every DEGRADED_SCAN_INTERVAL the mtime of each is looked at (an entry
+    created, deleted or renamed in a directory moves it: that directory is scanned); full scans (a file written in
+    place moves no directory's mtime) are spaced by DEGRADED_SCAN_INTERVAL or DEGRADED_DUTY times the last one's
+    duration, whichever is longer (a bounded share of a core, whatever the size of the unwatched part); the
+    retries double from DEGRADED_RETRY_MIN to DEGRADED_RETRY_MAX."""
 
     def __init__(self) -> None:
         self.uncovered: list[str] = []  # the topmost directories without a watch (each scanned with its subtree)
         self.count = 0  # directories without a watch
         self.interval = DEGRADED_SCAN_INTERVAL
         self._next_scan = 0.0
+        self._next_look = 0.0
         self._retry_delay = DEGRADED_RETRY_MIN
         self._next_retry = 0.0
 
@@ -2182,6 +2186,13 @@ class Coverage:
 
     def scan_due(self, now: float) -> bool:
         return bool(self.uncovered) and now >= self._next_scan
+
+    def look_due(self, now: float) -> bool:
+        """Whether to look at the directories' mtimes now (then every DEGRADED_SCAN_INTERVAL)."""
+        if not self.uncovered or now < self._next_look:
+            return False
+        self._next_look = now + DEGRADED_SCAN_INTERVAL
+        return True
 
     def scanned(self, now: float, duration: float) -> None:
         self.interval = max(DEGRADED_SCAN_INTERVAL, DEGRADED_DUTY * duration)
@@ -2479,6 +2490,33 @@ def drop_stale_watches(group: Any, paths: Iterable[str]) -> int:
         if stale:
             remove(stale)
     return len(stale)
+
+
+def watch_room(path: str) -> bool:
+    """Whether this user can add one more inotify watch (a throwaway instance watches ``path``): the limit counts
+    per user, across instances. True where it cannot be told (not Linux)."""
+    try:
+        from watchdog.observers.inotify_c import InotifyConstants, inotify_add_watch, inotify_init
+    except (ImportError, OSError, AttributeError):
+        return True
+    fd = inotify_init()
+    if fd < 0:
+        return False  # the instance limit: no room either
+    try:
+        return inotify_add_watch(fd, os.fsencode(path), InotifyConstants.IN_ATTRIB) >= 0
+    finally:
+        os.close(fd)
+
+
+def directory_stamps(directories: list[str]) -> dict[str, int | None]:
+    """The mtime (ns) of each directory (None: gone): it moves when an entry is created, deleted or renamed in it."""
+    stamps: dict[str, int | None] = {}
+    for path in directories:
+        try:
+            stamps[path] = os.lstat(path).st_mtime_ns
+        except OSError:
+            stamps[path] = None
+    return stamps
 
 
 def unwatched(directories: list[str], watched: set[int]) -> list[str]:
@@ -3930,6 +3968,7 @@ class Patrol:
         self._unwatched: set[str] = set()  # counted: without a watch at two censuses in a row
         self._limit: tuple[int | None, int | None] = (None, None)  # the watch limits when the degraded mode began
         self._directories = 0  # in the view at the last census
+        self._stamps: dict[str, int | None] = {}  # the mtime of each directory of the part without a watch
         self._mounts = self._read_mounts()
 
     def _read_mounts(self) -> frozenset[str] | None:
@@ -3956,13 +3995,44 @@ class Patrol:
             self._coverage.retry_now(now)
         if self._coverage.retry_due(now):
             self._coverage.retried(now)
-            if await self._watcher.restart():  # watchdog adds every watch it can again
-                self._rescans.request()
-            self._census_next, self._census_seen = now, -1
+            # A retry is a restart and a full rescan (~1 s of CPU on 100,000 files): only when a watch is free.
+            if await asyncio.to_thread(watch_room, self._view.root):
+                if await self._watcher.restart():  # watchdog adds every watch it can again
+                    self._rescans.request()
+                self._census_next, self._census_seen = now, -1
+            else:
+                log.debug("modo degradado: nenhuma vigia livre ainda; sem reinício")
         if self._recorder.events_seen != self._census_seen and now >= self._census_next or self._suspects:
             await self._census(now)
         if self._coverage.scan_due(now):
             await self._scan_uncovered()
+        elif self._coverage.look_due(now):
+            await self._look_uncovered()
+
+    def _cadence(self) -> str:
+        look, full = (f"{round(v, 1):g}".replace(".", ",") for v in (DEGRADED_SCAN_INTERVAL, self._coverage.interval))
+        return f"uma varredura a cada {look} s (completa a cada {full} s)"
+
+    def _uncovered_directories(self) -> list[str]:
+        """Every directory of the view in the part without a watch (its files are not walked)."""
+        paths, out = TreePaths(self._view.root), []
+        for top in self._coverage.uncovered:
+            parts = paths.parts(top)
+            mine = paths.find_dir(self._view.top, parts) if parts is not None else None
+            stack = [] if mine is None else [(top, mine)]
+            while stack:
+                path, node = stack.pop()
+                out.append(path)
+                stack.extend((path + os.sep + name, child) for name, child in node.items() if isinstance(child, dict))
+        return out
+
+    async def _look_uncovered(self) -> None:
+        """A stat of each directory without a watch; those whose mtime moved are scanned (a few ms for 500)."""
+        stamps = await asyncio.to_thread(directory_stamps, self._uncovered_directories())
+        changed = topmost(path for path, stamp in stamps.items() if self._stamps.get(path, stamp) != stamp)
+        self._stamps = stamps
+        if changed:
+            await self._scan_uncovered(changed)
 
     async def _census(self, now: float) -> None:
         self._census_seen = self._recorder.events_seen
@@ -3987,33 +4057,35 @@ class Patrol:
             await self._scan_uncovered()  # first: its duration sets the interval the line announces
             self._limit = inotify_limit("watches")
             limit = describe_inotify_limit("watches", *self._limit)
-            interval = f"{round(self._coverage.interval, 1):g}".replace(".", ",")
-            text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a cada "
-            log.warning("limite de inotify atingido %s", limit.format(text + interval + " s"))
+            text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por {self._cadence()}"
+            log.warning("limite de inotify atingido %s", limit.format(text))
         elif mode == "left":
             log.info("Limite de inotify: todos os diretórios voltaram ao monitoramento ao vivo.", extra=NO_PREFIX)
         elif mode == "changed":
-            interval = f"{round(self._coverage.interval, 1):g}".replace(".", ",")
             log.info(
-                "Limite de inotify: agora %d diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a "
-                "cada %s s.",
+                "Limite de inotify: agora %d diretório(s) sem monitoramento ao vivo, cobertos por %s.",
                 self._coverage.count,
-                interval,
+                self._cadence(),
                 extra=NO_PREFIX,
             )
 
-    async def _scan_uncovered(self) -> None:
+    async def _scan_uncovered(self, tops: list[str] | None = None) -> None:
+        """Scan the part without a watch (or only ``tops`` of it, whose mtime moved); repair what differs."""
         loop = asyncio.get_running_loop()
         started, sent = time.perf_counter(), 0
         paths = TreePaths(self._view.root)
-        for top in self._coverage.uncovered:
+        if tops is None:
+            self._stamps = await asyncio.to_thread(directory_stamps, self._uncovered_directories())
+        for top in self._coverage.uncovered if tops is None else tops:
             disk = await self._scanner.scan_below(top)
             parts = paths.parts(top)
             mine = paths.find_dir(self._view.top, parts) if parts is not None else None
             if disk is not None and mine is not None:
                 sent += self._recorder.repair(diff_trees(top + os.sep, mine, disk, "rescan", report_modified=True))
-        self._coverage.scanned(loop.time(), time.perf_counter() - started)
-        log.debug("varredura do modo degradado: %d mudança(s), %.0f ms", sent, (time.perf_counter() - started) * 1e3)
+        if tops is None:
+            self._coverage.scanned(loop.time(), time.perf_counter() - started)
+        what = "varredura" if tops is None else f"olhada ({len(tops)} diretório(s) mudaram)"
+        log.debug("%s do modo degradado: %d mudança(s), %.0f ms", what, sent, (time.perf_counter() - started) * 1e3)
 
 
 class Supervisor:

@@ -34,7 +34,8 @@ from support import TIMEOUT, ClientProcess, Processes, ServerProcess, no_traceba
 # The console lines chosen for issue 11 (/work/notes/l11/DESIGN.md, "Console").
 WATCH_LIMIT = re.compile(
     r"Aviso: limite de inotify atingido \((?P<limit>[^)]*)\): (?P<count>\d+) diretório\(s\) sem monitoramento ao vivo, "
-    r"cobertos por uma varredura a cada [\d,]+ s\. Para aumentar: sudo sysctl fs\.inotify\.max_user_watches=\d+$"
+    r"cobertos por uma varredura a cada [\d,]+ s \(completa a cada [\d,]+ s\)\. Para aumentar: sudo sysctl "
+    r"fs\.inotify\.max_user_watches=\d+$"
 )
 WATCH_LIMIT_LEFT = "Limite de inotify: todos os diretórios voltaram ao monitoramento ao vivo."
 NOTHING_WATCHABLE = re.compile(
@@ -496,8 +497,10 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert coverage.update(["/r/a", "/r/a/b", "/r/c"], 10.0) == "entered"
     assert coverage.uncovered == ["/r/a", "/r/c"] and coverage.count == 3
     assert coverage.scan_due(10.0)
-    coverage.scanned(10.0, 0.5)  # a slow scan spaces the next ones: 50 times its duration
-    assert coverage.interval == 25.0 and not coverage.scan_due(34.9) and coverage.scan_due(35.0)
+    coverage.scanned(10.0, 0.5)  # a slow scan spaces the next ones: 200 times its duration
+    assert coverage.interval == 100.0 and not coverage.scan_due(109.9) and coverage.scan_due(110.0)
+    # Between full scans, a look at the directories' mtimes every DEGRADED_SCAN_INTERVAL.
+    assert coverage.look_due(10.0) and not coverage.look_due(14.9) and coverage.look_due(15.0)
     coverage.scanned(35.0, 0.01)
     assert coverage.interval == cliente.DEGRADED_SCAN_INTERVAL
     first = 10.0 + cliente.DEGRADED_RETRY_MIN
@@ -511,6 +514,21 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert coverage.update(["/r/c"], 26.0) == "changed" and coverage.count == 1  # some got watches back: said
     assert coverage.update(["/r/c", "/r/d"], 26.5) == "changed" and coverage.count == 2  # more lost theirs
     assert coverage.update([], 27.0) == "left" and not coverage.scan_due(1e9) and not coverage.retry_due(1e9)
+
+
+def test_directory_stamps_move_when_an_entry_changes(cliente: ModuleType, tmp_path: Path) -> None:
+    """What the degraded mode's look reads: a directory's mtime moves when an entry is created, renamed or deleted
+    in it (not when a file in it is written: the full scans see that)."""
+    (tmp_path / "d").mkdir()
+    write_file(tmp_path / "d" / "f", b"1")
+    first = cliente.directory_stamps([str(tmp_path / "d"), str(tmp_path / "gone")])
+    assert first[str(tmp_path / "gone")] is None
+    os.utime(tmp_path / "d", ns=(0, 0))  # a known mtime: no clock granularity in the way
+    before = cliente.directory_stamps([str(tmp_path / "d")])
+    write_file(tmp_path / "d" / "f", b"22")
+    assert cliente.directory_stamps([str(tmp_path / "d")]) == before
+    (tmp_path / "d" / "f").rename(tmp_path / "d" / "g")
+    assert cliente.directory_stamps([str(tmp_path / "d")]) != before
 
 
 def test_topmost_keeps_directories_not_below_another(cliente: ModuleType) -> None:
