@@ -132,6 +132,8 @@ OPEN_TIMEOUT = 10.0  # seconds to open a connection
 MAX_QUEUED_EVENTS = 100_000  # events waiting to be sent at most; past it, a rescan replaces them
 STATE_FILE = ""  # where the last snapshot is kept between runs; "": in ~/.cache/monitor_cliente/
 CHECK_INTERVAL = 1.0  # seconds between checks that the watcher runs and the directory exists
+RESTART_PACE = 1.0  # seconds between two restarts of the watcher at least (a thread that dies at once cannot spin)
+POLL_GATHER = 0.05  # --polling: seconds without events that end a poll's events (see PollGather)
 CHECKPOINT_MIN_INTERVAL = 5.0  # seconds between two saves of the state file at least...
 CHECKPOINT_MAX_INTERVAL = 300.0  # ...and at most this while the tree keeps moving during the checks
 CHECKPOINT_SECOND_LOOK = 1.0  # seconds before a check that found differences looks again
@@ -149,11 +151,13 @@ IGNORE_PATTERNS = [
 HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
+DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are checked (GhostFilter)
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
 IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
-DEGRADED_SCAN_INTERVAL = 5.0  # seconds between scans of the directories without an inotify watch at least...
-DEGRADED_DUTY = 50  # ...and at least this many times the last such scan's duration (at most 2 % of a core)
+DEGRADED_SCAN_INTERVAL = 5.0  # seconds between two looks at the mtimes of the directories without a watch, and
+# between two full scans of them at least...
+DEGRADED_DUTY = 200  # ...and at least this many times the last full scan's duration (at most 0.5 % of a core)
 DEGRADED_RETRY_MIN = 30.0  # seconds before trying to watch them again (a restart and a full scan); doubling up to...
 DEGRADED_RETRY_MAX = 300.0  # ...this; at once when the limit changes or directories were deleted (watches freed)
 PATH_MAX = 4096  # bytes in a path, with its terminating NUL (Linux): longer ones are left out (see too_long)
@@ -501,6 +505,9 @@ class Change:
     file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
     replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
     synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a directory moved in, not the kernel's
+    # What the View held at the path before: deleted, its subtree (or FileInfo); modified, the FileInfo the file had
+    # when it left the tree and came back (net_effect): not sent if the file still has it (Describer).
+    prior: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def change_from_event(event: FileSystemEvent) -> Change | None:
@@ -861,20 +868,27 @@ FileInfo = int | None  # what is known of a file, a symlink or a special file (s
 Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a subdirectory) or a FileInfo (a file)
 _MISSING: Any = object()
 # A FileInfo packs, from the low bits up: the type (2 bits, _TYPE_CODES), whether the attributes are known (1 bit:
-# not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), and the 64-bit fingerprint of the
-# content (see fingerprint()). One int per file: a tuple would cost three times the memory on 100,000 files.
+# not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), the 64-bit fingerprint of the
+# content (see fingerprint()), a 32-bit hash of the size and whether it is known (1 bit: not in a FileInfo of a
+# state file written before it was kept). One int per file: a tuple would cost three times the memory on 100,000
+# files.
 _TYPE_CODES: dict[FileType, int] = {"file": 0, "symlink": 1, "other": 2}
 _CODE_TYPES: dict[int, FileType] = {code: kind for kind, code in _TYPE_CODES.items()}
 _ATTRS_KNOWN = 4
 _ATTRS_SHIFT = 3
 _CONTENT_SHIFT = 35
-_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
+_SIZE_SHIFT = _CONTENT_SHIFT + 64
+_SIZE_KNOWN = 1 << (_SIZE_SHIFT + 32)
+_SET_MTIME = _SIZE_KNOWN << 1  # the mtime differs from the ctime: set on purpose (touch -d, cp -p), not by a write
+_MASK32, _MASK64, _MASK33 = 2**32 - 1, 2**64 - 1, 2**33 - 1
 
 
-def pack_info(kind: FileType, content: int, attrs: int | None) -> int:
-    """A FileInfo: ``content`` (a fingerprint of mtime and size) and ``attrs`` (of mode, uid, gid; None: unknown)."""
+def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None, set_mtime: bool = False) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown),
+    ``size`` (bytes; None: unknown) and whether the mtime was set on purpose (it differs from the ctime)."""
     known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
-    return (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+    sized = 0 if size is None else _SIZE_KNOWN | (hash(size) & _MASK32) << _SIZE_SHIFT
+    return (_SET_MTIME if set_mtime else 0) | sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
 
 
 def node_type(node: Tree | FileInfo) -> FileType:
@@ -891,16 +905,24 @@ def special_type(node: Tree | FileInfo) -> FileType | None:
 
 def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"]:
     """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
-    not known: either is None). A migrated one (attributes unknown) is compared on its content only."""
+    not known: either is None). A migrated one (attributes unknown) is compared on its content only.
+
+    The rule, live and at start-up alike (README, "Atributos"): a change of mode, owner or group, or an mtime set
+    on purpose with the size unchanged (``touch -d``, ``cp -p``: the new mtime differs from the ctime), is
+    "attrib"; a change of size or type, or an mtime moved by a write (it equals the ctime) is "content". Live, the
+    kernel tells a write (IN_MODIFY: "content") from the rest (IN_ATTRIB: "attrib"); a plain ``touch`` made while
+    the client was stopped cannot be told from a write of the same size and is "content".
+    """
     if old is None or new is None:
         return ""
-    if old >> _CONTENT_SHIFT != new >> _CONTENT_SHIFT:
-        return "content"
+    if (old >> _CONTENT_SHIFT) & _MASK64 != (new >> _CONTENT_SHIFT) & _MASK64:
+        sized = old & new & _SIZE_KNOWN and (old >> _SIZE_SHIFT) & _MASK33 == (new >> _SIZE_SHIFT) & _MASK33
+        return "attrib" if sized and new & _SET_MTIME and old & 3 == new & 3 else "content"
     if not old & new & _ATTRS_KNOWN:
         return ""
     if old & 3 != new & 3:
         return "content"
-    return "attrib" if old != new else ""
+    return "attrib" if old & ~_SET_MTIME != new & ~_SET_MTIME else ""  # a ctime moves for a rename, a link too
 
 
 def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
@@ -1045,22 +1067,99 @@ class TreePaths:
         return (entry for name, node in top.items() for entry in tree_entries(self.prefix + name, node))
 
 
+class HeldTree:
+    """The View's tree and what the server holds of it: every edit of the tree goes through here, so that its
+    ``HeldDigest`` follows. Owns the tree (``top``) and the digest; says nothing about what the edits mean."""
+
+    def __init__(self, root: str) -> None:
+        self.top: Tree = {}
+        self.paths = TreePaths(root)
+        self.server = HeldDigest()  # what the server holds of this tree
+
+    def make_parents(self, parts: list[str]) -> tuple[Tree, list[Change]]:
+        """The directory that holds ``parts``, creating (and reporting) any that is missing."""
+        node, out = self.top, []
+        for depth, name in enumerate(parts[:-1], 1):
+            child = node.get(name, None)
+            if not isinstance(child, dict):
+                path = self.paths.join(parts[:depth])
+                if name in node:
+                    out.append(Change("deleted", path, False, origin="rescan"))
+                    self.server.release(path, child)
+                child = node[name] = {}
+                out.append(Change("created", path, True, origin="rescan"))
+                self.server.hold(path, True)
+            node = child
+        return node, out
+
+    def remove(self, parent: Tree, name: str, path: str) -> Tree | FileInfo:
+        """Take ``name`` (at ``path``) out of ``parent``, with everything below it; return what it held."""
+        node = parent.pop(name)
+        self.server.release(path, node)
+        return node
+
+    def stale(self, parent: Tree, name: str, path: str) -> None:
+        """The content of the file ``name`` (at ``path``) changed: what was known of it is stale."""
+        parent[name] = None
+        self.server.hold(path, False, new=False)  # a file from the start-up scan: the server adds it
+
+    def create(self, parent: Tree, parts: list[str], is_dir: bool, origin: Origin, replaced: bool) -> list[Change]:
+        """Create ``parts`` in ``parent`` (see View.apply); what to send."""
+        out: list[Change] = []
+        name, path = parts[-1], self.paths.join(parts)
+        if name in parent:
+            was_dir = isinstance(parent[name], dict)
+            if was_dir == is_dir:
+                if replaced and not is_dir and origin == "live":
+                    # A file the view has "created" again: its name was replaced by a rename from outside the
+                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
+                    # walk of a new directory can repeat a real create too, unmarked: within a settle window
+                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
+                    self.stale(parent, name, path)
+                    out.append(Change("modified", path, False, origin=origin))
+                return out
+            out.append(Change("deleted", path, was_dir, origin=origin))
+            self.server.release(path, parent[name])
+        parent[name] = {} if is_dir else None
+        out.append(Change("created", path, is_dir, origin=origin))
+        self.server.hold(path, is_dir)
+        return out
+
+    def move(self, parent: Tree, parts: list[str], dest: list[str], change: Change) -> list[Change]:
+        """Move ``parts`` (in ``parent``) to ``dest`` (not the root), replacing whatever was there."""
+        assert change.dest_path is not None
+        node = parent.pop(parts[-1])
+        dest_parent, out = self.make_parents(dest)
+        replaced: FileType | None = None
+        if dest[-1] in dest_parent:
+            replaced = node_type(dest_parent[dest[-1]])
+            self.server.release(change.dest_path, dest_parent[dest[-1]])
+        dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
+        self.server.carry(change.path, change.dest_path, node)
+        moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
+        return [*out, dataclasses.replace(moved, replaced=replaced)]
+
+
 class View:
     """The watched tree as the server will see it once every queued event is delivered.
 
     Changes seen on disk go in; the changes worth sending come out: none when the view already agrees (a
     duplicate), and the missing parents first when an event arrives for a directory the view never heard of.
-    Owns the tree, whether the root exists, and whether an event showed that the view missed something; what
-    the server holds of it, and its digest, is its ``HeldDigest``; where a path sits in it, its ``TreePaths``.
+    Owns whether the root exists, and whether an event showed that the view missed something; the tree and what
+    the server holds of it are its ``HeldTree``'s.
     """
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.top: Tree = {}
         self.root_exists = True
         self.suspect = False  # an event showed that the view missed something: rescan soon
-        self._paths = TreePaths(root)
-        self._server = HeldDigest()  # what the server holds of this view
+        self._tree = HeldTree(root)
+        self._paths = self._tree.paths
+        self._server = self._tree.server  # what the server holds of this view
+
+    @property
+    def top(self) -> Tree:
+        return self._tree.top
 
     def digest(self) -> tuple[int, int]:
         """(count, sum) of the tree the server holds once every queued event is stored."""
@@ -1072,7 +1171,7 @@ class View:
 
     def restore(self, tree: Tree, held: Held) -> None:
         """Adopt the tree of the state file, of which the server holds ``held`` (what the state file says)."""
-        self.top = tree
+        self._tree.top = tree
         self.root_exists = True
         self._server.restore(held)
 
@@ -1080,7 +1179,7 @@ class View:
         """(path, is_dir, entry_hash) of every entry the server should hold, parents first: the manifest.
 
         Consume it at once (the view must not change meanwhile). Once it is exhausted the digest
-        is recounted from what it gave, since that is what the server will hold.
+        is recounted from what it gave.
         """
         return self._server.recount(self._paths.entries(self.top))
 
@@ -1089,23 +1188,6 @@ class View:
         suspect, self.suspect = self.suspect, False
         return suspect
 
-    def _make_parents(self, parts: list[str]) -> tuple[Tree, list[Change]]:
-        """The directory that holds ``parts``, creating (and reporting) any that is missing."""
-        node, out = self.top, []
-        for depth, name in enumerate(parts[:-1], 1):
-            child = node.get(name, None)
-            if not isinstance(child, dict):
-                path = self._paths.join(parts[:depth])
-                if name in node:
-                    out.append(Change("deleted", path, False, origin="rescan"))
-                    self._server.release(path, child)
-                child = node[name] = {}
-                out.append(Change("created", path, True, origin="rescan"))
-                self._server.hold(path, True)
-                self.suspect = True  # a parent we never saw created: its creation was lost
-            node = child
-        return node, out
-
     def apply(self, change: Change) -> list[Change]:
         """Record a change seen on disk; return what to send so the server agrees."""
         parts = self._paths.parts(change.path)
@@ -1113,71 +1195,45 @@ class View:
             return []
         if not parts:
             return self._apply_to_root(change)
+        parent = self._paths.find_dir(self.top, parts[:-1])
+        name = parts[-1]
         if change.kind == "moved":
-            return self._move(parts, change)
+            return self._move(parent, parts, change)
         if change.kind == "deleted":
-            parent = self._paths.find_dir(self.top, parts[:-1])
-            if parent is None or parts[-1] not in parent:
+            if parent is None or name not in parent:
                 return []
-            node = parent.pop(parts[-1])
-            self._server.release(change.path, node)
-            return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))]
+            node = self._tree.remove(parent, name, change.path)
+            kind = special_type(node)
+            return [dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=kind, prior=node)]
         if change.kind == "modified":
-            parent = self._paths.find_dir(self.top, parts[:-1])
-            if parent is not None and parts[-1] in parent and not isinstance(parent[parts[-1]], dict):
-                parent[parts[-1]] = None  # the content changed: what we knew of it is stale
-                self._server.hold(change.path, False, new=False)  # a file from the start-up scan: the server adds it
+            if parent is not None and name in parent and not isinstance(parent[name], dict):
+                self._tree.stale(parent, name, change.path)
                 return [dataclasses.replace(change, is_dir=False) if change.is_dir else change]
-            if change.is_dir or (parent is not None and parts[-1] in parent):
+            if change.is_dir or (parent is not None and name in parent):
                 return []
             self.suspect = True  # a file we never saw created: its creation was lost
         return self._create(parts, change.is_dir, change.origin, replaced=not change.synthetic)
 
     def _create(self, parts: list[str], is_dir: bool, origin: Origin, replaced: bool = False) -> list[Change]:
-        parent, out = self._make_parents(parts)
-        name, path = parts[-1], self._paths.join(parts)
-        if name in parent:
-            was_dir = isinstance(parent[name], dict)
-            if was_dir == is_dir:
-                if replaced and not is_dir and origin == "live":
-                    # A file the view has "created" again: its name was replaced by a rename from outside the
-                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
-                    # walk of a new directory can repeat a real create too, unmarked: within a settle window
-                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
-                    parent[name] = None  # what we knew of it is stale
-                    self._server.hold(path, False, new=False)
-                    out.append(Change("modified", path, False, origin=origin))
-                return out
-            out.append(Change("deleted", path, was_dir, origin=origin))
-            self._server.release(path, parent[name])
-        parent[name] = {} if is_dir else None
-        out.append(Change("created", path, is_dir, origin=origin))
-        self._server.hold(path, is_dir)
-        return out
+        parent, out = self._tree.make_parents(parts)
+        self.suspect = self.suspect or bool(out)  # a parent we never saw created: its creation was lost
+        return out + self._tree.create(parent, parts, is_dir, origin, replaced)
 
-    def _move(self, parts: list[str], change: Change) -> list[Change]:
+    def _move(self, parent: Tree | None, parts: list[str], change: Change) -> list[Change]:
         assert change.dest_path is not None
         dest = self._paths.parts(change.dest_path)
-        parent = self._paths.find_dir(self.top, parts[:-1])
         if parent is None or parts[-1] not in parent:
             # The source was never seen: for the server, the destination just appeared,
             # and if it is a directory its content is unknown too.
             self.suspect = True
             return self._create(dest, change.is_dir, change.origin) if dest else []
         if not dest:  # moved onto the root itself: cannot happen; treat as gone
-            node = parent.pop(parts[-1])
-            self._server.release(change.path, node)
+            node = self._tree.remove(parent, parts[-1], change.path)
             return [Change("deleted", change.path, isinstance(node, dict), origin=change.origin)]
-        node = parent.pop(parts[-1])
-        dest_parent, out = self._make_parents(dest)
-        replaced: FileType | None = None
-        if dest[-1] in dest_parent:
-            replaced = node_type(dest_parent[dest[-1]])
-            self._server.release(change.dest_path, dest_parent[dest[-1]])
-        dest_parent[dest[-1]] = node  # a rename replaces whatever was at the destination
-        self._server.carry(change.path, change.dest_path, node)
-        moved = dataclasses.replace(change, is_dir=isinstance(node, dict), file_type=special_type(node))
-        return [*out, dataclasses.replace(moved, replaced=replaced)]
+        out = self._tree.move(parent, parts, dest, change)
+        if len(out) > 1:
+            self.suspect = True  # a parent we never saw created: its creation was lost
+        return out
 
     def has(self, path: str, node_type: FileType | None = None) -> bool:
         """Whether ``path`` is in the view (as a ``node_type``: "dir" or anything else, when given)."""
@@ -1212,7 +1268,7 @@ class View:
         """
         if tree:
             self._server.adopt_unsent()  # at start-up, the scan was never sent
-        self.top = tree
+        self._tree.top = tree
         self.root_exists = True
 
     def diff(self, disk: Tree, origin: Origin, report_modified: bool = False) -> list[Change]:
@@ -1263,104 +1319,349 @@ def net_effect(changes: list[Change]) -> list[Change]:
     """The net effect of ``changes`` (what View.apply returned, in order): the same tree for the server, said the
     way a person would.
 
-    Per file path, what it held before the window is compared with what it holds after: created + modified ->
-    created; modified... -> one modified; created + deleted -> nothing; a file written under another name and
-    renamed over (or into) a path -> modified (or created) of that path, the other name never appears; a move
-    that survives stays one moved. Directories are not merged (each of their changes is kept, in place: a barrier
-    between the runs of file changes merged) but for a directory created and deleted with nothing left between.
-    Only live changes are merged: what a scan found is a net effect already.
+    What each path touched held before the window is compared with what it holds after (a rule about sequences,
+    not tools): created + modified... -> created; modified... -> one modified; created + deleted -> nothing; a
+    file written under another name and renamed over (or into) a path -> modified (or created) of that path, the
+    other name never appears, whatever else happened meanwhile (directories created, moved, deleted); a move of
+    something that was there before the window and survives it stays one moved (a directory's children are not
+    listed); a directory moved out of the tree and back, as it was -> nothing (each file in it is checked once
+    more when sent: see Change.prior). Order: deletions, moves (parents first), then creations (parents first)
+    and modifications, so that replaying them gives the same tree. Only live changes are merged: what a scan
+    found, and the parents the View made up, stay in place. When no order says it (files swapped in a cycle), the
+    raw changes go out.
     """
-    out: list[Change | None] = []
+    out: list[Change] = []
     run: list[Change] = []
-    created_dirs: dict[str, int] = {}  # a directory created in the window -> its index in ``out``
     for change in changes:
-        if change.origin == "live" and not change.is_dir and change.replaced != "dir":
+        if change.origin == "live":
             run.append(change)
             continue
-        out.extend(_net_files(run))
+        out += _net_live(run)
         run = []
-        if change.kind == "deleted" and change.is_dir and _cancel_created_dir(out, created_dirs, change.path):
-            continue
-        if change.kind == "created" and change.is_dir and change.origin == "live":
-            created_dirs[change.path] = len(out)
-        elif change.kind == "moved":
-            created_dirs.clear()  # paths changed under them: not worth following
         out.append(change)
-    out.extend(_net_files(run))
-    return [change for change in out if change is not None]
+    return out + _net_live(run)
 
 
-def _cancel_created_dir(out: list[Change | None], created_dirs: dict[str, int], path: str) -> bool:
-    """A directory created in the window is deleted: drop its creation if nothing sent since is about it."""
-    index = created_dirs.pop(path, None)
-    if index is None:
-        return False
-    below = path + os.sep
-    for change in out[index + 1 :]:
-        if change is not None and any(p == path or p.startswith(below) for p in (change.path, change.dest_path or "")):
-            return False
-    out[index] = None
-    return True
+class _Unsure(Exception):
+    """A window the rules do not cover (a change about something the window cannot place): sent raw."""
 
 
-_Content = str | int  # what a path holds in a window: the file that was at that path before it (str), or a new one
+class _Thing:
+    """Something a window of changes touched: the path it had before the window (None: new in it), what it is."""
+
+    __slots__ = ("before", "file_type", "gone", "is_dir", "order", "prior", "touched", "written")
+
+    def __init__(self, before: str | None, is_dir: bool, file_type: FileType | None, order: int) -> None:
+        self.before = before
+        self.is_dir = is_dir
+        self.file_type = file_type
+        self.order = order  # the index of the change that first touched it: creations go out in that order
+        self.written = False  # a modified that is not only its attributes
+        self.touched = False  # any modified
+        self.gone = False
+        self.prior: Tree | FileInfo = None  # deleted: what the View held there
+
+    def kind(self) -> FileType:
+        return "dir" if self.is_dir else self.file_type or "file"
 
 
-def _net_files(run: list[Change]) -> list[Change]:
-    """net_effect of a run of live changes of files (no directory among them): see net_effect."""
+class _Window:
+    """Where each thing a window of live changes touched is now (see net_effect); untouched things below a
+    directory move with it, unseen."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, _Thing] = {}  # path -> the thing there now (the things touched that are present)
+        self.was: dict[str, _Thing] = {}  # path -> the thing there before the window (the ones touched)
+        self.things: list[_Thing] = []
+
+    def apply(self, order: int, change: Change) -> None:
+        path = change.path
+        if change.kind == "created":
+            if path in self.now:
+                raise _Unsure
+            self.now[path] = thing = _Thing(None, change.is_dir, change.file_type, order)
+            self.things.append(thing)
+            return
+        thing = self._at(path, order, change)
+        if change.kind == "modified":
+            thing.touched = True
+            thing.written = thing.written or not change.attrib
+        elif change.kind == "deleted":
+            thing.prior = change.prior
+            self._remove(path)
+        else:
+            assert change.dest_path is not None
+            dest = change.dest_path
+            if path.startswith(dest + os.sep):
+                raise _Unsure  # onto a directory above it (the View allows it; a file system does not)
+            if dest in self.now or change.replaced is not None:
+                victim = self._at(dest, order, Change("deleted", dest, change.replaced == "dir"))
+                victim.file_type = victim.file_type or change.replaced
+                self._remove(dest)
+            for old in [path, *self._below(path)]:
+                self.now[dest + old[len(path) :]] = self.now.pop(old)
+            # Written, then renamed (a download's .part let out by SETTLE_MAX_HOLD, then renamed): the move is
+            # described as it is now (size, mtime), so a modified of the same content would say nothing more.
+            thing.touched = thing.written = False
+
+    def _at(self, path: str, order: int, change: Change) -> _Thing:
+        """The thing at ``path`` now; one not touched yet was there before the window, or below a directory that was."""
+        thing = self.now.get(path)
+        if thing is None:
+            before = self._before(path)
+            if before is None or before in self.was:
+                raise _Unsure
+            thing = self.now[path] = self.was[before] = _Thing(before, change.is_dir, change.file_type, order)
+            self.things.append(thing)
+        if change.kind != "modified":
+            thing.is_dir = change.is_dir
+        thing.file_type = change.file_type or thing.file_type
+        return thing
+
+    def _before(self, path: str) -> str | None:
+        """Where a thing not touched yet, now at ``path``, was before the window (None: it cannot be said)."""
+        parent = path
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return path
+            above = self.now.get(parent)
+            if above is not None:
+                return None if above.before is None else above.before + path[len(parent) :]
+
+    def _below(self, path: str) -> list[str]:
+        below = path + os.sep
+        return [p for p in self.now if p.startswith(below)]
+
+    def _remove(self, path: str) -> None:
+        for old in [path, *self._below(path)]:
+            self.now.pop(old).gone = True
+
+
+def _net_live(run: list[Change]) -> list[Change]:
+    """net_effect of a run of live changes."""
     if len(run) < 2:
         return run
-    before: dict[str, _Content | None] = {}  # each path touched (in order): what it held before the window
-    after: dict[str, _Content | None] = {}  # ...and now
-    was: dict[str, FileType | None] = {}  # the type of what each path held before (what the View said)
-    touched: dict[_Content, bool] = {}  # a file written (True) or only its metadata changed (False)
-    for number, change in enumerate(run):
-        path = change.path
-        if change.kind == "moved":
-            assert change.dest_path is not None
-            before.setdefault(path, path)
-            was[path] = was.get(path) or change.file_type
-            content = after.get(path, path)
-            after[path] = None
-            dest = change.dest_path
-            before.setdefault(dest, dest if change.replaced else None)
-            was.setdefault(dest, change.replaced)
-            after[dest] = content
-        elif change.kind == "created":
-            before.setdefault(path, None)
-            after[path] = number
-        else:
-            before.setdefault(path, path)
-            was[path] = was.get(path) or change.file_type
-            content = after.get(path, path)
-            if change.kind == "deleted":
-                after[path] = None
-            elif content is not None:
-                after[path] = content
-                touched[content] = touched.get(content, False) or not change.attrib
-    where = {content: path for path, content in after.items() if content is not None}
-    gone: list[Change] = []
-    moves: dict[str, str] = {}  # source -> destination, for the files that moved
-    rest: list[Change] = []
-    for path, old in before.items():
-        content = after[path]
-        old_left = old is not None and old not in where  # what was here is nowhere now
-        if content is None:
-            if old_left:
-                gone.append(Change("deleted", path, False, file_type=was[path]))
-        elif isinstance(content, str):
-            if content != path:
-                moves[content] = path
-            if content in touched:
-                rest.append(Change("modified", path, False, attrib=not touched[content]))
-        elif old_left:
-            rest.append(Change("modified", path, False))  # replaced by a new file: a save
-        else:
-            rest.append(Change("created", path, False))
-    ordered = _order_moves(moves)
-    if ordered is None:
-        return run  # files swapped in a cycle: no order of moves says it; the raw changes do
-    return [*gone, *(Change("moved", s, False, d, file_type=was[s]) for s, d in ordered), *rest]
+    window = _Window()
+    try:
+        for order, change in enumerate(run):
+            window.apply(order, change)
+        net, start = _Said(window).changes()
+    except _Unsure:
+        return run
+    if net is None or _replay_paths(net, start) != _replay_paths(run, start):
+        return run  # no order of these changes says it (a cycle): the raw changes do
+    return net
+
+
+class _Said:
+    """The changes that say what a _Window amounts to (see net_effect)."""
+
+    def __init__(self, window: _Window) -> None:
+        self.window = window
+        self.where = {thing: path for path, thing in window.now.items()}  # where each present thing is now
+        self.again: dict[_Thing, Tree] = {}  # a directory moved out and back as it was -> the View's tree of it
+        self.checked: dict[_Thing, FileInfo] = {}  # a file in such a directory -> what the View knew of it
+        for before, thing in window.was.items():
+            self._put_back(before, thing)
+        self.moved: list[tuple[str, str]] = []  # the moves said so far, in order
+
+    def _put_back(self, before: str, thing: _Thing) -> None:
+        """A directory deleted (or moved out of the tree) and made again at its path with everything it held (same
+        names, same types) is the same directory: nothing is said of it, a file in both is checked once more, what
+        is new is created."""
+        heir = self.window.now.get(before)
+        if not (thing.gone and isinstance(thing.prior, dict) and heir is not None and heir.is_dir):
+            return
+        below = before + os.sep
+        now = {p: t for p, t in self.window.now.items() if p.startswith(below)}
+        if heir.before is not None or any(t.before is not None for t in now.values()):
+            return  # something that was in the tree moved in: said as deleted + created
+        old = dict(_nodes_below(before, thing.prior))
+        same: list[tuple[_Thing, Tree | FileInfo]] = []  # in both: a directory is nothing, a file is checked
+        for path, node in old.items():
+            new = now.get(path)
+            if new is not None and new.is_dir == isinstance(node, dict):
+                same.append((new, node))
+            else:
+                return  # not as it was: deleted + created (a new directory in its place, say)
+        checked = {new: node for new, node in same if not isinstance(node, dict)}
+        self.again[thing] = thing.prior
+        self.where[thing] = before
+        del self.where[heir]
+        for new, _ in same:
+            if new not in checked:
+                del self.where[new]
+        self.checked.update(checked)
+
+    def _translate(self, path: str) -> str:
+        """Where ``path`` is once the moves said so far are replayed."""
+        for source, dest in self.moved:
+            if path == source or path.startswith(source + os.sep):
+                path = dest + path[len(source) :]
+        return path
+
+    def _home(self, thing: _Thing) -> str | None:
+        """Where a thing that was there before the window is once its parents have moved (None: they are gone)."""
+        assert thing.before is not None
+        parent = thing.before
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return thing.before
+            above = self.window.was.get(parent)
+            if above is not None:
+                place = self.where.get(above)
+                return None if place is None else place + thing.before[len(parent) :]
+
+    def _buried(self, thing: _Thing) -> bool:
+        """Whether a gone thing went with a gone directory above it (whose deletion says it)."""
+        assert thing.before is not None
+        parent = thing.before
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return False
+            above = self.window.was.get(parent)
+            if above is not None and above.gone and above not in self.where:
+                return True
+
+    def changes(self) -> tuple[list[Change] | None, list[str]]:
+        """The changes (None: no order says them) and the paths they start from, for a replay check."""
+        window, where = self.window, self.where
+        early: list[Change] = []
+        late: list[Change] = []
+        saved: set[_Thing] = set()  # new files that replace what was at their path: a save, said "modified"
+        survivors = [t for t in window.was.values() if t in where]
+        for before, thing in window.was.items():
+            if thing in where or self._buried(thing):
+                continue
+            home = self._home(thing)
+            heir = window.now.get(home) if home is not None else None
+            if heir is not None and heir in where:
+                if heir.before is not None:
+                    continue  # moved over it: the move replaces it
+                if not heir.is_dir and not thing.is_dir:
+                    saved.add(heir)
+                    continue
+            deletion = Change("deleted", before, thing.is_dir, file_type=thing.file_type)
+            inside = before + os.sep
+            if thing.is_dir and any(t.before is not None and t.before.startswith(inside) for t in survivors):
+                late.append(deletion)  # after what moves out of it
+            else:
+                early.append(deletion)
+        wanted = {t.before: where[t] for t in survivors if t.before is not None and self._home(t) != where[t]}
+        ordered = _order_moves(wanted)
+        if ordered is None:
+            return None, []
+        ordered.sort(key=lambda move: move[1].count(os.sep))
+        out = early
+        made: set[_Thing] = set()
+        by_path = {path: thing for thing, path in where.items()}
+        for source, dest in ordered:
+            out += self._make_parents(dest, by_path, made)
+            mover = window.was[source]
+            replaced = window.was[dest].kind() if dest in window.was and window.was[dest] is not mover else None
+            source = self._translate(source)
+            out.append(Change("moved", source, mover.is_dir, dest, file_type=mover.file_type, replaced=replaced))
+            self.moved.append((source, dest))
+        out += [dataclasses.replace(c, path=self._translate(c.path)) for c in late]
+        for thing in sorted(where, key=lambda t: t.order):
+            path = where[thing]
+            if thing in made or thing in self.again:
+                continue
+            if thing in self.checked:
+                out.append(Change("modified", path, False, prior=self.checked[thing]))  # checked once more when sent
+            elif thing.before is None:
+                out.append(Change("modified" if thing in saved else "created", path, thing.is_dir))
+            elif thing.touched:
+                out.append(Change("modified", path, False, attrib=not thing.written))
+        return out, self._start()
+
+    def _make_parents(self, dest: str, by_path: dict[str, _Thing], made: set[_Thing]) -> list[Change]:
+        """The new directories a move into ``dest`` needs first."""
+        out: list[Change] = []
+        parent = dest
+        while True:
+            parent, sep, _ = parent.rpartition(os.sep)
+            if not sep or not parent:
+                return out[::-1]
+            thing = by_path.get(parent)
+            if thing is not None and thing.before is None and thing not in made:
+                made.add(thing)
+                out.append(Change("created", parent, True))
+
+    def _start(self) -> list[str]:
+        """The paths the replay check starts from: what was there before the window (a directory's unseen
+        content as one entry below it)."""
+        start: list[str] = []
+        for before, thing in self.window.was.items():
+            start.append(before)
+            if thing in self.again:
+                start += [path for path, _ in tree_entries(before, self.again[thing])]
+            elif thing.is_dir:
+                start.append(before + os.sep + "\0")
+        return start
+
+
+def _nodes_below(path: str, node: Tree) -> Iterator[tuple[str, Tree | FileInfo]]:
+    """(path, node) of every entry below the directory ``path`` (which holds ``node``), parents first."""
+    stack: list[tuple[str, Tree | FileInfo]] = [(path + os.sep + name, child) for name, child in node.items()]
+    while stack:
+        path, here = stack.pop()
+        yield path, here
+        if isinstance(here, dict):
+            stack.extend((path + os.sep + name, child) for name, child in here.items())
+
+
+_Present = None  # the key that marks a path present in a _replay_paths node
+
+
+def _replay_paths(changes: list[Change], start: Iterable[str]) -> set[str]:
+    """The paths the server holds after replaying ``changes`` over ``start`` (as servidor.py does: a deletion or a
+    move takes everything below; a move replaces its destination)."""
+    top: dict[str | None, Any] = {}
+
+    def node(path: str, create: bool) -> dict[str | None, Any] | None:
+        here = top
+        for name in path.split(os.sep):
+            child = here.get(name)
+            if child is None:
+                if not create:
+                    return None
+                child = here[name] = {}
+            here = child
+        return here
+
+    def detach(path: str) -> dict[str | None, Any] | None:
+        parent, _, name = path.rpartition(os.sep)
+        holder = node(parent, False)
+        return None if holder is None else holder.pop(name, None)
+
+    for path in start:
+        node(path, True)[_Present] = True  # type: ignore[index]
+    for change in changes:
+        if change.kind in ("created", "modified"):
+            node(change.path, True)[_Present] = True  # type: ignore[index]
+        elif change.kind == "deleted":
+            detach(change.path)
+        elif change.dest_path is not None:
+            moving = detach(change.path)
+            detach(change.dest_path)
+            if moving is not None:
+                parent, _, name = change.dest_path.rpartition(os.sep)
+                node(parent, True)[name] = moving  # type: ignore[index]
+    paths: set[str] = set()
+    stack: list[tuple[str, dict[str | None, Any]]] = [("", top)]
+    while stack:
+        prefix, here = stack.pop()
+        for key, child in here.items():
+            if key is not None:
+                path = f"{prefix}{os.sep}{key}" if prefix or here is not top else key
+                if child.get(_Present):
+                    paths.add(path)
+                stack.append((path, child))
+    return paths
 
 
 def _order_moves(moves: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -1840,6 +2141,11 @@ class CheckpointSchedule:
         self._next = now + (CHECKPOINT_SECOND_LOOK if self._second_look else self._delay)
         return not self._second_look
 
+    @property
+    def looking_again(self) -> bool:
+        """Whether the last check found differences, and the next one is their second look."""
+        return self._second_look
+
     def agrees(self, now: float) -> None:
         """The view and the disk agree (the state file gets written)."""
         self._delay = CHECKPOINT_MIN_INTERVAL
@@ -1848,32 +2154,45 @@ class CheckpointSchedule:
 
 
 class Coverage:
-    """The degraded mode (pure): the directories without an inotify watch, when to scan them, when to try to watch
-    them again. Their scans are spaced by DEGRADED_SCAN_INTERVAL or DEGRADED_DUTY times the last scan's duration,
-    whichever is longer (a bounded share of a core, whatever the size of the unwatched part); the retries double
-    from DEGRADED_RETRY_MIN to DEGRADED_RETRY_MAX."""
+    """The degraded mode (pure): the directories without an inotify watch, when to look at them, when to scan them,
+    when to try to watch them again. Every DEGRADED_SCAN_INTERVAL the mtime of each is looked at (an entry
+    created, deleted or renamed in a directory moves it: that directory is scanned); full scans (a file written in
+    place moves no directory's mtime) are spaced by DEGRADED_SCAN_INTERVAL or DEGRADED_DUTY times the last one's
+    duration, whichever is longer (a bounded share of a core, whatever the size of the unwatched part); the
+    retries double from DEGRADED_RETRY_MIN to DEGRADED_RETRY_MAX."""
 
     def __init__(self) -> None:
         self.uncovered: list[str] = []  # the topmost directories without a watch (each scanned with its subtree)
         self.count = 0  # directories without a watch
         self.interval = DEGRADED_SCAN_INTERVAL
         self._next_scan = 0.0
+        self._next_look = 0.0
         self._retry_delay = DEGRADED_RETRY_MIN
         self._next_retry = 0.0
 
-    def update(self, unwatched: list[str], now: float) -> Literal["entered", "left", ""]:
-        """The directories of the view found without a watch: whether the degraded mode starts or ends now."""
-        was, self.count = bool(self.uncovered), len(unwatched)
+    def update(self, unwatched: list[str], now: float) -> Literal["entered", "left", "changed", ""]:
+        """The directories of the view found without a watch: whether the degraded mode starts or ends now, or
+        goes on with another number of them."""
+        was, count, self.count = bool(self.uncovered), self.count, len(unwatched)
         self.uncovered = topmost(unwatched)
         if self.uncovered and not was:
             self._next_scan = now
             self._retry_delay = DEGRADED_RETRY_MIN
             self._next_retry = now + self._retry_delay
             return "entered"
-        return "left" if was and not self.uncovered else ""
+        if was and not self.uncovered:
+            return "left"
+        return "changed" if self.uncovered and self.count != count else ""
 
     def scan_due(self, now: float) -> bool:
         return bool(self.uncovered) and now >= self._next_scan
+
+    def look_due(self, now: float) -> bool:
+        """Whether to look at the directories' mtimes now (then every DEGRADED_SCAN_INTERVAL)."""
+        if not self.uncovered or now < self._next_look:
+            return False
+        self._next_look = now + DEGRADED_SCAN_INTERVAL
+        return True
 
     def scanned(self, now: float, duration: float) -> None:
         self.interval = max(DEGRADED_SCAN_INTERVAL, DEGRADED_DUTY * duration)
@@ -1922,7 +2241,10 @@ def describe_inotify_limit(kind: Literal["watches", "instances"], machine: int |
 def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     """A poll's events with its moves as inotify gives them: watchdog's PollingEmitter reports a moved directory's
     children first, each as a move of its own; those implied by an ancestor's move are dropped, and the moves left
-    come parents first (in place of the first move)."""
+    come parents first (in place of the first move). A "move" that changes the type (an inode freed by a directory
+    and reused by a new file: the poll matches paths by inode) is a deletion and a creation."""
+    if any(event.event_type == "moved" for event in events):
+        events = [typed for event in events for typed in _same_type_moves(event)]
     moves = [event for event in events if event.event_type == "moved"]
     if len(moves) < 2:
         return events
@@ -1939,6 +2261,20 @@ def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     first = events.index(moves[0])
     rest = [event for event in events if event.event_type != "moved"]
     return [*rest[:first], *kept, *rest[first:]]
+
+
+def _same_type_moves(event: FileSystemEvent) -> list[FileSystemEvent]:
+    """``event``, or, for a polled move whose destination is not of the source's type, its deletion and creation."""
+    if event.event_type != "moved":
+        return [event]
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(event.dest_path).st_mode)
+    except OSError:
+        return [event]  # gone already: the next poll says so
+    if is_dir == event.is_directory:
+        return [event]
+    deleted = DirDeletedEvent(event.src_path) if event.is_directory else FileDeletedEvent(event.src_path)
+    return [deleted, DirCreatedEvent(event.dest_path) if is_dir else FileCreatedEvent(event.dest_path)]
 
 
 def parse_mountinfo(text: str, root: str) -> frozenset[str]:
@@ -1967,7 +2303,8 @@ def fingerprint(st: os.stat_result) -> int:
 
 def file_info(st: os.stat_result) -> int:
     """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
-    return pack_info(stat_type(st.st_mode), fingerprint(st), hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)))
+    attrs = hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size, st.st_mtime_ns != st.st_ctime_ns)
 
 
 class Interrupted(Exception):
@@ -2112,6 +2449,74 @@ def inotify_watches() -> set[int] | None:
             continue  # closed meanwhile
         watched.update(int(ino, 16) for ino in _WATCH_LINE.findall(text))
     return watched
+
+
+_WD_LINE = re.compile(r"^inotify wd:([0-9a-f]+) ino:([0-9a-f]+) ", re.MULTILINE)
+
+
+def drop_stale_watches(group: Any, paths: Iterable[str]) -> int:
+    """Drop the watches of watchdog's InotifyWatchGroup ``group`` at or below ``paths`` that no longer watch the
+    directory at their path (its inode differs: the kernel's list, /proc/self/fdinfo); how many.
+
+    A directory moved out of the tree keeps its watch, under its old path (watchdog leaves this as a TODO in
+    InotifyWatchGroup.on_event), so what happens to it out there comes as ghost events under that path, even
+    once a new directory is there. The group's fields are private: when they are not there, nothing is done.
+    """
+    try:
+        lock, by_watch, by_path = group._lock, group._active_callbacks_by_watch, group._active_callbacks_by_path
+        fd: int = group._inotify_fd._inotify_fd
+        remove: Callable[[list[int]], None] = group._remove_callbacks
+    except AttributeError:
+        return 0
+    targets = {os.fsencode(path) for path in paths}
+    prefixes = tuple(target + os.sep.encode() for target in targets)
+    with lock:
+        if not targets.intersection(by_path):
+            return 0  # deleted, not moved out: the kernel removed the watch and watchdog forgot it
+        try:
+            with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as file:
+                inodes = {int(wd, 16): int(ino, 16) for wd, ino in _WD_LINE.findall(file.read())}
+        except OSError:
+            return 0
+        stale: list[int] = []
+        for wd, path in list(by_watch.items()):
+            if path in targets or path.startswith(prefixes):
+                try:
+                    here: int | None = os.lstat(path).st_ino
+                except OSError:
+                    here = None
+                if inodes.get(wd) != here:
+                    stale.append(wd)
+        if stale:
+            remove(stale)
+    return len(stale)
+
+
+def watch_room(path: str) -> bool:
+    """Whether this user can add one more inotify watch (a throwaway instance watches ``path``): the limit counts
+    per user, across instances. True where it cannot be told (not Linux)."""
+    try:
+        from watchdog.observers.inotify_c import InotifyConstants, inotify_add_watch, inotify_init
+    except (ImportError, OSError, AttributeError):
+        return True
+    fd = inotify_init()
+    if fd < 0:
+        return False  # the instance limit: no room either
+    try:
+        return inotify_add_watch(fd, os.fsencode(path), InotifyConstants.IN_ATTRIB) >= 0
+    finally:
+        os.close(fd)
+
+
+def directory_stamps(directories: list[str]) -> dict[str, int | None]:
+    """The mtime (ns) of each directory (None: gone): it moves when an entry is created, deleted or renamed in it."""
+    stamps: dict[str, int | None] = {}
+    for path in directories:
+        try:
+            stamps[path] = os.lstat(path).st_mtime_ns
+        except OSError:
+            stamps[path] = None
+    return stamps
 
 
 def unwatched(directories: list[str], watched: set[int]) -> list[str]:
@@ -2337,15 +2742,16 @@ class OverflowDetector(logging.Handler):
 
 
 @contextlib.contextmanager
-def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[str], None]) -> Iterator[None]:
+def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[str, str], None]) -> Iterator[None]:
     """Listen, for the duration, to watchdog's signs of lost events: a kernel overflow (a log record) and a
     thread that raised (watchdog #663; e.g. the shared inotify reader, which no emitter's is_alive shows), given
-    as its cause (``RecursionError na thread Thread-1 do watchdog``). Both callbacks run in watchdog's threads."""
+    as the exception's type and its cause (``RecursionError na thread Thread-1 do watchdog``). Both callbacks run
+    in watchdog's threads."""
 
     def thread_died(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread else "?"
         log.debug("detalhes", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
-        on_thread_death(f"{args.exc_type.__name__} na thread {name} do watchdog")
+        on_thread_death(args.exc_type.__name__, f"{args.exc_type.__name__} na thread {name} do watchdog")
 
     detector = OverflowDetector(on_overflow)
     logging.getLogger("watchdog").addHandler(detector)
@@ -2355,6 +2761,11 @@ def watchdog_alarms(on_overflow: Callable[[], None], on_thread_death: Callable[[
     finally:
         logging.getLogger("watchdog").removeHandler(detector)
         threading.excepthook = previous_hook
+
+
+def restart_delay(last: float, now: float, pace: float = RESTART_PACE) -> float:
+    """Seconds to wait before a restart of the watcher, the last one having begun at ``last`` (monotonic)."""
+    return min(pace, max(0.0, last + pace - now))
 
 
 RootFinding = Literal["ok", "gone", "replaced", "reappeared", "stopped", "readable"]
@@ -2374,7 +2785,8 @@ class Watcher:
         self._observer: BaseObserver | None = None
         self._died = ""  # why a watchdog thread died since the last start ("": none did)
         self._failing = ""  # why the last restart failed ("": it did not)
-        self._deaths: dict[str, float] = {}  # each cause already said, and when
+        self._deaths: dict[str, float] = {}  # each type of exception already said, and when
+        self._restarted = -math.inf  # when the last restart began (monotonic seconds)
         self._identity: tuple[int, int] | None = None  # (device, inode) of the directory being watched
         self._missing = False  # the root's absence has been reported
         self._unreadable: set[str] = set()
@@ -2403,12 +2815,13 @@ class Watcher:
             return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
         return Observer()
 
-    def died(self, cause: str, wake: Callable[[], None]) -> None:
-        """A watchdog thread died (in the loop): said once per cause a minute; the next inspect restarts it."""
+    def died(self, kind: str, cause: str, wake: Callable[[], None]) -> None:
+        """A watchdog thread died (in the loop) of an exception of type ``kind``: said once per type a minute (the
+        thread's name changes at each restart); the next inspect restarts it."""
         now = time.monotonic()
-        if now - self._deaths.get(cause, -math.inf) > 60:
+        if now - self._deaths.get(kind, -math.inf) > 60:
             log.warning("o monitoramento ao vivo parou (%s); reiniciando com uma varredura.", cause)
-        self._deaths[cause] = now
+        self._deaths[kind] = now
         self._died = cause
         wake()
 
@@ -2423,6 +2836,9 @@ class Watcher:
             await asyncio.sleep(0)  # run the last drain the observer scheduled
 
     async def restart(self) -> bool:
+        """Stop and start the observer again, RESTART_PACE seconds after the last restart at the earliest."""
+        await asyncio.sleep(restart_delay(self._restarted, time.monotonic()))
+        self._restarted = time.monotonic()
         await self.stop()
         try:
             self.start()
@@ -2438,6 +2854,15 @@ class Watcher:
         observer = self._observer
         alive = observer is not None and observer.is_alive() and all(e.is_alive() for e in observer.emitters)
         return alive and not self._died
+
+    def drop_stale_watches(self, paths: list[str]) -> None:
+        """Directories that left ``paths`` (moved out of the tree, or deleted): their watches, if any still
+        follow them, are dropped (see drop_stale_watches)."""
+        observer = self._observer
+        if observer is not None and not self.polling:
+            for emitter in list(observer.emitters):
+                if drop_stale_watches(getattr(emitter, "_inotify", None), paths):
+                    log.debug("vigias de diretórios que saíram da árvore removidas: %s", ", ".join(map(escape, paths)))
 
     def inspect(self, root_in_view: bool) -> RootFinding:
         """Whether the root vanished, came back or was replaced, the watcher died, or a directory became readable."""
@@ -2685,6 +3110,8 @@ class Describer:
         hashed: list[os.stat_result | None] = []
         for change in changes:
             meta, st = self._metadata(change)
+            if change.prior is not None and st is not None and file_info(st) == change.prior:
+                continue  # a file that left the tree and came back as it was (see net_effect)
             described.append((dataclasses.replace(change, file_type=meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
@@ -2726,8 +3153,9 @@ class Describer:
         meta = metadata_of(st, target)
         if (meta.type == "dir") != change.is_dir:
             return Metadata(known), None  # replaced by another kind since: its events follow
-        if meta.type in ("symlink", "other"):
-            self._view.note(path, file_info(st))  # so that its deletion says what it was
+        if meta.type != "dir":
+            # So that its deletion says what it was, and a scan (or its return to the tree) what changed.
+            self._view.note(path, file_info(st))
         return meta, st
 
 
@@ -2808,6 +3236,72 @@ class SettlePipeline:
             self._describer.describe(changes, busy)
 
 
+class PollGather:
+    """One poll's events together (--polling): watchdog's PollingEmitter queues a poll's file events before its
+    directory events, and a burst of the ThreadBridge can end between them, so that a moved directory's children
+    came apart from its move (shown twice, with made-up parents). Events wait until none came for POLL_GATHER
+    seconds, then go to ``consume`` (after fold_polled_moves) at once. Owns what waits, and its timer."""
+
+    def __init__(self, consume: Callable[[list[FileSystemEvent]], None]) -> None:
+        self._consume = consume
+        self._waiting: list[FileSystemEvent] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, events: list[FileSystemEvent]) -> None:
+        """In the loop: a burst of the ThreadBridge."""
+        self._waiting += events
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(POLL_GATHER, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        events, self._waiting = self._waiting, []
+        if events:
+            self._consume(fold_polled_moves(events))
+
+
+class GhostFilter:
+    """Which events come from a directory that left the tree (moved out, or replaced): watchdog keeps following
+    it under its old path until its watch is dropped (Watcher.drop_stale_watches), and what its reader had
+    already queued comes anyway. Owns the directories that left, for DEPARTED_HOLD seconds after."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._departed: dict[str, float] = {}  # a directory that left this path (a live deletion) -> when
+
+    def departed(self, changes: list[Change], now: float) -> list[str]:
+        """Note the directories that left the tree in ``changes`` (what the View returned); their paths."""
+        paths = [c.path for c in changes if c.kind == "deleted" and c.is_dir and c.origin == "live"]
+        if self._departed:
+            self._departed = {p: when for p, when in self._departed.items() if now - when < DEPARTED_HOLD}
+        for path in paths:
+            self._departed[path] = now
+        return paths
+
+    def _under_departed(self, path: str) -> bool:
+        while path != self._root and len(path) > 1:
+            path = os.path.dirname(path)
+            if path in self._departed:
+                return True
+        return False
+
+    def ghost(self, change: Change, view: View, now: float) -> bool:
+        """Whether a created or modified is a ghost. Under a directory that just left: when the View has no
+        directory there (one made again there is announced, its content with it) or the path is not on disk (its
+        deletion would follow anyway).
+        Elsewhere, under a directory the view knows is gone, when the disk agrees; anything else under an
+        unknown directory is real (the view creates its parents)."""
+        if change.kind not in ("created", "modified"):
+            return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
+        parent = os.path.dirname(change.path)
+        if self._departed and self._under_departed(change.path):
+            return not view.has(parent, "dir") or not os.path.lexists(change.path)
+        return parent != self._root and not view.has(parent) and not os.path.lexists(change.path)
+
+
 class Recorder:
     """Changes in, one way: watchdog's events (and what scans find) -> View -> SettlePipeline -> Outbox -> console.
 
@@ -2837,7 +3331,10 @@ class Recorder:
         self._skip = skip
         self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._console = console
+        self._ghosts = GhostFilter(view.root)
         self.events_seen = 0
+        # Told of directories that left a path (see Watcher.drop_stale_watches); set once when wired.
+        self.departed: Callable[[list[str]], None] = lambda paths: None
 
     @property
     def recorded(self) -> int:
@@ -2860,6 +3357,8 @@ class Recorder:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
         self.events_seen += len(events)
         changes: list[Change] = []
+        departed: list[str] = []
+        now = asyncio.get_running_loop().time()
         for event in events:
             change = change_from_event(event)
             if change is not None:
@@ -2869,29 +3368,25 @@ class Recorder:
             if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
                 # watchdog lists a new directory's content following symlinks: a link to a directory is a link.
                 change = dataclasses.replace(change, is_dir=False)
-            if self._ghost(change):
+            if self._ghosts.ghost(change, self._view, now):
                 continue
-            if self._outbox.waiting() + len(self._pipeline) >= self._outbox.limit:
+            waiting = self._outbox.waiting() + len(self._pipeline) + len(changes)  # this burst's count too
+            if waiting >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():
                     log.warning(
                         "%d eventos aguardando envio (o limite); os próximos serão recuperados por uma varredura.",
-                        self._outbox.waiting() + len(self._pipeline),
+                        waiting,
                     )
                 continue
-            changes.extend(self._view.apply(change))
+            out = self._view.apply(change)
+            departed += self._ghosts.departed(out, now)
+            changes += out
+        if departed:
+            self.departed(departed)
         self._pipeline.hold(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
-
-    def _ghost(self, change: Change) -> bool:
-        """Whether a change is about a path under a directory the view knows is gone and the disk agrees: a
-        directory moved out of the tree keeps its watches (watchdog never drops them), so its later events come
-        under its old name. Anything else under an unknown directory is real: the view creates its parents."""
-        if change.kind not in ("created", "modified"):
-            return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
-        parent = os.path.dirname(change.path)
-        return parent != self._view.root and not self._view.has(parent) and not os.path.lexists(change.path)
 
     def _unignored(self, change: Change) -> Change | None:
         """The change as the view sees it once ignored paths are left out (None: nothing to see)."""
@@ -3392,7 +3887,10 @@ class Checkpointer:
         server has all of it, and the schedule says it is time."""
         if self._idle_next == math.inf:
             self._idle_next = now + self._idle_check
-        return (self._ready() or (self._quiet() and now >= self._idle_next)) and self._schedule.due(now)
+        # A check that found differences looks again CHECKPOINT_SECOND_LOOK later, idle or not: the bound of a
+        # silent loss is one --verificacao (plus the second look), not two.
+        again = self._schedule.looking_again
+        return (self._ready() or (self._quiet() and (again or now >= self._idle_next))) and self._schedule.due(now)
 
     def _ready(self) -> bool:
         """The view changed since the last save, and the server has all of it."""
@@ -3470,6 +3968,7 @@ class Patrol:
         self._unwatched: set[str] = set()  # counted: without a watch at two censuses in a row
         self._limit: tuple[int | None, int | None] = (None, None)  # the watch limits when the degraded mode began
         self._directories = 0  # in the view at the last census
+        self._stamps: dict[str, int | None] = {}  # the mtime of each directory of the part without a watch
         self._mounts = self._read_mounts()
 
     def _read_mounts(self) -> frozenset[str] | None:
@@ -3496,13 +3995,44 @@ class Patrol:
             self._coverage.retry_now(now)
         if self._coverage.retry_due(now):
             self._coverage.retried(now)
-            if await self._watcher.restart():  # watchdog adds every watch it can again
-                self._rescans.request()
-            self._census_next, self._census_seen = now, -1
+            # A retry is a restart and a full rescan (~1 s of CPU on 100,000 files): only when a watch is free.
+            if await asyncio.to_thread(watch_room, self._view.root):
+                if await self._watcher.restart():  # watchdog adds every watch it can again
+                    self._rescans.request()
+                self._census_next, self._census_seen = now, -1
+            else:
+                log.debug("modo degradado: nenhuma vigia livre ainda; sem reinício")
         if self._recorder.events_seen != self._census_seen and now >= self._census_next or self._suspects:
             await self._census(now)
         if self._coverage.scan_due(now):
             await self._scan_uncovered()
+        elif self._coverage.look_due(now):
+            await self._look_uncovered()
+
+    def _cadence(self) -> str:
+        look, full = (f"{round(v, 1):g}".replace(".", ",") for v in (DEGRADED_SCAN_INTERVAL, self._coverage.interval))
+        return f"uma varredura a cada {look} s (completa a cada {full} s)"
+
+    def _uncovered_directories(self) -> list[str]:
+        """Every directory of the view in the part without a watch (its files are not walked)."""
+        paths, out = TreePaths(self._view.root), []
+        for top in self._coverage.uncovered:
+            parts = paths.parts(top)
+            mine = paths.find_dir(self._view.top, parts) if parts is not None else None
+            stack = [] if mine is None else [(top, mine)]
+            while stack:
+                path, node = stack.pop()
+                out.append(path)
+                stack.extend((path + os.sep + name, child) for name, child in node.items() if isinstance(child, dict))
+        return out
+
+    async def _look_uncovered(self) -> None:
+        """A stat of each directory without a watch; those whose mtime moved are scanned (a few ms for 500)."""
+        stamps = await asyncio.to_thread(directory_stamps, self._uncovered_directories())
+        changed = topmost(path for path, stamp in stamps.items() if self._stamps.get(path, stamp) != stamp)
+        self._stamps = stamps
+        if changed:
+            await self._scan_uncovered(changed)
 
     async def _census(self, now: float) -> None:
         self._census_seen = self._recorder.events_seen
@@ -3527,26 +4057,35 @@ class Patrol:
             await self._scan_uncovered()  # first: its duration sets the interval the line announces
             self._limit = inotify_limit("watches")
             limit = describe_inotify_limit("watches", *self._limit)
-            interval = f"{round(self._coverage.interval, 1):g}".replace(".", ",")
-            text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por uma varredura a cada "
-            log.warning("limite de inotify atingido %s", limit.format(text + interval + " s"))
+            text = f"{self._coverage.count} diretório(s) sem monitoramento ao vivo, cobertos por {self._cadence()}"
+            log.warning("limite de inotify atingido %s", limit.format(text))
         elif mode == "left":
             log.info("Limite de inotify: todos os diretórios voltaram ao monitoramento ao vivo.", extra=NO_PREFIX)
-        elif self._coverage.uncovered:
-            log.debug("modo degradado: %d diretório(s) sem monitoramento ao vivo", self._coverage.count)
+        elif mode == "changed":
+            log.info(
+                "Limite de inotify: agora %d diretório(s) sem monitoramento ao vivo, cobertos por %s.",
+                self._coverage.count,
+                self._cadence(),
+                extra=NO_PREFIX,
+            )
 
-    async def _scan_uncovered(self) -> None:
+    async def _scan_uncovered(self, tops: list[str] | None = None) -> None:
+        """Scan the part without a watch (or only ``tops`` of it, whose mtime moved); repair what differs."""
         loop = asyncio.get_running_loop()
         started, sent = time.perf_counter(), 0
         paths = TreePaths(self._view.root)
-        for top in self._coverage.uncovered:
+        if tops is None:
+            self._stamps = await asyncio.to_thread(directory_stamps, self._uncovered_directories())
+        for top in self._coverage.uncovered if tops is None else tops:
             disk = await self._scanner.scan_below(top)
             parts = paths.parts(top)
             mine = paths.find_dir(self._view.top, parts) if parts is not None else None
             if disk is not None and mine is not None:
                 sent += self._recorder.repair(diff_trees(top + os.sep, mine, disk, "rescan", report_modified=True))
-        self._coverage.scanned(loop.time(), time.perf_counter() - started)
-        log.debug("varredura do modo degradado: %d mudança(s), %.0f ms", sent, (time.perf_counter() - started) * 1e3)
+        if tops is None:
+            self._coverage.scanned(loop.time(), time.perf_counter() - started)
+        what = "varredura" if tops is None else f"olhada ({len(tops)} diretório(s) mudaram)"
+        log.debug("%s do modo degradado: %d mudança(s), %.0f ms", what, sent, (time.perf_counter() - started) * 1e3)
 
 
 class Supervisor:
@@ -3608,11 +4147,15 @@ class Supervisor:
             disk = await self._scanner.scan("inicial")
         except Interrupted:
             return False
-        if self._ignore.matched:
+        noise = [p for p in self._ignore.matched if p in IGNORE_PATTERNS]
+        if noise:
             log.info(
                 "Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): %s",
-                ", ".join(escape(p) for p in self._ignore.matched),
+                ", ".join(map(escape, noise)),
             )
+        chosen = [p for p in self._ignore.matched if p not in IGNORE_PATTERNS]
+        if chosen:
+            log.info("Ignorados (--ignorar): %s", ", ".join(map(escape, chosen)))
         if disk is None:
             raise FatalError(f"o diretório não existe: {escape(self._view.root)}")
         if saved is None:
@@ -3737,10 +4280,10 @@ class MonitorClient:
     async def _run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         polling = self.settings.polling
-        bridge = ThreadBridge(
-            loop, (lambda e: self.recorder.on_events(fold_polled_moves(e))) if polling else self.recorder.on_events
-        )
+        gather = PollGather(self.recorder.on_events)
+        bridge = ThreadBridge(loop, gather.add if polling else self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge), polling)
+        self.recorder.departed = watcher.drop_stale_watches
         supervisor = Supervisor(
             self.view,
             self.outbox,
@@ -3755,7 +4298,7 @@ class MonitorClient:
         )
         alarms = watchdog_alarms(
             lambda: bridge.call_soon(self.recorder.on_kernel_overflow),
-            lambda cause: bridge.call_soon(lambda: watcher.died(cause, self.wake.set)),
+            lambda kind, cause: bridge.call_soon(lambda: watcher.died(kind, cause, self.wake.set)),
         )
         stopping = asyncio.create_task(stop.wait())
         tasks: list[asyncio.Task[Any]] = [stopping]
@@ -3779,6 +4322,7 @@ class MonitorClient:
                     await asyncio.gather(supervising, return_exceptions=True)
                 log.info("Encerrando: entregando os eventos pendentes...")
                 await watcher.stop(FLUSH_TIMEOUT)
+                gather.flush()  # the last poll's events
                 self.recorder.flush()  # held changes go out now, live, never left for the next start
                 await self.recorder.drained()
                 await self.uplink.flush()
@@ -3798,6 +4342,23 @@ class MonitorClient:
                 "" if self.state_file.path else " (sem arquivo de estado, não serão)",
             )
         log.info("Monitor encerrado.")
+
+
+class UsageError(FatalError):
+    """A value given on the command line that cannot work: said in one line, exit code 2."""
+
+
+def ignore_pattern(text: str) -> str:
+    """A --ignorar pattern (argparse type): relative to the watched directory, never empty, absolute or with '..'."""
+    if not text.strip("/").strip():
+        raise argparse.ArgumentTypeError("padrão vazio (exemplos: '*.log', 'build/', 'docs/rascunho')")
+    if text.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"{escape(text)!r} começa com '/': os padrões são relativos ao diretório monitorado ('docs/rascunho')"
+        )
+    if ".." in text.rstrip("/").split("/"):
+        raise argparse.ArgumentTypeError(f"{escape(text)!r} tem '..': um padrão não sai do diretório monitorado")
+    return text
 
 
 def validate_directory(path: str) -> str:
@@ -3820,6 +4381,8 @@ def validate_uri(uri: str) -> str:
             # A password in the URI would be shown in every status line (and the journal): the token is the way.
             raise FatalError(f"URI do servidor inválida: {uri!r} (sem usuário e senha na URI; use {TOKEN_ENV})")
         parsed = parse_uri(uri)
+        if parts.netloc.endswith(":"):
+            raise UsageError(f"URI do servidor inválida: {uri!r} (a porta está vazia; exemplo: ws://localhost:8765)")
         if parts.port == 0:
             raise FatalError(f"URI do servidor inválida: {uri!r} (a porta 0 não serve para conectar)")
         if not parsed.host or any(char.isspace() for char in parsed.host):
@@ -3964,10 +4527,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignorar",
         dest="ignore",
         action="append",
-        default=[],
+        type=ignore_pattern,
         metavar="PADRÃO",
         help="ignora os caminhos que casam com o padrão (repetível): sem '/', qualquer nome em qualquer nível "
-        "('*.log', 'build'); com '/', o caminho relativo ao diretório ('docs/rascunho'); '/' no fim: só diretórios",
+        "('*.log', 'build'); com '/', o caminho relativo ao diretório ('docs/rascunho'); '/' no fim: só diretórios "
+        "(padrão: só os de fábrica, veja --sem-ignorar-padrao)",
     )
     parser.add_argument(
         "--sem-ignorar-padrao",
@@ -4074,8 +4638,13 @@ def run_command_line(argv: list[str] | None) -> int:
     if args.max_queued < 1 or args.keepalive <= 0:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
-    if not 0 <= args.polling < math.inf or not 0 < args.idle_check < math.inf:
-        print("Erro: --polling precisa ser maior que zero, e --verificacao também", file=sys.stderr)
+    # threading.TIMEOUT_MAX: watchdog's threads wait that long at most (a longer wait raises at once in them).
+    if not 0 <= args.polling <= threading.TIMEOUT_MAX or not 0 < args.idle_check <= threading.TIMEOUT_MAX:
+        print(
+            f"Erro: --polling precisa ser um número de segundos de 0 (inotify) a {threading.TIMEOUT_MAX:.0f}, e "
+            f"--verificacao maior que zero e até {threading.TIMEOUT_MAX:.0f}",
+            file=sys.stderr,
+        )
         return 2
     if args.hash_max < 0:
         print("Erro: --hash-max não pode ser negativo", file=sys.stderr)
@@ -4097,7 +4666,7 @@ def run_command_line(argv: list[str] | None) -> int:
             keepalive=args.keepalive,
             settle=args.settle,
             settle_max_hold=args.settle_max_hold,
-            ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *args.ignore),
+            ignore=(*([] if args.no_default_ignore else IGNORE_PATTERNS), *(args.ignore or ())),
             hash_limit=args.hash_max if args.hash else None,
             polling=args.polling,
             idle_check=args.idle_check,
@@ -4105,6 +4674,9 @@ def run_command_line(argv: list[str] | None) -> int:
             tls=tls_context(uri, args.ca_file),
         )
         asyncio.run(MonitorClient(settings).run())
+    except UsageError as exc:
+        print(f"Erro: {exc}", file=sys.stderr)
+        return 2
     except FatalError as exc:
         print(f"Erro: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from convergence import assert_no_event_twice, disk_tree, make_tree, wait_converged, write_file
@@ -33,7 +34,8 @@ from support import TIMEOUT, ClientProcess, Processes, ServerProcess, no_traceba
 # The console lines chosen for issue 11 (/work/notes/l11/DESIGN.md, "Console").
 WATCH_LIMIT = re.compile(
     r"Aviso: limite de inotify atingido \((?P<limit>[^)]*)\): (?P<count>\d+) diretório\(s\) sem monitoramento ao vivo, "
-    r"cobertos por uma varredura a cada [\d,]+ s\. Para aumentar: sudo sysctl fs\.inotify\.max_user_watches=\d+$"
+    r"cobertos por uma varredura a cada [\d,]+ s \(completa a cada [\d,]+ s\)\. Para aumentar: sudo sysctl "
+    r"fs\.inotify\.max_user_watches=\d+$"
 )
 WATCH_LIMIT_LEFT = "Limite de inotify: todos os diretórios voltaram ao monitoramento ao vivo."
 NOTHING_WATCHABLE = re.compile(
@@ -373,6 +375,76 @@ def test_polling_mode_converges(procs: Processes, watched: Path) -> None:
     no_traceback(client, server)
 
 
+def test_polled_move_of_a_directory_is_one_move_and_a_reused_inode_no_move(procs: Processes, watched: Path) -> None:
+    """``mv a A`` (a with files) with --polling: before, ``diretório criado: A (varredura)``, a deleted file and the
+    move (the poll's file moves and its directory move came in two bursts). ``rmdir x; touch y``: before, a made-up
+    ``diretório movido x -> y`` when y got x's inode."""
+    (watched / "a").mkdir()
+    for number in range(3):
+        write_file(watched / "a" / f"f{number}", b"x")
+    (watched / "x").mkdir()
+    server = procs.server()
+    client = start_client(procs, watched, server, args=POLLING)
+    sentinel = watched / "sentinela_1"
+    (watched / "a").rename(watched / "A")
+    touch(sentinel)
+    server.wait_for_line(shown(server, "criado", sentinel))
+    lines = [line.removeprefix("[cli] ") for line in server.stripped()]
+    assert lines[: lines.index(f"arquivo criado: {sentinel}")] == [f"diretório movido: {watched}/a -> {watched}/A"], (
+        server.describe()
+    )
+    (watched / "x").rmdir()
+    touch(watched / "y")
+    server.wait_for_line(shown(server, "criado", watched / "y"))
+    server.wait_for_line(shown(server, "excluído", watched / "x", "diretório"))
+    lines = [line.removeprefix("[cli] ") for line in server.stripped()]
+    lines = lines[lines.index(f"arquivo criado: {sentinel}") + 1 :]
+    assert sorted(lines) == [f"arquivo criado: {watched}/y", f"diretório excluído: {watched}/x"], server.describe()
+    assert client.stop(signal.SIGTERM) == 0
+    no_traceback(client, server)
+
+
+def test_a_polled_move_that_changes_the_type_is_deleted_and_created(cliente: ModuleType, tmp_path: Path) -> None:
+    touch(tmp_path / "y")
+    (tmp_path / "d").mkdir()
+    events = [
+        moved(cliente, f"{tmp_path}/x", f"{tmp_path}/y", True),
+        moved(cliente, f"{tmp_path}/f", f"{tmp_path}/d", False),
+    ]
+    folded = cliente.fold_polled_moves(events)
+    assert [(type(e).__name__, e.src_path) for e in folded] == [
+        ("DirDeletedEvent", f"{tmp_path}/x"),
+        ("FileCreatedEvent", f"{tmp_path}/y"),
+        ("FileDeletedEvent", f"{tmp_path}/f"),
+        ("DirCreatedEvent", f"{tmp_path}/d"),
+    ]
+    same = moved(cliente, f"{tmp_path}/z", f"{tmp_path}/d", True)
+    assert cliente.fold_polled_moves([same]) == [same]
+
+
+def test_a_polls_events_are_gathered_across_bursts(cliente: ModuleType) -> None:
+    """The file moves of ``mv a b`` in one burst, the directory's move in the next: folded together."""
+    import asyncio
+
+    got: list[list[object]] = []
+
+    async def run() -> None:
+        done = asyncio.Event()
+
+        def consume(events: list[object]) -> None:
+            got.append(events)
+            done.set()
+
+        gather = cliente.PollGather(consume)
+        gather.add([moved(cliente, "/r/a/f", "/r/b/f", False)])
+        await asyncio.sleep(0)
+        gather.add([moved(cliente, "/r/a", "/r/b", True)])
+        await asyncio.wait_for(done.wait(), 5.0)
+
+    asyncio.run(run())
+    assert [[(e.src_path, e.dest_path) for e in events] for events in got] == [[("/r/a", "/r/b")]]  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------------------
 # Idle is not deaf: the periodic consistency check.
 # ---------------------------------------------------------------------------
@@ -396,6 +468,24 @@ def test_idle_check_repairs_a_silent_loss(procs: Processes, watched: Path) -> No
     no_traceback(client, server)
 
 
+def test_idle_check_repairs_within_one_interval(procs: Processes, watched: Path) -> None:
+    """The idle check that finds a difference looks again CHECKPOINT_SECOND_LOOK later: before, that second look
+    waited for the next idle check (a bound of 2 x --verificacao, about 20 s here; now about 11 s)."""
+    path = watched / "mapeado.bin"
+    write_file(path, b"a" * 4096)
+    server = procs.server()
+    client = start_client(procs, watched, server, args=["--verificacao", "10"])
+    fd = os.open(path, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 4096) as mapped:
+            mapped[:4] = b"bbbb"  # no event: only the idle check, at about 10 s, sees it
+            server.wait_for_line(shown(server, "modificado", path), timeout=16)  # well before 20 s, well after 11
+    finally:
+        os.close(fd)
+    assert client.stop(signal.SIGTERM) == 0
+    no_traceback(client, server)
+
+
 # ---------------------------------------------------------------------------
 # The pure parts behind the rows (the client's own functions, ``now`` passed in).
 # ---------------------------------------------------------------------------
@@ -407,8 +497,10 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert coverage.update(["/r/a", "/r/a/b", "/r/c"], 10.0) == "entered"
     assert coverage.uncovered == ["/r/a", "/r/c"] and coverage.count == 3
     assert coverage.scan_due(10.0)
-    coverage.scanned(10.0, 0.5)  # a slow scan spaces the next ones: 50 times its duration
-    assert coverage.interval == 25.0 and not coverage.scan_due(34.9) and coverage.scan_due(35.0)
+    coverage.scanned(10.0, 0.5)  # a slow scan spaces the next ones: 200 times its duration
+    assert coverage.interval == 100.0 and not coverage.scan_due(109.9) and coverage.scan_due(110.0)
+    # Between full scans, a look at the directories' mtimes every DEGRADED_SCAN_INTERVAL.
+    assert coverage.look_due(10.0) and not coverage.look_due(14.9) and coverage.look_due(15.0)
     coverage.scanned(35.0, 0.01)
     assert coverage.interval == cliente.DEGRADED_SCAN_INTERVAL
     first = 10.0 + cliente.DEGRADED_RETRY_MIN
@@ -418,8 +510,25 @@ def test_coverage_enters_scans_retries_and_leaves(cliente: ModuleType) -> None:
     assert not coverage.retry_due(second - 0.1) and coverage.retry_due(second)
     coverage.retry_now(first + 1)  # the limit was raised
     assert coverage.retry_due(first + 1)
-    assert coverage.update(["/r/c"], 26.0) == ""  # still degraded: said once
+    assert coverage.update(["/r/a", "/r/a/b", "/r/c"], 25.0) == ""  # still degraded, the same: said once
+    assert coverage.update(["/r/c"], 26.0) == "changed" and coverage.count == 1  # some got watches back: said
+    assert coverage.update(["/r/c", "/r/d"], 26.5) == "changed" and coverage.count == 2  # more lost theirs
     assert coverage.update([], 27.0) == "left" and not coverage.scan_due(1e9) and not coverage.retry_due(1e9)
+
+
+def test_directory_stamps_move_when_an_entry_changes(cliente: ModuleType, tmp_path: Path) -> None:
+    """What the degraded mode's look reads: a directory's mtime moves when an entry is created, renamed or deleted
+    in it (not when a file in it is written: the full scans see that)."""
+    (tmp_path / "d").mkdir()
+    write_file(tmp_path / "d" / "f", b"1")
+    first = cliente.directory_stamps([str(tmp_path / "d"), str(tmp_path / "gone")])
+    assert first[str(tmp_path / "gone")] is None
+    os.utime(tmp_path / "d", ns=(0, 0))  # a known mtime: no clock granularity in the way
+    before = cliente.directory_stamps([str(tmp_path / "d")])
+    write_file(tmp_path / "d" / "f", b"22")
+    assert cliente.directory_stamps([str(tmp_path / "d")]) == before
+    (tmp_path / "d" / "f").rename(tmp_path / "d" / "g")
+    assert cliente.directory_stamps([str(tmp_path / "d")]) != before
 
 
 def test_topmost_keeps_directories_not_below_another(cliente: ModuleType) -> None:
@@ -495,3 +604,45 @@ def test_scan_leaves_out_paths_past_path_max(cliente: ModuleType, tmp_path: Path
     assert len(too_deep) == 1 and depth == too_deep[0][len(str(tmp_path)) :].count(os.sep)
     assert len(os.fsencode(too_deep[0])) < cliente.PATH_MAX <= len(os.fsencode(too_deep[0] + "/d"))
     remove_deep(tmp_path / "d")
+
+
+# ---------------------------------------------------------------------------
+# A dying watcher: paced restarts, one message per kind of death (issue 11, review).
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1e10", "nan", "inf", "-1"])
+def test_polling_past_what_a_thread_can_wait_is_refused(procs: Processes, watched: Path, value: str) -> None:
+    """``--polling 1e10``: before, accepted, and watchdog's thread died at each of its waits (a restart storm)."""
+    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--polling", value])
+    assert client.wait() == 2, client.describe()
+    [line] = client.lines("stderr")
+    assert line.startswith("Erro: --polling precisa ser um número de segundos de 0 (inotify) a "), line
+    no_traceback(client)
+
+
+def test_a_thread_death_is_said_once_per_exception_type(cliente: ModuleType, tmp_path: Path, caplog: Any) -> None:
+    """Each restart names its threads anew: the message is keyed on the exception's type, not on its text."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="monitor")
+    watcher = cliente.Watcher(str(tmp_path), cliente.FileSystemEventHandler())
+    woken: list[int] = []
+    for thread in ["Thread-1", "Thread-2", "Thread-3"]:
+        watcher.died("RecursionError", f"RecursionError na thread {thread} do watchdog", lambda: woken.append(1))
+    watcher.died("OSError", "OSError na thread Thread-4 do watchdog", lambda: woken.append(1))
+    said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
+    assert said == [
+        "o monitoramento ao vivo parou (RecursionError na thread Thread-1 do watchdog); reiniciando com uma varredura.",
+        "o monitoramento ao vivo parou (OSError na thread Thread-4 do watchdog); reiniciando com uma varredura.",
+    ]
+    assert len(woken) == 4
+
+
+def test_restarts_are_paced(cliente: ModuleType) -> None:
+    delay = cliente.restart_delay
+    assert delay(float("-inf"), 100.0) == 0.0  # the first one at once
+    assert delay(100.0, 100.0) == cliente.RESTART_PACE == 1.0
+    assert delay(100.0, 100.4) == pytest.approx(0.6)
+    assert delay(100.0, 101.5) == 0.0
+    assert delay(100.0, 50.0) == 1.0  # never longer than the pace, whatever the clock says

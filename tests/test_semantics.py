@@ -123,6 +123,12 @@ CASES: dict[str, tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]]
         [("moved", "a", False, "b"), ("modified", "b", False)],
         [("moved", "a", "b"), ("modified", "b")],
     ),
+    # A download let out by SETTLE_MAX_HOLD while written, renamed in the next window: the move says it all.
+    "written_then_renamed": (
+        ["f.bin.part"],
+        [("modified", "f.bin.part", False), ("moved", "f.bin.part", False, "f.bin")],
+        [("moved", "f.bin.part", "f.bin")],
+    ),
     "move_chain_is_one_move": (["a"], [("moved", "a", False, "b"), ("moved", "b", False, "c")], [("moved", "a", "c")]),
     "move_and_back_is_nothing": (["a"], [("moved", "a", False, "b"), ("moved", "b", False, "a")], []),
     "move_then_new_file_at_the_source": (
@@ -147,10 +153,76 @@ CASES: dict[str, tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]]
         [("created", "d", True), ("created", "d/f", False), ("deleted", "d/f", False), ("deleted", "d", True)],
         [],
     ),
-    "directories_stay_in_place": (
+    # A directory made in the window and renamed: what is there after (rsync's, tar's temporary directory names).
+    "new_directory_renamed_is_created_where_it_ends": (
         [],
         [("created", "d", True), ("created", "d/f", False), ("modified", "d/f", False), ("moved", "d", True, "e")],
-        [("created", "d"), ("created", "d/f"), ("moved", "d", "e")],
+        [("created", "e"), ("created", "e/f")],
+    ),
+    # Directory events between a temporary file's creation and its rename are no barrier (issue 10, review).
+    "temporary_name_across_a_mkdir": (
+        [],
+        [("created", ".g.tmp", False), ("created", "o", True), ("moved", ".g.tmp", False, "g")],
+        [("created", "g"), ("created", "o")],
+    ),
+    "save_over_a_file_across_a_mkdir": (
+        ["g"],
+        [("created", ".g.tmp", False), ("created", "o", True), ("moved", ".g.tmp", False, "g")],
+        [("modified", "g"), ("created", "o")],
+    ),
+    # rsync -a src/ W/new/: each file under .name.XXXXXX in its directory, renamed; directories made on the way.
+    "rsync_nested": (
+        [],
+        [
+            ("created", "new", True),
+            ("created", "new/.a.Xy12Zq", False),
+            ("modified", "new/.a.Xy12Zq", False),
+            ("moved", "new/.a.Xy12Zq", False, "new/a"),
+            ("created", "new/sub", True),
+            ("created", "new/sub/.b.Qw34Er", False),
+            ("modified", "new/sub/.b.Qw34Er", False, "attrib"),
+            ("moved", "new/sub/.b.Qw34Er", False, "new/sub/b"),
+        ],
+        [("created", "new"), ("created", "new/a"), ("created", "new/sub"), ("created", "new/sub/b")],
+    ),
+    # A directory that was there stays one move, its children unlisted; what happens in it after is said after.
+    "directory_move_survives": (
+        ["d/f", "d/g"],
+        [("moved", "d", True, "e"), ("created", "e/.f.tmp", False), ("moved", "e/.f.tmp", False, "e/f")],
+        [("moved", "d", "e"), ("modified", "e/f")],
+    ),
+    "file_moved_out_of_a_moved_directory": (
+        ["d/f"],
+        [("moved", "d", True, "e"), ("moved", "e/f", False, "f")],
+        [("moved", "d", "e"), ("moved", "e/f", "f")],
+    ),
+    "file_moved_into_a_new_directory": (
+        ["a"],
+        [("created", "n", True), ("moved", "a", False, "n/a")],
+        [("created", "n"), ("moved", "a", "n/a")],
+    ),
+    # A directory replaced by another (its content differs): deleted + created, the old content unlisted.
+    "directory_replaced": (
+        ["d/f", "d/s/x"],
+        [
+            ("deleted", "d/f", False),
+            ("deleted", "d", True),
+            ("created", "d", True),
+            ("created", "d/g", False),
+            ("created", "d/s", False),
+        ],
+        [("deleted", "d"), ("created", "d"), ("created", "d/g"), ("created", "d/s")],
+    ),
+    # rm -r d; mkdir d: d is a directory before and after (watchdog says each deletion in it first).
+    "directory_emptied_through_rm_r_and_mkdir": (
+        ["d/f"],
+        [("deleted", "d/f", False), ("deleted", "d", True), ("created", "d", True)],
+        [("deleted", "d/f")],
+    ),
+    "mkdir_and_rmdir_around_a_file_that_stays": (
+        ["a"],
+        [("created", "t", True), ("moved", "a", False, "t/a"), ("moved", "t/a", False, "a"), ("deleted", "t", True)],
+        [],
     ),
 }
 
@@ -162,6 +234,7 @@ def test_net_effect_says_what_a_person_did(cliente: ModuleType, case: str) -> No
     net = cliente.net_effect(raw)
     assert said(net) == expected
     start = {f"{ROOT}/{path}" for path in known}
+    start |= {os.path.dirname(path) for path in start} - {ROOT}  # the directories they are in
     assert server_replay(records(net), start, root=ROOT) == server_replay(records(raw), start, root=ROOT)
 
 
@@ -170,6 +243,22 @@ def test_a_swap_through_a_temporary_name_stays_raw(cliente: ModuleType) -> None:
     ops = [("moved", "a", False, "t"), ("moved", "b", False, "a"), ("moved", "t", False, "b")]
     raw = through_view(cliente, ops, ["a", "b"])
     assert said(cliente.net_effect(raw)) == said(raw)
+
+
+def test_a_directory_moved_out_and_back_is_checked_file_by_file(cliente: ModuleType) -> None:
+    """``mv p /fora/; mv /fora/p .`` in one window: watchdog says deleted p, then created p and its content (its
+    walk); p is what it was, so nothing but each file's check against what the View knew (Describer drops a file
+    that still has it)."""
+    view = cliente.View(ROOT)
+    for path in ("p/a", "p/s/b"):
+        view.apply(C(cliente, "created", path))
+    view.note(f"{ROOT}/p/a", 11)
+    raw = view.apply(C(cliente, "deleted", "p", True))
+    for path, is_dir in [("p", True), ("p/a", False), ("p/s", True), ("p/s/b", False)]:
+        raw += view.apply(C(cliente, "created", path, is_dir, synthetic=path != "p"))
+    net = cliente.net_effect(raw)
+    assert said(net) == [("modified", "p/a"), ("modified", "p/s/b")]
+    assert [change.prior for change in net] == [11, None]
 
 
 def test_scans_are_never_merged(cliente: ModuleType) -> None:
@@ -200,7 +289,7 @@ def records(changes: list[Any]) -> list[dict[str, Any]]:
     return [{"event": c.kind, "path": c.path, "dest_path": c.dest_path} for c in changes]
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=int(os.environ.get("NET_EFFECT_EXAMPLES", "400")), deadline=None, database=None)
 @given(operations, operations, st.lists(st.integers(0, 40), max_size=4))
 def test_the_net_effect_replays_to_the_same_tree(
     cliente: ModuleType, start: list[Any], ops: list[Any], cuts: list[int]
@@ -371,6 +460,68 @@ def test_held_changes_go_out_live_at_sigterm(procs: Processes, watched: Path) ->
     assert server.lines() == [], server.describe()
     assert client.stop(signal.SIGTERM) == 0
     server.wait_for_line(f"[cli] arquivo criado: {watched}/a.txt")
+    no_traceback(server, client)
+
+
+WIDE = ["--assentar", "1.5", "--assentar-max", "10"]  # each sequence below runs well inside one window
+
+
+def test_a_temporary_name_across_a_mkdir_never_appears(procs: Processes, watched: Path) -> None:
+    """``echo x > .g.tmp; mkdir o; mv .g.tmp g``: before, ``created .g.tmp`` and ``moved`` (the directory event
+    was a barrier)."""
+    server, client = start_pair(procs, watched, WIDE)
+    sh("echo x > .g.tmp; mkdir o; mv .g.tmp g", watched)
+    assert settled_lines(server, watched, 0) == [
+        f"arquivo criado: {watched}/g",
+        f"diretório criado: {watched}/o",
+    ], server.describe()
+    sh("echo y > .g.tmp; mkdir o/p; rmdir o/p; mv .g.tmp g", watched)
+    assert settled_lines(server, watched, 3) == [f"arquivo modificado: {watched}/g"], server.describe()
+    no_traceback(server, client)
+
+
+def test_rsync_into_nested_directories_shows_no_temporary_name(procs: Processes, watched: Path, tmp_path: Path) -> None:
+    """``rsync -a src/ W/new/`` with nested directories: before, rsync's ``.name.XXXXXX`` names appeared."""
+    source = tmp_path / "src"
+    source.mkdir()
+    expected = [f"diretório criado: {watched}/new"]
+    for folder in ["", "sub", "sub/deep", "sub/deep/er", "z", "z/y", "z/y/x", "w"]:
+        if folder:
+            (source / folder).mkdir(parents=True)
+            expected.append(f"diretório criado: {watched}/new/{folder}")
+        for number in range(20):  # files and directories interleave in rsync's stream
+            write_file(source / folder / f"f{number}.txt", b"x" * 5000)
+            expected.append(f"arquivo criado: {watched}/new/{folder}/f{number}.txt".replace("//", "/"))
+    write_file(source / "a.bin", b"x" * 3_000_000)  # still being written while later directories are made
+    expected.append(f"arquivo criado: {watched}/new/a.bin")
+    server, client = start_pair(procs, watched, WIDE)
+    sh(f"rsync -a --bwlimit=10000 {source}/ {watched}/new/", tmp_path)
+    lines = settled_lines(server, watched, 0)
+    assert sorted(lines) == sorted(expected), server.describe()
+    paths = [line.split(": ", 1)[1] for line in lines]
+    assert all(paths.index(os.path.dirname(path)) < number for number, path in enumerate(paths[1:], 1))
+    no_traceback(server, client)
+
+
+def test_a_folder_moved_out_and_back_in_one_window_is_nothing(procs: Processes, watched: Path, tmp_path: Path) -> None:
+    """``mv W/p /fora/; mv /fora/p W/``: before, 4 events (deleted p, created p and its content again)."""
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    state = tmp_path / "estado.json"
+    server, client = start_pair(procs, watched, [*WIDE, "--estado", str(state)])
+    (watched / "p" / "s").mkdir(parents=True)
+    write_file(watched / "p" / "a.txt", b"a")
+    write_file(watched / "p" / "s" / "b.txt", b"b")
+    before = len(settled_lines(server, watched, 0)) + 1
+    assert before == 5, server.describe()
+    # The checkpoint after a change scans the tree: its scan must not fall between the two moves.
+    wait_until(lambda: state.exists() and "sentinela_0" in state.read_text(encoding="ascii"), 30.0, client.describe)
+    sh(f"mv p {outside}/ && mv {outside}/p .", watched)
+    assert settled_lines(server, watched, before) == [], server.describe()
+    wait_until(lambda: f"sentinela_{before}" in state.read_text(encoding="ascii"), 30.0, client.describe)
+    # Changed while outside: that file, and only it, is said.
+    sh(f"mv p {outside}/ && echo mudou > {outside}/p/a.txt && mv {outside}/p .", watched)
+    assert settled_lines(server, watched, before + 1) == [f"arquivo modificado: {watched}/p/a.txt"], server.describe()
     no_traceback(server, client)
 
 
@@ -666,6 +817,66 @@ def test_ignore_flags_add_patterns_and_drop_the_defaults(procs: Processes, watch
     no_traceback(server, client)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "said"),
+    [
+        ("", "padrão vazio"),
+        ("/", "padrão vazio"),
+        ("/etc/passwd", "'/etc/passwd' começa com '/'"),
+        ("../fora", "'../fora' tem '..'"),
+        ("a/../../b/", "'a/../../b/' tem '..'"),
+    ],
+)
+def test_an_ignore_pattern_that_cannot_work_is_refused(
+    procs: Processes, watched: Path, pattern: str, said: str
+) -> None:
+    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--ignorar", pattern])
+    assert client.wait() == 2, client.describe()
+    errors = [line for line in client.lines("stderr") if "erro:" in line]
+    assert len(errors) == 1 and f"argumento --ignorar: {said}" in errors[0], client.describe()
+    no_traceback(client)
+
+
+def test_help_says_what_ignore_adds_to(procs: Processes, watched: Path) -> None:
+    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--help"])
+    assert client.wait() == 0, client.describe()
+    text = " ".join(" ".join(client.lines()).split())
+    assert "(padrão: [])" not in text and "(padrão: só os de fábrica, veja --sem-ignorar-padrao)" in text, text
+
+
+def test_an_empty_port_is_refused(procs: Processes, watched: Path) -> None:
+    client = procs.client(watched, "ws://127.0.0.1:", "cli")
+    assert client.wait() == 2, client.describe()
+    assert client.lines("stderr") == [
+        "Erro: URI do servidor inválida: 'ws://127.0.0.1:' (a porta está vazia; exemplo: ws://localhost:8765)"
+    ], client.describe()
+
+
+def test_the_start_up_line_tells_tool_noise_from_the_users_patterns(procs: Processes, watched: Path) -> None:
+    (watched / ".git").mkdir()
+    write_file(watched / "app.log")
+    server, client = start_pair(procs, watched, ["--ignorar", "*.log"])
+    client.wait_for_line("Ignorados (ruído de ferramentas; veja --ignorar e --sem-ignorar-padrao): .git/", "stderr")
+    client.wait_for_line("Ignorados (--ignorar): *.log", "stderr")
+    assert not [line for line in client.lines("stderr") if "ruído" in line and "*.log" in line], client.describe()
+    no_traceback(server, client)
+
+
+def test_a_download_renamed_after_the_longest_hold_has_no_modified_after_its_move(
+    procs: Processes, watched: Path
+) -> None:
+    """Written for about 2 s under ``.part`` (let out by --assentar-max 0.5 meanwhile), then renamed: before, one
+    more ``modified`` of the final name after the move."""
+    server, client = start_pair(procs, watched, ["--assentar", "0.3", "--assentar-max", "0.5"])
+    sh("for i in $(seq 40); do head -c 10000 /dev/zero; sleep 0.05; done > f.bin.part; mv f.bin.part f.bin", watched)
+    lines = settled_lines(server, watched, 0)
+    part, final = f"{watched}/f.bin.part", f"{watched}/f.bin"
+    assert lines[0] == f"arquivo criado: {part}", server.describe()
+    assert set(lines[1:-1]) <= {f"arquivo modificado: {part}"}, server.describe()
+    assert lines[-1] == f"arquivo movido: {part} -> {final}", server.describe()
+    no_traceback(server, client)
+
+
 def test_a_save_through_an_ignored_temporary_name_is_a_modified(procs: Processes, watched: Path) -> None:
     """The temporary name is ignored (``*~``): the rename over the file is still its save."""
     server, client = start_pair(procs, watched, ["--assentar", "0"])
@@ -713,6 +924,28 @@ def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
     no_traceback(server, client, again, third)
 
 
+def test_an_mtime_only_change_while_stopped_is_attrib_as_it_is_live(
+    procs: Processes, watched: Path, tmp_path: Path
+) -> None:
+    """``touch -d 2020-01-01 c.txt`` while the client is stopped: before, a plain ``modified`` at start-up, while
+    the same touch live is ``modified (atributos)``. A change of size stays a plain modified."""
+    state = ["--estado", str(tmp_path / "estado.json")]
+    server, client = start_pair(procs, watched, state)
+    write_file(watched / "c.txt", b"c")
+    write_file(watched / "d.txt", b"d")
+    settled_lines(server, watched, 0)
+    assert client.stop() == 0
+    before = len(server.lines())
+    sh("touch -d 2020-01-01 c.txt; echo outro > d.txt", watched)
+    again = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
+    again.wait_for_line("Varredura inicial: 2 mudança(s) desde a última execução.", "stderr")
+    assert sorted(settled_lines(server, watched, before)) == [
+        f"arquivo modificado (atributos): {watched}/c.txt (varredura inicial)",
+        f"arquivo modificado: {watched}/d.txt (varredura inicial)",
+    ], server.describe()
+    no_traceback(server, client, again)
+
+
 def test_attrib_on_the_wire(procs: Processes, watched: Path) -> None:
     with WireServer() as wire:
         client = procs.client(watched, wire.uri, "cli")
@@ -749,6 +982,35 @@ def test_row_no_ghost_events_from_a_directory_moved_out(procs: Processes, watche
     write_file(outside / "proj" / "depois.txt")
     assert settled_lines(server, watched, len(server.lines())) == [], server.describe()
     assert not [line for line in client.lines("stderr") if "Aviso" in line], client.describe()
+    no_traceback(server, client)
+
+
+@pytest.mark.parametrize("settle", ["0", "0.1"])
+def test_no_ghost_events_once_a_moved_out_directory_is_replaced(
+    procs: Processes, watched: Path, tmp_path: Path, settle: str
+) -> None:
+    """``mkdir -p W/p; mv W/p /fora/; mkdir W/p; touch /fora/p/ghost; touch W/p/real``: before, the watch that
+    followed the old p to /fora reported ghost under W/p, since a W/p exists again."""
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    server, client = start_pair(procs, watched, ["--assentar", settle])
+    (watched / "p" / "q").mkdir(parents=True)
+    before = len(settled_lines(server, watched, 0)) + 1
+    assert before == 3, server.describe()
+    sh(f"mv p {outside}/ && mkdir p", watched)
+    sh(f"touch {outside}/p/ghost {outside}/p/q/ghost2 && touch p/real", watched)
+    assert settled_lines(server, watched, before) == [
+        f"diretório excluído: {watched}/p",
+        f"diretório criado: {watched}/p",
+        f"arquivo criado: {watched}/p/real",
+    ], server.describe()
+    write_file(outside / "p" / "later")  # long after: never under W/p
+    mtime = os.stat(watched / "p" / "real").st_mtime
+    write_file(watched / "p" / "real", b"x")  # the new p is heard
+    lines = settled_lines(server, watched, before + 4)
+    # One modified once settled; with --assentar 0 each raw write (the truncation, then the write).
+    assert lines and set(lines) == {f"arquivo modificado: {watched}/p/real"}, server.describe()
+    assert os.stat(watched / "p" / "real").st_mtime >= mtime
     no_traceback(server, client)
 
 
@@ -805,6 +1067,37 @@ def test_watchdog_warnings_are_one_short_portuguese_line_with_v(cliente: ModuleT
     said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
     assert said == ["watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)"]
     assert all(record.levelname == "DEBUG" for record in caplog.records if record.name == "monitor")
+
+
+def test_watchdogs_own_runtime_warning_reaches_no_console(
+    cliente: ModuleType, tmp_path: Path, caplog: Any, capfd: Any
+) -> None:
+    """The code path behind the tar row, driven deterministically with watchdog's real objects (the e2e test above
+    depends on a race the kernel rarely gives): an IN_CREATE for a directory the group's walk already watched makes
+    watchdog warn "Callback with id ... already exists ... It will be Overwritten." from its own module. Routed, it
+    is one DEBUG line of ours and nothing on stderr; without route_library_warnings, Python prints it raw."""
+    import logging
+    import warnings
+
+    from watchdog.observers.inotify import InotifyWatchGroup
+    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
+
+    (tmp_path / "p" / "n00").mkdir(parents=True)
+    caplog.set_level(logging.DEBUG, logger="monitor")
+    inotify = InotifyFD()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            cliente.route_library_warnings()
+            group = InotifyWatchGroup(inotify, os.fsencode(tmp_path / "p"), is_recursive=True)
+            wd = group._active_callbacks_by_path[os.fsencode(tmp_path / "p")]
+            group.on_event(InotifyEvent(wd, Mask(InotifyConstants.IN_CREATE | InotifyConstants.IN_ISDIR), 0, b"n00"))
+            group.deactivate()
+    finally:
+        inotify.close()
+    said = [record.getMessage() for record in caplog.records if record.name == "monitor"]
+    assert said == ["watchdog: um diretório já vigiado foi vigiado de novo (inofensivo)"]
+    assert "RuntimeWarning" not in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------------------
