@@ -2277,6 +2277,11 @@ def _same_type_moves(event: FileSystemEvent) -> list[FileSystemEvent]:
     return [deleted, DirCreatedEvent(event.dest_path) if is_dir else FileCreatedEvent(event.dest_path)]
 
 
+def mountinfo_field(field: str) -> str:
+    """A field of /proc/self/mountinfo as text: proc(5) escapes space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def parse_mountinfo(text: str, root: str) -> frozenset[str]:
     """The mount points at or below ``root`` in the text of /proc/self/mountinfo (proc(5): the fifth field, with
     space, tab, newline and backslash escaped as octal)."""
@@ -2285,10 +2290,63 @@ def parse_mountinfo(text: str, root: str) -> frozenset[str]:
     for line in text.splitlines():
         fields = line.split(" ")
         if len(fields) > 4:
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            point = mountinfo_field(fields[4])
             if point == root or point.startswith(prefix):
                 points.add(point)
     return frozenset(points)
+
+
+def bind_sources(text: str, root: str) -> list[tuple[str, str]]:
+    """(mount point, source) of each bind mount whose two paths are both at or below ``root``, from the text of
+    /proc/self/mountinfo (proc(5): field 3 is the device, field 4 the root of the mount within its filesystem,
+    field 5 the mount point). The source is found through another mount of the same device whose root holds
+    this one's; candidates only: the caller confirms each with a stat (same device and inode)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    rows = (line.split(" ") for line in text.splitlines())
+    mounts = [(f[2], mountinfo_field(f[3]), mountinfo_field(f[4])) for f in rows if len(f) > 4]
+    pairs = []
+    for device, inner, point in mounts:
+        if not point.startswith(prefix) or inner == "/":
+            continue
+        for d, r, m in mounts:  # every mount of the device that shows this one's root: each is a path to it
+            if d == device and m != point and (inner + "/").startswith(r.rstrip("/") + "/"):
+                source = m.rstrip("/") + inner[len(r.rstrip("/")) :]
+                if source.startswith(prefix) and source != point:
+                    pairs.append((point, source))
+    return pairs
+
+
+class Aliases:
+    """Directories of the tree that are one directory under two paths (a bind mount of a part of the tree inside
+    it): inotify watches an inode once (inotify(7): a second watch of the same object returns the same
+    descriptor), so watchdog names each change under one of the paths only; the change holds under both."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self._other: dict[str, str] = {}
+        for one, two in pairs:
+            self._other[one], self._other[two] = two, one
+
+    def __bool__(self) -> bool:
+        return bool(self._other)
+
+    def _mirror(self, path: str) -> str | None:
+        for prefix, other in self._other.items():
+            if path == prefix or path.startswith(prefix + os.sep):
+                return other + path[len(prefix) :]
+        return None
+
+    def mirrored(self, change: Change) -> Change | None:
+        """The same change as seen under the other path (None: not under an aliased directory). A move out of (or
+        into) the aliased directory is, seen from the other path, a deletion (or a creation)."""
+        path = self._mirror(change.path)
+        dest = self._mirror(change.dest_path) if change.dest_path is not None else None
+        if change.dest_path is None or (path is not None and dest is not None):
+            return None if path is None else dataclasses.replace(change, path=path, dest_path=dest)
+        if path is not None:
+            return Change("deleted", path, change.is_dir)
+        if dest is not None:
+            return Change("created", dest, change.is_dir)
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -2426,6 +2484,17 @@ def inotify_limit(kind: Literal["watches", "instances"]) -> tuple[int | None, in
 
 
 _WATCH_LINE = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) ", re.MULTILINE)
+
+
+def same_directories(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs of paths that are one directory now (same device and inode); a few stats."""
+    out = []
+    for one, two in pairs:
+        with contextlib.suppress(OSError):
+            a, b = os.stat(one), os.stat(two)
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) and stat.S_ISDIR(a.st_mode):
+                out.append((one, two))
+    return out
 
 
 def inotify_watches() -> set[int] | None:
@@ -3332,6 +3401,7 @@ class Recorder:
         self._ignore = ignore if ignore is not None else IgnoreRules(view.root, ())
         self._console = console
         self._ghosts = GhostFilter(view.root)
+        self._aliases = Aliases()
         self.events_seen = 0
         # Told of directories that left a path (see Watcher.drop_stale_watches); set once when wired.
         self.departed: Callable[[list[str]], None] = lambda paths: None
@@ -3359,10 +3429,8 @@ class Recorder:
         changes: list[Change] = []
         departed: list[str] = []
         now = asyncio.get_running_loop().time()
-        for event in events:
-            change = change_from_event(event)
-            if change is not None:
-                change = self._unignored(change)
+        for raw in self._aliased(change_from_event(event) for event in events):
+            change = self._unignored(raw)
             if change is None or change.path in self._skip or too_long(change.dest_path or change.path):
                 continue
             if change.kind == "created" and change.is_dir and not is_dir_now(change.path):
@@ -3387,6 +3455,25 @@ class Recorder:
         self._pipeline.hold(changes)
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
+
+    def use_aliases(self, aliases: Aliases) -> None:
+        """The directories that are one under two paths, from now on (see Aliases; the Patrol finds them)."""
+        self._aliases = aliases
+
+    def _aliased(self, changes: Iterable[Change | None]) -> Iterator[Change]:
+        """Each change, then the same change under the other path of an aliased directory (not twice if watchdog
+        said both)."""
+        if not self._aliases:
+            yield from (change for change in changes if change is not None)
+            return
+        said = [change for change in changes if change is not None]
+        seen = {(c.kind, c.path, c.dest_path) for c in said}
+        for change in said:
+            yield change
+            mirror = self._aliases.mirrored(change)
+            if mirror is not None and (mirror.kind, mirror.path, mirror.dest_path) not in seen:
+                seen.add((mirror.kind, mirror.path, mirror.dest_path))
+                yield mirror
 
     def _unignored(self, change: Change) -> Change | None:
         """The change as the view sees it once ignored paths are left out (None: nothing to see)."""
@@ -3969,14 +4056,21 @@ class Patrol:
         self._limit: tuple[int | None, int | None] = (None, None)  # the watch limits when the degraded mode began
         self._directories = 0  # in the view at the last census
         self._stamps: dict[str, int | None] = {}  # the mtime of each directory of the part without a watch
+        self._mounts: frozenset[str] | None = None
         self._mounts = self._read_mounts()
 
     def _read_mounts(self) -> frozenset[str] | None:
+        """The mount points in the tree (None: not Linux, mounts are not followed); the recorder is told of the
+        bind mounts that make one directory of the tree two (see Aliases) whenever they change."""
         try:
             with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-                return parse_mountinfo(file.read(), self._view.root)
+                text = file.read()
         except OSError:
-            return None  # not Linux: mounts are not followed
+            return None
+        mounts = parse_mountinfo(text, self._view.root)
+        if mounts != self._mounts:
+            self._recorder.use_aliases(Aliases(same_directories(bind_sources(text, self._view.root))))
+        return mounts
 
     async def tick(self, now: float) -> None:
         mounts = self._read_mounts()

@@ -198,6 +198,35 @@ def test_mount_inside_the_tree_is_noticed_while_idle(procs: Processes, watched: 
     no_traceback(client, server)
 
 
+def test_bind_mount_inside_the_tree_hears_both_paths_live(procs: Processes, watched: Path) -> None:
+    """``mount --bind R/a R/b``: one directory under two paths. inotify watches it once, so watchdog names each
+    change under one path only; the other came seconds later from the idle check with a "não percebida" warning.
+    Each change is shown live under both paths, and nothing is found missing."""
+    needs(mount_namespaces())
+    (watched / "a" / "sub").mkdir(parents=True)
+    (watched / "b").mkdir()
+    server = procs.server()
+    client = start_client(procs, watched, server, command_prefix=MOUNT_NAMESPACE_PREFIX)
+    pid = client.proc.pid
+    mounted = False
+    try:
+        in_mounts_of(pid, "mount", "--bind", str(watched / "a"), str(watched / "b"))
+        mounted = True
+        server.wait_for_line(shown(server, "criado", watched / "b" / "sub", noun="diretório"), timeout=10)
+        in_mounts_of(pid, "sh", "-c", f"echo x > {watched / 'a' / 'x'}; echo y > {watched / 'b' / 'sub' / 'y'}")
+        for path in ("a/x", "b/x", "a/sub/y", "b/sub/y"):
+            server.wait_for_line(shown(server, "criado", watched / path), timeout=10)
+        in_mounts_of(pid, "rm", str(watched / "b" / "x"))
+        for path in ("a/x", "b/x"):
+            server.wait_for_line(shown(server, "excluído", watched / path), timeout=10)
+    finally:
+        if mounted and client.running():
+            in_mounts_of(pid, "umount", "-l", str(watched / "b"))
+    assert client.stop(signal.SIGTERM) == 0
+    assert not any("não percebida" in line for line in client.lines("stderr")), client.describe()
+    no_traceback(client, server)
+
+
 # ---------------------------------------------------------------------------
 # Rows 5-6: the inotify watch and instance limits.
 # ---------------------------------------------------------------------------
@@ -576,6 +605,31 @@ def test_mount_points_below_the_root_from_mountinfo(cliente: ModuleType) -> None
         "42 22 0:42 / /wx rw - tmpfs tmpfs rw\n"
     )
     assert cliente.parse_mountinfo(text, "/w") == {"/w/d", "/w/com espa\\o"}
+
+
+def test_bind_mounts_of_the_tree_from_mountinfo(cliente: ModuleType) -> None:
+    """A bind mount's source is found through the mount that holds its root (proc(5): field 4)."""
+    text = (
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "40 22 8:1 /w/a /w/b rw - ext4 /dev/sda1 rw\n"  # mount --bind /w/a /w/b
+        "41 22 8:1 /elsewhere /w/c rw - ext4 /dev/sda1 rw\n"  # from outside the tree: not an alias
+        "42 22 0:42 / /w/t rw - tmpfs tmpfs rw\n"
+        "43 22 0:42 /d /w/u rw - tmpfs tmpfs rw\n"  # a part of the tmpfs mounted at /w/t
+        "44 22 8:1 /w/a /x rw - ext4 /dev/sda1 rw\n"  # mounted outside the tree: not ours
+    )
+    assert cliente.bind_sources(text, "/w") == [("/w/b", "/w/a"), ("/w/u", "/w/t/d")]
+
+
+def test_aliases_mirror_changes_under_the_other_path(cliente: ModuleType) -> None:
+    Change = cliente.Change
+    aliases = cliente.Aliases([("/w/b", "/w/a")])
+    assert aliases.mirrored(Change("created", "/w/a/x", False)) == Change("created", "/w/b/x", False)
+    assert aliases.mirrored(Change("deleted", "/w/b", True)) == Change("deleted", "/w/a", True)
+    assert aliases.mirrored(Change("moved", "/w/a/x", False, "/w/a/y")) == Change("moved", "/w/b/x", False, "/w/b/y")
+    assert aliases.mirrored(Change("moved", "/w/a/x", False, "/w/z")) == Change("deleted", "/w/b/x", False)
+    assert aliases.mirrored(Change("moved", "/w/z", False, "/w/b/x")) == Change("created", "/w/a/x", False)
+    assert aliases.mirrored(Change("created", "/w/ab", False)) is None
+    assert not cliente.Aliases()
 
 
 def test_state_file_helpers_never_open_a_fifo(cliente: ModuleType, tmp_path: Path) -> None:
