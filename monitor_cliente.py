@@ -91,6 +91,12 @@ try:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
     from websockets.uri import parse_uri
+
+    if sys.platform.startswith("linux"):  # BatchingObserver's bases: watchdog's inotify emitter (Linux only)
+        from watchdog import events as watchdog_events
+        from watchdog.observers import inotify as watchdog_inotify
+        from watchdog.observers import inotify_c as watchdog_inotify_c
+        from watchdog.observers import inotify_move_event_grouper as watchdog_grouper
 except ImportError as missing:  # ModuleNotFoundError too: a library missing, or one too old to have a name
     if __name__ != "__main__":
         raise
@@ -179,6 +185,7 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     DirMovedEvent,
 ]
+STOCK_WATCHDOG_ENV = "MONITOR_STOCK_WATCHDOG"  # set to 1: watchdog's stock inotify path, one event at a time (README)
 
 log = logging.getLogger("monitor")
 
@@ -2283,9 +2290,14 @@ class ThreadBridge:
 
     def push(self, event: FileSystemEvent) -> None:
         """Called in the watchdog thread."""
+        self.push_all((event,))
+
+    def push_all(self, events: Iterable[FileSystemEvent]) -> None:
+        """Called in the watchdog thread, with a batch (BatchingObserver) or one event."""
         with self._lock:
-            self._pending.append(event)
-            if len(self._pending) > 1 or self._paused:
+            scheduled = bool(self._pending)
+            self._pending.extend(events)
+            if scheduled or self._paused or not self._pending:
                 return  # a drain is already scheduled, or resume() will do it
         self.call_soon(self.drain)
 
@@ -2317,11 +2329,225 @@ class ThreadBridge:
 
 
 class Handler(FileSystemEventHandler):
+    """watchdog's handler: an event (the stock observer) or a batch (BatchingObserver) goes to the bridge."""
+
     def __init__(self, bridge: ThreadBridge) -> None:
         self._bridge = bridge
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         self._bridge.push(event)
+
+    def dispatch_batch(self, events: list[FileSystemEvent]) -> None:
+        """Every event one wake-up of BatchingObserver found, in order (in its thread)."""
+        self._bridge.push_all(events)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class EventBatch:
+    """Events handed from the batched emitter to its observer as one item of watchdog's event queue. Compared by
+    identity: that queue drops an item equal to the one just before it."""
+
+    events: list[FileSystemEvent]
+
+
+def take_ready(delayed: Any) -> list[Any]:
+    """Take, without waiting, every element at the head of a watchdog ``DelayedQueue`` that its ``get()`` would
+    return now: those not delayed, or whose delay (a move's source waiting for its destination) has passed.
+    Reads its privates (``_lock``, ``_queue`` of ``(element, inserted, delayed)``, ``delay``): checked at start by
+    batching_unsupported. The caller is the queue's only consumer."""
+    taken: list[Any] = []
+    now = time.monotonic()
+    with delayed._lock:
+        items, delay = delayed._queue, delayed.delay
+        while items:
+            element, inserted, held = items[0]
+            if held and inserted + delay > now:
+                break
+            items.popleft()
+            taken.append(element)
+    return taken
+
+
+def batching_unsupported() -> str:
+    """Why the batched emitter cannot run here ("": it can). Checks once, on throwaway objects, everything of
+    watchdog's that is not public API and that BatchingInotifyEmitter / BatchingObserver rely on; a watchdog
+    release that changes any of it falls back to the stock path (tests/test_batching.py fails loudly)."""
+    if os.environ.get(STOCK_WATCHDOG_ENV, "") not in ("", "0"):
+        return f"{STOCK_WATCHDOG_ENV}={os.environ[STOCK_WATCHDOG_ENV]}"
+    if not sys.platform.startswith("linux"):
+        return "sem inotify neste sistema"
+    try:
+        grouper = watchdog_grouper.InotifyMoveEventGrouper()
+        delayed = grouper._queue
+        sentinel = object()
+        delayed.put(cast(Any, sentinel), delay=True)
+        head = delayed._queue[0]
+        with delayed._lock:
+            pass
+        if not (head[0] is sentinel and isinstance(head[1], float) and head[2] is True):
+            return "DelayedQueue._queue mudou de formato"
+        if not isinstance(delayed.delay, int | float) or take_ready(delayed) or len(delayed._queue) != 1:
+            return "DelayedQueue.delay mudou"
+        group_fields = {f.name for f in dataclasses.fields(watchdog_inotify.InotifyWatchGroup)}
+        if "_move_event_grouper" not in group_fields or not callable(watchdog_inotify.InotifyWatchGroup.read_event):
+            return "InotifyWatchGroup._move_event_grouper não existe mais"
+        observer = BaseObserver(watchdog_inotify.InotifyEmitter, inotify_fd=sentinel)  # never started
+        observer.schedule(FileSystemEventHandler(), os.sep, recursive=True)
+        (emitter,) = observer.emitters
+        for name in ("_lock", "_inotify", "_event_queue"):
+            if not hasattr(emitter, name):
+                return f"InotifyEmitter.{name} não existe mais"
+        if emitter._event_queue is not observer.event_queue:
+            return "InotifyEmitter._event_queue mudou"
+        if not hasattr(observer, "_lock") or not isinstance(getattr(observer, "_handlers", None), dict):
+            return "BaseObserver._handlers não existe mais"
+        if getattr(observer, "stop_event", None) is None:
+            return "EventDispatcher.stop_event não existe mais"
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (and with STOCK_WATCHDOG_ENV)
+
+    class BatchingInotifyEmitter(watchdog_inotify.InotifyEmitter):
+        """watchdog's inotify emitter, one wake-up at a time: each wake-up takes every event ready in its watch
+        group's queue (take_ready), builds only the events the watch's filter wants (no DirModifiedEvent per
+        child's change, no made-up moves of a moved directory's children: the Recorder drops both) and queues
+        them as one EventBatch. Reading, watches, move pairing and a new directory's walk stay watchdog's."""
+
+        _wants: frozenset[type[FileSystemEvent]] = frozenset()
+
+        def on_thread_start(self) -> None:
+            super().on_thread_start()
+            wanted = self.watch.event_filter
+            built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB)
+            self._wants = frozenset(
+                kind for kind in built if wanted is None or any(issubclass(kind, w) for w in wanted)
+            )
+
+        def queue_events(self, timeout: float, *, full_events: bool = False) -> None:
+            with self._lock:
+                inotify = self._inotify
+            if inotify is None:
+                return  # stopping
+            first = inotify.read_event()  # blocks until one is ready; None: closed
+            if first is None:
+                return
+            grouped = [first, *take_ready(inotify._move_event_grouper._queue)]
+            events: list[FileSystemEvent] = []
+            with self._lock:
+                if self._inotify is None:
+                    return
+                for each in grouped:
+                    self._build(each, events)
+            if events:
+                self._event_queue.put((EventBatch(events), self.watch))
+
+        def _build(self, grouped: Any, out: list[FileSystemEvent]) -> None:
+            """The events stock build_and_queue_event queues for one grouped inotify event (generate_full_events
+            off), less those the filter drops, which are never built."""
+            wants = self._wants
+            if not isinstance(grouped, watchdog_grouper.PathedInotifyEvent):  # a move, both ends seen
+                source, dest = grouped
+                moved = _MOVED[source.ev.is_directory]
+                if moved in wants:
+                    out.append(moved(os.fsdecode(source.path), os.fsdecode(dest.path)))
+                return
+            event = grouped.ev
+            mask, is_dir = event.mask, event.is_directory
+            kind: type[FileSystemEvent]
+            if mask & _IN_MOVED_TO:
+                kind = _CREATED[is_dir]
+            elif mask & _IN_ATTRIB:
+                kind = _ATTRIB[is_dir]
+            elif mask & _IN_MODIFY:
+                kind = _MODIFIED[is_dir]
+            elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+                kind = _DELETED[is_dir]
+            elif mask & _IN_CREATE:
+                kind = _CREATED[is_dir]
+            elif mask & _IN_DELETE_SELF and os.fsdecode(grouped.path) == self.watch.path:
+                out.append(_DELETED[is_dir](self.watch.path))
+                self.stop()
+                return
+            else:
+                return  # open and close: not in the mask this filter asks for
+            if kind in wants:
+                path = os.fsdecode(grouped.path)
+                out.append(kind(path))
+                if mask & _IN_MOVED_TO and is_dir and self.watch.is_recursive:
+                    out.extend(e for e in watchdog_events.generate_sub_created_events(path) if type(e) in wants)
+
+    class BatchingObserver(BaseObserver):
+        """watchdog's inotify observer with BatchingInotifyEmitter: the same three threads (inotify reader,
+        emitter, this dispatcher), but a wake-up takes every item queued and the handler's ``dispatch_batch``
+        (a plain handler: ``dispatch`` per event) gets them in one call. For directory watches (ours)."""
+
+        def __init__(self) -> None:
+            self._reader = watchdog_inotify_c.InotifyFD()  # as InotifyObserver: its own inotify instance
+            self._reader.start()
+            super().__init__(BatchingInotifyEmitter, inotify_fd=self._reader)
+
+        def on_thread_stop(self) -> None:
+            super().on_thread_stop()
+            self._reader.stop()
+            self._reader.join()
+
+        def dispatch_events(self, event_queue: Any) -> None:
+            entry = event_queue.get(block=True)
+            watch: Any = None
+            events: list[FileSystemEvent] = []
+            while True:
+                if entry is self.stop_event:
+                    event_queue.task_done()
+                    break
+                item, its_watch = entry
+                if its_watch is not watch and events:
+                    self._dispatch(watch, events)
+                    events = []
+                watch = its_watch
+                if isinstance(item, EventBatch):
+                    events.extend(item.events)
+                else:
+                    events.append(item)
+                event_queue.task_done()
+                if not event_queue.qsize():  # this thread alone takes from the queue: the get below never blocks
+                    break
+                entry = event_queue.get()
+            if events:
+                self._dispatch(watch, events)
+
+        def _dispatch(self, watch: Any, events: list[FileSystemEvent]) -> None:
+            with self._lock:  # as stock: a handler may be removed meanwhile
+                for handler in list(self._handlers.get(watch, ())):
+                    if handler in self._handlers.get(watch, ()):
+                        batched = getattr(handler, "dispatch_batch", None)
+                        if batched is not None:
+                            batched(events)
+                        else:
+                            for event in events:
+                                handler.dispatch(event)
+
+    # What the emitter builds, by is_directory; and the inotify bits it reads (the kernel's ABI).
+    _CREATED = (watchdog_events.FileCreatedEvent, watchdog_events.DirCreatedEvent)
+    _DELETED = (watchdog_events.FileDeletedEvent, watchdog_events.DirDeletedEvent)
+    _MOVED = (watchdog_events.FileMovedEvent, watchdog_events.DirMovedEvent)
+    _MODIFIED = (watchdog_events.FileModifiedEvent, watchdog_events.DirModifiedEvent)
+    _ATTRIB = (watchdog_events.FileAttribEvent, watchdog_events.DirAttribEvent)
+    _IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+    _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF = 0x100, 0x200, 0x400
+
+
+def new_inotify_observer(first: bool) -> BaseObserver:
+    """BatchingObserver, or watchdog's stock Observer when batching_unsupported says why (a -v line, on the
+    ``first`` start only)."""
+    why = batching_unsupported()
+    if not why:
+        return BatchingObserver()
+    if first:
+        log.info("emissor em lotes desligado (%s): usando o caminho padrão do watchdog, evento por evento.", why)
+    return Observer()
 
 
 class OverflowDetector(logging.Handler):
@@ -2401,7 +2627,7 @@ class Watcher:
     def _new_observer(self) -> BaseObserver:
         if self.polling:  # lstat: a symbolic link is an entry, never followed (README, "Links simbólicos")
             return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
-        return Observer()
+        return new_inotify_observer(first=self._identity is None)
 
     def died(self, cause: str, wake: Callable[[], None]) -> None:
         """A watchdog thread died (in the loop): said once per cause a minute; the next inspect restarts it."""
