@@ -2339,7 +2339,31 @@ class Handler(FileSystemEventHandler):
 
     def dispatch_batch(self, events: list[FileSystemEvent]) -> None:
         """Every event one wake-up of BatchingObserver found, in order (in its thread)."""
-        self._bridge.push_all(events)
+        self._bridge.push_all(fold_writes(events))
+
+
+def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
+    """A batch without the writes and attribute changes of files created earlier in it (``open(O_CREAT)`` then
+    ``write()``: one event, not two). Nothing is lost: the creation's metadata is read (lstat) after the whole
+    batch was read, so it already says the written size, mtime and mode. A file deleted or moved in between is a
+    new file if created again, and a write after a move onto it is not folded."""
+    created: set[bytes | str] = set()
+    kept: list[FileSystemEvent] = []
+    for event in events:
+        kind = type(event)
+        if kind is FileModifiedEvent or kind is FileAttribEvent:
+            if event.src_path in created:
+                continue
+        elif kind is FileCreatedEvent:
+            created.add(event.src_path)
+        elif created:
+            if event.is_directory:  # a directory deleted or moved: what was created under it is another story
+                created.clear()
+            else:
+                created.discard(event.src_path)
+                created.discard(event.dest_path)
+        kept.append(event)
+    return kept
 
 
 @dataclasses.dataclass(eq=False, slots=True)
