@@ -573,36 +573,50 @@ def stat_type(mode: int) -> FileType:
 VERSION_3_KEYS = ("type", "size", "mtime", "mode", "target_path", "target_path_b64", "sha256", "attrib")
 
 
+_quote = json.encoder.encode_basestring_ascii  # the string encoder of json.dumps (ensure_ascii): C when available
+
+
+def _path_member(key: str, path: str, parts: list[str]) -> None:
+    """``,"key":"path"`` and, for a path that is not UTF-8, ``,"key_b64":"..."``: json.dumps' text for them."""
+    if path.isascii():  # no lone surrogate: wire_path would give it unchanged
+        parts += (',"', key, '":', _quote(path))
+        return
+    text, b64 = wire_path(path)
+    parts += (',"', key, '":', _quote(text))
+    if b64 is not None:
+        parts += (',"', key, '_b64":"', b64, '"')
+
+
 def encode_event(seq: int, change: Change, ts: str, meta: Metadata | None = None) -> str:
     """One event as a JSON object (text), ready to be joined into a batch: protocol version 3 (see downgrade).
-    ``meta``: what the path is now (the destination of a move); without it, the type the change says."""
-    path, path_b64 = wire_path(change.path)
-    obj: dict[str, Any] = {"seq": seq, "event": change.kind, "path": path}
+    ``meta``: what the path is now (the destination of a move); without it, the type the change says.
+
+    Written piece by piece, byte for byte what ``json.dumps(obj, separators=(",", ":"))`` gives for the same keys
+    in the same order (tests/test_batching.py compares them on fuzzed changes): strings through json's own
+    encoder, ints through ``int.__repr__`` as json does. ASCII only, so len() is the size in bytes."""
+    path, path_b64 = (change.path, None) if change.path.isascii() else wire_path(change.path)
+    parts = ['{"seq":', int.__repr__(seq), ',"event":', _quote(change.kind), ',"path":', _quote(path)]
     if change.dest_path is not None:
-        obj["dest_path"], dest_b64 = wire_path(change.dest_path)
-        if dest_b64 is not None:
-            obj["dest_path_b64"] = dest_b64
+        _path_member("dest_path", change.dest_path, parts)
     if path_b64 is not None:
-        obj["path_b64"] = path_b64
-    obj["is_dir"] = change.is_dir
-    obj["type"] = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+        parts += (',"path_b64":"', path_b64, '"')
+    kind = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+    parts += (',"is_dir":true,"type":' if change.is_dir else ',"is_dir":false,"type":', _quote(kind))
     if meta is not None and change.kind != "deleted":
-        for key in ("size", "mtime", "mode"):
-            value = getattr(meta, key)
-            if value is not None:
-                obj[key] = value
+        if meta.size is not None:
+            parts += (',"size":', int.__repr__(meta.size))
+        if meta.mtime is not None:
+            parts += (',"mtime":', _quote(meta.mtime))
+        if meta.mode is not None:
+            parts += (',"mode":', _quote(meta.mode))
         if meta.target_path is not None:
-            obj["target_path"], target_b64 = wire_path(meta.target_path)
-            if target_b64 is not None:
-                obj["target_path_b64"] = target_b64
+            _path_member("target_path", meta.target_path, parts)
         if meta.sha256 is not None:
-            obj["sha256"] = meta.sha256
+            parts += (',"sha256":', _quote(meta.sha256))
     if change.attrib and change.kind == "modified":
-        obj["attrib"] = True
-    obj["ts"] = ts
-    obj["origin"] = change.origin
-    # ASCII only, so len() is the size in bytes when sizing a batch.
-    return json.dumps(obj, separators=(",", ":"))
+        parts.append(',"attrib":true')
+    parts += (',"ts":', _quote(ts), ',"origin":', _quote(change.origin), "}")
+    return "".join(parts)
 
 
 def downgrade(data: str, version: int) -> str:

@@ -158,8 +158,11 @@ def main() -> int:
     paths: list[tuple[str, Path, bool]] = [("new", client, False), ("stock", client, True)]
     if args.before:
         old = base / "monitor_cliente_before.py"
-        old.write_bytes(subprocess.run(["git", "show", f"{args.before}:monitor_cliente.py"], check=True,
-                                       capture_output=True, cwd=ROOT).stdout)
+        old.write_bytes(
+            subprocess.run(
+                ["git", "show", f"{args.before}:monitor_cliente.py"], check=True, capture_output=True, cwd=ROOT
+            ).stdout
+        )
         paths.append((f"before ({args.before})", old, False))
     load_before = os.getloadavg()
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in paths}
