@@ -2426,13 +2426,20 @@ def batching_unsupported() -> str:
             return "DelayedQueue._queue mudou de formato"
         if not isinstance(delayed.delay, int | float) or take_ready(delayed) or len(delayed._queue) != 1:
             return "DelayedQueue.delay mudou"
-        group_fields = {f.name for f in dataclasses.fields(watchdog_inotify.InotifyWatchGroup)}
-        if "_move_event_grouper" not in group_fields or not callable(watchdog_inotify.InotifyWatchGroup.read_event):
-            return "InotifyWatchGroup._move_event_grouper não existe mais"
+        group = watchdog_inotify.InotifyWatchGroup
+        group_fields = {f.name for f in dataclasses.fields(group)}
+        for name in ("_inotify_fd", "_move_event_grouper", "_lock", "_active_callbacks_by_path", "event_mask"):
+            if name not in group_fields:
+                return f"InotifyWatchGroup.{name} não existe mais"
+        for name in ("read_event", "on_event", "_build_event_source_path", "is_active"):
+            if not hasattr(group, name):
+                return f"InotifyWatchGroup.{name} não existe mais"
+        if not callable(getattr(watchdog_inotify_c, "inotify_add_watch", None)):
+            return "inotify_c.inotify_add_watch não existe mais"
         observer = BaseObserver(watchdog_inotify.InotifyEmitter, inotify_fd=sentinel)  # never started
         observer.schedule(FileSystemEventHandler(), os.sep, recursive=True)
         (emitter,) = observer.emitters
-        for name in ("_lock", "_inotify", "_event_queue"):
+        for name in ("_lock", "_inotify", "_event_queue", "_inotify_fd", "get_event_mask_from_filter"):
             if not hasattr(emitter, name):
                 return f"InotifyEmitter.{name} não existe mais"
         if emitter._event_queue is not observer.event_queue:
@@ -2448,6 +2455,35 @@ def batching_unsupported() -> str:
 
 if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (and with STOCK_WATCHDOG_ENV)
 
+    class WalkOnceWatchGroup(watchdog_inotify.InotifyWatchGroup):
+        """watchdog's watch group (the reader thread's side), less a quadratic walk: the creation of a directory
+        it already watches (the same inode: inotify_add_watch gives back the same descriptor) is passed on as
+        is, without watching and listing its subtree again. A walk from its ancestor added that watch, then
+        listed what the directory held; what came after, its own watch reports. Stock walks it again, which on a
+        chain of N new directories is N walks of up to N levels, each re-watch warning with the whole table of
+        watches in its text: minutes behind (issue 11, 3,000 levels created while running)."""
+
+        def on_event(self, event: Any) -> None:
+            if event.mask & _IN_CREATE and event.is_directory and self.is_recursive:
+                with self._lock:
+                    if not self.is_active:
+                        return
+                    path = self._build_event_source_path(event)
+                    if path is None:
+                        return
+                    if self._watching(path):
+                        self._move_event_grouper.put_event(watchdog_grouper.PathedInotifyEvent(event, path))
+                        return
+            super().on_event(event)
+
+        def _watching(self, path: bytes) -> bool:
+            """Whether ``path`` is the directory this group watches under that name (not a new one there)."""
+            wd = self._active_callbacks_by_path.get(path)
+            if wd is None:
+                return False
+            fd = getattr(self._inotify_fd, "_inotify_fd", None)  # the instance's descriptor; if renamed: as stock
+            return isinstance(fd, int) and watchdog_inotify_c.inotify_add_watch(fd, path, self.event_mask) == wd
+
     class BatchingInotifyEmitter(watchdog_inotify.InotifyEmitter):
         """watchdog's inotify emitter, one wake-up at a time: each wake-up takes every event ready in its watch
         group's queue (take_ready), builds only the events the watch's filter wants (no DirModifiedEvent per
@@ -2457,7 +2493,14 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
         _wants: frozenset[type[FileSystemEvent]] = frozenset()
 
         def on_thread_start(self) -> None:
-            super().on_thread_start()
+            # As stock, with a watch group that does not walk again a directory it watches already.
+            self._inotify = WalkOnceWatchGroup(
+                self._inotify_fd,
+                os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink,
+            )
             wanted = self.watch.event_filter
             built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB)
             self._wants = frozenset(
