@@ -2476,6 +2476,10 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                         return
             super().on_event(event)
 
+        def _add_callback(self, path: bytes) -> None:
+            if not self._watching(path):  # stock registers it again, with a warning that prints the whole table
+                super()._add_callback(path)
+
         def _watching(self, path: bytes) -> bool:
             """Whether ``path`` is the directory this group watches under that name (not a new one there)."""
             wd = self._active_callbacks_by_path.get(path)

@@ -192,6 +192,45 @@ def test_batched_observer_builds_the_stock_events_in_batches(cliente: ModuleType
     assert sum(batched.batches[:2]) >= 600, batched.batches[:5]  # the burst: in one or two batches
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # watchdog's, in its reader thread (the client logs them)
+def test_a_directory_watched_already_is_not_walked_again(cliente: ModuleType, tmp_path: Path) -> None:
+    """WalkOnceWatchGroup: a chain of 1,500 new directories made faster than it is read is heard in seconds (stock
+    re-walks each level's subtree: quadratic); a new directory in the place of one moved out is watched anew."""
+    from limits_support import make_chain, remove_deep
+
+    root = tmp_path / "w"
+    root.mkdir()
+    handler = Recording()
+    observer = cliente.BatchingObserver()
+    observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
+    observer.start()
+
+    def seen(path: Path, kind: str = "created") -> bool:
+        return any(e.event_type == kind and os.fsdecode(e.src_path) == str(path) for e in handler.snapshot())
+
+    try:
+        make_chain(root / "d", 1500)
+        write_file(root / "depois.txt")
+        wait_until(
+            functools.partial(seen, root / "depois.txt"), timeout=30.0, describe=lambda: str(len(handler.events))
+        )
+        (root / "a").mkdir()
+        wait_until(functools.partial(seen, root / "a"))
+        os.rename(root / "a", tmp_path / "fora")
+        (root / "a").mkdir()  # the old watch still follows the one moved out, under this name
+        write_file(root / "a" / "x.txt")
+        wait_until(functools.partial(seen, root / "a" / "x.txt"), describe=lambda: str(handler.snapshot()[-5:]))
+        write_file(tmp_path / "fora" / "fantasma.txt")  # the one moved out: whatever watchdog says, not as a/...
+        write_file(root / "a" / "y.txt")
+        wait_until(functools.partial(seen, root / "a" / "y.txt"))
+    finally:
+        observer.stop()
+        observer.join(5)
+        remove_deep(tmp_path)  # deeper than pytest's cleanup (shutil.rmtree) can remove
+    chain = {os.fsdecode(e.src_path) for e in handler.events if e.is_directory and e.event_type == "created"}
+    assert len(chain) >= 1000  # past PATH_MAX the names cannot be listed; the rest is heard
+
+
 # ---------------------------------------------------------------------------
 # 3. fold_writes.
 # ---------------------------------------------------------------------------
