@@ -2464,7 +2464,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
         watches in its text: minutes behind (issue 11, 3,000 levels created while running)."""
 
         def on_event(self, event: Any) -> None:
-            if event.mask & _IN_CREATE and event.is_directory and self.is_recursive:
+            if event.mask & _IN_CREATE and event.mask & _IN_ISDIR and self.is_recursive:
                 with self._lock:
                     if not self.is_active:
                         return
@@ -2621,7 +2621,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
     _MODIFIED = (watchdog_events.FileModifiedEvent, watchdog_events.DirModifiedEvent)
     _ATTRIB = (watchdog_events.FileAttribEvent, watchdog_events.DirAttribEvent)
     _IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
-    _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF = 0x100, 0x200, 0x400
+    _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_ISDIR = 0x100, 0x200, 0x400, 0x40000000
 
 
 def new_inotify_observer(first: bool) -> BaseObserver:
