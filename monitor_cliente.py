@@ -2439,9 +2439,11 @@ def batching_unsupported() -> str:
         observer = BaseObserver(watchdog_inotify.InotifyEmitter, inotify_fd=sentinel)  # never started
         observer.schedule(FileSystemEventHandler(), os.sep, recursive=True)
         (emitter,) = observer.emitters
-        for name in ("_lock", "_inotify", "_event_queue", "_inotify_fd", "get_event_mask_from_filter"):
+        for name in ("_inotify", "_event_queue", "_inotify_fd", "get_event_mask_from_filter"):
             if not hasattr(emitter, name):
                 return f"InotifyEmitter.{name} não existe mais"
+        if "build_and_queue_event" not in watchdog_inotify.InotifyEmitter.queue_events.__code__.co_names:
+            return "InotifyEmitter.queue_events não chama mais build_and_queue_event"
         if emitter._event_queue is not observer.event_queue:
             return "InotifyEmitter._event_queue mudou"
         if not hasattr(observer, "_lock") or not isinstance(getattr(observer, "_handlers", None), dict):
@@ -2489,10 +2491,11 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
             return isinstance(fd, int) and watchdog_inotify_c.inotify_add_watch(fd, path, self.event_mask) == wd
 
     class BatchingInotifyEmitter(watchdog_inotify.InotifyEmitter):
-        """watchdog's inotify emitter, one wake-up at a time: each wake-up takes every event ready in its watch
-        group's queue (take_ready), builds only the events the watch's filter wants (no DirModifiedEvent per
-        child's change, no made-up moves of a moved directory's children: the Recorder drops both) and queues
-        them as one EventBatch. Reading, watches, move pairing and a new directory's walk stay watchdog's."""
+        """watchdog's inotify emitter, one wake-up at a time: the event stock queue_events read comes with every
+        other event ready in its watch group's queue (take_ready); only the events the watch's filter wants are
+        built (no DirModifiedEvent per child's change, no made-up moves of a moved directory's children: the
+        Recorder drops both), and they go out as one EventBatch. Reading, watches, move pairing and a new
+        directory's walk stay watchdog's."""
 
         _wants: frozenset[type[FileSystemEvent]] = frozenset()
 
@@ -2511,21 +2514,15 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 kind for kind in built if wanted is None or any(issubclass(kind, w) for w in wanted)
             )
 
-        def queue_events(self, timeout: float, *, full_events: bool = False) -> None:
-            with self._lock:
-                inotify = self._inotify
-            if inotify is None:
-                return  # stopping
-            first = inotify.read_event()  # blocks until one is ready; None: closed
-            if first is None:
-                return
-            grouped = [first, *take_ready(inotify._move_event_grouper._queue)]
+        def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
+            """Called by stock queue_events (under its lock) with the event one wake-up read: queues it and every
+            other one ready now as one EventBatch (generate_full_events: never, ours is the plain emitter)."""
+            grouped = [event]
+            if self._inotify is not None:
+                grouped += take_ready(self._inotify._move_event_grouper._queue)
             events: list[FileSystemEvent] = []
-            with self._lock:
-                if self._inotify is None:
-                    return
-                for each in grouped:
-                    self._build(each, events)
+            for each in grouped:
+                self._build(each, events)
             if events:
                 self._event_queue.put((EventBatch(events), self.watch))
 

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Callable
@@ -200,6 +201,8 @@ def test_a_directory_watched_already_is_not_walked_again(cliente: ModuleType, tm
 
     root = tmp_path / "w"
     root.mkdir()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(cliente.WALK_RECURSION)  # as the client does: watchdog's walks recurse once per level
     handler = Recording()
     observer = cliente.BatchingObserver()
     observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
@@ -227,6 +230,7 @@ def test_a_directory_watched_already_is_not_walked_again(cliente: ModuleType, tm
         observer.stop()
         observer.join(5)
         remove_deep(tmp_path)  # deeper than pytest's cleanup (shutil.rmtree) can remove
+        sys.setrecursionlimit(limit)
     chain = {os.fsdecode(e.src_path) for e in handler.events if e.is_directory and e.event_type == "created"}
     assert len(chain) >= 1000  # past PATH_MAX the names cannot be listed; the rest is heard
 
