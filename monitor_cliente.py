@@ -2370,7 +2370,7 @@ def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
                 continue
         elif kind is FileCreatedEvent:
             created.add(event.src_path)
-        elif created:
+        elif created and kind is not DirCreatedEvent:
             if event.is_directory:  # a directory deleted or moved: what was created under it is another story
                 created.clear()
             else:
@@ -2550,7 +2550,8 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
             elif mask & _IN_CREATE:
                 kind = _CREATED[is_dir]
             elif mask & _IN_DELETE_SELF and os.fsdecode(grouped.path) == self.watch.path:
-                out.append(_DELETED[is_dir](self.watch.path))
+                if _DELETED[is_dir] in wants:
+                    out.append(_DELETED[is_dir](self.watch.path))
                 self.stop()
                 return
             else:

@@ -255,9 +255,12 @@ def test_fold_writes_keeps_one_event_per_new_file(cliente: ModuleType) -> None:
         created("/w/d/c"),
         wd.DirMovedEvent("/w/d", "/w/e"),
         modified("/w/d/c"),
+        created("/w/z"),
+        wd.DirCreatedEvent("/w/n"),  # a new directory changes nothing for /w/z
+        modified("/w/z"),
     ]
     kept = cliente.fold_writes(batch)
-    assert kept == [batch[i] for i in (0, 3, 4, 5, 7, 8, 9, 10, 11)]
+    assert kept == [batch[i] for i in (0, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13)]
 
 
 # ---------------------------------------------------------------------------
