@@ -2466,15 +2466,19 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
         watches in its text: minutes behind (issue 11, 3,000 levels created while running)."""
 
         def on_event(self, event: Any) -> None:
-            if event.mask & _IN_CREATE and event.mask & _IN_ISDIR and self.is_recursive:
+            mask = event.mask
+            new_dir = mask & _IN_CREATE and mask & _IN_ISDIR and self.is_recursive
+            if new_dir or not mask & (_IN_MOVED_FROM | _IN_MOVED_TO):
+                # A plain event (most of a burst): what stock does for it, without its checks for moves; a new
+                # directory: the same, unless it is not one we watch already.
                 with self._lock:
                     if not self.is_active:
                         return
                     path = self._build_event_source_path(event)
                     if path is None:
                         return
-                    if self._watching(path):
-                        self._move_event_grouper.put_event(watchdog_grouper.PathedInotifyEvent(event, path))
+                    if not new_dir or self._watching(path):
+                        self._move_event_grouper._queue.put(watchdog_grouper.PathedInotifyEvent(event, path))
                         return
             super().on_event(event)
 
