@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -166,11 +167,14 @@ def main() -> int:
         paths.append((f"before ({args.before})", old, False))
     load_before = os.getloadavg()
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in paths}
-    for run in range(args.runs):
-        for name, script, stock in paths:
-            result = one_run(base, script, stock, args.files, args.deadline)
-            results[name].append(result)
-            print(f"run {run + 1} {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in result.items()), file=sys.stderr)
+    try:
+        for run in range(args.runs):
+            for name, script, stock in paths:
+                result = one_run(base, script, stock, args.files, args.deadline)
+                results[name].append(result)
+                print(f"run {run + 1} {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in result.items()), file=sys.stderr)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # tens of thousands of files (in RAM with --tmpdir /dev/shm)
     load_after = os.getloadavg()
     print(f"\n{args.files:,} files of 1 KiB in one directory, --assentar 0, {args.runs} runs per path, alternated")
     print(f"load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min), {os.cpu_count()} CPUs\n")
