@@ -91,6 +91,12 @@ try:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
     from websockets.uri import parse_uri
+
+    if sys.platform.startswith("linux"):  # BatchingObserver's bases: watchdog's inotify emitter (Linux only)
+        from watchdog import events as watchdog_events
+        from watchdog.observers import inotify as watchdog_inotify
+        from watchdog.observers import inotify_c as watchdog_inotify_c
+        from watchdog.observers import inotify_move_event_grouper as watchdog_grouper
 except ImportError as missing:  # ModuleNotFoundError too: a library missing, or one too old to have a name
     if __name__ != "__main__":
         raise
@@ -183,6 +189,7 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     DirMovedEvent,
 ]
+STOCK_WATCHDOG_ENV = "MONITOR_STOCK_WATCHDOG"  # set to 1: watchdog's stock inotify path, one event at a time (README)
 
 log = logging.getLogger("monitor")
 
@@ -573,36 +580,50 @@ def stat_type(mode: int) -> FileType:
 VERSION_3_KEYS = ("type", "size", "mtime", "mode", "target_path", "target_path_b64", "sha256", "attrib")
 
 
+_quote = json.encoder.encode_basestring_ascii  # the string encoder of json.dumps (ensure_ascii): C when available
+
+
+def _path_member(key: str, path: str, parts: list[str]) -> None:
+    """``,"key":"path"`` and, for a path that is not UTF-8, ``,"key_b64":"..."``: json.dumps' text for them."""
+    if path.isascii():  # no lone surrogate: wire_path would give it unchanged
+        parts += (',"', key, '":', _quote(path))
+        return
+    text, b64 = wire_path(path)
+    parts += (',"', key, '":', _quote(text))
+    if b64 is not None:
+        parts += (',"', key, '_b64":"', b64, '"')
+
+
 def encode_event(seq: int, change: Change, ts: str, meta: Metadata | None = None) -> str:
     """One event as a JSON object (text), ready to be joined into a batch: protocol version 3 (see downgrade).
-    ``meta``: what the path is now (the destination of a move); without it, the type the change says."""
-    path, path_b64 = wire_path(change.path)
-    obj: dict[str, Any] = {"seq": seq, "event": change.kind, "path": path}
+    ``meta``: what the path is now (the destination of a move); without it, the type the change says.
+
+    Written piece by piece, byte for byte what ``json.dumps(obj, separators=(",", ":"))`` gives for the same keys
+    in the same order (tests/test_batching.py compares them on fuzzed changes): strings through json's own
+    encoder, ints through ``int.__repr__`` as json does. ASCII only, so len() is the size in bytes."""
+    path, path_b64 = (change.path, None) if change.path.isascii() else wire_path(change.path)
+    parts = ['{"seq":', int.__repr__(seq), ',"event":', _quote(change.kind), ',"path":', _quote(path)]
     if change.dest_path is not None:
-        obj["dest_path"], dest_b64 = wire_path(change.dest_path)
-        if dest_b64 is not None:
-            obj["dest_path_b64"] = dest_b64
+        _path_member("dest_path", change.dest_path, parts)
     if path_b64 is not None:
-        obj["path_b64"] = path_b64
-    obj["is_dir"] = change.is_dir
-    obj["type"] = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+        parts += (',"path_b64":"', path_b64, '"')
+    kind = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+    parts += (',"is_dir":true,"type":' if change.is_dir else ',"is_dir":false,"type":', _quote(kind))
     if meta is not None and change.kind != "deleted":
-        for key in ("size", "mtime", "mode"):
-            value = getattr(meta, key)
-            if value is not None:
-                obj[key] = value
+        if meta.size is not None:
+            parts += (',"size":', int.__repr__(meta.size))
+        if meta.mtime is not None:
+            parts += (',"mtime":', _quote(meta.mtime))
+        if meta.mode is not None:
+            parts += (',"mode":', _quote(meta.mode))
         if meta.target_path is not None:
-            obj["target_path"], target_b64 = wire_path(meta.target_path)
-            if target_b64 is not None:
-                obj["target_path_b64"] = target_b64
+            _path_member("target_path", meta.target_path, parts)
         if meta.sha256 is not None:
-            obj["sha256"] = meta.sha256
+            parts += (',"sha256":', _quote(meta.sha256))
     if change.attrib and change.kind == "modified":
-        obj["attrib"] = True
-    obj["ts"] = ts
-    obj["origin"] = change.origin
-    # ASCII only, so len() is the size in bytes when sizing a batch.
-    return json.dumps(obj, separators=(",", ":"))
+        parts.append(',"attrib":true')
+    parts += (',"ts":', _quote(ts), ',"origin":', _quote(change.origin), "}")
+    return "".join(parts)
 
 
 def downgrade(data: str, version: int) -> str:
@@ -2757,9 +2778,14 @@ class ThreadBridge:
 
     def push(self, event: FileSystemEvent) -> None:
         """Called in the watchdog thread."""
+        self.push_all((event,))
+
+    def push_all(self, events: Iterable[FileSystemEvent]) -> None:
+        """Called in the watchdog thread, with a batch (BatchingObserver) or one event."""
         with self._lock:
-            self._pending.append(event)
-            if len(self._pending) > 1 or self._paused:
+            scheduled = bool(self._pending)
+            self._pending.extend(events)
+            if scheduled or self._paused or not self._pending:
                 return  # a drain is already scheduled, or resume() will do it
         self.call_soon(self.drain)
 
@@ -2791,11 +2817,298 @@ class ThreadBridge:
 
 
 class Handler(FileSystemEventHandler):
+    """watchdog's handler: an event (the stock observer) or a batch (BatchingObserver) goes to the bridge."""
+
     def __init__(self, bridge: ThreadBridge) -> None:
         self._bridge = bridge
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         self._bridge.push(event)
+
+    def dispatch_batch(self, events: list[FileSystemEvent]) -> None:
+        """Every event one wake-up of BatchingObserver found, in order (in its thread)."""
+        self._bridge.push_all(fold_writes(events))
+
+
+def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
+    """A batch without the writes and attribute changes of files created earlier in it (``open(O_CREAT)`` then
+    ``write()``: one event, not two). Nothing is lost: the creation's metadata is read (lstat) after the whole
+    batch was read, so it already says the written size, mtime and mode. A file deleted or moved in between is a
+    new file if created again, and a write after a move onto it is not folded."""
+    created: set[bytes | str] = set()
+    kept: list[FileSystemEvent] = []
+    for event in events:
+        kind = type(event)
+        if kind is FileModifiedEvent or kind is FileAttribEvent:
+            if event.src_path in created:
+                continue
+        elif kind is FileCreatedEvent:
+            created.add(event.src_path)
+        elif created and kind is not DirCreatedEvent:
+            if event.is_directory:  # a directory deleted or moved: what was created under it is another story
+                created.clear()
+            else:
+                created.discard(event.src_path)
+                created.discard(event.dest_path)
+        kept.append(event)
+    return kept
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class EventBatch:
+    """Events handed from the batched emitter to its observer as one item of watchdog's event queue. Compared by
+    identity: that queue drops an item equal to the one just before it."""
+
+    events: list[FileSystemEvent]
+
+
+def take_ready(delayed: Any) -> list[Any]:
+    """Take, without waiting, every element at the head of a watchdog ``DelayedQueue`` that its ``get()`` would
+    return now: those not delayed, or whose delay (a move's source waiting for its destination) has passed.
+    Reads its privates (``_lock``, ``_queue`` of ``(element, inserted, delayed)``, ``delay``): checked at start by
+    batching_unsupported. The caller is the queue's only consumer."""
+    taken: list[Any] = []
+    now = time.monotonic()
+    with delayed._lock:
+        items, delay = delayed._queue, delayed.delay
+        while items:
+            element, inserted, held = items[0]
+            if held and inserted + delay > now:
+                break
+            items.popleft()
+            taken.append(element)
+    return taken
+
+
+def batching_unsupported() -> str:
+    """Why the batched emitter cannot run here ("": it can). Checks once, on throwaway objects, everything of
+    watchdog's that is not public API and that BatchingInotifyEmitter / BatchingObserver rely on; a watchdog
+    release that changes any of it falls back to the stock path (tests/test_batching.py fails loudly)."""
+    if os.environ.get(STOCK_WATCHDOG_ENV, "") not in ("", "0"):
+        return f"{STOCK_WATCHDOG_ENV}={os.environ[STOCK_WATCHDOG_ENV]}"
+    if not sys.platform.startswith("linux"):
+        return "sem inotify neste sistema"
+    try:
+        grouper = watchdog_grouper.InotifyMoveEventGrouper()
+        delayed = grouper._queue
+        sentinel = object()
+        delayed.put(cast(Any, sentinel), delay=True)
+        head = delayed._queue[0]
+        with delayed._lock:
+            pass
+        if not (head[0] is sentinel and isinstance(head[1], float) and head[2] is True):
+            return "DelayedQueue._queue mudou de formato"
+        if not isinstance(delayed.delay, int | float) or take_ready(delayed) or len(delayed._queue) != 1:
+            return "DelayedQueue.delay mudou"
+        group = watchdog_inotify.InotifyWatchGroup
+        group_fields = {f.name for f in dataclasses.fields(group)}
+        for name in ("_inotify_fd", "_move_event_grouper", "_lock", "_active_callbacks_by_path", "event_mask"):
+            if name not in group_fields:
+                return f"InotifyWatchGroup.{name} não existe mais"
+        for name in ("read_event", "on_event", "_build_event_source_path", "is_active"):
+            if not hasattr(group, name):
+                return f"InotifyWatchGroup.{name} não existe mais"
+        if not callable(getattr(watchdog_inotify_c, "inotify_add_watch", None)):
+            return "inotify_c.inotify_add_watch não existe mais"
+        observer = BaseObserver(watchdog_inotify.InotifyEmitter, inotify_fd=sentinel)  # never started
+        observer.schedule(FileSystemEventHandler(), os.sep, recursive=True)
+        (emitter,) = observer.emitters
+        for name in ("_inotify", "_event_queue", "_inotify_fd", "get_event_mask_from_filter"):
+            if not hasattr(emitter, name):
+                return f"InotifyEmitter.{name} não existe mais"
+        if "build_and_queue_event" not in watchdog_inotify.InotifyEmitter.queue_events.__code__.co_names:
+            return "InotifyEmitter.queue_events não chama mais build_and_queue_event"
+        if emitter._event_queue is not observer.event_queue:
+            return "InotifyEmitter._event_queue mudou"
+        if not hasattr(observer, "_lock") or not isinstance(getattr(observer, "_handlers", None), dict):
+            return "BaseObserver._handlers não existe mais"
+        if getattr(observer, "stop_event", None) is None:
+            return "EventDispatcher.stop_event não existe mais"
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (and with STOCK_WATCHDOG_ENV)
+
+    class WalkOnceWatchGroup(watchdog_inotify.InotifyWatchGroup):
+        """watchdog's watch group (the reader thread's side), less a quadratic walk: the creation of a directory
+        it already watches (the same inode: inotify_add_watch gives back the same descriptor) is passed on as
+        is, without watching and listing its subtree again. A walk from its ancestor added that watch, then
+        listed what the directory held; what came after, its own watch reports. Stock walks it again, which on a
+        chain of N new directories is N walks of up to N levels, each re-watch warning with the whole table of
+        watches in its text: minutes behind (issue 11, 3,000 levels created while running)."""
+
+        def on_event(self, event: Any) -> None:
+            mask = event.mask
+            new_dir = mask & _IN_CREATE and mask & _IN_ISDIR and self.is_recursive
+            if new_dir or not mask & (_IN_MOVED_FROM | _IN_MOVED_TO):
+                # A plain event (most of a burst): what stock does for it, without its checks for moves; a new
+                # directory: the same, unless it is not one we watch already.
+                with self._lock:
+                    if not self.is_active:
+                        return
+                    path = self._build_event_source_path(event)
+                    if path is None:
+                        return
+                    if not new_dir or self._watching(path):
+                        self._move_event_grouper._queue.put(watchdog_grouper.PathedInotifyEvent(event, path))
+                        return
+            super().on_event(event)
+
+        def _add_callback(self, path: bytes) -> None:
+            if not self._watching(path):  # stock registers it again, with a warning that prints the whole table
+                super()._add_callback(path)
+
+        def _watching(self, path: bytes) -> bool:
+            """Whether ``path`` is the directory this group watches under that name (not a new one there)."""
+            wd = self._active_callbacks_by_path.get(path)
+            if wd is None:
+                return False
+            fd = getattr(self._inotify_fd, "_inotify_fd", None)  # the instance's descriptor; if renamed: as stock
+            return isinstance(fd, int) and watchdog_inotify_c.inotify_add_watch(fd, path, self.event_mask) == wd
+
+    class BatchingInotifyEmitter(watchdog_inotify.InotifyEmitter):
+        """watchdog's inotify emitter, one wake-up at a time: the event stock queue_events read comes with every
+        other event ready in its watch group's queue (take_ready); only the events the watch's filter wants are
+        built (no DirModifiedEvent per child's change, no made-up moves of a moved directory's children: the
+        Recorder drops both), and they go out as one EventBatch. Reading, watches, move pairing and a new
+        directory's walk stay watchdog's."""
+
+        _wants: frozenset[type[FileSystemEvent]] = frozenset()
+
+        def on_thread_start(self) -> None:
+            # As stock, with a watch group that does not walk again a directory it watches already.
+            self._inotify = WalkOnceWatchGroup(
+                self._inotify_fd,
+                os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink,
+            )
+            wanted = self.watch.event_filter
+            built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB)
+            self._wants = frozenset(
+                kind for kind in built if wanted is None or any(issubclass(kind, w) for w in wanted)
+            )
+
+        def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
+            """Called by stock queue_events (under its lock) with the event one wake-up read: queues it and every
+            other one ready now as one EventBatch (generate_full_events: never, ours is the plain emitter)."""
+            grouped = [event]
+            if self._inotify is not None:
+                grouped += take_ready(self._inotify._move_event_grouper._queue)
+            events: list[FileSystemEvent] = []
+            for each in grouped:
+                self._build(each, events)
+            if events:
+                self._event_queue.put((EventBatch(events), self.watch))
+
+        def _build(self, grouped: Any, out: list[FileSystemEvent]) -> None:
+            """The events stock build_and_queue_event queues for one grouped inotify event (generate_full_events
+            off), less those the filter drops, which are never built."""
+            wants = self._wants
+            if not isinstance(grouped, watchdog_grouper.PathedInotifyEvent):  # a move, both ends seen
+                source, dest = grouped
+                moved = _MOVED[source.ev.is_directory]
+                if moved in wants:
+                    out.append(moved(os.fsdecode(source.path), os.fsdecode(dest.path)))
+                return
+            event = grouped.ev
+            mask, is_dir = event.mask, event.is_directory
+            kind: type[FileSystemEvent]
+            if mask & _IN_MOVED_TO:
+                kind = _CREATED[is_dir]
+            elif mask & _IN_ATTRIB:
+                kind = _ATTRIB[is_dir]
+            elif mask & _IN_MODIFY:
+                kind = _MODIFIED[is_dir]
+            elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+                kind = _DELETED[is_dir]
+            elif mask & _IN_CREATE:
+                kind = _CREATED[is_dir]
+            elif mask & _IN_DELETE_SELF and os.fsdecode(grouped.path) == self.watch.path:
+                if _DELETED[is_dir] in wants:
+                    out.append(_DELETED[is_dir](self.watch.path))
+                self.stop()
+                return
+            else:
+                return  # open and close: not in the mask this filter asks for
+            if kind in wants:
+                path = os.fsdecode(grouped.path)
+                out.append(kind(path))
+                if mask & _IN_MOVED_TO and is_dir and self.watch.is_recursive:
+                    out.extend(e for e in watchdog_events.generate_sub_created_events(path) if type(e) in wants)
+
+    class BatchingObserver(BaseObserver):
+        """watchdog's inotify observer with BatchingInotifyEmitter: the same three threads (inotify reader,
+        emitter, this dispatcher), but a wake-up takes every item queued and the handler's ``dispatch_batch``
+        (a plain handler: ``dispatch`` per event) gets them in one call. For directory watches (ours)."""
+
+        def __init__(self) -> None:
+            self._reader = watchdog_inotify_c.InotifyFD()  # as InotifyObserver: its own inotify instance
+            self._reader.start()
+            super().__init__(BatchingInotifyEmitter, inotify_fd=self._reader)
+
+        def on_thread_stop(self) -> None:
+            super().on_thread_stop()
+            self._reader.stop()
+            self._reader.join()
+
+        def dispatch_events(self, event_queue: Any) -> None:
+            entry = event_queue.get(block=True)
+            watch: Any = None
+            events: list[FileSystemEvent] = []
+            while True:
+                if entry is self.stop_event:
+                    event_queue.task_done()
+                    break
+                item, its_watch = entry
+                if its_watch is not watch and events:
+                    self._dispatch(watch, events)
+                    events = []
+                watch = its_watch
+                if isinstance(item, EventBatch):
+                    events.extend(item.events)
+                else:
+                    events.append(item)
+                event_queue.task_done()
+                if not event_queue.qsize():  # this thread alone takes from the queue: the get below never blocks
+                    break
+                entry = event_queue.get()
+            if events:
+                self._dispatch(watch, events)
+
+        def _dispatch(self, watch: Any, events: list[FileSystemEvent]) -> None:
+            with self._lock:  # as stock: a handler may be removed meanwhile
+                for handler in list(self._handlers.get(watch, ())):
+                    if handler in self._handlers.get(watch, ()):
+                        batched = getattr(handler, "dispatch_batch", None)
+                        if batched is not None:
+                            batched(events)
+                        else:
+                            for event in events:
+                                handler.dispatch(event)
+
+    # What the emitter builds, by is_directory; and the inotify bits it reads (the kernel's ABI).
+    _CREATED = (watchdog_events.FileCreatedEvent, watchdog_events.DirCreatedEvent)
+    _DELETED = (watchdog_events.FileDeletedEvent, watchdog_events.DirDeletedEvent)
+    _MOVED = (watchdog_events.FileMovedEvent, watchdog_events.DirMovedEvent)
+    _MODIFIED = (watchdog_events.FileModifiedEvent, watchdog_events.DirModifiedEvent)
+    _ATTRIB = (watchdog_events.FileAttribEvent, watchdog_events.DirAttribEvent)
+    _IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+    _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_ISDIR = 0x100, 0x200, 0x400, 0x40000000
+
+
+def new_inotify_observer(first: bool) -> BaseObserver:
+    """BatchingObserver, or watchdog's stock Observer when batching_unsupported says why (a -v line, on the
+    ``first`` start only)."""
+    why = batching_unsupported()
+    if not why:
+        return BatchingObserver()
+    if first:
+        log.info("emissor em lotes desligado (%s): usando o caminho padrão do watchdog, evento por evento.", why)
+    return Observer()
 
 
 class OverflowDetector(logging.Handler):
@@ -2882,7 +3195,7 @@ class Watcher:
     def _new_observer(self) -> BaseObserver:
         if self.polling:  # lstat: a symbolic link is an entry, never followed (README, "Links simbólicos")
             return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
-        return Observer()
+        return new_inotify_observer(first=self._identity is None)
 
     def died(self, kind: str, cause: str, wake: Callable[[], None]) -> None:
         """A watchdog thread died (in the loop) of an exception of type ``kind``: said once per type a minute (the

@@ -1,0 +1,468 @@
+"""Issue 12, the client side: batches through watchdog, no event built to be dropped, cheaper encoding.
+
+- The watchdog internals the batched path reads are still there (a watchdog release that changes them fails
+  here, loudly, while the client itself falls back to the stock path with a -v line).
+- In process: BatchingObserver, next to watchdog's stock Observer on the same directory, builds the same events
+  (less DirModifiedEvent and the made-up moves of a moved directory's children) and hands them over in batches.
+- fold_writes and the hand-written encode_event, against json.dumps on fuzzed changes with hostile names.
+- End to end, on both paths (batched, and stock by MONITOR_STOCK_WATCHDOG=1): a representative subset of the
+  convergence scenarios, replayed by tests/convergence.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from convergence import (
+    Burst,
+    StdoutEvents,
+    assert_no_event_twice,
+    make_tree,
+    wait_converged,
+    write_file,
+)
+from hypothesis import example, given
+from hypothesis import strategies as st
+from support import ClientProcess, Processes, ServerProcess, no_traceback, wait_until
+from watchdog import events as wd
+from watchdog.observers import Observer
+
+STOCK_ENV = "MONITOR_STOCK_WATCHDOG"
+FALLBACK_LINE = "emissor em lotes desligado"
+
+
+@pytest.fixture(autouse=True)
+def batched_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(STOCK_ENV, raising=False)
+
+
+# ---------------------------------------------------------------------------
+# 1. What the batched path relies on.
+# ---------------------------------------------------------------------------
+
+
+def test_watchdog_internals_the_batched_path_reads_are_still_there(cliente: ModuleType) -> None:
+    """If this fails after a watchdog upgrade, the client still works (stock path, said with -v) but has lost
+    the batched emitter: adapt BatchingInotifyEmitter / take_ready / batching_unsupported to the new release."""
+    assert cliente.batching_unsupported() == ""
+    observer = cliente.new_inotify_observer(first=True)
+    assert isinstance(observer, cliente.BatchingObserver)
+    observer.stop()  # never started: its inotify reader thread was
+    observer.on_thread_stop()
+
+
+def test_stock_path_forced_by_the_environment(
+    cliente: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(STOCK_ENV, "1")
+    assert cliente.batching_unsupported() == f"{STOCK_ENV}=1"
+    with caplog.at_level(logging.INFO, logger="monitor"):
+        observer = cliente.new_inotify_observer(first=True)
+        cliente.new_inotify_observer(first=False)  # a restart: said once
+    assert not isinstance(observer, cliente.BatchingObserver)
+    assert [r.getMessage() for r in caplog.records if FALLBACK_LINE in r.getMessage()] == [
+        f"{FALLBACK_LINE} ({STOCK_ENV}=1): usando o caminho padrão do watchdog, evento por evento."
+    ]
+    monkeypatch.setenv(STOCK_ENV, "0")
+    assert cliente.batching_unsupported() == ""
+
+
+def test_take_ready_stops_at_a_move_source_still_waiting(cliente: ModuleType) -> None:
+    from watchdog.utils.delayed_queue import DelayedQueue
+
+    queue: DelayedQueue[str] = DelayedQueue(60.0)
+    for name, delay in [("a", False), ("b", False), ("from", True), ("c", False)]:
+        queue.put(name, delay=delay)
+    assert cliente.take_ready(queue) == ["a", "b"]
+    assert cliente.take_ready(queue) == []
+    queue.delay = 0.0  # its wait is over: what get() would return now
+    assert cliente.take_ready(queue) == ["from", "c"]
+
+
+# ---------------------------------------------------------------------------
+# 2. In process: the batched observer against the stock one, on the same directory.
+# ---------------------------------------------------------------------------
+
+
+class Recording(wd.FileSystemEventHandler):
+    """Keeps every event, and the size of each batch (a plain handler gets dispatch() per event)."""
+
+    def __init__(self) -> None:
+        self.events: list[wd.FileSystemEvent] = []
+        self.batches: list[int] = []
+        self._lock = threading.Lock()
+
+    def on_any_event(self, event: wd.FileSystemEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def dispatch_batch(self, events: list[wd.FileSystemEvent]) -> None:
+        with self._lock:
+            self.events.extend(events)
+            self.batches.append(len(events))
+
+    def snapshot(self) -> list[wd.FileSystemEvent]:
+        with self._lock:
+            return list(self.events)
+
+
+def comparable(events: list[wd.FileSystemEvent]) -> list[tuple[str, str, str, bool, bool]]:
+    """What the Recorder reads of an event; made-up moves of a moved directory's children left out (the
+    Recorder drops them: the directory's move says it all)."""
+    return [
+        (e.event_type, os.fsdecode(e.src_path), os.fsdecode(e.dest_path), e.is_directory, e.is_synthetic)
+        for e in events
+        if not (e.event_type == "moved" and e.is_synthetic)
+    ]
+
+
+def test_batched_observer_builds_the_stock_events_in_batches(cliente: ModuleType, tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    outside = tmp_path / "fora"
+    root.mkdir()
+    make_tree(outside / "entrada", dirs=3, files_per_dir=5)
+    stock, batched = Recording(), Recording()
+    observers = [Observer(), cliente.BatchingObserver()]
+    for observer, handler in zip(observers, (stock, batched), strict=True):
+        observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
+        observer.start()
+    (emitter,) = observers[1].emitters
+
+    def burst() -> None:
+        """300 new files (600 events) while the batched emitter is held (its lock): it may have taken a first
+        batch; once the reader has queued the rest (the queue stops growing), one wake-up takes them all."""
+        with emitter._lock:
+            for index in range(300):
+                write_file(root / f"f{index:03d}.txt")
+            waiting = emitter._inotify._move_event_grouper._queue._queue
+            sizes = [-1]
+
+            def settled() -> bool:
+                sizes.append(len(waiting))
+                return sizes[-5:] == [sizes[-1]] * 5
+
+            wait_until(settled, describe=lambda: str(sizes[-5:]))
+
+    steps: list[Callable[[], object]] = [
+        burst,
+        functools.partial(os.chmod, root / "f000.txt", 0o600),
+        functools.partial(os.rename, root / "f001.txt", root / "renomeado.txt"),
+        functools.partial(os.rename, outside / "entrada", root / "entrou"),  # its content: made-up creations
+        functools.partial(os.rename, root / "entrou", root / "movido"),
+        functools.partial((root / "novo").mkdir),  # one at a time: mkdir -p races watchdog's walk (both paths)
+        functools.partial((root / "novo" / "sub").mkdir),
+        functools.partial(write_file, root / "novo" / "sub" / "x.txt"),
+        functools.partial(os.rename, root / "f002.txt", outside / "saiu.txt"),  # out: a deletion, after a delay
+        functools.partial(os.unlink, root / "f003.txt"),
+        functools.partial(shutil.rmtree, root / "movido"),
+    ]
+
+    def agree(before: int) -> bool:
+        """Both have seen the step: the stock one has new events and the two agree."""
+        return len(stock.snapshot()) > before and comparable(stock.snapshot()) == comparable(batched.snapshot())
+
+    def differences() -> str:
+        return f"stock {comparable(stock.snapshot())[-5:]}\nbatched {comparable(batched.snapshot())[-5:]}"
+
+    try:
+        for step in steps:
+            before = len(stock.snapshot())
+            step()
+            wait_until(functools.partial(agree, before), timeout=10.0, describe=differences)
+    finally:
+        for observer in observers:
+            observer.stop()
+            observer.join(5)
+    assert not any(type(e) is wd.DirModifiedEvent for e in batched.events)
+    assert not any(e.event_type == "moved" and e.is_synthetic for e in batched.events)
+    assert sum(batched.batches[:2]) >= 600, batched.batches[:5]  # the burst: in one or two batches
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # watchdog's, in its reader thread (the client logs them)
+def test_a_directory_watched_already_is_not_walked_again(cliente: ModuleType, tmp_path: Path) -> None:
+    """WalkOnceWatchGroup: a chain of 1,500 new directories made faster than it is read is heard in seconds (stock
+    re-walks each level's subtree: quadratic); a new directory in the place of one moved out is watched anew."""
+    from limits_support import make_chain, remove_deep
+
+    root = tmp_path / "w"
+    root.mkdir()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(cliente.WALK_RECURSION)  # as the client does: watchdog's walks recurse once per level
+    handler = Recording()
+    observer = cliente.BatchingObserver()
+    observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
+    observer.start()
+
+    def seen(path: Path, kind: str = "created") -> bool:
+        return any(e.event_type == kind and os.fsdecode(e.src_path) == str(path) for e in handler.snapshot())
+
+    try:
+        make_chain(root / "d", 1500)
+        write_file(root / "depois.txt")
+        wait_until(
+            functools.partial(seen, root / "depois.txt"), timeout=30.0, describe=lambda: str(len(handler.events))
+        )
+        (root / "a").mkdir()
+        wait_until(functools.partial(seen, root / "a"))
+        os.rename(root / "a", tmp_path / "fora")
+        (root / "a").mkdir()  # the old watch still follows the one moved out, under this name
+        write_file(root / "a" / "x.txt")
+        wait_until(functools.partial(seen, root / "a" / "x.txt"), describe=lambda: str(handler.snapshot()[-5:]))
+        write_file(tmp_path / "fora" / "fantasma.txt")  # the one moved out: whatever watchdog says, not as a/...
+        write_file(root / "a" / "y.txt")
+        wait_until(functools.partial(seen, root / "a" / "y.txt"))
+    finally:
+        observer.stop()
+        observer.join(5)
+        remove_deep(tmp_path)  # deeper than pytest's cleanup (shutil.rmtree) can remove
+        sys.setrecursionlimit(limit)
+    chain = {os.fsdecode(e.src_path) for e in handler.events if e.is_directory and e.event_type == "created"}
+    assert len(chain) >= 1000  # past PATH_MAX the names cannot be listed; the rest is heard
+
+
+# ---------------------------------------------------------------------------
+# 3. fold_writes.
+# ---------------------------------------------------------------------------
+
+
+def test_fold_writes_keeps_one_event_per_new_file(cliente: ModuleType) -> None:
+    created, modified, attrib = wd.FileCreatedEvent, wd.FileModifiedEvent, wd.FileAttribEvent
+    batch = [
+        created("/w/a"),
+        modified("/w/a"),
+        attrib("/w/a"),
+        modified("/w/old"),  # not created in this batch: kept
+        wd.FileDeletedEvent("/w/a"),
+        created("/w/a"),
+        modified("/w/a"),
+        wd.FileMovedEvent("/w/b", "/w/a"),  # something else now at /w/a: its writes are news
+        modified("/w/a"),
+        created("/w/d/c"),
+        wd.DirMovedEvent("/w/d", "/w/e"),
+        modified("/w/d/c"),
+        created("/w/z"),
+        wd.DirCreatedEvent("/w/n"),  # a new directory changes nothing for /w/z
+        modified("/w/z"),
+    ]
+    kept = cliente.fold_writes(batch)
+    assert kept == [batch[i] for i in (0, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13)]
+
+
+# ---------------------------------------------------------------------------
+# 4. encode_event against json.dumps.
+# ---------------------------------------------------------------------------
+
+
+def reference_encode(cliente: ModuleType, seq: int, change: Any, ts: str, meta: Any) -> str:
+    """encode_event as it was, through json.dumps (the keys in the protocol's order)."""
+    path, path_b64 = cliente.wire_path(change.path)
+    obj: dict[str, Any] = {"seq": seq, "event": change.kind, "path": path}
+    if change.dest_path is not None:
+        obj["dest_path"], dest_b64 = cliente.wire_path(change.dest_path)
+        if dest_b64 is not None:
+            obj["dest_path_b64"] = dest_b64
+    if path_b64 is not None:
+        obj["path_b64"] = path_b64
+    obj["is_dir"] = change.is_dir
+    obj["type"] = meta.type if meta is not None else change.file_type or ("dir" if change.is_dir else "file")
+    if meta is not None and change.kind != "deleted":
+        for key in ("size", "mtime", "mode"):
+            if getattr(meta, key) is not None:
+                obj[key] = getattr(meta, key)
+        if meta.target_path is not None:
+            obj["target_path"], target_b64 = cliente.wire_path(meta.target_path)
+            if target_b64 is not None:
+                obj["target_path_b64"] = target_b64
+        if meta.sha256 is not None:
+            obj["sha256"] = meta.sha256
+    if change.attrib and change.kind == "modified":
+        obj["attrib"] = True
+    obj["ts"] = ts
+    obj["origin"] = change.origin
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# Hostile names: quotes, backslashes, control characters, DEL, U+2028/2029, astral characters, lone surrogates
+# (undecodable bytes as watchdog hands them over: surrogateescape), and plain ASCII.
+HOSTILE = st.sampled_from(['"', "\\", "\n", "\x00", "\x1f", "\x7f", "\u2028", "\u2029", "é", "😀", "\udcff", "/"])
+NAMES = st.lists(st.one_of(HOSTILE, st.characters(codec="utf-8"), st.characters(), st.text(max_size=3)), max_size=8)
+PATHS = NAMES.map(lambda parts: "/w/" + "".join(parts))
+RAW_PATHS = st.binary(max_size=12).map(lambda raw: os.fsdecode(b"/w/" + raw))  # any bytes, as watchdog decodes them
+ANY_PATH = st.one_of(PATHS, RAW_PATHS)
+
+
+@given(
+    seq=st.integers(min_value=1, max_value=2**63),
+    kind=st.sampled_from(["created", "modified", "deleted", "moved"]),
+    path=ANY_PATH,
+    dest=st.none() | ANY_PATH,
+    is_dir=st.booleans(),
+    attrib=st.booleans(),
+    origin=st.sampled_from(["live", "rescan", "startup", "resync"]),
+    file_type=st.none() | st.sampled_from(["file", "dir", "symlink", "other"]),
+    meta=st.none()
+    | st.tuples(
+        st.sampled_from(["file", "dir", "symlink", "other"]),
+        st.none() | st.integers(min_value=0, max_value=2**64),
+        st.none() | st.text(max_size=30),
+        st.none() | st.sampled_from(["0644", "0755", "7777", "0000"]),
+        st.none() | ANY_PATH,
+        st.none() | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    ),
+    ts=st.text(max_size=30),
+)
+@example(
+    seq=1, kind="moved", path="/w/\udc80\"\\\u2028", dest="/w/\x00é", is_dir=False, attrib=False, origin="live",
+    file_type=None, meta=("symlink", 3, "2026-01-01T00:00:00.000000+00:00", "0777", "/\udcfe\n", None),
+    ts="2026-01-01T00:00:00.000+00:00",
+)  # fmt: skip
+def test_encode_event_is_json_dumps_byte_for_byte(
+    cliente: ModuleType,
+    seq: int,
+    kind: str,
+    path: str,
+    dest: str | None,
+    is_dir: bool,
+    attrib: bool,
+    origin: str,
+    file_type: str | None,
+    meta: tuple[Any, ...] | None,
+    ts: str,
+) -> None:
+    change = cliente.Change(
+        kind, path, is_dir, dest if kind == "moved" else None, origin, attrib=attrib, file_type=file_type
+    )
+    metadata = cliente.Metadata(*meta) if meta is not None else None
+    text = cliente.encode_event(seq, change, ts, metadata)
+    assert text == reference_encode(cliente, seq, change, ts, metadata)
+    assert text.isascii()
+    decoded = json.loads(text)
+    if "path_b64" in decoded:
+        assert os.fsdecode(base64.b64decode(decoded["path_b64"])) == path
+
+
+# ---------------------------------------------------------------------------
+# 5. End to end, on both paths.
+# ---------------------------------------------------------------------------
+
+PATHS_E2E = {"batched": {}, "stock": {STOCK_ENV: "1"}}
+
+
+@pytest.fixture(params=list(PATHS_E2E))
+def watchdog_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The client's watchdog path: batched (the default) or stock (MONITOR_STOCK_WATCHDOG=1)."""
+    for name, value in PATHS_E2E[request.param].items():
+        monkeypatch.setenv(name, value)
+    return str(request.param)
+
+
+def start_pair(
+    procs: Processes, watched: Path, path: str, args: list[str]
+) -> tuple[ServerProcess, ClientProcess, StdoutEvents]:
+    server = procs.server(json_output=True)
+    client = procs.client(watched, server.uri, "cli", connected_to=server, args=["-v", *args])
+    # The stock path says so once with -v; the batched one says nothing.
+    if path == "stock":
+        wait_until(lambda: any(FALLBACK_LINE in line for line in client.lines("stderr")), describe=client.describe)
+    else:
+        assert not any(FALLBACK_LINE in line for line in client.lines("stderr")), client.describe()
+    return server, client, StdoutEvents(server)
+
+
+@pytest.mark.parametrize("settle", [["--assentar", "0"], []], ids=["assentar-0", "assentar-padrao"])
+@pytest.mark.timeout(180)
+def test_burst_converges_on_both_paths(procs: Processes, watched: Path, watchdog_path: str, settle: list[str]) -> None:
+    server, client, events = start_pair(procs, watched, watchdog_path, settle)
+    burst = Burst(watched / "rajada", 5_000, per_dir=500)
+    burst.run()
+    if burst.error is not None:
+        raise burst.error
+    flat = [watched / f"solto_{index:04d}.dat" for index in range(2_000)]
+    for path in flat:
+        write_file(path)
+    shown, tree = wait_converged(events, watched, timeout=120.0, context=procs.describe)
+    assert len(tree) == 5_000 + 10 + 1 + 2_000
+    assert_no_event_twice(shown)
+    no_traceback(server, client)
+
+
+@pytest.mark.timeout(120)
+def test_everyday_workloads_converge_on_both_paths(
+    procs: Processes, watched: Path, tmp_path: Path, watchdog_path: str
+) -> None:
+    """A tarball extracted, edits by rename-over, moves in, out and within, a tree removed: each converges."""
+    server, client, events = start_pair(procs, watched, watchdog_path, ["--assentar", "0"])
+    source = tmp_path / "fonte" / "projeto"
+    make_tree(source, dirs=20, files_per_dir=20, depth=3)
+    tarball = tmp_path / "projeto.tar"
+    with tarfile.open(tarball, "w") as archive:
+        archive.add(source, arcname="projeto")
+    outside = tmp_path / "fora"
+    make_tree(outside / "entrada", dirs=5, files_per_dir=10)
+    texts = watched / "textos"
+
+    def edits() -> None:
+        texts.mkdir()
+        for edit in range(100):
+            path = texts / f"texto_{edit % 10}.txt"
+            temporary = path.with_name(f".{path.name}.{edit}.tmp")
+            write_file(temporary, f"versão {edit}\n".encode())
+            os.replace(temporary, path)
+
+    tar = shutil.which("tar")
+    steps: list[Callable[[], object]] = [
+        (
+            functools.partial(subprocess.run, [tar, "-xf", str(tarball), "-C", str(watched)], check=True, timeout=60)
+            if tar
+            else functools.partial(tarfile.open(tarball).extractall, watched, filter="data")
+        ),
+        edits,
+        functools.partial(os.rename, outside / "entrada", watched / "projeto" / "entrou"),
+        functools.partial(os.rename, watched / "projeto" / "n000_0", tmp_path / "fora" / "saiu"),
+        functools.partial(os.rename, watched / "projeto" / "n001_0", watched / "movido"),
+        functools.partial(os.rename, tmp_path / "fora" / "saiu", watched / "movido" / "voltou"),
+        functools.partial(shutil.rmtree, watched / "projeto"),
+    ]
+    for step in steps:
+        step()
+        shown, _ = wait_converged(events, watched, context=procs.describe)
+    assert_no_event_twice(shown)
+    no_traceback(server, client)
+
+
+@pytest.mark.timeout(180)
+def test_kernel_overflow_repaired_on_both_paths(procs: Processes, watched: Path, watchdog_path: str) -> None:
+    """The client frozen (SIGSTOP) while 10,000 files (20,000 events) go into watched directories: the kernel's
+    queue (16,384) overflows, watchdog's reader says so, and a rescan brings back what was dropped."""
+    server, client, events = start_pair(procs, watched, watchdog_path, ["--assentar", "0"])
+    for index in range(10):
+        (watched / "rajada" / f"d{index:04d}").mkdir(parents=True)
+    wait_converged(events, watched, context=procs.describe)
+    burst = Burst(watched / "rajada", 10_000, per_dir=1_000)
+    client.proc.send_signal(signal.SIGSTOP)
+    try:
+        burst.run()
+    finally:
+        client.proc.send_signal(signal.SIGCONT)
+    if burst.error is not None:
+        raise burst.error
+    shown, tree = wait_converged(events, watched, timeout=150.0, context=procs.describe)
+    assert len(tree) == 10_000 + 10 + 1
+    assert any("a fila de eventos do kernel transbordou" in line for line in client.lines("stderr")), client.describe()
+    assert_no_event_twice(shown)
+    no_traceback(server, client)
