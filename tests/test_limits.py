@@ -143,11 +143,6 @@ def test_deep_tree_present_at_start(procs: Processes, watched: Path) -> None:
     no_traceback(client, again, server)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 11, left: a 3,000-level chain made faster than watchdog reads it makes its reader simulate "
-    "O(depth²) created events, each O(depth) in the View: the loop falls minutes behind (passes when it keeps up)",
-)
 @pytest.mark.usefixtures("deep_cleanup")
 def test_deeper_than_path_max_created_while_running(procs: Processes, watched: Path) -> None:
     """Row 3: 3,000 levels created while running (past PATH_MAX) ended in an ENAMETOOLONG traceback and exit 1.
