@@ -339,9 +339,10 @@ def test_json_record_of_a_created_file(procs: Processes, watched: Path) -> None:
         0,
         f"{(watched / 'registro.txt').stat().st_mode & 0o7777:04o}",
     )
+    mtime_ns = (watched / "registro.txt").stat().st_mtime_ns
     assert datetime.datetime.fromisoformat(record["mtime"]) == datetime.datetime.fromtimestamp(
-        (watched / "registro.txt").stat().st_mtime, datetime.UTC
-    )
+        mtime_ns // 10**9, datetime.UTC
+    ).replace(microsecond=mtime_ns % 10**9 // 1000)
     assert record["client"] == "cli"
     assert isinstance(record["client_id"], str) and re.fullmatch(r"[0-9a-f]{32}", record["client_id"])
     assert type(record["seq"]) is int and record["seq"] >= 1

@@ -727,3 +727,13 @@ def test_server_migrates_a_version_1_file_and_goes_on(servidor: ModuleType, proc
         assert kept["messages"] == [("olá",)]
         assert conn.execute("SELECT size, mode FROM events WHERE type IS NOT NULL").fetchall() == [(1000, "0644")]
     assert len(before["events"]) == 2
+
+
+def test_mtime_out_of_datetime_range_is_not_known(cliente: ModuleType) -> None:
+    """``touch -d @1099511627776`` on a tmpfs (year 36812) raised ValueError in the loop: the event went nowhere
+    and a traceback reached the console. Such an mtime is "not known" (no ``mtime`` key); the rest is exact."""
+    assert cliente.iso_mtime(1_099_511_627_776 * 10**9) is None
+    assert cliente.iso_mtime(-(10**20)) is None
+    assert cliente.iso_mtime(0) == "1970-01-01T00:00:00.000000+00:00"
+    assert cliente.iso_mtime(-1) == "1969-12-31T23:59:59.999999+00:00"
+    assert cliente.iso_mtime(1_764_426_231_123_456_789) == "2025-11-29T14:23:51.123456+00:00"

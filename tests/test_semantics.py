@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -655,9 +656,10 @@ def test_events_carry_their_metadata_on_the_wire(procs: Processes, watched: Path
         created = wait_event(wire, "created", watched / "a.txt", client)
         st = os.lstat(watched / "a.txt")
         assert created["type"] == "file" and created["size"] == 5 and created["mode"] == "0640"
-        assert created["mtime"] == datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC).isoformat(
-            timespec="microseconds"
-        )
+        seconds, rest = divmod(st.st_mtime_ns, 10**9)  # truncated to µs, from the exact nanoseconds
+        assert created["mtime"] == datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(
+            microsecond=rest // 1000
+        ).isoformat(timespec="microseconds")
         assert "attrib" not in created and "sha256" not in created
         (watched / "d").mkdir()
         made = wait_event(wire, "created", watched / "d", client)
@@ -666,6 +668,29 @@ def test_events_carry_their_metadata_on_the_wire(procs: Processes, watched: Path
         gone = wait_event(wire, "deleted", watched / "a.txt", client)
         assert gone["type"] == "file" and not {"size", "mtime", "mode"} & set(gone)
     assert wire.hellos[0]["version"] == 3
+    no_traceback(client)
+
+
+def test_an_mtime_no_date_can_hold_is_left_out_and_nothing_else(procs: Processes) -> None:
+    """A tmpfs keeps any 64-bit mtime: ``touch -d @1099511627776`` (year 36812) raised in the loop, a traceback
+    reached the console and the change went nowhere. The event goes out without ``mtime``; the rest is exact."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("sem /dev/shm (um tmpfs) nesta máquina")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm, WireServer() as wire:
+        watched = Path(shm)
+        far = 1_099_511_627_776
+        client = procs.client(watched, wire.uri, "cli")
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        write_file(watched / "futuro.txt", b"123")
+        os.utime(watched / "futuro.txt", (far, far))
+        write_file(watched / "depois.txt", b"4")
+        wait_event(wire, "created", watched / "depois.txt", client)
+        [created] = wire.find("created", watched / "futuro.txt")
+        assert created["size"] == 3 and "mtime" not in created, created
+        os.utime(watched / "futuro.txt", (far + 5, far + 5))
+        touched = wait_event(wire, "modified", watched / "futuro.txt", client)
+        assert touched.get("attrib") is True and "mtime" not in touched, touched
+        assert client.stop(signal.SIGTERM) == 0
     no_traceback(client)
 
 
