@@ -51,7 +51,10 @@ What is measured (each figure: min / median / max over the runs):
    created event of a probe file that the bench creates as soon as the server logs the client as connected
    (so after its initial scan). Then, once the client has saved its state after the probe (at most 30 s), its
    CPU % (utime + stime over the window) and RSS (highest VmRSS, sampled every second) over an idle window of
-   60 s (--quick: 10 s); RSS peak = VmHWM, start-up scan included.
+   60 s (--quick: 10 s; ``--idle S``); RSS peak = VmHWM, start-up scan included. Then the client is stopped
+   (SIGTERM) and started again with the state file it saved: the same start-up figure and its RSS peak.
+   ``--footprint-files N`` sets the tree's size (1,000 files per directory), e.g. 1000000 with ``--tmpdir
+   /dev/shm``.
 """
 
 from __future__ import annotations
@@ -1080,7 +1083,28 @@ def footprint_run(plan: Plan, tree: Path, run_dir: Path) -> dict[str, Any]:
                 rss.append(status_mb(client.pid, "VmRSS"))
             cpu1, t1 = cpu_seconds(client.pid), time.monotonic()
             hwm = status_mb(client.pid, "VmHWM")
+        # Again with the state file it saved: the start-up of a client that was stopped (SIGTERM, then a restart).
+        again = time.monotonic()
+        restarted = start_client(run_dir, tree, server, quiet=False)
+        with stopping(restarted):
+            probe_again = str(tree / f"probe-{uuid.uuid4().hex[:8]}")
+            wait_lines(
+                restarted.stderr_tail, lambda s: "Conectado a" in s, 300, [server.proc, restarted], "the restart"
+            )
+            with open(probe_again, "wb") as file:
+                file.write(b"x" * FILE_SIZE)
+            arrival_again: list[float] = []
+
+            def probe_again_seen(lines: list[tuple[float, str]]) -> bool:
+                arrival_again[:] = [t for t, line in lines if json.loads(line).get("path") == probe_again][:1]
+                return bool(arrival_again)
+
+            if not collector.wait_for(probe_again_seen, 60):
+                raise BenchError("the probe file was never reported after the restart")
+            hwm_again = status_mb(restarted.pid, "VmHWM")
     return {
+        "startup_with_state": arrival_again[0] - again,
+        "rss_peak_with_state": hwm_again,
         "startup": arrival[0] - started,
         "to_connected": connected - started,
         "probe_latency": arrival[0] - connected,
@@ -1119,6 +1143,8 @@ def bench_footprint(plan: Plan, rows: list[Row], raw: dict[str, Any]) -> None:
         Row("client footprint", config, "idle CPU %", pick(results, "idle_cpu_pct"), "≈ 0 (≤ 1)", at_most(1)),
         Row("client footprint", config, "idle RSS MB", pick(results, "idle_rss"), "< 60", below(60), 1),
         Row("client footprint", config, "RSS peak MB (start-up incl.)", pick(results, "rss_peak"), digits=1),
+        Row("client footprint", config, "restart with its state: start-up s", pick(results, "startup_with_state")),
+        Row("client footprint", config, "restart with its state: RSS peak MB", pick(results, "rss_peak_with_state")),
     ]
 
 
@@ -1257,9 +1283,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         latency_count=30 if quick else 200,
         latency_interval=0.1,
         clients=[(10, 200, 50), (100, 20, 10)] if quick else [(100, 1_000, 100), (1_000, 100, 20)],
-        footprint_files=10_000 if quick else 100_000,
-        footprint_dirs=10 if quick else 100,
-        idle_seconds=10 if quick else 60,
+        footprint_files=args.footprint_files or (10_000 if quick else 100_000),
+        footprint_dirs=max(1, (args.footprint_files or (10_000 if quick else 100_000)) // 1_000),
+        idle_seconds=args.idle if args.idle is not None else (10 if quick else 60),
         inotifywait=inotifywait,
         websocat=websocat,
         missing=missing,
@@ -1282,6 +1308,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds a burst may take to converge")
     parser.add_argument("--tmpdir", default=None, help="where the temporary trees are made")
     parser.add_argument("--keep", action="store_true", help="do not delete the temporary trees")
+    parser.add_argument(
+        "--footprint-files", type=int, default=0, help="files in the footprint tree (1,000 per directory)"
+    )
+    parser.add_argument("--idle", type=float, default=None, help="seconds of the footprint's idle window")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the pair's processes during the bursts")
     parser.add_argument("--install-missing", action="store_true", help="apt-get/pip install the baseline tools")
     args = parser.parse_args(argv)
