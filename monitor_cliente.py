@@ -191,6 +191,8 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     DirMovedEvent,
 ]
 STOCK_WATCHDOG_ENV = "MONITOR_STOCK_WATCHDOG"  # set to 1: watchdog's stock inotify path, one event at a time (README)
+# The mtimes an event carries, as Unix seconds: 0002-01-01 to 9999-01-01 UTC (any time zone can show them).
+MTIME_FIRST, MTIME_END = -62_104_060_800, 253_370_764_800
 
 log = logging.getLogger("monitor")
 
@@ -563,19 +565,20 @@ class Metadata:
 
 @functools.lru_cache(maxsize=256)
 def _utc_second(seconds: int) -> str:
-    """``2026-11-29T14:23:51`` for a Unix time in whole seconds; ValueError, OverflowError or OSError out of range.
-    Cached: a burst's files share a handful of seconds, and this is a third of a burst's metadata cost."""
+    """``2026-11-29T14:23:51`` for a Unix time in whole seconds (within MTIME_FIRST..MTIME_END).
+
+    Cached: a burst's files share a handful of seconds, and this was a third of a burst's metadata cost."""
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds")[:-6]
 
 
 def iso_mtime(mtime_ns: int) -> str | None:
     """An mtime in nanoseconds as ISO 8601 UTC with microseconds (truncated), ``2026-11-29T14:23:51.123456+00:00``;
-    None past what a datetime holds (years 1 to 9999: ``touch -d @1099511627776`` on a tmpfs is year 36812)."""
+    None outside years 2 to 9998 (a datetime holds 1 to 9999, and a server shows the time in its own time zone, up to a
+    day either side; ``touch -d @1099511627776`` on a tmpfs is year 36812)."""
     seconds, rest = divmod(mtime_ns, 1_000_000_000)
-    try:
-        return f"{_utc_second(seconds)}.{rest // 1000:06d}+00:00"
-    except (ValueError, OverflowError, OSError):
+    if not MTIME_FIRST <= seconds < MTIME_END:
         return None
+    return f"{_utc_second(seconds)}.{rest // 1000:06d}+00:00"
 
 
 def metadata_of(st: os.stat_result, target: str | None = None) -> Metadata:
@@ -3125,7 +3128,7 @@ def new_inotify_observer(first: bool) -> BaseObserver:
     if not why:
         return BatchingObserver()
     if first:
-        log.info("emissor em lotes desligado (%s): usando o caminho padrão do watchdog, evento por evento.", why)
+        log.debug("emissor em lotes desligado (%s): usando o caminho padrão do watchdog, evento por evento.", why)
     return Observer()
 
 

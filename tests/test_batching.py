@@ -71,7 +71,7 @@ def test_stock_path_forced_by_the_environment(
 ) -> None:
     monkeypatch.setenv(STOCK_ENV, "1")
     assert cliente.batching_unsupported() == f"{STOCK_ENV}=1"
-    with caplog.at_level(logging.INFO, logger="monitor"):
+    with caplog.at_level(logging.DEBUG, logger="monitor"):
         observer = cliente.new_inotify_observer(first=True)
         cliente.new_inotify_observer(first=False)  # a restart: said once
     assert not isinstance(observer, cliente.BatchingObserver)

@@ -737,3 +737,9 @@ def test_mtime_out_of_datetime_range_is_not_known(cliente: ModuleType) -> None:
     assert cliente.iso_mtime(0) == "1970-01-01T00:00:00.000000+00:00"
     assert cliente.iso_mtime(-1) == "1969-12-31T23:59:59.999999+00:00"
     assert cliente.iso_mtime(1_764_426_231_123_456_789) == "2025-11-29T14:23:51.123456+00:00"
+    # A server shows the time in its own zone: the first and last day a datetime holds are left out too.
+    assert cliente.iso_mtime(int(datetime.datetime(1, 1, 1, 1, tzinfo=datetime.UTC).timestamp()) * 10**9) is None
+    assert cliente.iso_mtime(int(datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.UTC).timestamp()) * 10**9) is None
+    assert cliente.iso_mtime(int(datetime.datetime(2, 1, 1, tzinfo=datetime.UTC).timestamp()) * 10**9) == (
+        "0002-01-01T00:00:00.000000+00:00"
+    )
