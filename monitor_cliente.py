@@ -2377,6 +2377,18 @@ class Aliases:
                 return other + path[len(prefix) :]
         return None
 
+    def expand(self, changes: Iterable[Change | None]) -> Iterator[Change]:
+        """Each change (None left out), then the same change under the other path of an aliased directory (not
+        twice if watchdog said both)."""
+        said = [change for change in changes if change is not None]
+        seen = {(c.kind, c.path, c.dest_path) for c in said} if self._other else set()
+        for change in said:
+            yield change
+            mirror = self.mirrored(change) if self._other else None
+            if mirror is not None and (mirror.kind, mirror.path, mirror.dest_path) not in seen:
+                seen.add((mirror.kind, mirror.path, mirror.dest_path))
+                yield mirror
+
     def mirrored(self, change: Change) -> Change | None:
         """The same change as seen under the other path (None: not under an aliased directory). A move out of (or
         into) the aliased directory is, seen from the other path, a deletion (or a creation)."""
@@ -3763,7 +3775,7 @@ class Recorder:
         changes: list[Change] = []
         departed: list[str] = []
         now = asyncio.get_running_loop().time()
-        for raw in self._aliased(change_from_event(event) for event in events):
+        for raw in self._aliases.expand(change_from_event(event) for event in events):
             change = self._unignored(raw)
             if change is None or change.path in self._skip or too_long(change.dest_path or change.path):
                 continue
@@ -3793,21 +3805,6 @@ class Recorder:
     def use_aliases(self, aliases: Aliases) -> None:
         """The directories that are one under two paths, from now on (see Aliases; the Patrol finds them)."""
         self._aliases = aliases
-
-    def _aliased(self, changes: Iterable[Change | None]) -> Iterator[Change]:
-        """Each change, then the same change under the other path of an aliased directory (not twice if watchdog
-        said both)."""
-        if not self._aliases:
-            yield from (change for change in changes if change is not None)
-            return
-        said = [change for change in changes if change is not None]
-        seen = {(c.kind, c.path, c.dest_path) for c in said}
-        for change in said:
-            yield change
-            mirror = self._aliases.mirrored(change)
-            if mirror is not None and (mirror.kind, mirror.path, mirror.dest_path) not in seen:
-                seen.add((mirror.kind, mirror.path, mirror.dest_path))
-                yield mirror
 
     def _unignored(self, change: Change) -> Change | None:
         """The change as the view sees it once ignored paths are left out (None: nothing to see)."""

@@ -625,6 +625,11 @@ def test_aliases_mirror_changes_under_the_other_path(cliente: ModuleType) -> Non
     assert aliases.mirrored(Change("moved", "/w/z", False, "/w/b/x")) == Change("created", "/w/a/x", False)
     assert aliases.mirrored(Change("created", "/w/ab", False)) is None
     assert not cliente.Aliases()
+    # watchdog says a change under one path: both go out; said under both (two watches): not twice.
+    a_x, b_x = Change("created", "/w/a/x", False), Change("created", "/w/b/x", False)
+    assert list(aliases.expand([a_x, None])) == [a_x, b_x]
+    assert list(aliases.expand([a_x, b_x])) == [a_x, b_x]
+    assert list(cliente.Aliases().expand([None, a_x])) == [a_x]
 
 
 def test_state_file_helpers_never_open_a_fifo(cliente: ModuleType, tmp_path: Path) -> None:
