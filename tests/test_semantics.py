@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -793,6 +794,22 @@ def test_ignore_rules(cliente: ModuleType, patterns: list[str], path: str, is_di
     assert not rules.ignored("/outra/.git", True)  # outside the root: not ours to judge
     if expected:
         assert list(rules.matched) == [patterns[0]]
+
+
+@pytest.mark.parametrize("patterns", [["*.swp", ".git/", "docs/rascunho", "build/out/"], []])
+def test_ignored_entry_agrees_with_ignored_when_the_parent_is_not(cliente: ModuleType, patterns: list[str]) -> None:
+    """The scan's shortcut (only the entry's own name and relative path) says what the full rule says, for every
+    entry whose parent is not ignored."""
+    names = ["a", ".git", "x.swp", "docs", "rascunho", "build", "out", "HEAD"]
+    for depth in (1, 2, 3):
+        for parts in itertools.product(names, repeat=depth):
+            path = ROOT + "/" + "/".join(parts)
+            parent = ROOT + "/" + "/".join(parts[:-1]) if depth > 1 else None
+            for is_dir in (False, True):
+                if parent is not None and cliente.IgnoreRules(ROOT, patterns).ignored(parent, True):
+                    continue
+                full, entry = cliente.IgnoreRules(ROOT, patterns), cliente.IgnoreRules(ROOT, patterns)
+                assert entry.ignored_entry(path, is_dir) is full.ignored(path, is_dir), (path, is_dir)
 
 
 def test_scan_leaves_ignored_paths_out(cliente: ModuleType, tmp_path: Path) -> None:
