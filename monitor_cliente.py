@@ -2453,7 +2453,9 @@ def scan_tree(
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
     A directory is a dict of its entries, a file its fingerprint. None when the
-    root itself is gone. Symbolic links are entries, never followed. (watchdog's
+    root itself is gone (or unreadable). An unreadable directory (no permission to list it, or to look at what it
+    lists) is empty here and listed as such: its content is not known, see graft_unknown. Symbolic links are
+    entries, never followed. (watchdog's
     DirectorySnapshot keeps a full stat result, a path and an inode map per entry: on
     100,000 files it took the client to 145 MB; this keeps what the diff needs.)
     Raises Interrupted once ``stop`` is set (checked at each directory). The directories holding entries
@@ -2466,6 +2468,7 @@ def scan_tree(
         if stop is not None and stop.is_set():
             raise Interrupted
         path, node = stack.pop()
+        below = len(stack)  # the subdirectories of this one are pushed above here
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
@@ -2485,6 +2488,12 @@ def scan_tree(
                             stack.append((entry.path, child))
                         else:
                             node[entry.name] = file_info(entry.stat(follow_symlinks=False))
+                    except PermissionError:
+                        # Listed but not searchable (read without execute permission): nothing below it can be
+                        # known, as for a directory that cannot be listed at all.
+                        node.clear()
+                        del stack[below:]
+                        raise
                     except OSError:
                         continue  # gone since it was listed
         except PermissionError:
@@ -2495,6 +2504,19 @@ def scan_tree(
             if path == root:
                 return None
     return tree, unreadable
+
+
+def graft_unknown(disk: Tree, root: str, unreadable: list[str], known: Callable[[str], Tree | None]) -> None:
+    """Put back in the scanned ``disk`` what was ``known`` (the view's subtree) below each directory the scan could
+    not read: a scan says nothing of what it could not see, so it neither deletes nor creates anything there."""
+    paths = TreePaths(root)
+    for path in unreadable:
+        parts = paths.parts(path)
+        target = None if not parts else paths.find_dir(disk, parts)
+        before = known(path)
+        if target is not None and before:
+            target.clear()
+            target.update(before)
 
 
 def is_dir_now(path: str) -> bool:
@@ -4242,9 +4264,16 @@ class Scanner:
     Watcher; a root that is gone wakes the supervisor. Owns the flag that makes a scan in progress give up."""
 
     def __init__(
-        self, root: str, watcher: Watcher, state_file: StateFile, wake: asyncio.Event, ignore: IgnoreRules
+        self,
+        root: str,
+        watcher: Watcher,
+        state_file: StateFile,
+        wake: asyncio.Event,
+        ignore: IgnoreRules,
+        known: Callable[[str], Tree | None] = lambda path: None,
     ) -> None:
         self._root = root
+        self._known = known  # the view's subtree at a path: kept where the disk cannot be read
         self._watcher = watcher
         self._skip = state_file.own_paths  # never watched, never scanned
         self._wake = wake
@@ -4269,6 +4298,7 @@ class Scanner:
             return None
         disk, unreadable = result
         self._watcher.note_unreadable(unreadable)
+        graft_unknown(disk, self._root, unreadable, self._known)
         if too_deep and not self._too_deep:
             cut = too_deep[0] if len(too_deep[0]) <= 80 else f"{too_deep[0][:60]}…{too_deep[0][-20:]}"
             log.warning(
@@ -4361,7 +4391,8 @@ class Checkpointer:
                 # Events were lost without any sign (the scan is the only witness): send them now,
                 # and save the state at the next checkpoint, once the server has them.
                 sent = self._recorder.repair(differences)
-                log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
+                if sent:  # none still held: the tree moved on since the scan, nothing was lost
+                    log.warning("%d mudança(s) não percebida(s) encontrada(s) na verificação; enviadas.", sent)
             else:
                 log.debug("verificação: %d diferença(s); olhando de novo antes de enviar", len(differences))
             return False
@@ -4557,7 +4588,13 @@ class Supervisor:
         self._state_file = state_file
         self._wake = wake
         self._verify = verify  # asks the server to compare its tree with the view's digest
-        self._scanner = Scanner(view.root, watcher, state_file, wake, self._ignore)
+        paths = TreePaths(view.root)
+
+        def known(path: str) -> Tree | None:
+            parts = paths.parts(path)
+            return None if parts is None else paths.find_dir(view.top, parts)
+
+        self._scanner = Scanner(view.root, watcher, state_file, wake, self._ignore, known)
         self._checkpoints = Checkpointer(view, outbox, recorder, rescans, self._scanner, state_file, idle_check)
         self._patrol = Patrol(view, recorder, watcher, self._scanner, rescans)
 

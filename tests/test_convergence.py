@@ -939,3 +939,46 @@ def test_watcher_thread_dies_and_is_restarted(
         figures,
         watcher_restarts=len([m for m in messages() if RESTARTED.fullmatch(m)]),
     )
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", [0o644, 0o000], ids=["listable-not-searchable", "not-listable"])
+def test_directory_made_unreadable_right_after_its_content_is_kept_not_deleted(
+    procs: Processes, shared_dir: Path, mode: int
+) -> None:
+    """``mkdir nx; echo s > nx/f; chmod 644 nx`` inside one settle window: the scans could not see ``nx/f`` and
+    said ``nx`` was empty. Every checkpoint then found a difference (warning "0 mudança(s) não percebida(s)"), the
+    state was never saved, and the next start showed ``nx`` created again and a made-up deletion of ``nx/f``. What
+    a scan cannot see it keeps as the client knew it: one warning, nothing twice, nothing made up."""
+    prefix = command_as_other_user()
+    watched = shared_dir / "monitorado"
+    watched.mkdir()
+    watched.chmod(0o777)
+    state = shared_dir / "estado.json"
+    server = procs.server(json_output=True)
+    group = Processes(shared_dir / "cwd")
+    try:
+        args = ["--estado", str(state), "--verificacao", "1"]
+        first = group.client(watched, server.uri, "cli", connected_to=server, args=args, command_prefix=prefix)
+        (watched / "nx").mkdir()
+        write_file(watched / "nx" / "f")
+        (watched / "nx").chmod(mode)
+        nx = str(watched / "nx")
+        warning = f"Aviso: sem permissão para ler {nx}; esse diretório não é monitorado."
+        first.wait_for_line(warning, "stderr")
+        if mode:  # listable: its content was heard before the chmod (not listable: maybe not, a race)
+            wait_until(lambda: {f"{nx}/f"} <= {r.get("path") for r in StdoutEvents(server)()}, describe=procs.describe)
+        saved = state.stat().st_mtime_ns if state.exists() else 0
+        wait_until(lambda: state.exists() and state.stat().st_mtime_ns != saved, describe=first.describe)
+        assert first.stop(signal.SIGTERM) == 0
+        assert not any("não percebida" in line for line in first.lines("stderr")), first.describe()
+        again = group.client(watched, server.uri, "cli", connected_to=server, args=args, command_prefix=prefix)
+        again.wait_for_line("Varredura inicial: 0 mudança(s) desde a última execução.", "stderr")
+        assert again.stop(signal.SIGTERM) == 0
+        events = [r for r in StdoutEvents(server)() if is_protocol_event(r)]
+        said = sorted((r["event"], r["path"]) for r in events)
+        assert said in ([("created", nx), ("created", f"{nx}/f")], [("created", nx)] if not mode else []), events
+        no_traceback(first, again, server)
+    finally:
+        (watched / "nx").chmod(0o755)
+        group.cleanup()
