@@ -119,6 +119,8 @@ MAX_CONNECTIONS = 1_000  # open connections at most; newcomers get HTTP 503 (als
 FD_RESERVE = 64  # file descriptors kept free for the database, stdout, logs: the cap is RLIMIT_NOFILE - this
 HELLO_MAX_SIZE = 64 * 1024  # bytes of a message before a valid hello (and of every message of a plain text session)
 CONSOLE_BUFFER_BYTES = 1024 * 1024  # bytes waiting for stdout; with --banco, lines past it are dropped (and counted)
+CONSOLE_STUCK = 0.05  # seconds one write to stdout may take before its reader counts as stuck (drops start)
+CONSOLE_MAX_BYTES = 16 * 1024 * 1024  # bytes waiting for stdout at most, stuck or not (with --banco)
 CONSOLE_CLOSE_TIMEOUT = 2.0  # seconds a stop waits for a stuck stdout before leaving its lines unprinted
 MAX_ID_CHARS = 64  # longest client_id in a hello
 MAX_NAME_CHARS = 256  # longest client name in a hello
@@ -3143,13 +3145,22 @@ class Console:
 
     ``write(lines, record=True)``: the lines are part of the record (no ``--banco``): always queued (the
     acks that wait for them bound how much), and the returned future resolves once they are written and
-    flushed (ConsoleClosed if stdout is gone). ``record=False``: a mirror of the database; queued only
-    while at most ``limit`` bytes wait, otherwise dropped and counted, and once the queue drains one stderr line says
-    how many were omitted. ``closed`` is called (in the loop, once) when a write fails. Futures resolve
+    flushed (ConsoleClosed if stdout is gone). ``record=False``: a mirror of the database; past ``limit`` bytes
+    waiting, dropped and counted while the reader is stuck (a write has taken over CONSOLE_STUCK seconds) or past
+    ``hard_limit`` bytes (a reader that moves, but slower than the events come); once the queue drains one stderr
+    line says how many were omitted. (A burst alone never drops: this thread lags behind the loop for a moment,
+    its reader does not.) ``closed`` is called (in the loop, once) when a write fails. Futures resolve
     in the loop through call_soon_threadsafe: the only place where this thread meets asyncio.
     """
 
-    def __init__(self, stream: BinaryIO, encoding: str, closed: Callable[[OSError], None], limit: int) -> None:
+    def __init__(
+        self,
+        stream: BinaryIO,
+        encoding: str,
+        closed: Callable[[OSError], None],
+        limit: int,
+        hard_limit: int = CONSOLE_MAX_BYTES,
+    ) -> None:
         self.encoding = encoding
         self.gone = False  # a write failed: nothing more is written (owned by the loop)
         # os.write on the bare descriptor, never the BufferedWriter: a write stuck on an unread pipe then
@@ -3157,6 +3168,8 @@ class Console:
         self._fd = stream.fileno()
         self._closed = closed
         self._limit = limit
+        self._hard_limit = max(limit, hard_limit)
+        self._writing_since = 0.0  # monotonic time the thread's write in progress began (0: none; the thread's)
         self._waiting = 0  # bytes queued (owned by the loop)
         self._waiting_lines = 0  # lines queued and not written yet (owned by the loop)
         self._ended = asyncio.Event()  # the thread has returned
@@ -3176,13 +3189,20 @@ class Console:
                 future.set_exception(ConsoleClosed())
             return future
         data = ("\n".join(lines) + "\n").encode(self.encoding, "backslashreplace")
-        if future is None and self._waiting + len(data) > self._limit:
+        if future is None and self._waiting + len(data) > self._limit and self._behind(len(data)):
             self._dropped += len(lines)
             return None
         self._waiting += len(data)
         self._waiting_lines += len(lines)
         self._queue.put((data, len(lines), future))
         return future
+
+    def _behind(self, size: int) -> bool:
+        """Whether stdout, not this thread, is what holds the lines back: its write is stuck, or it moves too
+        slowly to keep up (past the hard limit)."""
+        since = self._writing_since
+        stuck = since != 0.0 and time.monotonic() - since > CONSOLE_STUCK
+        return stuck or self._waiting + size > self._hard_limit
 
     async def drained(self, timeout: float) -> None:
         """Wait (up to ``timeout`` s: stdout may be stuck) until every queued line is written."""
@@ -3226,8 +3246,10 @@ class Console:
                 items.append(more)
             try:
                 data = memoryview(b"".join(data for data, _, _ in items))
+                self._writing_since = time.monotonic()
                 while data:
                     data = data[os.write(self._fd, data) :]
+                self._writing_since = 0.0
             except OSError as exc:
                 self._silence()
                 self._call(self._failed, items, exc)
