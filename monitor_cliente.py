@@ -513,7 +513,9 @@ class Change:
     origin: Origin = "live"
     attrib: bool = False  # a "modified" where only metadata changed (chmod, chown, touch)
     file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
-    replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
+    # "moved": what was at dest_path before (the View says), None: nothing; "modified" of a file replaced by a new one
+    # (a save): what the path held before, None: not known -- of another type now, it is said deleted + created
+    replaced: FileType | None = None
     synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a directory moved in, not the kernel's
     # What the View held at the path before: deleted, its subtree (or FileInfo); modified, the FileInfo the file had
     # when it left the tree and came back (net_effect): not sent if the file still has it (Describer).
@@ -945,6 +947,12 @@ def special_type(node: Tree | FileInfo) -> FileType | None:
     return kind if kind in ("symlink", "other") else None
 
 
+def known_type(info: FileInfo) -> FileType | None:
+    """The type of a non-directory when it is known (None: no FileInfo, or one migrated from a state file that did
+    not keep types: attributes unknown)."""
+    return None if info is None or not info & _ATTRS_KNOWN else node_type(info)
+
+
 def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"]:
     """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
     not known: either is None). A migrated one (attributes unknown) is compared on its content only.
@@ -1156,9 +1164,11 @@ class HeldTree:
                     # A file the view has "created" again: its name was replaced by a rename from outside the
                     # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
                     # walk of a new directory can repeat a real create too, unmarked: within a settle window
-                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
+                    # created + modified is one created; with --assentar 0 it shows as one more modified.) Of
+                    # another type now (a link where a file was), the Describer says deleted + created.
+                    kind = known_type(parent[name])  # type: ignore[arg-type]  # not a dict: was_dir is False
                     self.stale(parent, name, path)
-                    out.append(Change("modified", path, False, origin=origin))
+                    out.append(Change("modified", path, False, origin=origin, replaced=kind))
                 return out
             out.append(Change("deleted", path, was_dir, origin=origin))
             self.server.release(path, parent[name])
@@ -1337,7 +1347,11 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
                 gone.append(Change("deleted", path, was_dir, origin=origin, file_type=special_type(before)))
             if after is _MISSING:
                 continue
-            if before is _MISSING or was_dir != is_dir:
+            was = known_type(before) if isinstance(before, int) else None
+            if was is not None and isinstance(after, int) and known_type(after) not in (None, was):
+                # Another type of non-directory (a link where a file was): the Describer says deleted + created.
+                appeared.append(Change("modified", path, False, origin=origin, replaced=was))
+            elif before is _MISSING or was_dir != is_dir:
                 appeared.append(Change("created", path, is_dir, origin=origin, file_type=special_type(after)))
                 if isinstance(after, dict):
                     subdirs.append((path + os.sep, {}, after))  # everything in it is new too
@@ -1363,12 +1377,15 @@ def net_effect(changes: list[Change]) -> list[Change]:
 
     What each path touched held before the window is compared with what it holds after (a rule about sequences,
     not tools): created + modified... -> created; modified... -> one modified; created + deleted -> nothing; a
-    file written under another name and renamed over (or into) a path -> modified (or created) of that path, the
+    file written under another name and renamed over (or into) a path -> modified (or created) of that path (of
+    another type than the file it replaced: deleted + created, which the Describer says: see Change.replaced), the
     other name never appears, whatever else happened meanwhile (directories created, moved, deleted); a move of
     something that was there before the window and survives it stays one moved (a directory's children are not
     listed); a directory moved out of the tree and back, as it was -> nothing (each file in it is checked once
-    more when sent: see Change.prior). Order: deletions, moves (parents first), then creations (parents first)
-    and modifications, so that replaying them gives the same tree. Only live changes are merged: what a scan
+    more when sent: see Change.prior). Order: deletions (children before parents: a directory's deletion says
+    its content), moves (parents first), then creations and modifications, each after the creation of every
+    new directory above it, so that replaying them gives the same tree and a reader never sees a path before
+    its parent. Only live changes are merged: what a scan
     found, and the parents the View made up, stay in place. When no order says it (files swapped in a cycle), the
     raw changes go out.
     """
@@ -1391,7 +1408,7 @@ class _Unsure(Exception):
 class _Thing:
     """Something a window of changes touched: the path it had before the window (None: new in it), what it is."""
 
-    __slots__ = ("before", "file_type", "gone", "is_dir", "order", "prior", "touched", "written")
+    __slots__ = ("before", "file_type", "gone", "is_dir", "order", "prior", "replaced", "touched", "written")
 
     def __init__(self, before: str | None, is_dir: bool, file_type: FileType | None, order: int) -> None:
         self.before = before
@@ -1402,6 +1419,7 @@ class _Thing:
         self.touched = False  # any modified
         self.gone = False
         self.prior: Tree | FileInfo = None  # deleted: what the View held there
+        self.replaced: FileType | None = None  # replaced by a new file from outside the tree: what it was (a type)
 
     def kind(self) -> FileType:
         return "dir" if self.is_dir else self.file_type or "file"
@@ -1428,6 +1446,7 @@ class _Window:
         if change.kind == "modified":
             thing.touched = True
             thing.written = thing.written or not change.attrib
+            thing.replaced = thing.replaced or change.replaced
         elif change.kind == "deleted":
             thing.prior = change.prior
             self._remove(path)
@@ -1573,7 +1592,7 @@ class _Said:
         window, where = self.window, self.where
         early: list[Change] = []
         late: list[Change] = []
-        saved: set[_Thing] = set()  # new files that replace what was at their path: a save, said "modified"
+        saved: dict[_Thing, FileType | None] = {}  # new files that replace one at their path (a save) -> its type
         survivors = [t for t in window.was.values() if t in where]
         for before, thing in window.was.items():
             if thing in where or self._buried(thing):
@@ -1584,7 +1603,7 @@ class _Said:
                 if heir.before is not None:
                     continue  # moved over it: the move replaces it
                 if not heir.is_dir and not thing.is_dir:
-                    saved.add(heir)
+                    saved[heir] = known_type(thing.prior) if isinstance(thing.prior, int) else thing.file_type
                     continue
             deletion = Change("deleted", before, thing.is_dir, file_type=thing.file_type)
             inside = before + os.sep
@@ -1612,12 +1631,16 @@ class _Said:
             path = where[thing]
             if thing in made or thing in self.again:
                 continue
+            out += self._make_parents(path, by_path, made)  # a file moved into a directory made after it
             if thing in self.checked:
                 out.append(Change("modified", path, False, prior=self.checked[thing]))  # checked once more when sent
+            elif thing in saved:
+                out.append(Change("modified", path, False, replaced=saved[thing]))
             elif thing.before is None:
-                out.append(Change("modified" if thing in saved else "created", path, thing.is_dir))
+                made.add(thing)
+                out.append(Change("created", path, thing.is_dir))
             elif thing.touched:
-                out.append(Change("modified", path, False, attrib=not thing.written))
+                out.append(Change("modified", path, False, attrib=not thing.written, replaced=thing.replaced))
         return out, self._start()
 
     def _make_parents(self, dest: str, by_path: dict[str, _Thing], made: set[_Thing]) -> list[Change]:
@@ -3541,6 +3564,14 @@ class Describer:
             meta, st = self._metadata(change)
             if change.prior is not None and st is not None and file_info(st) == change.prior:
                 continue  # a file that left the tree and came back as it was (see net_effect)
+            was = change.replaced if change.kind == "modified" else None
+            if was is not None and st is not None and meta.type != was:
+                # A save that put another type at the path (a link where a file was): not a "modified".
+                described.append(
+                    (Change("deleted", change.path, False, origin=change.origin, file_type=was), Metadata(was))
+                )
+                hashed.append(None)
+                change = dataclasses.replace(change, kind="created", replaced=None)
             described.append((dataclasses.replace(change, file_type=meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
