@@ -923,16 +923,16 @@ _ATTRS_SHIFT = 3
 _CONTENT_SHIFT = 35
 _SIZE_SHIFT = _CONTENT_SHIFT + 64
 _SIZE_KNOWN = 1 << (_SIZE_SHIFT + 32)
-_SET_MTIME = _SIZE_KNOWN << 1  # the mtime differs from the ctime: set on purpose (touch -d, cp -p), not by a write
-_MASK32, _MASK64, _MASK33 = 2**32 - 1, 2**64 - 1, 2**33 - 1
+_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
 
 
-def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None, set_mtime: bool = False) -> int:
-    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown),
-    ``size`` (bytes; None: unknown) and whether the mtime was set on purpose (it differs from the ctime)."""
+def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown) and
+    ``size`` (bytes; None: unknown). (A bit above the size, once set when the mtime differed from the ctime, may
+    be in a state file of an earlier release: nothing reads it.)"""
     known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
     sized = 0 if size is None else _SIZE_KNOWN | (hash(size) & _MASK32) << _SIZE_SHIFT
-    return (_SET_MTIME if set_mtime else 0) | sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+    return sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
 
 
 def node_type(node: Tree | FileInfo) -> FileType:
@@ -957,22 +957,22 @@ def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"
     """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
     not known: either is None). A migrated one (attributes unknown) is compared on its content only.
 
-    The rule, live and at start-up alike (README, "Atributos"): a change of mode, owner or group, or an mtime set
-    on purpose with the size unchanged (``touch -d``, ``cp -p``: the new mtime differs from the ctime), is
-    "attrib"; a change of size or type, or an mtime moved by a write (it equals the ctime) is "content". Live, the
-    kernel tells a write (IN_MODIFY: "content") from the rest (IN_ATTRIB: "attrib"); a plain ``touch`` made while
-    the client was stopped cannot be told from a write of the same size and is "content".
+    The rule of scans (start-up, checks; README, "Atributos") is the conservative one: only a change of mode,
+    owner or group with the same size and mtime is "attrib"; any change of mtime, size or type is "content". A
+    scan cannot tell ``touch -d`` from a write that kept the size and set the mtime back (``rsync -a``, ``cp -p``
+    of other bytes): an event never says "attributes only" when the content may have changed. Live, the kernel
+    tells a write (IN_MODIFY: "content") from the rest (IN_ATTRIB alone: "attrib"), so ``touch`` there is
+    "attrib" and, made while the client was stopped, a plain "content".
     """
     if old is None or new is None:
         return ""
     if (old >> _CONTENT_SHIFT) & _MASK64 != (new >> _CONTENT_SHIFT) & _MASK64:
-        sized = old & new & _SIZE_KNOWN and (old >> _SIZE_SHIFT) & _MASK33 == (new >> _SIZE_SHIFT) & _MASK33
-        return "attrib" if sized and new & _SET_MTIME and old & 3 == new & 3 else "content"
+        return "content"
     if not old & new & _ATTRS_KNOWN:
         return ""
     if old & 3 != new & 3:
         return "content"
-    return "attrib" if old & ~_SET_MTIME != new & ~_SET_MTIME else ""  # a ctime moves for a rename, a link too
+    return "attrib" if (old >> _ATTRS_SHIFT) & _MASK32 != (new >> _ATTRS_SHIFT) & _MASK32 else ""
 
 
 def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
@@ -2453,7 +2453,7 @@ def fingerprint(st: os.stat_result) -> int:
 def file_info(st: os.stat_result) -> int:
     """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
     attrs = hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
-    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size, st.st_mtime_ns != st.st_ctime_ns)
+    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size)
 
 
 class Interrupted(Exception):

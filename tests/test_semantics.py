@@ -1105,23 +1105,35 @@ def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
     no_traceback(server, client, again, third)
 
 
-def test_an_mtime_only_change_while_stopped_is_attrib_as_it_is_live(
+def test_a_scan_says_attributes_only_when_size_and_mtime_are_the_same(
     procs: Processes, watched: Path, tmp_path: Path
 ) -> None:
-    """``touch -d 2020-01-01 c.txt`` while the client is stopped: before, a plain ``modified`` at start-up, while
-    the same touch live is ``modified (atributos)``. A change of size stays a plain modified."""
+    """While the client is stopped: ``rsync -a`` (and ``cp -p``) of other bytes of the same size, which sets the
+    mtime back, was said ``modified (atributos)`` (review 1, item 2). A scan cannot tell it from ``touch -d``: any
+    change of mtime or size is a plain modified; only mode, owner or group with the same size and mtime is
+    "atributos"."""
     state = ["--estado", str(tmp_path / "estado.json")]
+    source = tmp_path / "src"
+    source.mkdir()
+    write_file(source / "config.ini", b"porta=1\n")
     server, client = start_pair(procs, watched, state)
-    write_file(watched / "c.txt", b"c")
-    write_file(watched / "d.txt", b"d")
+    sh(f"cp -p {source}/config.ini c1.ini; cp -p {source}/config.ini c2.ini", watched)
+    for name in ("c.txt", "d.txt", "e.sh"):
+        write_file(watched / name, name.encode())
     settled_lines(server, watched, 0)
+    write_file(source / "config.ini", b"porta=2\n")
+    os.utime(source / "config.ini", (1_748_736_000, 1_748_736_000))  # touch -d 2025-06-01
     assert client.stop() == 0
     before = len(server.lines())
-    sh("touch -d 2020-01-01 c.txt; echo outro > d.txt", watched)
+    sh(f"rsync -a {source}/config.ini c1.ini; cp -p {source}/config.ini c2.ini", watched)
+    sh("touch -d 2020-01-01 c.txt; echo outro > d.txt; chmod +x e.sh", watched)
     again = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
-    again.wait_for_line("Varredura inicial: 2 mudança(s) desde a última execução.", "stderr")
+    again.wait_for_line("Varredura inicial: 5 mudança(s) desde a última execução.", "stderr")
     assert sorted(settled_lines(server, watched, before)) == [
-        f"arquivo modificado (atributos): {watched}/c.txt (varredura inicial)",
+        f"arquivo modificado (atributos): {watched}/e.sh (varredura inicial)",
+        f"arquivo modificado: {watched}/c.txt (varredura inicial)",
+        f"arquivo modificado: {watched}/c1.ini (varredura inicial)",
+        f"arquivo modificado: {watched}/c2.ini (varredura inicial)",
         f"arquivo modificado: {watched}/d.txt (varredura inicial)",
     ], server.describe()
     no_traceback(server, client, again)
