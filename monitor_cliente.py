@@ -79,6 +79,7 @@ try:
         DirDeletedEvent,
         DirMovedEvent,
         FileAttribEvent,
+        FileClosedEvent,
         FileCreatedEvent,
         FileDeletedEvent,
         FileModifiedEvent,
@@ -185,6 +186,7 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     FileModifiedEvent,  # directory "modified" only mirrors a child's change: noise
     FileAttribEvent,  # chmod, chown, touch: a "modified" with "attrib" (a directory's, a child's link count: noise)
+    FileClosedEvent,  # IN_CLOSE_WRITE: a file written is complete (a download held until then, see Settler)
     FileDeletedEvent,
     DirDeletedEvent,
     FileMovedEvent,
@@ -1756,37 +1758,67 @@ class Settler:
     """Holds changes for a short window and gives back their net effect (see net_effect); pure, ``now`` in seconds.
 
     Everything held goes out once no change came for ``window`` seconds, or ``max_hold`` seconds after the
-    first held one (a path that keeps changing, a download, is not held for ever). ``window`` 0: every change
-    goes out as it comes.
+    first held one (a path that keeps changing, a download, is not held for ever). A file written and not closed
+    yet (``writing``: a write seen, its IN_CLOSE_WRITE not yet) holds them until its close or ``max_hold``,
+    whatever the pauses between its writes (wget --limit-rate writes in bursts 200 ms apart). ``window`` 0:
+    every change goes out as it comes.
     """
 
-    def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD) -> None:
+    def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD, closes: bool = True) -> None:
         self.window = window
         self.max_hold = max_hold
+        self.closes = closes  # the watcher reports closes (inotify; --polling does not): writes are followed
         self._held: list[Change] = []
         self._first = 0.0  # when the first held change came
         self._last = 0.0  # ...and the last one
         self._recent: dict[str, float] = {}  # path -> when it last changed, while held
+        self.writing: set[str] = set()  # files written and not closed since (read by SettlePipeline)
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def add(self, changes: list[Change], now: float) -> list[Change]:
-        """Hold ``changes``; what goes out at once (all of them when the window is 0)."""
-        if self.window <= 0 or not changes:
+    def add(
+        self, changes: list[Change], now: float, written: Iterable[str] = (), closed: Iterable[str] = ()
+    ) -> list[Change]:
+        """Hold ``changes``; what goes out at once (all of them when the window is 0). ``written``: the files whose
+        last word among the events of these changes is a write (open for writing); ``closed``: a close after
+        writing (IN_CLOSE_WRITE)."""
+        if self.window <= 0:
             return changes
-        if not self._held:
-            self._first = now
-        self._last = now
-        self._held.extend(changes)
+        writing = self.writing
         for change in changes:
             self._recent[change.dest_path or change.path] = now
+            if writing and change.kind != "modified":  # what was written there is another file now (or gone)
+                self._forget(change.path, change.is_dir)
+                if change.dest_path is not None:
+                    self._forget(change.dest_path, change.is_dir)
+        if self.closes:
+            writing.update(written)
+        writing.difference_update(closed)
+        if changes:
+            if not self._held:
+                self._first = now
+            self._last = now
+            self._held.extend(changes)
         return []
+
+    def _forget(self, path: str, is_dir: bool) -> None:
+        self.writing.discard(path)
+        if is_dir:
+            below = path + os.sep
+            self.writing.difference_update([p for p in self.writing if p.startswith(below)])
+
+    def _being_written(self) -> bool:
+        """Whether a file written and not closed yet changed while held."""
+        writing, recent = self.writing, self._recent
+        return any(p in recent for p in writing) if len(writing) <= len(recent) else any(p in writing for p in recent)
 
     def deadline(self) -> float | None:
         """When what is held is due (None: nothing is held)."""
         if not self._held:
             return None
+        if self.writing and self._being_written():
+            return self._first + self.max_hold
         return min(self._last + self.window, self._first + self.max_hold)
 
     def due(self, now: float) -> bool:
@@ -1799,6 +1831,8 @@ class Settler:
         held, self._held = self._held, []
         quiet = now - self._last >= self.window * 0.999  # let out by the window (the timer may fire a hair early)
         busy = frozenset() if quiet else frozenset(p for p, when in self._recent.items() if now - when < self.window)
+        if self.writing:
+            busy |= {p for p in self._recent if p in self.writing}  # open for writing: never hashed
         self._recent = {}
         return net_effect(held), busy
 
@@ -2901,16 +2935,29 @@ class Handler(FileSystemEventHandler):
 
 
 def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
-    """A batch without the writes and attribute changes of files created earlier in it (``open(O_CREAT)`` then
-    ``write()``: one event, not two). Nothing is lost: the creation's metadata is read (lstat) after the whole
-    batch was read, so it already says the written size, mtime and mode. A file deleted or moved in between is a
-    new file if created again, and a write after a move onto it is not folded."""
+    """A batch without the writes, attribute changes and closes of files created earlier in it (``open(O_CREAT)``,
+    ``write()``, ``close()``: one event, not three). Nothing is lost: the creation's metadata is read (lstat) after
+    the whole batch was read, so it already says the written size, mtime and mode. A file created and written but
+    not closed yet (a download) keeps one write, so that the Settler holds it until its close. A file deleted or
+    moved in between is a new file if created again, and a write after a move onto it is not folded."""
     created: set[bytes | str] = set()
-    kept: list[FileSystemEvent] = []
+    kept: list[FileSystemEvent | None] = []
+    open_writes: dict[bytes | str, int] = {}  # a created file written and not closed yet -> its write's index
+    folded = False
     for event in events:
         kind = type(event)
         if kind is FileModifiedEvent or kind is FileAttribEvent:
             if event.src_path in created:
+                if kind is FileModifiedEvent and event.src_path not in open_writes:
+                    open_writes[event.src_path] = len(kept)
+                    kept.append(event)
+                continue
+        elif kind is FileClosedEvent:
+            if event.src_path in created:
+                index = open_writes.pop(event.src_path, None)
+                if index is not None:
+                    kept[index] = None  # closed in the same batch: its creation says it all
+                    folded = True
                 continue
         elif kind is FileCreatedEvent:
             created.add(event.src_path)
@@ -2921,7 +2968,23 @@ def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
                 created.discard(event.src_path)
                 created.discard(event.dest_path)
         kept.append(event)
-    return kept
+    return [event for event in kept if event is not None] if folded else cast(list[FileSystemEvent], kept)
+
+
+def writes_and_closes(events: list[FileSystemEvent]) -> tuple[frozenset[str], frozenset[str]]:
+    """The files whose last word in ``events`` is a write (IN_MODIFY: open for writing, as far as they say), and
+    those whose last word is a close after writing (IN_CLOSE_WRITE)."""
+    last: dict[bytes | str, bool] = {}  # path -> closed
+    for event in events:
+        kind = type(event)
+        if kind is FileClosedEvent:
+            last[event.src_path] = True
+        elif kind is FileModifiedEvent:
+            last[event.src_path] = False
+    if not last:
+        return frozenset(), frozenset()
+    written = frozenset(os.fsdecode(path) for path, closed in last.items() if not closed)
+    return written, frozenset(os.fsdecode(path) for path, closed in last.items() if closed)
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -3057,7 +3120,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 follow_symlink=self.watch.follow_symlink,
             )
             wanted = self.watch.event_filter
-            built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB)
+            built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB, FileClosedEvent)
             self._wants = frozenset(
                 kind for kind in built if wanted is None or any(issubclass(kind, w) for w in wanted)
             )
@@ -3097,6 +3160,8 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 kind = _DELETED[is_dir]
             elif mask & _IN_CREATE:
                 kind = _CREATED[is_dir]
+            elif mask & _IN_CLOSE_WRITE and not is_dir:
+                kind = FileClosedEvent
             elif mask & _IN_DELETE_SELF and os.fsdecode(grouped.path) == self.watch.path:
                 if _DELETED[is_dir] in wants:
                     out.append(_DELETED[is_dir](self.watch.path))
@@ -3166,7 +3231,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
     _MOVED = (watchdog_events.FileMovedEvent, watchdog_events.DirMovedEvent)
     _MODIFIED = (watchdog_events.FileModifiedEvent, watchdog_events.DirModifiedEvent)
     _ATTRIB = (watchdog_events.FileAttribEvent, watchdog_events.DirAttribEvent)
-    _IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+    _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x8, 0x40, 0x80
     _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_ISDIR = 0x100, 0x200, 0x400, 0x40000000
 
 
@@ -3640,6 +3705,7 @@ class SettlePipeline:
         self._wake = wake  # wakes the supervisor
         self._settler = settler if settler is not None else Settler(0.0)
         self._timer: asyncio.TimerHandle | None = None
+        self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
         self.released = 0
 
     def __len__(self) -> int:
@@ -3654,11 +3720,22 @@ class SettlePipeline:
         """Return once every change let out is delivered (their hashes computed)."""
         await self._describer.drained()
 
-    def hold(self, changes: list[Change]) -> None:
-        """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on)."""
+    def hold(
+        self, changes: list[Change], written: frozenset[str] = frozenset(), closed: frozenset[str] = frozenset()
+    ) -> None:
+        """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on);
+        ``written`` and ``closed``: files open for writing, and closed after writing, as their events said."""
         loop = asyncio.get_running_loop()
-        self.release(self._settler.add(changes, loop.time()))
+        self.release(self._settler.add(changes, loop.time(), written, closed))
+        done = closed & self._unhashed
+        if done:  # let out while written, so without a hash: one more modified now that it is complete
+            self._unhashed -= done
+            again = [Change("modified", path, False) for path in sorted(done) if self._view.has(path, "file")]
+            self._settler.add([out for change in again for out in self._view.apply(change)], loop.time())
         deadline = self._settler.deadline()
+        if self._timer is not None and deadline is not None and deadline < self._timer.when():
+            self._timer.cancel()  # a close ends the hold of a file being written
+            self._timer = None
         if deadline is not None and self._timer is None:
             self._timer = loop.call_at(deadline, self._on_timer)
 
@@ -3668,8 +3745,15 @@ class SettlePipeline:
         if self._settler.due(loop.time()):
             busy = self.flush()
             if self._describer.hashing and busy:
-                # Let out while still written, so without a hash: one more modified once they are quiet, with it.
-                again = [Change("modified", path, False) for path in sorted(busy) if self._view.has(path, "file")]
+                # Let out while still written, so without a hash: one more modified once they are quiet (or,
+                # open for writing, closed), with it.
+                writing = self._settler.writing
+                self._unhashed |= busy & writing
+                again = [
+                    Change("modified", path, False)
+                    for path in sorted(busy)
+                    if path not in writing and self._view.has(path, "file")
+                ]
                 self.hold([out for change in again for out in self._view.apply(change)])
         deadline = self._settler.deadline()
         if deadline is not None and self._timer is None:
@@ -3843,7 +3927,7 @@ class Recorder:
             changes += out
         if departed:
             self.departed(departed)
-        self._pipeline.hold(changes)
+        self._pipeline.hold(changes, *writes_and_closes(events))
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
 
@@ -4727,7 +4811,7 @@ class MonitorClient:
             self.wake.set,
             self.state_file.own_paths,
             Console(settings.quiet),
-            Settler(settings.settle, settings.settle_max_hold),
+            Settler(settings.settle, settings.settle_max_hold, closes=not settings.polling and sys.platform == "linux"),
             self.ignore,
             settings.hash_limit,
         )

@@ -1330,3 +1330,45 @@ def test_no_hash_of_a_file_still_being_written(procs: Processes, watched: Path) 
     assert "sha256" not in events[0], events  # let out by --assentar-max while written
     assert events[-1]["sha256"] == hashlib.sha256(b"x" * 15_000).hexdigest() and events[-1]["size"] == 15_000
     no_traceback(client)
+
+
+@pytest.mark.parametrize("stock", ["", "1"], ids=["batched", "stock"])
+def test_a_download_with_pauses_longer_than_the_window_is_created_then_a_few_modified(
+    procs: Processes, watched: Path, monkeypatch: pytest.MonkeyPatch, stock: str
+) -> None:
+    """Writes in bursts 250 ms apart (wget --limit-rate), the file open throughout: before, one modified per burst
+    (1 + 9). A file written and not closed is held until its close (IN_CLOSE_WRITE) or --assentar-max."""
+    monkeypatch.setenv("MONITOR_STOCK_WATCHDOG", stock)
+    server, client = start_pair(procs, watched, ["--assentar", "0.15", "--assentar-max", "1"])
+    started = time.monotonic()
+    sh("(for i in $(seq 10); do head -c 100000 /dev/zero; sleep 0.25; done) > slow.bin", watched)
+    took = time.monotonic() - started
+    lines = settled_lines(server, watched, 0)
+    path = f"{watched}/slow.bin"
+    assert lines[0] == f"arquivo criado: {path}", server.describe()
+    assert set(lines[1:]) <= {f"arquivo modificado: {path}"}, server.describe()
+    assert len(lines) - 1 <= int(took / 1.0) + 1, (took, server.describe())  # one per --assentar-max, and the last
+    if took < 4.0:
+        assert len(lines) - 1 <= 3, (took, server.describe())
+    no_traceback(server, client)
+
+
+def test_no_hash_of_a_file_open_for_writing(procs: Processes, watched: Path) -> None:
+    """Bursts 300 ms apart (longer than the window), the file open throughout: before, a SHA-256 of each partial
+    content (review 1, item 3). Only the event after its close has one, of the whole content."""
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash", "--assentar", "0.15", "--assentar-max", "1"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        path = watched / "parcial.bin"
+        with path.open("wb") as stream:
+            for _ in range(8):
+                stream.write(b"y" * 50_000)
+                stream.flush()
+                time.sleep(0.3)  # well outside the window: a pause of a slow download
+        wait_until(lambda: "sha256" in ([{}, *wire.find("modified", path)][-1]), 20.0, client.describe)
+        time.sleep(0.5)  # anything after it would show here
+        events = wire.find("created", path) + wire.find("modified", path)
+    hashes = [event["sha256"] for event in events if "sha256" in event]
+    assert hashes == [hashlib.sha256(b"y" * 400_000).hexdigest()], events
+    assert events[-1]["size"] == 400_000 and len(events) <= 4, events
+    no_traceback(client)
