@@ -2964,9 +2964,12 @@ def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
         elif created and kind is not DirCreatedEvent:
             if event.is_directory:  # a directory deleted or moved: what was created under it is another story
                 created.clear()
+                open_writes.clear()
             else:
                 created.discard(event.src_path)
                 created.discard(event.dest_path)
+                open_writes.pop(event.src_path, None)
+                open_writes.pop(event.dest_path, None)
         kept.append(event)
     return [event for event in kept if event is not None] if folded else cast(list[FileSystemEvent], kept)
 

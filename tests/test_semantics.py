@@ -423,6 +423,34 @@ def test_settler_lets_a_path_that_keeps_changing_out_after_max_hold(cliente: Mod
     assert busy == {f"{ROOT}/download.bin"}  # still being written: not worth hashing
 
 
+def test_settler_holds_a_file_open_for_writing_until_its_close(cliente: ModuleType) -> None:
+    """Writes 250 ms apart, the file open (review 1, item 3): held past the window until its close (or max_hold),
+    and busy (never hashed) while open."""
+    settler = cliente.Settler(0.1, 1.0)
+    path = f"{ROOT}/d.bin"
+    settler.add([C(cliente, "created", "d.bin"), C(cliente, "modified", "d.bin")], 0.0, {path})
+    assert settler.deadline() == pytest.approx(1.0)
+    settler.add([C(cliente, "modified", "d.bin")], 0.25, {path})
+    assert not settler.due(0.5)
+    settler.add([], 0.5, closed={path})  # closed: the window rules again
+    assert settler.due(0.5) and settler.writing == set()
+    changes, busy = settler.take(0.5)
+    assert said(changes) == [("created", "d.bin")] and busy == frozenset()
+    # Never closed within max_hold: let out, busy; a deletion forgets it.
+    settler.add([C(cliente, "modified", "d.bin")], 2.0, {path})
+    assert settler.deadline() == pytest.approx(3.0)
+    assert settler.take(3.0)[1] == {path}
+    settler.add([C(cliente, "deleted", "d.bin")], 4.0)
+    assert settler.writing == set() and settler.deadline() == pytest.approx(4.1)
+
+
+def test_settler_without_closes_goes_by_time_alone(cliente: ModuleType) -> None:
+    """--polling reports no closes: a write never holds past the window."""
+    settler = cliente.Settler(0.1, 1.0, closes=False)
+    settler.add([C(cliente, "modified", "d.bin")], 0.0, {f"{ROOT}/d.bin"})
+    assert settler.deadline() == pytest.approx(0.1) and settler.writing == set()
+
+
 def test_settler_window_zero_passes_everything_at_once(cliente: ModuleType) -> None:
     settler = cliente.Settler(0.0, 1.0)
     raw = [C(cliente, "created", "a"), C(cliente, "modified", "a")]
