@@ -1387,9 +1387,8 @@ def net_effect(changes: list[Change]) -> list[Change]:
     more when sent: see Change.prior). Order: deletions (children before parents: a directory's deletion says
     its content), moves (parents first), then creations and modifications, each after the creation of every
     new directory above it, so that replaying them gives the same tree and a reader never sees a path before
-    its parent. Only live changes are merged: what a scan
-    found, and the parents the View made up, stay in place. When no order says it (files swapped in a cycle), the
-    raw changes go out.
+    its parent. Only live changes are merged: what a scan found, and the parents the View made up, stay in
+    place. When no order says it (files swapped in a cycle), the raw changes go out.
     """
     out: list[Change] = []
     run: list[Change] = []
@@ -3639,7 +3638,7 @@ class Describer:
                     (Change("deleted", change.path, False, origin=change.origin, file_type=was), Metadata(was))
                 )
                 hashed.append(None)
-                change = dataclasses.replace(change, kind="created", replaced=None)
+                change = dataclasses.replace(change, kind="created", attrib=False, replaced=None)
             described.append((dataclasses.replace(change, file_type=meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
