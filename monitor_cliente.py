@@ -79,6 +79,7 @@ try:
         DirDeletedEvent,
         DirMovedEvent,
         FileAttribEvent,
+        FileClosedEvent,
         FileCreatedEvent,
         FileDeletedEvent,
         FileModifiedEvent,
@@ -185,6 +186,7 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     FileModifiedEvent,  # directory "modified" only mirrors a child's change: noise
     FileAttribEvent,  # chmod, chown, touch: a "modified" with "attrib" (a directory's, a child's link count: noise)
+    FileClosedEvent,  # IN_CLOSE_WRITE: a file written is complete (a download held until then, see Settler)
     FileDeletedEvent,
     DirDeletedEvent,
     FileMovedEvent,
@@ -513,7 +515,9 @@ class Change:
     origin: Origin = "live"
     attrib: bool = False  # a "modified" where only metadata changed (chmod, chown, touch)
     file_type: FileType | None = None  # what the path is (deleted: was); None: not known yet, looked up when sent
-    replaced: FileType | None = None  # "moved": what was at dest_path before (the View says), None: nothing
+    # "moved": what was at dest_path before (the View says), None: nothing; "modified" of a file replaced by a new one
+    # (a save): what the path held before, None: not known -- of another type now, it is said deleted + created
+    replaced: FileType | None = None
     synthetic: bool = False  # watchdog's is_synthetic: made up by its walk of a directory moved in, not the kernel's
     # What the View held at the path before: deleted, its subtree (or FileInfo); modified, the FileInfo the file had
     # when it left the tree and came back (net_effect): not sent if the file still has it (Describer).
@@ -921,16 +925,16 @@ _ATTRS_SHIFT = 3
 _CONTENT_SHIFT = 35
 _SIZE_SHIFT = _CONTENT_SHIFT + 64
 _SIZE_KNOWN = 1 << (_SIZE_SHIFT + 32)
-_SET_MTIME = _SIZE_KNOWN << 1  # the mtime differs from the ctime: set on purpose (touch -d, cp -p), not by a write
-_MASK32, _MASK64, _MASK33 = 2**32 - 1, 2**64 - 1, 2**33 - 1
+_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
 
 
-def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None, set_mtime: bool = False) -> int:
-    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown),
-    ``size`` (bytes; None: unknown) and whether the mtime was set on purpose (it differs from the ctime)."""
+def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown) and
+    ``size`` (bytes; None: unknown). (A bit above the size, once set when the mtime differed from the ctime, may
+    be in a state file of an earlier release: nothing reads it.)"""
     known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
     sized = 0 if size is None else _SIZE_KNOWN | (hash(size) & _MASK32) << _SIZE_SHIFT
-    return (_SET_MTIME if set_mtime else 0) | sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+    return sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
 
 
 def node_type(node: Tree | FileInfo) -> FileType:
@@ -945,26 +949,32 @@ def special_type(node: Tree | FileInfo) -> FileType | None:
     return kind if kind in ("symlink", "other") else None
 
 
+def known_type(info: FileInfo) -> FileType | None:
+    """The type of a non-directory when it is known (None: no FileInfo, or one migrated from a state file that did
+    not keep types: attributes unknown)."""
+    return None if info is None or not info & _ATTRS_KNOWN else node_type(info)
+
+
 def info_change(old: FileInfo, new: FileInfo) -> Literal["", "content", "attrib"]:
     """How a file changed between two FileInfo: its content (or type), only its attributes, or not at all (or
     not known: either is None). A migrated one (attributes unknown) is compared on its content only.
 
-    The rule, live and at start-up alike (README, "Atributos"): a change of mode, owner or group, or an mtime set
-    on purpose with the size unchanged (``touch -d``, ``cp -p``: the new mtime differs from the ctime), is
-    "attrib"; a change of size or type, or an mtime moved by a write (it equals the ctime) is "content". Live, the
-    kernel tells a write (IN_MODIFY: "content") from the rest (IN_ATTRIB: "attrib"); a plain ``touch`` made while
-    the client was stopped cannot be told from a write of the same size and is "content".
+    The rule of scans (start-up, checks; README, "Atributos") is the conservative one: only a change of mode,
+    owner or group with the same size and mtime is "attrib"; any change of mtime, size or type is "content". A
+    scan cannot tell ``touch -d`` from a write that kept the size and set the mtime back (``rsync -a``, ``cp -p``
+    of other bytes): an event never says "attributes only" when the content may have changed. Live, the kernel
+    tells a write (IN_MODIFY: "content") from the rest (IN_ATTRIB alone: "attrib"), so ``touch`` there is
+    "attrib" and, made while the client was stopped, a plain "content".
     """
     if old is None or new is None:
         return ""
     if (old >> _CONTENT_SHIFT) & _MASK64 != (new >> _CONTENT_SHIFT) & _MASK64:
-        sized = old & new & _SIZE_KNOWN and (old >> _SIZE_SHIFT) & _MASK33 == (new >> _SIZE_SHIFT) & _MASK33
-        return "attrib" if sized and new & _SET_MTIME and old & 3 == new & 3 else "content"
+        return "content"
     if not old & new & _ATTRS_KNOWN:
         return ""
     if old & 3 != new & 3:
         return "content"
-    return "attrib" if old & ~_SET_MTIME != new & ~_SET_MTIME else ""  # a ctime moves for a rename, a link too
+    return "attrib" if (old >> _ATTRS_SHIFT) & _MASK32 != (new >> _ATTRS_SHIFT) & _MASK32 else ""
 
 
 def tree_entries(path: str, node: Tree | FileInfo) -> Iterator[tuple[str, bool]]:
@@ -1156,9 +1166,11 @@ class HeldTree:
                     # A file the view has "created" again: its name was replaced by a rename from outside the
                     # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
                     # walk of a new directory can repeat a real create too, unmarked: within a settle window
-                    # created + modified is one created; with --assentar 0 it shows as one more modified.)
+                    # created + modified is one created; with --assentar 0 it shows as one more modified.) Of
+                    # another type now (a link where a file was), the Describer says deleted + created.
+                    kind = known_type(parent[name])  # type: ignore[arg-type]  # not a dict: was_dir is False
                     self.stale(parent, name, path)
-                    out.append(Change("modified", path, False, origin=origin))
+                    out.append(Change("modified", path, False, origin=origin, replaced=kind))
                 return out
             out.append(Change("deleted", path, was_dir, origin=origin))
             self.server.release(path, parent[name])
@@ -1337,7 +1349,11 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
                 gone.append(Change("deleted", path, was_dir, origin=origin, file_type=special_type(before)))
             if after is _MISSING:
                 continue
-            if before is _MISSING or was_dir != is_dir:
+            was = known_type(before) if isinstance(before, int) else None
+            if was is not None and isinstance(after, int) and known_type(after) not in (None, was):
+                # Another type of non-directory (a link where a file was): the Describer says deleted + created.
+                appeared.append(Change("modified", path, False, origin=origin, replaced=was))
+            elif before is _MISSING or was_dir != is_dir:
                 appeared.append(Change("created", path, is_dir, origin=origin, file_type=special_type(after)))
                 if isinstance(after, dict):
                     subdirs.append((path + os.sep, {}, after))  # everything in it is new too
@@ -1363,14 +1379,16 @@ def net_effect(changes: list[Change]) -> list[Change]:
 
     What each path touched held before the window is compared with what it holds after (a rule about sequences,
     not tools): created + modified... -> created; modified... -> one modified; created + deleted -> nothing; a
-    file written under another name and renamed over (or into) a path -> modified (or created) of that path, the
+    file written under another name and renamed over (or into) a path -> modified (or created) of that path (of
+    another type than the file it replaced: deleted + created, which the Describer says: see Change.replaced), the
     other name never appears, whatever else happened meanwhile (directories created, moved, deleted); a move of
     something that was there before the window and survives it stays one moved (a directory's children are not
     listed); a directory moved out of the tree and back, as it was -> nothing (each file in it is checked once
-    more when sent: see Change.prior). Order: deletions, moves (parents first), then creations (parents first)
-    and modifications, so that replaying them gives the same tree. Only live changes are merged: what a scan
-    found, and the parents the View made up, stay in place. When no order says it (files swapped in a cycle), the
-    raw changes go out.
+    more when sent: see Change.prior). Order: deletions (children before parents: a directory's deletion says
+    its content), moves (parents first), then creations and modifications, each after the creation of every
+    new directory above it, so that replaying them gives the same tree and a reader never sees a path before
+    its parent. Only live changes are merged: what a scan found, and the parents the View made up, stay in
+    place. When no order says it (files swapped in a cycle), the raw changes go out.
     """
     out: list[Change] = []
     run: list[Change] = []
@@ -1391,7 +1409,7 @@ class _Unsure(Exception):
 class _Thing:
     """Something a window of changes touched: the path it had before the window (None: new in it), what it is."""
 
-    __slots__ = ("before", "file_type", "gone", "is_dir", "order", "prior", "touched", "written")
+    __slots__ = ("before", "file_type", "gone", "is_dir", "order", "prior", "replaced", "touched", "written")
 
     def __init__(self, before: str | None, is_dir: bool, file_type: FileType | None, order: int) -> None:
         self.before = before
@@ -1402,6 +1420,7 @@ class _Thing:
         self.touched = False  # any modified
         self.gone = False
         self.prior: Tree | FileInfo = None  # deleted: what the View held there
+        self.replaced: FileType | None = None  # replaced by a new file from outside the tree: what it was (a type)
 
     def kind(self) -> FileType:
         return "dir" if self.is_dir else self.file_type or "file"
@@ -1428,6 +1447,7 @@ class _Window:
         if change.kind == "modified":
             thing.touched = True
             thing.written = thing.written or not change.attrib
+            thing.replaced = thing.replaced or change.replaced
         elif change.kind == "deleted":
             thing.prior = change.prior
             self._remove(path)
@@ -1573,7 +1593,7 @@ class _Said:
         window, where = self.window, self.where
         early: list[Change] = []
         late: list[Change] = []
-        saved: set[_Thing] = set()  # new files that replace what was at their path: a save, said "modified"
+        saved: dict[_Thing, FileType | None] = {}  # new files that replace one at their path (a save) -> its type
         survivors = [t for t in window.was.values() if t in where]
         for before, thing in window.was.items():
             if thing in where or self._buried(thing):
@@ -1584,7 +1604,7 @@ class _Said:
                 if heir.before is not None:
                     continue  # moved over it: the move replaces it
                 if not heir.is_dir and not thing.is_dir:
-                    saved.add(heir)
+                    saved[heir] = known_type(thing.prior) if isinstance(thing.prior, int) else thing.file_type
                     continue
             deletion = Change("deleted", before, thing.is_dir, file_type=thing.file_type)
             inside = before + os.sep
@@ -1612,12 +1632,16 @@ class _Said:
             path = where[thing]
             if thing in made or thing in self.again:
                 continue
+            out += self._make_parents(path, by_path, made)  # a file moved into a directory made after it
             if thing in self.checked:
                 out.append(Change("modified", path, False, prior=self.checked[thing]))  # checked once more when sent
+            elif thing in saved:
+                out.append(Change("modified", path, False, replaced=saved[thing]))
             elif thing.before is None:
-                out.append(Change("modified" if thing in saved else "created", path, thing.is_dir))
+                made.add(thing)
+                out.append(Change("created", path, thing.is_dir))
             elif thing.touched:
-                out.append(Change("modified", path, False, attrib=not thing.written))
+                out.append(Change("modified", path, False, attrib=not thing.written, replaced=thing.replaced))
         return out, self._start()
 
     def _make_parents(self, dest: str, by_path: dict[str, _Thing], made: set[_Thing]) -> list[Change]:
@@ -1733,37 +1757,67 @@ class Settler:
     """Holds changes for a short window and gives back their net effect (see net_effect); pure, ``now`` in seconds.
 
     Everything held goes out once no change came for ``window`` seconds, or ``max_hold`` seconds after the
-    first held one (a path that keeps changing, a download, is not held for ever). ``window`` 0: every change
-    goes out as it comes.
+    first held one (a path that keeps changing, a download, is not held for ever). A file written and not closed
+    yet (``writing``: a write seen, its IN_CLOSE_WRITE not yet) holds them until its close or ``max_hold``,
+    whatever the pauses between its writes (wget --limit-rate writes in bursts 200 ms apart). ``window`` 0:
+    every change goes out as it comes.
     """
 
-    def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD) -> None:
+    def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD, closes: bool = True) -> None:
         self.window = window
         self.max_hold = max_hold
+        self.closes = closes  # the watcher reports closes (inotify; --polling does not): writes are followed
         self._held: list[Change] = []
         self._first = 0.0  # when the first held change came
         self._last = 0.0  # ...and the last one
         self._recent: dict[str, float] = {}  # path -> when it last changed, while held
+        self.writing: set[str] = set()  # files written and not closed since (read by SettlePipeline)
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def add(self, changes: list[Change], now: float) -> list[Change]:
-        """Hold ``changes``; what goes out at once (all of them when the window is 0)."""
-        if self.window <= 0 or not changes:
+    def add(
+        self, changes: list[Change], now: float, written: Iterable[str] = (), closed: Iterable[str] = ()
+    ) -> list[Change]:
+        """Hold ``changes``; what goes out at once (all of them when the window is 0). ``written``: the files whose
+        last word among the events of these changes is a write (open for writing); ``closed``: a close after
+        writing (IN_CLOSE_WRITE)."""
+        if self.window <= 0:
             return changes
-        if not self._held:
-            self._first = now
-        self._last = now
-        self._held.extend(changes)
+        writing = self.writing
         for change in changes:
             self._recent[change.dest_path or change.path] = now
+            if writing and change.kind != "modified":  # what was written there is another file now (or gone)
+                self._forget(change.path, change.is_dir)
+                if change.dest_path is not None:
+                    self._forget(change.dest_path, change.is_dir)
+        if self.closes:
+            writing.update(written)
+        writing.difference_update(closed)
+        if changes:
+            if not self._held:
+                self._first = now
+            self._last = now
+            self._held.extend(changes)
         return []
+
+    def _forget(self, path: str, is_dir: bool) -> None:
+        self.writing.discard(path)
+        if is_dir:
+            below = path + os.sep
+            self.writing.difference_update([p for p in self.writing if p.startswith(below)])
+
+    def _being_written(self) -> bool:
+        """Whether a file written and not closed yet changed while held."""
+        writing, recent = self.writing, self._recent
+        return any(p in recent for p in writing) if len(writing) <= len(recent) else any(p in writing for p in recent)
 
     def deadline(self) -> float | None:
         """When what is held is due (None: nothing is held)."""
         if not self._held:
             return None
+        if self.writing and self._being_written():
+            return self._first + self.max_hold
         return min(self._last + self.window, self._first + self.max_hold)
 
     def due(self, now: float) -> bool:
@@ -1776,6 +1830,8 @@ class Settler:
         held, self._held = self._held, []
         quiet = now - self._last >= self.window * 0.999  # let out by the window (the timer may fire a hair early)
         busy = frozenset() if quiet else frozenset(p for p, when in self._recent.items() if now - when < self.window)
+        if self.writing:
+            busy |= {p for p in self._recent if p in self.writing}  # open for writing: never hashed
         self._recent = {}
         return net_effect(held), busy
 
@@ -2430,7 +2486,7 @@ def fingerprint(st: os.stat_result) -> int:
 def file_info(st: os.stat_result) -> int:
     """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
     attrs = hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
-    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size, st.st_mtime_ns != st.st_ctime_ns)
+    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size)
 
 
 class Interrupted(Exception):
@@ -2900,27 +2956,59 @@ class Handler(FileSystemEventHandler):
 
 
 def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
-    """A batch without the writes and attribute changes of files created earlier in it (``open(O_CREAT)`` then
-    ``write()``: one event, not two). Nothing is lost: the creation's metadata is read (lstat) after the whole
-    batch was read, so it already says the written size, mtime and mode. A file deleted or moved in between is a
-    new file if created again, and a write after a move onto it is not folded."""
+    """A batch without the writes, attribute changes and closes of files created earlier in it (``open(O_CREAT)``,
+    ``write()``, ``close()``: one event, not three). Nothing is lost: the creation's metadata is read (lstat) after
+    the whole batch was read, so it already says the written size, mtime and mode. A file created and written but
+    not closed yet (a download) keeps one write, so that the Settler holds it until its close. A file deleted or
+    moved in between is a new file if created again, and a write after a move onto it is not folded."""
     created: set[bytes | str] = set()
-    kept: list[FileSystemEvent] = []
+    kept: list[FileSystemEvent | None] = []
+    open_writes: dict[bytes | str, int] = {}  # a created file written and not closed yet -> its write's index
+    folded = False
     for event in events:
         kind = type(event)
         if kind is FileModifiedEvent or kind is FileAttribEvent:
             if event.src_path in created:
+                if kind is FileModifiedEvent and event.src_path not in open_writes:
+                    open_writes[event.src_path] = len(kept)
+                    kept.append(event)
+                continue
+        elif kind is FileClosedEvent:
+            if event.src_path in created:
+                index = open_writes.pop(event.src_path, None)
+                if index is not None:
+                    kept[index] = None  # closed in the same batch: its creation says it all
+                    folded = True
                 continue
         elif kind is FileCreatedEvent:
             created.add(event.src_path)
         elif created and kind is not DirCreatedEvent:
             if event.is_directory:  # a directory deleted or moved: what was created under it is another story
                 created.clear()
+                open_writes.clear()
             else:
                 created.discard(event.src_path)
                 created.discard(event.dest_path)
+                open_writes.pop(event.src_path, None)
+                open_writes.pop(event.dest_path, None)
         kept.append(event)
-    return kept
+    return [event for event in kept if event is not None] if folded else cast(list[FileSystemEvent], kept)
+
+
+def writes_and_closes(events: list[FileSystemEvent]) -> tuple[frozenset[str], frozenset[str]]:
+    """The files whose last word in ``events`` is a write (IN_MODIFY: open for writing, as far as they say), and
+    those whose last word is a close after writing (IN_CLOSE_WRITE)."""
+    last: dict[bytes | str, bool] = {}  # path -> closed
+    for event in events:
+        kind = type(event)
+        if kind is FileClosedEvent:
+            last[event.src_path] = True
+        elif kind is FileModifiedEvent:
+            last[event.src_path] = False
+    if not last:
+        return frozenset(), frozenset()
+    written = frozenset(os.fsdecode(path) for path, closed in last.items() if not closed)
+    return written, frozenset(os.fsdecode(path) for path, closed in last.items() if closed)
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -3056,7 +3144,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 follow_symlink=self.watch.follow_symlink,
             )
             wanted = self.watch.event_filter
-            built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB)
+            built = (*_CREATED, *_DELETED, *_MOVED, *_MODIFIED, *_ATTRIB, FileClosedEvent)
             self._wants = frozenset(
                 kind for kind in built if wanted is None or any(issubclass(kind, w) for w in wanted)
             )
@@ -3096,6 +3184,8 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 kind = _DELETED[is_dir]
             elif mask & _IN_CREATE:
                 kind = _CREATED[is_dir]
+            elif mask & _IN_CLOSE_WRITE and not is_dir:
+                kind = FileClosedEvent
             elif mask & _IN_DELETE_SELF and os.fsdecode(grouped.path) == self.watch.path:
                 if _DELETED[is_dir] in wants:
                     out.append(_DELETED[is_dir](self.watch.path))
@@ -3165,7 +3255,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
     _MOVED = (watchdog_events.FileMovedEvent, watchdog_events.DirMovedEvent)
     _MODIFIED = (watchdog_events.FileModifiedEvent, watchdog_events.DirModifiedEvent)
     _ATTRIB = (watchdog_events.FileAttribEvent, watchdog_events.DirAttribEvent)
-    _IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+    _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x8, 0x40, 0x80
     _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_ISDIR = 0x100, 0x200, 0x400, 0x40000000
 
 
@@ -3563,6 +3653,14 @@ class Describer:
             meta, st = self._metadata(change)
             if change.prior is not None and st is not None and file_info(st) == change.prior:
                 continue  # a file that left the tree and came back as it was (see net_effect)
+            was = change.replaced if change.kind == "modified" else None
+            if was is not None and st is not None and meta.type != was:
+                # A save that put another type at the path (a link where a file was): not a "modified".
+                described.append(
+                    (Change("deleted", change.path, False, origin=change.origin, file_type=was), Metadata(was))
+                )
+                hashed.append(None)
+                change = dataclasses.replace(change, kind="created", attrib=False, replaced=None)
             described.append((dataclasses.replace(change, file_type=meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
@@ -3631,6 +3729,7 @@ class SettlePipeline:
         self._wake = wake  # wakes the supervisor
         self._settler = settler if settler is not None else Settler(0.0)
         self._timer: asyncio.TimerHandle | None = None
+        self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
         self.released = 0
 
     def __len__(self) -> int:
@@ -3645,11 +3744,22 @@ class SettlePipeline:
         """Return once every change let out is delivered (their hashes computed)."""
         await self._describer.drained()
 
-    def hold(self, changes: list[Change]) -> None:
-        """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on)."""
+    def hold(
+        self, changes: list[Change], written: frozenset[str] = frozenset(), closed: frozenset[str] = frozenset()
+    ) -> None:
+        """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on);
+        ``written`` and ``closed``: files open for writing, and closed after writing, as their events said."""
         loop = asyncio.get_running_loop()
-        self.release(self._settler.add(changes, loop.time()))
+        self.release(self._settler.add(changes, loop.time(), written, closed))
+        done = closed & self._unhashed
+        if done:  # let out while written, so without a hash: one more modified now that it is complete
+            self._unhashed -= done
+            again = [Change("modified", path, False) for path in sorted(done) if self._view.has(path, "file")]
+            self._settler.add([out for change in again for out in self._view.apply(change)], loop.time())
         deadline = self._settler.deadline()
+        if self._timer is not None and deadline is not None and deadline < self._timer.when():
+            self._timer.cancel()  # a close ends the hold of a file being written
+            self._timer = None
         if deadline is not None and self._timer is None:
             self._timer = loop.call_at(deadline, self._on_timer)
 
@@ -3659,8 +3769,15 @@ class SettlePipeline:
         if self._settler.due(loop.time()):
             busy = self.flush()
             if self._describer.hashing and busy:
-                # Let out while still written, so without a hash: one more modified once they are quiet, with it.
-                again = [Change("modified", path, False) for path in sorted(busy) if self._view.has(path, "file")]
+                # Let out while still written, so without a hash: one more modified once they are quiet (or,
+                # open for writing, closed), with it.
+                writing = self._settler.writing
+                self._unhashed |= busy & writing
+                again = [
+                    Change("modified", path, False)
+                    for path in sorted(busy)
+                    if path not in writing and self._view.has(path, "file")
+                ]
                 self.hold([out for change in again for out in self._view.apply(change)])
         deadline = self._settler.deadline()
         if deadline is not None and self._timer is None:
@@ -3834,7 +3951,7 @@ class Recorder:
             changes += out
         if departed:
             self.departed(departed)
-        self._pipeline.hold(changes)
+        self._pipeline.hold(changes, *writes_and_closes(events))
         if self._view.take_suspect() or not self._view.root_exists:
             self.request_rescan()
 
@@ -4733,7 +4850,7 @@ class MonitorClient:
             self.wake.set,
             self.state_file.own_paths,
             Console(settings.quiet),
-            Settler(settings.settle, settings.settle_max_hold),
+            Settler(settings.settle, settings.settle_max_hold, closes=not settings.polling and sys.platform == "linux"),
             self.ignore,
             settings.hash_limit,
         )

@@ -226,6 +226,24 @@ CASES: dict[str, tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]]
         [("created", "t", True), ("moved", "a", False, "t/a"), ("moved", "t/a", False, "a"), ("deleted", "t", True)],
         [],
     ),
+    # A reader sees a parent before its children (review 1, item 5): touch n; mkdir d; mv n d/.
+    "file_moved_into_a_directory_made_after_it": (
+        [],
+        [("created", "n", False), ("created", "d", True), ("moved", "n", False, "d/n")],
+        [("created", "d"), ("created", "d/n")],
+    ),
+    "temporary_name_moved_into_new_nested_directories": (
+        [],
+        [
+            ("created", ".dl", False),
+            ("modified", ".dl", False),
+            ("created", "a", True),
+            ("created", "a/b", True),
+            ("created", "a/b/c", True),
+            ("moved", ".dl", False, "a/b/c/f"),
+        ],
+        [("created", "a"), ("created", "a/b"), ("created", "a/b/c"), ("created", "a/b/c/f")],
+    ),
 }
 
 
@@ -238,6 +256,28 @@ def test_net_effect_says_what_a_person_did(cliente: ModuleType, case: str) -> No
     start = {f"{ROOT}/{path}" for path in known}
     start |= {os.path.dirname(path) for path in start} - {ROOT}  # the directories they are in
     assert server_replay(records(net), start, root=ROOT) == server_replay(records(raw), start, root=ROOT)
+    assert out_of_order(net, start) is None
+
+
+def test_a_save_of_another_type_says_what_was_there(cliente: ModuleType) -> None:
+    """``rm l; echo x > l`` (l a symlink): the net effect is one modified that names the type the path had; the
+    Describer says it deleted + created when the path is of another type now (review 1, item 6)."""
+    view = cliente.View(ROOT)
+    view.apply(C(cliente, "created", "l"))
+    view.note(f"{ROOT}/l", cliente.pack_info("symlink", 5, 7))
+    raw = view.apply(C(cliente, "deleted", "l"))
+    raw += view.apply(C(cliente, "created", "l")) + view.apply(C(cliente, "modified", "l"))
+    assert cliente.net_effect(raw) == [C(cliente, "modified", "l", replaced="symlink")]
+    # From outside the tree over it (``mv /fora/x l``): watchdog says created, the View a modified.
+    view.note(f"{ROOT}/l", cliente.pack_info("other", 5, 7))
+    assert view.apply(C(cliente, "created", "l")) == [C(cliente, "modified", "l", replaced="other")]
+
+
+def test_a_scan_says_another_type_as_a_modified_that_names_it(cliente: ModuleType) -> None:
+    old = {"f": cliente.pack_info("file", 1, 2), "g": cliente.pack_info("file", 1, 2)}
+    new = {"f": cliente.pack_info("symlink", 1, 2), "g": cliente.pack_info("file", 1, 2)}
+    found = cliente.diff_trees(ROOT + "/", old, new, "startup")
+    assert found == [C(cliente, "modified", "f", origin="startup", replaced="file")]
 
 
 def test_a_swap_through_a_temporary_name_stays_raw(cliente: ModuleType) -> None:
@@ -314,6 +354,35 @@ def test_the_net_effect_replays_to_the_same_tree(
     assert server_replay(records(net), known, root=ROOT) == server_replay(records(raw), known, root=ROOT)
     assert server_replay(records(net), known, root=ROOT) == {path for path, _ in _flatten(view.top)}
     assert len(net) <= len(raw)
+    assert out_of_order(raw, known) is None
+    assert out_of_order(net, known) is None, said(net)
+
+
+def out_of_order(changes: list[Any], known: set[str]) -> Any:
+    """The first change that names a path before its parent is there (a creation, a modification, a move's
+    destination), or a path that is not there any more (a deletion or a move after its parent's); None: none."""
+    present = set(known)
+
+    def there(path: str) -> bool:
+        return path == ROOT or path in present
+
+    for change in changes:
+        path = change.path
+        if change.kind in ("created", "modified"):
+            if not there(os.path.dirname(path)):
+                return change
+            present.add(path)
+            continue
+        if not there(path):
+            return change
+        below = {p for p in present if p == path or p.startswith(path + "/")}
+        present -= below
+        if change.kind == "moved":
+            if not there(os.path.dirname(change.dest_path)):
+                return change
+            present -= {p for p in present if p == change.dest_path or p.startswith(change.dest_path + "/")}
+            present |= {change.dest_path + p[len(path) :] for p in below}
+    return None
 
 
 def _flatten(top: dict[str, Any], prefix: str = ROOT + "/") -> list[tuple[str, bool]]:
@@ -352,6 +421,34 @@ def test_settler_lets_a_path_that_keeps_changing_out_after_max_hold(cliente: Mod
     changes, busy = settler.take(1.0)
     assert said(changes) == [("modified", "download.bin")]
     assert busy == {f"{ROOT}/download.bin"}  # still being written: not worth hashing
+
+
+def test_settler_holds_a_file_open_for_writing_until_its_close(cliente: ModuleType) -> None:
+    """Writes 250 ms apart, the file open (review 1, item 3): held past the window until its close (or max_hold),
+    and busy (never hashed) while open."""
+    settler = cliente.Settler(0.1, 1.0)
+    path = f"{ROOT}/d.bin"
+    settler.add([C(cliente, "created", "d.bin"), C(cliente, "modified", "d.bin")], 0.0, {path})
+    assert settler.deadline() == pytest.approx(1.0)
+    settler.add([C(cliente, "modified", "d.bin")], 0.25, {path})
+    assert not settler.due(0.5)
+    settler.add([], 0.5, closed={path})  # closed: the window rules again
+    assert settler.due(0.5) and settler.writing == set()
+    changes, busy = settler.take(0.5)
+    assert said(changes) == [("created", "d.bin")] and busy == frozenset()
+    # Never closed within max_hold: let out, busy; a deletion forgets it.
+    settler.add([C(cliente, "modified", "d.bin")], 2.0, {path})
+    assert settler.deadline() == pytest.approx(3.0)
+    assert settler.take(3.0)[1] == {path}
+    settler.add([C(cliente, "deleted", "d.bin")], 4.0)
+    assert settler.writing == set() and settler.deadline() == pytest.approx(4.1)
+
+
+def test_settler_without_closes_goes_by_time_alone(cliente: ModuleType) -> None:
+    """--polling reports no closes: a write never holds past the window."""
+    settler = cliente.Settler(0.1, 1.0, closes=False)
+    settler.add([C(cliente, "modified", "d.bin")], 0.0, {f"{ROOT}/d.bin"})
+    assert settler.deadline() == pytest.approx(0.1) and settler.writing == set()
 
 
 def test_settler_window_zero_passes_everything_at_once(cliente: ModuleType) -> None:
@@ -480,6 +577,76 @@ def test_a_temporary_name_across_a_mkdir_never_appears(procs: Processes, watched
     sh("echo y > .g.tmp; mkdir o/p; rmdir o/p; mv .g.tmp g", watched)
     assert settled_lines(server, watched, 3) == [f"arquivo modificado: {watched}/g"], server.describe()
     no_traceback(server, client)
+
+
+@pytest.mark.parametrize("settle", [[], WIDE], ids=["default", "wide"])
+def test_a_file_moved_into_a_directory_made_after_it_comes_after_it(
+    procs: Processes, watched: Path, settle: list[str]
+) -> None:
+    """``touch notes.txt && mkdir arquivo && mv notes.txt arquivo/``: before, ``arquivo/notes.txt`` was shown
+    created before ``arquivo`` (review 1, item 5); a reader sees every parent before its children."""
+    server, client = start_pair(procs, watched, settle)
+    sh("touch notes.txt && mkdir arquivo && mv notes.txt arquivo/", watched)
+    assert settled_lines(server, watched, 0) == [
+        f"diretório criado: {watched}/arquivo",
+        f"arquivo criado: {watched}/arquivo/notes.txt",
+    ], server.describe()
+    sh("echo x > .dl; mkdir -p a/b/c; mv .dl a/b/c/f", watched)
+    assert settled_lines(server, watched, 3) == [
+        f"diretório criado: {watched}/a",
+        f"diretório criado: {watched}/a/b",
+        f"diretório criado: {watched}/a/b/c",
+        f"arquivo criado: {watched}/a/b/c/f",
+    ], server.describe()
+    no_traceback(server, client)
+
+
+@pytest.mark.parametrize("settle", [[], WIDE, ["--assentar", "0"]], ids=["default", "wide", "raw"])
+def test_a_type_change_between_non_directories_is_deleted_and_created(
+    procs: Processes, watched: Path, tmp_path: Path, settle: list[str]
+) -> None:
+    """``rm f1; ln -s /etc f1``, ``rm l1; echo real > l1``, ``rm f3; mkfifo f3``, ``sed -i`` of a symlink, a link
+    renamed from outside over a file: before, "modificado" of what the path is now (review 1, item 6). A path of
+    another type than before is deleted + created, live (any settle window) and at start-up."""
+    state = ["--estado", str(tmp_path / "estado.json")]
+    outside = tmp_path / "fora"
+    outside.mkdir()
+    for name in ("f1", "f3", "f5", "f6", "t.txt"):
+        write_file(watched / name, b"t")
+    for name in ("l1", "sl"):
+        (watched / name).symlink_to("t.txt")
+    server, client = start_pair(procs, watched, [*settle, *state])
+    settled_lines(server, watched, 0)  # what was there at start
+    w = watched
+    steps = [
+        ("rm f1; ln -s /etc f1", ["arquivo excluído: f1", "link simbólico criado: f1 -> /etc"]),
+        ("rm l1; echo real > l1", ["link simbólico excluído: l1", "arquivo criado: l1"]),
+        ("rm f3; mkfifo f3", ["arquivo excluído: f3", "arquivo especial criado: f3"]),
+        (
+            f"ln -s /etc {outside}/lnk; mv {outside}/lnk f5",
+            ["arquivo excluído: f5", "link simbólico criado: f5 -> /etc"],
+        ),
+    ]
+    if settle != ["--assentar", "0"]:  # raw: sed's temporary name and its move, as the kernel said
+        steps.append(("sed -i s/t/T/ sl", ["link simbólico excluído: sl", "arquivo criado: sl"]))
+    for command, expected in steps:
+        before = len(server.lines())
+        sh(command, watched)
+        lines = settled_lines(server, watched, before)
+        assert lines == [f"{line.split(': ')[0]}: {w}/{line.split(': ', 1)[1]}" for line in expected], (
+            command,
+            server.describe(),
+        )
+    assert client.stop() == 0
+    sh("rm f6; ln -s t.txt f6", watched)
+    before = len(server.lines())
+    again = procs.client(watched, server.uri, "cli", connected_to=server, args=[*settle, *state])
+    again.wait_for_line("Varredura inicial: 1 mudança(s) desde a última execução.", "stderr")  # one path
+    assert settled_lines(server, watched, before) == [
+        f"arquivo excluído: {w}/f6 (varredura inicial)",
+        f"link simbólico criado: {w}/f6 (varredura inicial) -> t.txt",  # the server puts the target last
+    ], server.describe()
+    no_traceback(server, client, again)
 
 
 def test_rsync_into_nested_directories_shows_no_temporary_name(procs: Processes, watched: Path, tmp_path: Path) -> None:
@@ -966,23 +1133,35 @@ def test_row_chmod_and_touch_are_reported_live_and_never_again_at_start_up(
     no_traceback(server, client, again, third)
 
 
-def test_an_mtime_only_change_while_stopped_is_attrib_as_it_is_live(
+def test_a_scan_says_attributes_only_when_size_and_mtime_are_the_same(
     procs: Processes, watched: Path, tmp_path: Path
 ) -> None:
-    """``touch -d 2020-01-01 c.txt`` while the client is stopped: before, a plain ``modified`` at start-up, while
-    the same touch live is ``modified (atributos)``. A change of size stays a plain modified."""
+    """While the client is stopped: ``rsync -a`` (and ``cp -p``) of other bytes of the same size, which sets the
+    mtime back, was said ``modified (atributos)`` (review 1, item 2). A scan cannot tell it from ``touch -d``: any
+    change of mtime or size is a plain modified; only mode, owner or group with the same size and mtime is
+    "atributos"."""
     state = ["--estado", str(tmp_path / "estado.json")]
+    source = tmp_path / "src"
+    source.mkdir()
+    write_file(source / "config.ini", b"porta=1\n")
     server, client = start_pair(procs, watched, state)
-    write_file(watched / "c.txt", b"c")
-    write_file(watched / "d.txt", b"d")
+    sh(f"cp -p {source}/config.ini c1.ini; cp -p {source}/config.ini c2.ini", watched)
+    for name in ("c.txt", "d.txt", "e.sh"):
+        write_file(watched / name, name.encode())
     settled_lines(server, watched, 0)
+    write_file(source / "config.ini", b"porta=2\n")
+    os.utime(source / "config.ini", (1_748_736_000, 1_748_736_000))  # touch -d 2025-06-01
     assert client.stop() == 0
     before = len(server.lines())
-    sh("touch -d 2020-01-01 c.txt; echo outro > d.txt", watched)
+    sh(f"rsync -a {source}/config.ini c1.ini; cp -p {source}/config.ini c2.ini", watched)
+    sh("touch -d 2020-01-01 c.txt; echo outro > d.txt; chmod +x e.sh", watched)
     again = procs.client(watched, server.uri, "cli", connected_to=server, args=state)
-    again.wait_for_line("Varredura inicial: 2 mudança(s) desde a última execução.", "stderr")
+    again.wait_for_line("Varredura inicial: 5 mudança(s) desde a última execução.", "stderr")
     assert sorted(settled_lines(server, watched, before)) == [
-        f"arquivo modificado (atributos): {watched}/c.txt (varredura inicial)",
+        f"arquivo modificado (atributos): {watched}/e.sh (varredura inicial)",
+        f"arquivo modificado: {watched}/c.txt (varredura inicial)",
+        f"arquivo modificado: {watched}/c1.ini (varredura inicial)",
+        f"arquivo modificado: {watched}/c2.ini (varredura inicial)",
         f"arquivo modificado: {watched}/d.txt (varredura inicial)",
     ], server.describe()
     no_traceback(server, client, again)
@@ -1178,4 +1357,46 @@ def test_no_hash_of_a_file_still_being_written(procs: Processes, watched: Path) 
         events = wire.find("created", path) + wire.find("modified", path)
     assert "sha256" not in events[0], events  # let out by --assentar-max while written
     assert events[-1]["sha256"] == hashlib.sha256(b"x" * 15_000).hexdigest() and events[-1]["size"] == 15_000
+    no_traceback(client)
+
+
+@pytest.mark.parametrize("stock", ["", "1"], ids=["batched", "stock"])
+def test_a_download_with_pauses_longer_than_the_window_is_created_then_a_few_modified(
+    procs: Processes, watched: Path, monkeypatch: pytest.MonkeyPatch, stock: str
+) -> None:
+    """Writes in bursts 250 ms apart (wget --limit-rate), the file open throughout: before, one modified per burst
+    (1 + 9). A file written and not closed is held until its close (IN_CLOSE_WRITE) or --assentar-max."""
+    monkeypatch.setenv("MONITOR_STOCK_WATCHDOG", stock)
+    server, client = start_pair(procs, watched, ["--assentar", "0.15", "--assentar-max", "1"])
+    started = time.monotonic()
+    sh("(for i in $(seq 10); do head -c 100000 /dev/zero; sleep 0.25; done) > slow.bin", watched)
+    took = time.monotonic() - started
+    lines = settled_lines(server, watched, 0)
+    path = f"{watched}/slow.bin"
+    assert lines[0] == f"arquivo criado: {path}", server.describe()
+    assert set(lines[1:]) <= {f"arquivo modificado: {path}"}, server.describe()
+    assert len(lines) - 1 <= int(took / 1.0) + 1, (took, server.describe())  # one per --assentar-max, and the last
+    if took < 4.0:
+        assert len(lines) - 1 <= 3, (took, server.describe())
+    no_traceback(server, client)
+
+
+def test_no_hash_of_a_file_open_for_writing(procs: Processes, watched: Path) -> None:
+    """Bursts 300 ms apart (longer than the window), the file open throughout: before, a SHA-256 of each partial
+    content (review 1, item 3). Only the event after its close has one, of the whole content."""
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash", "--assentar", "0.15", "--assentar-max", "1"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        path = watched / "parcial.bin"
+        with path.open("wb") as stream:
+            for _ in range(8):
+                stream.write(b"y" * 50_000)
+                stream.flush()
+                time.sleep(0.3)  # well outside the window: a pause of a slow download
+        wait_until(lambda: "sha256" in ([{}, *wire.find("modified", path)][-1]), 20.0, client.describe)
+        time.sleep(0.5)  # anything after it would show here
+        events = wire.find("created", path) + wire.find("modified", path)
+    hashes = [event["sha256"] for event in events if "sha256" in event]
+    assert hashes == [hashlib.sha256(b"y" * 400_000).hexdigest()], events
+    assert events[-1]["size"] == 400_000 and len(events) <= 4, events
     no_traceback(client)

@@ -580,3 +580,14 @@ def test_names_that_are_not_utf8_hash_their_exact_bytes(servidor: ModuleType, cl
     assert view.digest() == (1, servidor.entry_hash(b"/w/b_\xff", False))
     assert view.digest() == server_digest(servidor, cliente, sent)
     assert sent == [C(cliente, "created", bad)]
+
+
+def test_info_change_says_attributes_only_when_size_and_mtime_are_the_same(cliente: ModuleType) -> None:
+    """The conservative rule of scans (review 1, item 2): any change of the mtime-and-size fingerprint is content,
+    even with the same size (``rsync -a`` of other bytes, ``touch -d``); mode, owner or group alone is attrib."""
+    old = cliente.pack_info("file", 1, 2, size=10)
+    assert cliente.info_change(old, cliente.pack_info("file", 3, 2, size=10)) == "content"
+    assert cliente.info_change(old, cliente.pack_info("file", 3, 4, size=10)) == "content"
+    assert cliente.info_change(old, cliente.pack_info("file", 1, 4, size=10)) == "attrib"
+    assert cliente.info_change(old, cliente.pack_info("file", 1, 2, size=10)) == ""
+    assert cliente.info_change(old, cliente.pack_info("file", 1, 2)) == ""  # a state file without sizes
