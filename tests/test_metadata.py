@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from support import SERVER_SCRIPT, TIMEOUT, Processes, script_env
+from support import SERVER_SCRIPT, TIMEOUT, Processes, script_env, wait_until
 from test_protocol import BAD_EVENTS
 from test_trust import ROOT, TS, Client, batch, event
 from websockets.exceptions import ConnectionClosed
@@ -703,6 +703,8 @@ def test_hostile_metadata_is_refused_and_the_server_goes_on(procs: Processes) ->
         server.wait_for_line(re.compile(f"violou o protocolo: {re.escape(reason)}$"), "stderr")
     good = Client(server.uri, version=3)
     good.send(v3_event(1, f"{ROOT}/depois", size=1))
+    # The ack follows the write to stdout; this test's reader of the pipe may not have read it yet.
+    wait_until(lambda: bool(server.json_events()), describe=server.describe)
     assert [record["path"] for record in server.json_events()] == [f"{ROOT}/depois"]
     assert b"Traceback" not in server.raw("stderr") and server.running()
 
