@@ -3140,17 +3140,58 @@ class ConsoleClosed(Exception):
     """stdout is gone (closed pipe, full disk): what was waiting for it was not printed."""
 
 
+class ConsoleBudget:
+    """What waits for stdout (bytes, lines) and the mirror lines dropped since the last report; owned by the loop.
+
+    A mirror line (``--banco``) is dropped past ``limit`` bytes waiting while stdout's reader is stuck (a write has
+    taken over CONSOLE_STUCK seconds), or past ``hard_limit`` bytes (a reader that moves, but slower than the events
+    come). A burst alone never drops: the console thread lags behind the loop for a moment, its reader does not.
+    """
+
+    def __init__(self, limit: int, hard_limit: int) -> None:
+        self.bytes = 0
+        self.lines = 0
+        self._limit = limit
+        self._hard_limit = max(limit, hard_limit)
+        self._dropped = 0
+
+    def admits(self, size: int, lines: int, writing_since: float) -> bool:
+        """Whether a mirror chunk of ``size`` bytes is queued (else it is counted as dropped)."""
+        if self.bytes + size <= self._limit:
+            return True
+        stuck = writing_since != 0.0 and time.monotonic() - writing_since > CONSOLE_STUCK
+        if stuck or self.bytes + size > self._hard_limit:
+            self._dropped += lines
+            return False
+        return True
+
+    def queued(self, size: int, lines: int) -> None:
+        self.bytes += size
+        self.lines += lines
+
+    def written(self, size: int, lines: int) -> None:
+        self.bytes -= size
+        self.lines -= lines
+
+    def report(self) -> None:
+        """Once nothing waits, say how many lines were dropped since the last report."""
+        if self._dropped and self.bytes == 0:
+            log.warning(
+                "%d linhas omitidas no console (a saída padrão não acompanhou); o banco tem todos os eventos",
+                self._dropped,
+            )
+            self._dropped = 0
+
+
 class Console:
     """The one thread that writes stdout, so a slow or stuck reader never blocks the event loop.
 
     ``write(lines, record=True)``: the lines are part of the record (no ``--banco``): always queued (the
     acks that wait for them bound how much), and the returned future resolves once they are written and
-    flushed (ConsoleClosed if stdout is gone). ``record=False``: a mirror of the database; past ``limit`` bytes
-    waiting, dropped and counted while the reader is stuck (a write has taken over CONSOLE_STUCK seconds) or past
-    ``hard_limit`` bytes (a reader that moves, but slower than the events come); once the queue drains one stderr
-    line says how many were omitted. (A burst alone never drops: this thread lags behind the loop for a moment,
-    its reader does not.) ``closed`` is called (in the loop, once) when a write fails. Futures resolve
-    in the loop through call_soon_threadsafe: the only place where this thread meets asyncio.
+    flushed (ConsoleClosed if stdout is gone). ``record=False``: a mirror of the database, queued or dropped and
+    counted as its ConsoleBudget says; once the queue drains one stderr line says how many were omitted.
+    ``closed`` is called (in the loop, once) when a write fails. Futures resolve in the loop through
+    call_soon_threadsafe: the only place where this thread meets asyncio.
     """
 
     def __init__(
@@ -3167,13 +3208,9 @@ class Console:
         # holds no lock that the interpreter's exit needs, so the thread can be abandoned at exit.
         self._fd = stream.fileno()
         self._closed = closed
-        self._limit = limit
-        self._hard_limit = max(limit, hard_limit)
+        self._budget = ConsoleBudget(limit, hard_limit)
         self._writing_since = 0.0  # monotonic time the thread's write in progress began (0: none; the thread's)
-        self._waiting = 0  # bytes queued (owned by the loop)
-        self._waiting_lines = 0  # lines queued and not written yet (owned by the loop)
         self._ended = asyncio.Event()  # the thread has returned
-        self._dropped = 0  # mirror lines not queued since the last report (owned by the loop)
         self._idle = asyncio.Event()  # set whenever a write completes
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[tuple[bytes, int, asyncio.Future[None] | None] | None] = queue.SimpleQueue()
@@ -3189,25 +3226,16 @@ class Console:
                 future.set_exception(ConsoleClosed())
             return future
         data = ("\n".join(lines) + "\n").encode(self.encoding, "backslashreplace")
-        if future is None and self._waiting + len(data) > self._limit and self._behind(len(data)):
-            self._dropped += len(lines)
+        if future is None and not self._budget.admits(len(data), len(lines), self._writing_since):
             return None
-        self._waiting += len(data)
-        self._waiting_lines += len(lines)
+        self._budget.queued(len(data), len(lines))
         self._queue.put((data, len(lines), future))
         return future
-
-    def _behind(self, size: int) -> bool:
-        """Whether stdout, not this thread, is what holds the lines back: its write is stuck, or it moves too
-        slowly to keep up (past the hard limit)."""
-        since = self._writing_since
-        stuck = since != 0.0 and time.monotonic() - since > CONSOLE_STUCK
-        return stuck or self._waiting + size > self._hard_limit
 
     async def drained(self, timeout: float) -> None:
         """Wait (up to ``timeout`` s: stdout may be stuck) until every queued line is written."""
         deadline = time.monotonic() + timeout
-        while self._waiting and not self.gone and time.monotonic() < deadline:
+        while self._budget.bytes and not self.gone and time.monotonic() < deadline:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
@@ -3219,10 +3247,10 @@ class Console:
         self._queue.put(None)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ended.wait(), timeout)
-        if not self._ended.is_set() and self._waiting_lines and not self.gone:
+        if not self._ended.is_set() and self._budget.lines and not self.gone:
             log.warning(
                 "%d linhas não foram impressas: a saída padrão não andou em %g s ao encerrar",
-                self._waiting_lines,
+                self._budget.lines,
                 timeout,
             )
 
@@ -3272,17 +3300,11 @@ class Console:
 
     def _written(self, items: list[tuple[bytes, int, asyncio.Future[None] | None]]) -> None:
         for data, lines, future in items:
-            self._waiting -= len(data)
-            self._waiting_lines -= lines
+            self._budget.written(len(data), lines)
             if future is not None and not future.done():
                 future.set_result(None)
         self._idle.set()
-        if self._dropped and self._waiting == 0:
-            log.warning(
-                "%d linhas omitidas no console (a saída padrão não acompanhou); o banco tem todos os eventos",
-                self._dropped,
-            )
-            self._dropped = 0
+        self._budget.report()
 
     def _failed(self, items: list[tuple[bytes, int, asyncio.Future[None] | None]], exc: OSError) -> None:
         self.gone = True
