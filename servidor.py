@@ -622,9 +622,9 @@ def _path_style(obj: dict[str, Any], root: str, version: int) -> PathStyle:
     """Version 2 says ``path_style`` (default posix); a version 1 root is judged by its looks (``C:\\`` is Windows)."""
     if version >= 2:
         style = obj.get("path_style", "posix")
-        if style not in PATH_STYLES:
+        if type(style) is not str or style not in PATH_STYLES:  # a list or object is unhashable: no dict lookup
             raise ProtocolError("campo 'path_style' deve ser 'posix' ou 'windows'")
-        return style  # type: ignore[no-any-return]
+        return style
     if not root.startswith("/") and pathlib.PureWindowsPath(root).is_absolute():
         return "windows"
     return "posix"

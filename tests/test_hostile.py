@@ -677,6 +677,15 @@ HELLO_VIOLATIONS = [
     Violation("raiz-surrogate", hello_frame(root="/\ud800"), "campo 'root' tem surrogates isolados"),
     Violation("raiz-lista", hello_frame(root=["/"]), "campo 'root' ausente ou não é texto"),
 ]
+HELLO_VIOLATIONS += [
+    # An unhashable value once reached a dict lookup: a TypeError, closed with 1011 "erro interno".
+    Violation(
+        f"path-style-{name}",
+        hello_frame(version=2, secret="ab" * 16, path_style=value),
+        "campo 'path_style' deve ser 'posix' ou 'windows'",
+    )
+    for name, value in [("lista", []), ("objeto", {}), ("lista-posix", ["posix"]), ("numero", 1), ("nulo", None)]
+]
 
 
 def assert_violation_reported(hub: Hub, peer: str, close: Close, violation: Violation) -> None:
