@@ -3863,8 +3863,22 @@ def utc_now() -> datetime.datetime:
 
 _SECRET_WORDS = ("token", "secret", "password", "auth")  # a key or header holding one of these (any case) is hidden
 _JSON_CHARS = rb'(?:[^"\\]|\\.)*'  # the inside of a JSON string, escapes included
+
+
+def _json_spellings(word: str) -> bytes:
+    """A pattern of ``word`` as a JSON string may spell it, any case: each letter as itself or as its ``\\uXXXX``
+    escape (``"\\u0073ecret"`` is the key ``secret`` to json.loads)."""
+    return b"".join(
+        rb"(?:"
+        + re.escape(c.encode())
+        + b"".join(rb"|\\u%04x" % ord(v) for v in dict.fromkeys(c.lower() + c.upper()))
+        + rb")"
+        for c in word
+    )
+
+
 _SECRET_VALUE = re.compile(
-    rb'("' + _JSON_CHARS + rb"?(?:" + b"|".join(w.encode() for w in _SECRET_WORDS) + rb")" + _JSON_CHARS
+    rb'("' + _JSON_CHARS + rb"?(?:" + b"|".join(map(_json_spellings, _SECRET_WORDS)) + rb")" + _JSON_CHARS
     + rb'"\s*:\s*")' + _JSON_CHARS,
     re.IGNORECASE,
 )  # fmt: skip
