@@ -624,9 +624,9 @@ def _path_style(obj: dict[str, Any], root: str, version: int) -> PathStyle:
     """Version 2 says ``path_style`` (default posix); a version 1 root is judged by its looks (``C:\\`` is Windows)."""
     if version >= 2:
         style = obj.get("path_style", "posix")
-        if style not in PATH_STYLES:
+        if type(style) is not str or style not in PATH_STYLES:  # a list or object is unhashable: no dict lookup
             raise ProtocolError("campo 'path_style' deve ser 'posix' ou 'windows'")
-        return style  # type: ignore[no-any-return]
+        return style
     if not root.startswith("/") and pathlib.PureWindowsPath(root).is_absolute():
         return "windows"
     return "posix"
@@ -697,7 +697,10 @@ def event_paths(events: Iterable[Event]) -> Iterator[tuple[str, str | None]]:
 
 
 _FAST_KINDS = ("created", "modified", "deleted")  # the kinds without dest_path
-_CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", re.ASCII)
+# iso_mtime's form, the hour 00 to 23: a text fromisoformat reads back as exactly this text. Python 3.14+ also
+# reads T24:00 (the next day's midnight), which the record writes as 00:00 of that day: not kept. Any other field
+# out of its range is refused by fromisoformat (the general path's message then).
+_CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):\d\d:\d\d\.\d{6}\+00:00", re.ASCII)
 
 
 def _parse_event(obj: object, version: int) -> Event:
@@ -1043,13 +1046,31 @@ def encode_digest_answer(kind: str, seq: int, digest: Digest) -> str:
 # ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
 def local_time(ts: datetime.datetime) -> str:
+    """``ts`` in the local time zone, to the second: ``2026-11-29 11:23:00``."""
+    if type(ts.tzinfo) is not datetime.timezone:  # naive, or an offset that depends on fold (which == ignores)
+        return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return _local_time(ts)
+
+
+@functools.lru_cache(maxsize=1024)  # by the instant alone (fixed offsets): the text depends on nothing else
+def _local_time(ts: datetime.datetime) -> str:
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-@functools.lru_cache(maxsize=1024)
 def iso_time(ts: datetime.datetime) -> str:
+    """``ts`` as ISO 8601 with milliseconds, in its own offset: ``2026-11-29T11:23:00.123-03:00``."""
+    tz = ts.tzinfo
+    if tz is not None and type(tz) is not datetime.timezone:  # an offset that may depend on fold: not cached
+        return ts.isoformat(timespec="milliseconds")
+    return _iso_time(ts, tz)
+
+
+# Keyed by the time zone too, like every cache here whose key's == is looser than its text: two aware datetimes of
+# one instant are equal (and hash alike) whatever their offsets; two datetime.timezone are equal only for the same
+# offset, all that isoformat writes of them (tests/test_burst.py, AUDITED_CACHES).
+@functools.lru_cache(maxsize=1024)
+def _iso_time(ts: datetime.datetime, tz: datetime.tzinfo | None) -> str:
     return ts.isoformat(timespec="milliseconds")
 
 
@@ -1094,7 +1115,9 @@ def format_event(client: str, ev: Event) -> str:
         what += f" ({human_size(ev.size)})"
     elif file_type == "symlink" and ev.target_path is not None:
         what += f" -> {escape(ev.target_path)}"
-    return f"{local_time(ev.ts)} [{_escaped_name(client)}] {what}"
+    ts = ev.ts  # local_time(ts) without its call (a fixed offset, as parsed: cached by the instant alone)
+    when = _local_time(ts) if type(ts.tzinfo) is datetime.timezone else local_time(ts)
+    return f"{when} [{_escaped_name(client)}] {what}"
 
 
 _escaped_name = functools.lru_cache(maxsize=256)(escape)  # a client's name, the same for a whole batch
@@ -1186,9 +1209,17 @@ def to_json_line(record: dict[str, Any]) -> str:
 _json_string = json.encoder.encode_basestring  # json.dumps' own string encoder (ensure_ascii=False): C when available
 
 
-@functools.lru_cache(maxsize=1024)
 def _json_ts(ts: datetime.datetime) -> str:
-    return _json_string(iso_time(ts))
+    """``json.dumps(iso_time(ts))``."""
+    tz = ts.tzinfo
+    if tz is not None and type(tz) is not datetime.timezone:  # see iso_time
+        return _json_string(ts.isoformat(timespec="milliseconds"))
+    return _json_iso_time(ts, tz)
+
+
+@functools.lru_cache(maxsize=1024)  # keyed by the time zone too (see _iso_time)
+def _json_iso_time(ts: datetime.datetime, tz: datetime.tzinfo | None) -> str:
+    return _json_string(ts.isoformat(timespec="milliseconds"))
 
 
 def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[str]:
@@ -1199,7 +1230,10 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
     """
     head = f'{{"client": {_json_string(client)}, "client_id": {_json_string(client_id)}, "seq": '
     lines = []
+    ts, ts_json = None, ""
     for ev in events:
+        if ev.ts is not ts:  # a batch's events mostly share one ts object (_parse_ts's cache): one lookup for them
+            ts, ts_json = ev.ts, _json_ts(ev.ts)
         if ev.mtime_text is not None and ev.size is not None and ev.mode is not None and ev.type is not None:
             if (
                 ev.dest_path is None
@@ -1214,7 +1248,7 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
                 lines.append(
                     f'{head}{ev.seq}, "event": "{ev.event}", "path": {_json_string(ev.path)}, "is_dir": '
                     f'{"true" if ev.is_dir else "false"}, "type": "{ev.type}", "size": {ev.size}, "mtime": '
-                    f'"{ev.mtime_text}", "mode": {_json_string(ev.mode)}, "ts": {_json_ts(ev.ts)}, "origin": '
+                    f'"{ev.mtime_text}", "mode": {_json_string(ev.mode)}, "ts": {ts_json}, "origin": '
                     f'"{ev.origin}"}}'
                 )
                 continue
@@ -1223,14 +1257,14 @@ def event_lines(client: str, client_id: str, events: Iterable[Event]) -> list[st
             line += f', "dest_path": {_json_string(ev.dest_path)}'
         line += f', "is_dir": {"true" if ev.is_dir else "false"}'
         line += _metadata_json(ev)
-        line += f', "ts": {_json_ts(ev.ts)}'
+        line += f', "ts": {ts_json}'
         line += f', "origin": {_json_string(ev.origin)}'
         if ev.path_b64 is not None:
             line += f', "path_b64": {_json_string(ev.path_b64)}'
         if ev.dest_path_b64 is not None:
             line += f', "dest_path_b64": {_json_string(ev.dest_path_b64)}'
         lines.append(line + "}")
-    if not client.isascii() or not client_id.isascii() or "\x7f" in head:
+    if not client.isascii() or not client_id.isascii():  # every line is non-ASCII: no need to look
         return [_terminal_safe(line) for line in lines]
     return [line if line.isascii() and "\x7f" not in line else _terminal_safe(line) for line in lines]
 
@@ -3013,12 +3047,17 @@ class PageQueries:
 def _event_rows(client: int, events: list[Event], stored_at: int) -> list[tuple[Any, ...]]:
     """Each event as the events table keeps it, in _ROW_COLUMNS order (``seq`` NULL: a resync's difference;
     is_dir as an int: a bool takes sqlite3's slow adapter path)."""
-    return [
-        (client, ev.seq or None, ev.event, ev.path, ev.dest_path, 1 if ev.is_dir else 0, iso_time(ev.ts), ev.origin,
-         ev.path_b64, ev.dest_path_b64, ev.type, _sql_int(ev.size), _mtime_text(ev), ev.mode, ev.target_path,
-         ev.target_path_b64, ev.sha256, 1 if ev.attrib else None, stored_at)
-        for ev in events
-    ]  # fmt: skip
+    rows = []
+    ts, ts_text = None, ""
+    for ev in events:
+        if ev.ts is not ts:  # one lookup for the events that share a ts object (as in event_lines)
+            ts, ts_text = ev.ts, iso_time(ev.ts)
+        rows.append(
+            (client, ev.seq or None, ev.event, ev.path, ev.dest_path, 1 if ev.is_dir else 0, ts_text, ev.origin,
+             ev.path_b64, ev.dest_path_b64, ev.type, _sql_int(ev.size), _mtime_text(ev), ev.mode, ev.target_path,
+             ev.target_path_b64, ev.sha256, 1 if ev.attrib else None, stored_at)
+        )  # fmt: skip
+    return rows
 
 
 def _stored_event(row: list[Any]) -> Event:
@@ -3907,8 +3946,22 @@ def utc_now() -> datetime.datetime:
 
 _SECRET_WORDS = ("token", "secret", "password", "auth")  # a key or header holding one of these (any case) is hidden
 _JSON_CHARS = rb'(?:[^"\\]|\\.)*'  # the inside of a JSON string, escapes included
+
+
+def _json_spellings(word: str) -> bytes:
+    """A pattern of ``word`` as a JSON string may spell it, any case: each letter as itself or as its ``\\uXXXX``
+    escape (``"\\u0073ecret"`` is the key ``secret`` to json.loads)."""
+    return b"".join(
+        rb"(?:"
+        + re.escape(c.encode())
+        + b"".join(rb"|\\u%04x" % ord(v) for v in dict.fromkeys(c.lower() + c.upper()))
+        + rb")"
+        for c in word
+    )
+
+
 _SECRET_VALUE = re.compile(
-    rb'("' + _JSON_CHARS + rb"?(?:" + b"|".join(w.encode() for w in _SECRET_WORDS) + rb")" + _JSON_CHARS
+    rb'("' + _JSON_CHARS + rb"?(?:" + b"|".join(map(_json_spellings, _SECRET_WORDS)) + rb")" + _JSON_CHARS
     + rb'"\s*:\s*")' + _JSON_CHARS,
     re.IGNORECASE,
 )  # fmt: skip

@@ -8,9 +8,15 @@ and the rows stored without their all-NULL columns (against every column bound).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from types import ModuleType
+import os
+import re
+import time
+import zoneinfo
+from collections.abc import Iterator
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +28,9 @@ TS = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.UTC)
 HOSTILE = '\x00\x1b\n\r\t\x7f\x85\u061c\u200e\u202e\u2028\u2066"\\/é日😀\udcff\ud800 '
 
 hostile_text = st.text(st.characters() | st.characters(categories=["Cs"]) | st.sampled_from(HOSTILE), max_size=20)
+# Mostly lone surrogates (json.loads accepts "\ud800"; the parser must refuse them on every path), with a few of
+# the characters a path or a timestamp is made of.
+surrogate_text = st.text(st.characters(categories=["Cs"]) | st.sampled_from("/w.-:T+0123456789"), max_size=20)
 # What the parser lets through to the record: no lone surrogate (it refuses them).
 storable_text = st.text(
     st.characters(blacklist_categories=["Cs"]) | st.sampled_from(HOSTILE.replace("\udcff", "").replace("\ud800", "")),
@@ -30,6 +39,7 @@ storable_text = st.text(
 paths = st.one_of(
     st.builds(lambda tail: "/w/" + tail, st.text(st.characters(max_codepoint=0x7E, min_codepoint=0x20), max_size=20)),
     st.builds(lambda tail: "/w/" + tail, hostile_text),
+    st.builds(lambda tail: "/w/" + tail, surrogate_text),
     hostile_text,
     st.sampled_from(
         ["/w", "/w/", "/w//a", "/w/./a", "/w/../x", "/other/a", "", "p" * 16 * 1024, "p" * (16 * 1024 + 1)]
@@ -63,11 +73,23 @@ mtimes = st.one_of(
             "0000-01-01T00:00:00.000000+00:00",
         ]
     ),
+    # fromisoformat takes any character between date and time: a lone surrogate too
+    st.builds(
+        lambda d, sep: d.isoformat(sep=sep, timespec="microseconds") + "+00:00",
+        utc_datetimes,
+        st.characters(categories=["Cs"]),
+    ),
     hostile_text,
     st.integers(),
     st.none(),
 )
 timestamps = st.one_of(
+    st.builds(
+        lambda d, sep: d.replace(tzinfo=datetime.UTC).isoformat(sep=sep, timespec="milliseconds"),
+        utc_datetimes,
+        st.characters(categories=["Cs"]) | st.characters(),
+    ),
+    surrogate_text,
     utc_datetimes.map(lambda d: d.replace(tzinfo=datetime.UTC).isoformat(timespec="milliseconds")),
     st.builds(
         lambda d, minutes: d.replace(tzinfo=datetime.timezone(datetime.timedelta(minutes=minutes))).isoformat(),
@@ -139,7 +161,32 @@ def strict(ev: Any) -> str:
 @example(obj={**USUAL, "mtime": "0001-01-01T00:00:00.000000+00:00"}, version=3)
 @example(obj={**USUAL, "mtime": "2026-11-29T14:23:00.000001Z"}, version=3)
 @example(obj={**USUAL, "seq": 0}, version=3)
+# Each condition of the fast path, by an input that only it sends to the general path:
+@example(obj={**USUAL, "ts": "2026-11-29\ud80014:23:00.123+00:00"}, version=3)  # ts_text.isascii()
+@example(obj={**USUAL, "ts": "2026-11-29\udfff14:23:00.123+00:00"}, version=2)
+@example(obj={**USUAL, "path": "/w/\ud800"}, version=3)  # path.isascii()
+@example(obj={**USUAL, "path": "/w/a\x7f"}, version=3)  # event_lines' "\x7f" checks (with the clients below)
+@example(obj={**USUAL, "path": "/w/" + "a" * (16 * 1024 - 3)}, version=3)  # len(path) <= MAX_TEXT_CHARS
+@example(obj={**USUAL, "path": "/w/" + "a" * (16 * 1024 - 2)}, version=3)
+@example(obj={**USUAL, "size": 2**63}, version=3)  # size <= MAX_FILE_SIZE
+@example(obj={**USUAL, "size": 2**63 + 1}, version=3)
+@example(obj={**USUAL, "size": True}, version=3)  # type(size) is int
+@example(obj={**USUAL, "size": 1.0}, version=3)
+@example(obj={**USUAL, "mtime": "2026-11-29T14:23:00.000001-03:00"}, version=3)  # _CANONICAL_UTC's offset
+@example(obj={**USUAL, "mtime": "2026-11-29T14:23:00.000001-00:00"}, version=3)
+@example(obj={**USUAL, "mtime": "2026-11-29T14:23:00.000001+00:01"}, version=3)
+@example(obj={**USUAL, "mtime": "2026-11-29T24:00:00.000000+00:00"}, version=3)  # 3.14+ reads it (next day)
+@example(obj={**USUAL, "mtime": "2026-11-29\ud80014:23:00.000001+00:00"}, version=3)
+@example(obj={**USUAL, "mtime": "9999-12-31T23:59:59.999999+00:00"}, version=3)  # the year's range
 def test_fuzz_fast_event_parser_equals_general(servidor: ModuleType, obj: Any, version: int) -> None:
+    assert_fast_parser_equals_general(servidor, obj, version)
+
+
+# Clients whose names take each branch of event_lines' terminal-safety check (non-ASCII, DEL in an ASCII name).
+CLIENTS = (("pc", "id"), (HOSTILE, "\u202e\x7f"), ("p\x7fc", "id"), ("pc", "i\x7fd"))
+
+
+def assert_fast_parser_equals_general(servidor: ModuleType, obj: Any, version: int) -> None:
     # Through JSON, as the server gets it (the fast path relies on JSON's exact types).
     obj = json.loads(json.dumps(obj))
     fast = outcome(servidor._parse_event, obj, version)
@@ -151,11 +198,66 @@ def test_fuzz_fast_event_parser_equals_general(servidor: ModuleType, obj: Any, v
     ev, reference = fast[1], general[1]
     assert strict(ev) == strict(reference)
     assert ev.mtime_text is None or ev.mtime_text == servidor.iso_mtime(ev.mtime)
-    for client, client_id in (("pc", "id"), (HOSTILE, "\u202e\x7f")):
-        assert servidor.event_lines(client, client_id, [ev]) == [
-            servidor.to_json_line(servidor.event_record(client, client_id, reference))
-        ]
+    for client, client_id in CLIENTS:
+        [line] = servidor.event_lines(client, client_id, [ev])
+        assert line == servidor.to_json_line(servidor.event_record(client, client_id, reference))
+        assert "\x7f" not in line
+        # The texts as formatted without any cache (a cache keyed by == could give another offset's text).
+        shown = json.loads(line)
+        assert shown["ts"] == reference.ts.isoformat(timespec="milliseconds")
+        if reference.mtime is not None:
+            assert shown["mtime"] == reference.mtime.astimezone(datetime.UTC).isoformat(timespec="microseconds")
         assert servidor.format_event(client, ev) == servidor.format_event(client, reference)
+    [row] = servidor._event_rows(1, [ev], 0)
+    assert row[servidor._ROW_COLUMNS.index("ts")] == reference.ts.isoformat(timespec="milliseconds")
+
+
+@contextlib.contextmanager
+def local_zone(servidor: ModuleType, zone: str) -> Iterator[None]:
+    """The process's local time zone set to ``zone`` (time.tzset), the caches of local-time results emptied on
+    the way in and out (they hold for one zone: the server's process never changes its own)."""
+    caches = (servidor._parse_ts, servidor._local_time)
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        assert time.timezone != 0, f"{zone} not known here (no tzdata?)"
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+        for cache in caches:
+            cache.cache_clear()
+
+
+edge_texts = st.sampled_from(
+    ["0001-01-01T00:00:00.000000+00:00", "0001-01-01T12:00:00.000000+00:00", "0001-01-02T00:00:00.000000+00:00",
+     "9999-12-31T23:59:59.999999+00:00", "9999-12-31T12:00:00.000000+00:00", "9999-12-30T23:59:59.999999+00:00",
+     "0001-01-01T00:00:00.000+00:00", "9999-12-31T23:59:59.999+00:00", "0001-01-01T05:00:00.000+05:00"]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("zone", ["America/Sao_Paulo", "Asia/Tokyo"])
+def test_fuzz_fast_event_parser_equals_general_in_other_zones(servidor: ModuleType, zone: str) -> None:
+    """The comparison west and east of UTC: year 1 and 9999 fit in UTC but not in local time there (the general
+    path refuses them; the fast path must too)."""
+
+    @FUZZ
+    @given(obj=event_dicts(), mtime=edge_texts, ts=edge_texts, version=st.sampled_from([2, 3, 3]))
+    @example(obj=USUAL, mtime="0001-01-01T00:00:00.000000+00:00", ts=USUAL["ts"], version=3)
+    @example(obj=USUAL, mtime="9999-12-31T23:59:59.999999+00:00", ts=USUAL["ts"], version=3)
+    @example(obj=USUAL, mtime=USUAL["mtime"], ts="0001-01-01T00:00:00.000+00:00", version=3)
+    @example(obj=USUAL, mtime=USUAL["mtime"], ts="9999-12-31T23:59:59.999+00:00", version=3)
+    def compare(obj: dict[str, Any], mtime: str, ts: str, version: int) -> None:
+        assert_fast_parser_equals_general(servidor, {**obj, "mtime": mtime, "ts": ts}, version)
+
+    with local_zone(servidor, zone):
+        compare()
 
 
 def test_fast_path_taken_for_the_client_s_usual_event(servidor: ModuleType) -> None:
@@ -351,3 +453,105 @@ def human_size_reference(n: int) -> str:
 @example(n=999_950)
 def test_fuzz_human_size_shortcut_equals_its_loop(servidor: ModuleType, n: int) -> None:
     assert servidor.human_size(n) == human_size_reference(n)
+
+
+# ---------------------------------------------------------------------------
+# Caches: the same input always gives the same text.
+# ---------------------------------------------------------------------------
+
+# Every cache in servidor.py, and why its key tells apart every input whose result differs. A key that compares
+# equal for values written differently (aware datetimes of one instant in two offsets, 1 == 1.0 == True, 0.0 ==
+# -0.0, ...) would give whichever text the cache saw first.
+AUDITED_CACHES = {
+    "_iso_time": "a datetime and its UTC offset: the instant and the offset are all isoformat() writes",
+    "_json_iso_time": "the same as _iso_time",
+    "_local_time": "a datetime with a fixed offset: its text depends on the instant alone (and the process's zone)",
+    "_parse_ts": "the client's str (== only for the same characters), and the key name used in messages",
+    "_escaped_name": "a client's name, a str",
+    "_root_of": "a hello's root and path style, both str",
+    "_insert_sql": "the server's own table and column names",
+    "_expected_columns": "a schema version, from the server's own constants",
+}
+
+
+def test_every_cache_is_audited(servidor: ModuleType) -> None:
+    """A new cache is added here once its key is checked for the kind above."""
+    cached = {name for name, value in vars(servidor).items() if callable(getattr(value, "cache_clear", None))}
+    assert cached == set(AUDITED_CACHES)
+
+
+INSTANT = datetime.datetime(2026, 11, 29, 14, 23, 0, 456000, tzinfo=datetime.UTC)
+ZONES = [datetime.timezone(datetime.timedelta(minutes=m)) for m in (0, -180, 540, 330, -1439, 1439)]
+
+
+@pytest.mark.parametrize("first", range(len(ZONES)))
+def test_cached_texts_keep_each_offset(servidor: ModuleType, first: int) -> None:
+    """One instant in several offsets, any of them first: each keeps its own text."""
+    moments = [INSTANT.astimezone(zone) for zone in ZONES[first:] + ZONES[:first]]
+    assert len(set(moments)) == 1  # equal, and hashed alike
+    for ts in moments:
+        assert servidor.iso_time(ts) == ts.isoformat(timespec="milliseconds")
+        assert servidor._json_ts(ts) == json.dumps(ts.isoformat(timespec="milliseconds"))
+        assert servidor.local_time(ts) == INSTANT.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_cached_texts_keep_the_fold_of_a_zone(servidor: ModuleType) -> None:
+    """With one zoneinfo time zone, == compares the wall clock and ignores fold: 01:30 before and after the clocks
+    go back are equal, yet an hour apart, in two offsets."""
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    first = datetime.datetime(2026, 11, 1, 1, 30, 0, 789000, tzinfo=zone)
+    again = first.replace(fold=1)
+    assert first == again and first.utcoffset() != again.utcoffset()
+    for ts in (first, again, first.replace(tzinfo=None), again.replace(tzinfo=None)):
+        assert servidor.iso_time(ts) == ts.isoformat(timespec="milliseconds")
+        assert servidor._json_ts(ts) == json.dumps(ts.isoformat(timespec="milliseconds"))
+        assert servidor.local_time(ts) == ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        ev = servidor.Event(1, "created", "/w/a", False, ts)
+        assert servidor.format_event("pc", ev) == reference_line(servidor, "pc", ev)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_one_instant_in_two_offsets_in_a_batch(servidor: ModuleType, reverse: bool) -> None:
+    """The review's input: seq 2 is the same instant as seq 1 in another offset (both orders)."""
+    texts = ["2026-11-29T14:23:00.321+00:00", "2026-11-29T11:23:00.321-03:00"]
+    if reverse:
+        texts.reverse()
+    batch = {"type": "events", "events": [{**USUAL, "seq": n, "ts": ts} for n, ts in enumerate(texts, start=1)]}
+    events = servidor.parse_events(json.dumps(batch), 3)
+    assert [json.loads(line)["ts"] for line in servidor.event_lines("pc", "id", events)] == texts
+    assert [servidor.event_record("pc", "id", ev)["ts"] for ev in events] == texts
+    assert [row[servidor._ROW_COLUMNS.index("ts")] for row in servidor._event_rows(1, events, 0)] == texts
+    stored = [servidor._stored_event(list(row[1:-1])) for row in servidor._event_rows(1, events, 0)]
+    assert [json.loads(line)["ts"] for line in servidor.event_lines("pc", "id", stored)] == texts
+
+
+class Python314Datetime(datetime.datetime):
+    """datetime as Python 3.14+ parses ISO 8601: ``T24:00`` (with zero minutes, seconds and fraction) is midnight of
+    the next day."""
+
+    @classmethod
+    def fromisoformat(cls, text: str) -> datetime.datetime:  # type: ignore[override]  # a plain datetime, as used
+        found = re.fullmatch(r"(.{10}.)24(:00(?::00(?:\.0+)?)?)(.*)", text)
+        if found is None:
+            return datetime.datetime.fromisoformat(text)
+        midnight = datetime.datetime.fromisoformat(f"{found[1]}00{found[2]}{found[3]}")
+        return midnight + datetime.timedelta(days=1)
+
+
+@pytest.mark.parametrize("parse", ["_parse_event", "_checked_event"])
+def test_an_mtime_at_24_00_is_written_as_the_next_day(
+    servidor: ModuleType, monkeypatch: pytest.MonkeyPatch, parse: str
+) -> None:
+    """Where fromisoformat reads T24:00 (Python 3.14+), the client's text is not kept: the line, the row and the
+    tree say what iso_mtime writes (here as 3.14 parses, whatever Python runs the test)."""
+    shim = SimpleNamespace(**{**vars(datetime), "datetime": Python314Datetime})
+    monkeypatch.setattr(servidor, "datetime", shim)
+    servidor._parse_ts.cache_clear()
+    try:
+        ev = getattr(servidor, parse)({**USUAL, "mtime": "2026-11-29T24:00:00.000000+00:00"}, 3)
+    finally:
+        servidor._parse_ts.cache_clear()
+    next_day = "2026-11-30T00:00:00.000000+00:00"
+    assert servidor.iso_mtime(ev.mtime) == next_day
+    assert json.loads(servidor.event_lines("pc", "id", [ev])[0])["mtime"] == next_day
+    assert servidor._event_rows(1, [ev], 0)[0][servidor._ROW_COLUMNS.index("mtime")] == next_day

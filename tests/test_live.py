@@ -632,6 +632,26 @@ def test_with_vv_no_token_secret_or_authorization_reaches_stderr(procs: Processe
     assert '"secret": "***' in logs and '"token": "***' in logs
 
 
+def test_with_vv_a_key_spelled_with_json_escapes_is_hidden_too(procs: Processes) -> None:
+    """``"\\u0073ecret"`` and ``"\\u0074oken"`` are the keys secret and token to the server (it accepts them):
+    their values stay out of stderr like the plain spellings'."""
+    token = "s3gredo-vv-" + secrets.token_hex(8)
+    server = procs.server(args=["-vv", "--token", token])
+    bearer = {"Authorization": f"Bearer {token}"}
+    secret = secrets.token_hex(16)
+    with connect(server.uri, additional_headers=bearer, open_timeout=TIMEOUT, legacy=True) as client:
+        hello = {"type": "hello", "version": 3, "client_id": uuid.uuid4().hex, "name": "n", "root": ROOT}
+        client.send(json.dumps(hello | {"secret": secret}).replace('"secret"', '"\\u0073ecret"'))
+        assert receive(client)["type"] == "welcome"
+    with viewer(server) as ws:
+        assert receive(ws) == {"type": "auth_required"}
+        ws.send(json.dumps({"type": "auth", "token": token}).replace('"token"', '"\\u0074\\u006Fken"'))
+        assert receive(ws)["type"] == "state"
+    wait_until(lambda: server.raw("stderr").count(b"***") >= 3)  # the header, the hello, the auth
+    logs = server.raw("stderr").decode("utf-8", "replace")
+    assert token not in logs and secret not in logs and secret[:16] not in logs and secret[-16:] not in logs
+
+
 def test_a_stop_does_not_wait_for_a_viewer_that_never_reads(servidor: ModuleType, procs: Processes) -> None:
     """A page that never reads (a small receive buffer, nothing read) while a burst fills its socket: SIGTERM still
     exits 0 in a few seconds (not the 20 s keepalive of the close)."""
@@ -674,6 +694,14 @@ def test_a_tokenless_server_tells_a_viewer_s_auth_it_needs_none(server: ServerPr
         ),
         (b'{"nested":{"api_secret_key":"k"}}', b'{"nested":{"api_secret_key":"***"}}'),
         (b'{"type":"token","path":"/w/secret"}', b'{"type":"token","path":"/w/secret"}'),  # values are not keys
+        # A key spelled with JSON escapes is the same key to json.loads (and to the server): hidden all the same.
+        (b'{"\\u0073ecret": "abc", "a": 1}', b'{"\\u0073ecret": "***", "a": 1}'),
+        (b'{"type":"auth","\\u0074oken":"abc"}', b'{"type":"auth","\\u0074oken":"***"}'),
+        (b'{"\\u0074\\u006F\\u006b\\u0065\\u006E":"abc"}', b'{"\\u0074\\u006F\\u006b\\u0065\\u006E":"***"}'),
+        (b'{"SE\\u0043RET":"abc"}', b'{"SE\\u0043RET":"***"}'),
+        (b'{"x_pass\\u0077ord_y" : "abc"}', b'{"x_pass\\u0077ord_y" : "***"}'),
+        (b'{"\\u0041uth":"abc"}', b'{"\\u0041uth":"***"}'),
+        (b'{"path":"\\u0074oken"}', b'{"path":"\\u0074oken"}'),
         (b'{"a":"b"}', b'{"a":"b"}'),
     ],
 )
@@ -682,6 +710,19 @@ def test_redaction_hides_any_key_naming_a_credential(servidor: ModuleType, data:
     assert servidor.SecretRedaction().filter(record)
     assert isinstance(record.args, tuple) and isinstance(record.args[0], Frame)
     assert record.args[0].data == shown
+
+
+@pytest.mark.parametrize("key", ["secret", "token", "password", "auth"])
+def test_redaction_hides_a_key_however_json_spells_it(servidor: ModuleType, key: str) -> None:
+    """Every letter of the key escaped, in either case of the letter and of its hex digits."""
+    for spell in (lambda c: f"\\u{ord(c):04x}", lambda c: f"\\u{ord(c.upper()):04X}"):
+        spelled = "".join(map(spell, key))
+        data = f'{{"{spelled}": "VALOR", "a": 1}}'.encode()
+        assert json.loads(data) in ({key: "VALOR", "a": 1}, {key.upper(): "VALOR", "a": 1})
+        record = logging.LogRecord("websockets.server", logging.DEBUG, "", 0, "< %s", (Frame(Opcode.TEXT, data),), None)
+        assert servidor.SecretRedaction().filter(record)
+        assert isinstance(record.args, tuple) and isinstance(record.args[0], Frame)
+        assert b"VALOR" not in record.args[0].data
 
 
 @pytest.mark.parametrize(

@@ -509,6 +509,43 @@ def test_export_gives_the_json_lines_that_were_printed(servidor: ModuleType, pro
     assert [{k: v for k, v in row.items() if v is not None} for row in shown] == server.json_events()
 
 
+def test_one_instant_in_two_offsets_keeps_each_text_live_stored_and_exported(
+    servidor: ModuleType, procs: Processes, tmp_path: Path
+) -> None:
+    """The same ts written with two UTC offsets is shown, stored and exported as each was sent, in either order
+    and across runs (the server's caches were keyed by the datetime, equal for the same instant)."""
+    database = tmp_path / "eventos.db"
+    utc, brt = "2026-11-29T14:23:00.123+00:00", "2026-11-29T11:23:00.123-03:00"
+    sent: list[str] = []
+
+    def run(*order: str) -> None:
+        """One server run on the database: one batch, the ts of each event as given, as printed."""
+        server = procs.server(json_output=True, args=["--banco", str(database)])
+        client = ProtocolClient(servidor, server.uri, client_id="c" * 32)
+        events = client.events(*((("created", f"/w/{len(sent) + n}", False)) for n in range(len(order))))
+        for event, ts in zip(events, order, strict=True):
+            event["ts"] = ts
+        client.send_batch(events)
+        assert client.recv() == {"type": "ack", "seq": client.seq}
+        sent.extend(order)
+        wait_until(lambda: len(server.lines()) == len(order), describe=server.describe)
+        assert [event["ts"] for event in server.json_events()] == list(order)
+        client.close()
+        assert server.stop() == 0
+
+    run(utc, brt)
+    run(brt, utc)
+    assert [row[0] for row in read_database(database, "SELECT ts FROM events ORDER BY id")] == sent
+    exported = subprocess.run(
+        [sys.executable, str(SERVER_SCRIPT), "--banco", str(database), "--exportar"],
+        capture_output=True,
+        env=script_env(),
+        timeout=TIMEOUT,
+        check=True,
+    )
+    assert [json.loads(line)["ts"] for line in exported.stdout.decode().splitlines()] == sent
+
+
 def test_export_needs_an_existing_database(tmp_path: Path) -> None:
     missing = tmp_path / "nao-existe.db"
     result = subprocess.run(
