@@ -1621,7 +1621,7 @@ class _Said:
         made: set[_Thing] = set()
         by_path = {path: thing for thing, path in where.items()}
         for source, dest in ordered:
-            out += self._make_parents(dest, by_path, made)
+            out += _make_parents(dest, by_path, made)
             mover = window.was[source]
             replaced = window.was[dest].kind() if dest in window.was and window.was[dest] is not mover else None
             source = self._translate(source)
@@ -1632,7 +1632,7 @@ class _Said:
             path = where[thing]
             if thing in made or thing in self.again:
                 continue
-            out += self._make_parents(path, by_path, made)  # a file moved into a directory made after it
+            out += _make_parents(path, by_path, made)  # a file moved into a directory made after it
             if thing in self.checked:
                 out.append(Change("modified", path, False, prior=self.checked[thing]))  # checked once more when sent
             elif thing in saved:
@@ -1643,19 +1643,6 @@ class _Said:
             elif thing.touched:
                 out.append(Change("modified", path, False, attrib=not thing.written, replaced=thing.replaced))
         return out, self._start()
-
-    def _make_parents(self, dest: str, by_path: dict[str, _Thing], made: set[_Thing]) -> list[Change]:
-        """The new directories a move into ``dest`` needs first."""
-        out: list[Change] = []
-        parent = dest
-        while True:
-            parent, sep, _ = parent.rpartition(os.sep)
-            if not sep or not parent:
-                return out[::-1]
-            thing = by_path.get(parent)
-            if thing is not None and thing.before is None and thing not in made:
-                made.add(thing)
-                out.append(Change("created", parent, True))
 
     def _start(self) -> list[str]:
         """The paths the replay check starts from: what was there before the window (a directory's unseen
@@ -1668,6 +1655,21 @@ class _Said:
             elif thing.is_dir:
                 start.append(before + os.sep + "\0")
         return start
+
+
+def _make_parents(dest: str, by_path: dict[str, _Thing], made: set[_Thing]) -> list[Change]:
+    """The creations of the new directories (not in ``made`` yet: added) that a change at ``dest`` needs first,
+    topmost first."""
+    out: list[Change] = []
+    parent = dest
+    while True:
+        parent, sep, _ = parent.rpartition(os.sep)
+        if not sep or not parent:
+            return out[::-1]
+        thing = by_path.get(parent)
+        if thing is not None and thing.before is None and thing not in made:
+            made.add(thing)
+            out.append(Change("created", parent, True))
 
 
 def _nodes_below(path: str, node: Tree) -> Iterator[tuple[str, Tree | FileInfo]]:
