@@ -75,8 +75,10 @@ try:
                 signal.signal(getattr(signal, _name), signal.default_int_handler)
     import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
     from watchdog.events import (
+        DirAttribEvent,
         DirCreatedEvent,
         DirDeletedEvent,
+        DirModifiedEvent,
         DirMovedEvent,
         FileAttribEvent,
         FileCreatedEvent,
@@ -87,7 +89,7 @@ try:
         FileSystemEventHandler,
     )
     from watchdog.observers import Observer
-    from watchdog.observers.api import BaseObserver
+    from watchdog.observers.api import BaseObserver, ObservedWatch
     from watchdog.observers.polling import PollingObserverVFS
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
@@ -2297,10 +2299,7 @@ def describe_inotify_limit(kind: Literal["watches", "instances"], machine: int |
 def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     """A poll's events with its moves as inotify gives them: watchdog's PollingEmitter reports a moved directory's
     children first, each as a move of its own; those implied by an ancestor's move are dropped, and the moves left
-    come parents first (in place of the first move). A "move" that changes the type (an inode freed by a directory
-    and reused by a new file: the poll matches paths by inode) is a deletion and a creation."""
-    if any(event.event_type == "moved" for event in events):
-        events = [typed for event in events for typed in _same_type_moves(event)]
+    come parents first (in place of the first move). (A "move" that changes the type: see retype_polled.)"""
     moves = [event for event in events if event.event_type == "moved"]
     if len(moves) < 2:
         return events
@@ -2319,18 +2318,85 @@ def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     return [*rest[:first], *kept, *rest[first:]]
 
 
-def _same_type_moves(event: FileSystemEvent) -> list[FileSystemEvent]:
-    """``event``, or, for a polled move whose destination is not of the source's type, its deletion and creation."""
-    if event.event_type != "moved":
-        return [event]
-    try:
-        is_dir = stat.S_ISDIR(os.lstat(event.dest_path).st_mode)
-    except OSError:
-        return [event]  # gone already: the next poll says so
-    if is_dir == event.is_directory:
-        return [event]
-    deleted = DirDeletedEvent(event.src_path) if event.is_directory else FileDeletedEvent(event.src_path)
-    return [deleted, DirCreatedEvent(event.dest_path) if is_dir else FileCreatedEvent(event.dest_path)]
+def retype_polled(
+    events: list[FileSystemEvent], was: Callable[[str], FileType | None] = lambda path: None
+) -> list[FileSystemEvent]:
+    """A poll's events with each change of type as a deletion and a creation (``rm f; mkdir f``, ``rmdir d; mkfifo
+    d``, ``rm -r d; echo x > d``). watchdog's poll matches paths by inode, and the kernel reuses a freed inode at
+    once: the new entry, of another type, comes as a "modified" (or "attrib") of the old one -- of a directory if it
+    was one (DirModifiedEvent, wanted from the poll for this only: dropped when the path is still a directory) -- or
+    as a "move" from another path that was deleted. What a path is now is its lstat; what it was, the event's
+    ``is_directory`` (the poll's last snapshot), or ``was`` (the View, for a symlink or special file; None: not
+    known). Each retyped path once, where its first event was. The poll queues files' events before directories':
+    a directory replaced by a file of a new inode came as "created" before "deleted"; its deletion goes first."""
+    out: list[FileSystemEvent] = []
+    done: set[bytes | str] = set()
+    for event in events:
+        kind = event.event_type
+        if kind not in ("modified", "attrib", "moved"):
+            out.append(event)
+            continue
+        path = event.dest_path if kind == "moved" else event.src_path
+        if path in done:
+            continue
+        try:
+            now = stat_type(os.lstat(path).st_mode)
+        except OSError:
+            now = None  # gone already: the next poll says so
+        before: FileType | None = "dir" if event.is_directory else None
+        if before is None:
+            known = was(os.fsdecode(event.src_path))
+            before = known if known != "dir" else None  # the poll's snapshot is newer than the View
+        if now is None or now == before or (before is None and now != "dir"):
+            if not (event.is_directory and kind in ("modified", "attrib")):
+                out.append(event)  # a directory's own "modified": a child changed (noise)
+            continue
+        done.add(path)
+        out.append(DirDeletedEvent(event.src_path) if event.is_directory else FileDeletedEvent(event.src_path))
+        out.append(DirCreatedEvent(path) if now == "dir" else FileCreatedEvent(path))
+    return _deletions_first(out)
+
+
+def _deletions_first(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
+    """``events`` with each deletion of a path before the events that came earlier for that same path (made there
+    since: a poll is a diff of two snapshots, not a sequence)."""
+    seen: set[bytes | str] = set()
+    late: dict[bytes | str, FileSystemEvent] = {}
+    for event in events:
+        if event.event_type == "deleted" and event.src_path in seen:
+            late.setdefault(event.src_path, event)
+        seen.add(event.src_path)
+        if event.event_type == "moved":
+            seen.add(event.dest_path)
+    if not late:
+        return events
+    moved_up = {id(event) for event in late.values()}
+    out: list[FileSystemEvent] = []
+    for event in events:
+        if id(event) in moved_up:
+            continue
+        for path in (event.src_path, event.dest_path if event.event_type == "moved" else None):
+            deletion = late.pop(path, None) if path is not None else None
+            if deletion is not None:
+                out.append(deletion)
+        out.append(event)
+    return out
+
+
+def view_types(view: View) -> Callable[[str], FileType | None]:
+    """What the View holds at a path (read only): "dir", or a file's type when it was read (lstat of an event
+    sent); None when the path is not in it or its type is not known yet."""
+    paths = TreePaths(view.root)
+
+    def known(path: str) -> FileType | None:
+        parts = paths.parts(path)
+        parent = paths.find_dir(view.top, parts[:-1]) if parts else None
+        if parent is None or not parts or parts[-1] not in parent:
+            return None
+        node = parent[parts[-1]]
+        return None if node is None else node_type(node)
+
+    return known
 
 
 def mountinfo_field(field: str) -> str:
@@ -3147,6 +3213,20 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
     _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_ISDIR = 0x100, 0x200, 0x400, 0x40000000
 
 
+class TypedPollingObserver(PollingObserverVFS):
+    """watchdog's polling observer on lstat (a symbolic link is an entry, never followed: README, "Links
+    simbólicos") whose watches also let a directory's "modified" and "attrib" through: the only sign of a directory
+    replaced by an entry of another type that got its inode (see retype_polled, which drops the others)."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(os.lstat, os.scandir, polling_interval=interval)
+
+    def schedule(self, event_handler: FileSystemEventHandler, path: Any, **options: Any) -> ObservedWatch:
+        if options.get("event_filter") is not None:
+            options["event_filter"] = [*options["event_filter"], DirModifiedEvent, DirAttribEvent]
+        return super().schedule(event_handler, path, **options)
+
+
 def new_inotify_observer(first: bool) -> BaseObserver:
     """BatchingObserver, or watchdog's stock Observer when batching_unsupported says why (a -v line, on the
     ``first`` start only)."""
@@ -3240,8 +3320,8 @@ class Watcher:
         self._observer = observer
 
     def _new_observer(self) -> BaseObserver:
-        if self.polling:  # lstat: a symbolic link is an entry, never followed (README, "Links simbólicos")
-            return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
+        if self.polling:
+            return TypedPollingObserver(self.polling)
         return new_inotify_observer(first=self._identity is None)
 
     def died(self, kind: str, cause: str, wake: Callable[[], None]) -> None:
@@ -3669,10 +3749,16 @@ class PollGather:
     """One poll's events together (--polling): watchdog's PollingEmitter queues a poll's file events before its
     directory events, and a burst of the ThreadBridge can end between them, so that a moved directory's children
     came apart from its move (shown twice, with made-up parents). Events wait until none came for POLL_GATHER
-    seconds, then go to ``consume`` (after fold_polled_moves) at once. Owns what waits, and its timer."""
+    seconds, then go to ``consume`` (after retype_polled, with ``was``: what the View holds at a path, and
+    fold_polled_moves) at once. Owns what waits, and its timer."""
 
-    def __init__(self, consume: Callable[[list[FileSystemEvent]], None]) -> None:
+    def __init__(
+        self,
+        consume: Callable[[list[FileSystemEvent]], None],
+        was: Callable[[str], FileType | None] = lambda path: None,
+    ) -> None:
         self._consume = consume
+        self._was = was
         self._waiting: list[FileSystemEvent] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -3689,7 +3775,7 @@ class PollGather:
             self._timer = None
         events, self._waiting = self._waiting, []
         if events:
-            self._consume(fold_polled_moves(events))
+            self._consume(fold_polled_moves(retype_polled(events, self._was)))
 
 
 class GhostFilter:
@@ -4719,7 +4805,7 @@ class MonitorClient:
     async def _run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         polling = self.settings.polling
-        gather = PollGather(self.recorder.on_events)
+        gather = PollGather(self.recorder.on_events, view_types(self.view))
         bridge = ThreadBridge(loop, gather.add if polling else self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge), polling)
         self.recorder.departed = watcher.drop_stale_watches

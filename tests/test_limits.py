@@ -435,7 +435,7 @@ def test_a_polled_move_that_changes_the_type_is_deleted_and_created(cliente: Mod
         moved(cliente, f"{tmp_path}/x", f"{tmp_path}/y", True),
         moved(cliente, f"{tmp_path}/f", f"{tmp_path}/d", False),
     ]
-    folded = cliente.fold_polled_moves(events)
+    folded = cliente.retype_polled(events)
     assert [(type(e).__name__, e.src_path) for e in folded] == [
         ("DirDeletedEvent", f"{tmp_path}/x"),
         ("FileCreatedEvent", f"{tmp_path}/y"),
@@ -443,7 +443,7 @@ def test_a_polled_move_that_changes_the_type_is_deleted_and_created(cliente: Mod
         ("DirCreatedEvent", f"{tmp_path}/d"),
     ]
     same = moved(cliente, f"{tmp_path}/z", f"{tmp_path}/d", True)
-    assert cliente.fold_polled_moves([same]) == [same]
+    assert cliente.retype_polled([same]) == [same]
 
 
 def test_a_polls_events_are_gathered_across_bursts(cliente: ModuleType) -> None:
@@ -583,7 +583,7 @@ def test_polled_moves_come_parents_first_without_the_implied_ones(cliente: Modul
         moved(cliente, "/r/a/sub/g", "/r/elsewhere/g", False),  # moved out of it as well: not implied
         moved(cliente, "/r/a", "/r/b", True),
     ]
-    folded = cliente.fold_polled_moves(events)
+    folded = cliente.retype_polled(events)
     assert [(e.event_type, e.src_path, getattr(e, "dest_path", "")) for e in folded] == [
         ("modified", "/r/x", ""),
         ("moved", "/r/a", "/r/b"),
