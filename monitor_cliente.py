@@ -153,7 +153,8 @@ RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 IGNORE_PATTERNS = [
     *(".git/", ".hg/", ".svn/"),  # version control internals
     *(".venv/", "venv/", "__pycache__/", "node_modules/", ".tox/"),  # virtualenvs and packages
-    *(".mypy_cache/", ".pytest_cache/", ".ruff_cache/"),  # tools' caches
+    *(".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".hypothesis/", ".pytype/", ".pyre/"),  # tools' caches
+    *(".nox/", ".eggs/", ".ipynb_checkpoints/", ".gradle/", ".parcel-cache/", ".sass-cache/", ".eslintcache"),
     *("*.swp", "*.swx", "*~", ".#*", "4913"),  # editors' swap, backup and lock files (4913: vim's write test)
     *("#*#", ".~lock.*#", "*.kate-swp"),  # Emacs auto-save, LibreOffice lock, Kate swap files
 ]
@@ -1782,6 +1783,21 @@ class Settler:
         return net_effect(held), busy
 
 
+def pattern_parts(pattern: str) -> tuple[str, bool, bool] | None:
+    """An ignore pattern as it is matched: (its text, whether it is matched against the path relative to the root
+    -- it has a "/" before its end -- rather than each name, whether it is for directories only -- it ends in "/"),
+    written the way a user means it: a "./" at its start or a "." between names dropped, "/" repeated once ("./build"
+    is the path "build"; "a//b", "a/b"; "docs/." the directory "docs"). None when it can never match: nothing left
+    (".", "./") or a "..". A leading "/" is refused on the command line (ignore_pattern); here, relative."""
+    body, dirs = pattern, False
+    while body.endswith(("/", "/.")):
+        body, dirs = body.removesuffix("/").removesuffix("/."), True
+    names = [name for name in body.split("/") if name not in ("", ".")]
+    if not names or ".." in names:
+        return None
+    return "/".join(names), "/" in body, dirs
+
+
 class IgnoreRules:
     """Which paths are never watched, scanned, saved nor sent (IGNORE_PATTERNS, README "Ignorados"): fnmatch on
     each name (a pattern without "/") or on the path relative to the root with "/" between names (with "/"); a
@@ -1791,16 +1807,17 @@ class IgnoreRules:
     """
 
     def __init__(self, root: str, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(dict.fromkeys(p for p in patterns if p.strip("/")))
+        parsed = {p: pattern_parts(p) for p in patterns}
+        self._parts = {p: parts for p, parts in parsed.items() if parts is not None}  # never matching: left out
+        self.patterns = tuple(self._parts)
         self.matched: dict[str, str] = {}
         self._prefix = root.rstrip(os.sep) + os.sep
-        names = [p for p in self.patterns if "/" not in p.rstrip("/")]
-        paths = [p for p in self.patterns if "/" in p.rstrip("/")]
+        kinds = self._parts.values()
         # One regular expression per kind, made by fnmatch itself: one match per name instead of one per pattern.
-        self._names = self._compile(p for p in names if not p.endswith("/"))
-        self._dir_names = self._compile(p.rstrip("/") for p in names)
-        self._paths = self._compile(p.strip("/") for p in paths if not p.endswith("/"))
-        self._dir_paths = self._compile(p.strip("/") for p in paths)
+        self._names = self._compile(body for body, path, dirs in kinds if not path and not dirs)
+        self._dir_names = self._compile(body for body, path, dirs in kinds if not path)
+        self._paths = self._compile(body for body, path, dirs in kinds if path and not dirs)
+        self._dir_paths = self._compile(body for body, path, dirs in kinds if path)
 
     @staticmethod
     def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -1838,11 +1855,10 @@ class IgnoreRules:
 
     def _note(self, relative: str, is_dir: bool, path: str) -> None:
         name = relative.rpartition("/")[2]
-        for pattern in self.patterns:
-            if pattern in self.matched or (pattern.endswith("/") and not is_dir):
+        for pattern, (body, anchored, dirs) in self._parts.items():
+            if pattern in self.matched or (dirs and not is_dir):
                 continue
-            bare = pattern.strip("/")
-            if fnmatch.fnmatch(relative if "/" in bare else name, bare):
+            if fnmatch.fnmatch(relative if anchored else name, body):
                 self.matched[pattern] = path
                 log.debug("ignorado (padrão %s): %s", pattern, escape(path))
 
@@ -4875,13 +4891,16 @@ class UsageError(FatalError):
 
 def ignore_pattern(text: str) -> str:
     """A --ignorar pattern (argparse type): relative to the watched directory, never empty, absolute or with '..'."""
-    if not text.strip("/").strip():
-        raise argparse.ArgumentTypeError("padrão vazio (exemplos: '*.log', 'build/', 'docs/rascunho')")
+    if not text.strip("/").strip() or (pattern_parts(text) is None and ".." not in text.split("/")):
+        raise argparse.ArgumentTypeError(
+            f"padrão vazio{f' ({escape(text)!r} não tem nenhum nome)' if text.strip() else ''} "
+            "(exemplos: '*.log', 'build/', 'docs/rascunho')"
+        )
     if text.startswith("/"):
         raise argparse.ArgumentTypeError(
             f"{escape(text)!r} começa com '/': os padrões são relativos ao diretório monitorado ('docs/rascunho')"
         )
-    if ".." in text.rstrip("/").split("/"):
+    if ".." in text.split("/"):
         raise argparse.ArgumentTypeError(f"{escape(text)!r} tem '..': um padrão não sai do diretório monitorado")
     return text
 

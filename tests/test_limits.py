@@ -583,7 +583,7 @@ def test_polled_moves_come_parents_first_without_the_implied_ones(cliente: Modul
         moved(cliente, "/r/a/sub/g", "/r/elsewhere/g", False),  # moved out of it as well: not implied
         moved(cliente, "/r/a", "/r/b", True),
     ]
-    folded = cliente.retype_polled(events)
+    folded = cliente.fold_polled_moves(events)
     assert [(e.event_type, e.src_path, getattr(e, "dest_path", "")) for e in folded] == [
         ("modified", "/r/x", ""),
         ("moved", "/r/a", "/r/b"),
