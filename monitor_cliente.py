@@ -163,6 +163,7 @@ SETTLE = 0.15  # seconds without a new event before the changes held are sent as
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are checked (GhostFilter)
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
+POLLING_MIN = 0.1  # ...at least (each walk lstats the whole tree; 1e-6 s spun a core; twice POLL_GATHER)
 IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
 DEGRADED_SCAN_INTERVAL = 5.0  # seconds between two looks at the mtimes of the directories without a watch, and
@@ -4905,6 +4906,16 @@ def ignore_pattern(text: str) -> str:
     return text
 
 
+def seconds(text: str) -> float:
+    """A SECONDS value (argparse type): a decimal point or comma, as the console writes them ("0,5 s")."""
+    try:
+        return float(text.replace(",", ".", 1) if "." not in text else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{escape(text)!r} não é um número de segundos (exemplos: 0,5 ou 0.5 ou 2)"
+        ) from None
+
+
 def validate_directory(path: str) -> str:
     """The absolute path of a directory we can watch; FatalError otherwise."""
     root = os.path.abspath(path)
@@ -5012,7 +5023,11 @@ def tls_context(uri: str, ca_file: str) -> ssl.SSLContext | None:
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each flag's ``dest`` is the name of its Settings field (main() calls
     speak_portuguese_argparse() first)."""
-    parser = new_parser("monitor_cliente.py", "Monitora um diretório e envia cada mudança a um servidor WebSocket.")
+    parser = new_parser(
+        "monitor_cliente.py",
+        "Monitora um diretório e envia cada mudança a um servidor WebSocket. "
+        "SEGUNDOS aceitam vírgula ou ponto decimal (0,5 ou 0.5).",
+    )
     parser.add_argument(
         "root", nargs="?", default=directory_to_monitor, metavar="diretorio", help="diretório a monitorar"
     )
@@ -5053,7 +5068,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--assentar",
         dest="settle",
-        type=float,
+        type=seconds,
         default=SETTLE,
         metavar="SEGUNDOS",
         help="junta as mudanças de cada caminho até passar este tempo sem nenhuma nova e envia o efeito final "
@@ -5062,7 +5077,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--assentar-max",
         dest="settle_max_hold",
-        type=float,
+        type=seconds,
         default=SETTLE_MAX_HOLD,
         metavar="SEGUNDOS",
         help="tempo máximo que um caminho que não para de mudar (um download) fica retido",
@@ -5100,23 +5115,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--keepalive",
-        type=float,
+        type=seconds,
         default=KEEPALIVE,
         metavar="SEGUNDOS",
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
     parser.add_argument(
         "--polling",
-        type=float,
+        type=seconds,
         default=POLLING_INTERVAL,
         metavar="SEGUNDOS",
         help="observa por varredura a cada SEGUNDOS em vez do inotify (NFS, SMB, volumes do Docker Desktop: onde o "
-        "inotify não ouve nada); movimentos podem aparecer como excluído + criado",
+        f"inotify não ouve nada; no mínimo {POLLING_MIN:g}); movimentos podem aparecer como excluído + criado; "
+        "0: inotify".replace(".", ","),
     )
     parser.add_argument(
         "--verificacao",
         dest="idle_check",
-        type=float,
+        type=seconds,
         default=IDLE_CHECK_INTERVAL,
         metavar="SEGUNDOS",
         help="intervalo da verificação completa do disco, mesmo sem mudanças (repara perdas silenciosas)",
@@ -5183,10 +5199,16 @@ def run_command_line(argv: list[str] | None) -> int:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
     # threading.TIMEOUT_MAX: watchdog's threads wait that long at most (a longer wait raises at once in them).
-    if not 0 <= args.polling <= threading.TIMEOUT_MAX or not 0 < args.idle_check <= threading.TIMEOUT_MAX:
+    if args.polling != 0 and not POLLING_MIN <= args.polling <= threading.TIMEOUT_MAX:
         print(
-            f"Erro: --polling precisa ser um número de segundos de 0 (inotify) a {threading.TIMEOUT_MAX:.0f}, e "
-            f"--verificacao maior que zero e até {threading.TIMEOUT_MAX:.0f}",
+            f"Erro: --polling precisa ser 0 (inotify) ou um número de segundos de {POLLING_MIN:g} a "
+            f"{threading.TIMEOUT_MAX:.0f} (cada varredura lê a árvore inteira)".replace(".", ","),
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 < args.idle_check <= threading.TIMEOUT_MAX:
+        print(
+            f"Erro: --verificacao precisa ser maior que zero e até {threading.TIMEOUT_MAX:.0f} segundos",
             file=sys.stderr,
         )
         return 2

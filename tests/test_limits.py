@@ -671,7 +671,7 @@ def test_polling_past_what_a_thread_can_wait_is_refused(procs: Processes, watche
     client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--polling", value])
     assert client.wait() == 2, client.describe()
     [line] = client.lines("stderr")
-    assert line.startswith("Erro: --polling precisa ser um número de segundos de 0 (inotify) a "), line
+    assert line.startswith("Erro: --polling precisa ser 0 (inotify) ou um número de segundos de 0,1 a "), line
     no_traceback(client)
 
 
