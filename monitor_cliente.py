@@ -75,8 +75,10 @@ try:
                 signal.signal(getattr(signal, _name), signal.default_int_handler)
     import websockets.client  # backoff(), process_exception(): read when used, see missing_requirements()
     from watchdog.events import (
+        DirAttribEvent,
         DirCreatedEvent,
         DirDeletedEvent,
+        DirModifiedEvent,
         DirMovedEvent,
         FileAttribEvent,
         FileClosedEvent,
@@ -88,7 +90,7 @@ try:
         FileSystemEventHandler,
     )
     from watchdog.observers import Observer
-    from watchdog.observers.api import BaseObserver
+    from watchdog.observers.api import BaseObserver, ObservedWatch
     from watchdog.observers.polling import PollingObserverVFS
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
@@ -152,7 +154,8 @@ RESCAN_MAX_WAIT = 5.0  # ...but never later than this after the first one
 IGNORE_PATTERNS = [
     *(".git/", ".hg/", ".svn/"),  # version control internals
     *(".venv/", "venv/", "__pycache__/", "node_modules/", ".tox/"),  # virtualenvs and packages
-    *(".mypy_cache/", ".pytest_cache/", ".ruff_cache/"),  # tools' caches
+    *(".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".hypothesis/", ".pytype/", ".pyre/"),  # tools' caches
+    *(".nox/", ".eggs/", ".ipynb_checkpoints/", ".gradle/", ".parcel-cache/", ".sass-cache/", ".eslintcache"),
     *("*.swp", "*.swx", "*~", ".#*", "4913"),  # editors' swap, backup and lock files (4913: vim's write test)
     *("#*#", ".~lock.*#", "*.kate-swp"),  # Emacs auto-save, LibreOffice lock, Kate swap files
 ]
@@ -161,6 +164,7 @@ SETTLE = 0.15  # seconds without a new event before the changes held are sent as
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
 DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are checked (GhostFilter)
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
+POLLING_MIN = 0.1  # ...at least (each walk lstats the whole tree; 1e-6 s spun a core; twice POLL_GATHER)
 IDLE_CHECK_INTERVAL = 300.0  # --verificacao: seconds between two checks of the view against the disk, even when idle
 IDLE_CHECK_DUTY = 200  # ...and at least this many times the last check's scan (a tree of millions of files)
 DEGRADED_SCAN_INTERVAL = 5.0  # seconds between two looks at the mtimes of the directories without a watch, and
@@ -1838,6 +1842,21 @@ class Settler:
         return net_effect(held), busy
 
 
+def pattern_parts(pattern: str) -> tuple[str, bool, bool] | None:
+    """An ignore pattern as it is matched: (its text, whether it is matched against the path relative to the root
+    -- it has a "/" before its end -- rather than each name, whether it is for directories only -- it ends in "/"),
+    written the way a user means it: a "./" at its start or a "." between names dropped, "/" repeated once ("./build"
+    is the path "build"; "a//b", "a/b"; "docs/." the directory "docs"). None when it can never match: nothing left
+    (".", "./") or a "..". A leading "/" is refused on the command line (ignore_pattern); here, relative."""
+    body, dirs = pattern, False
+    while body.endswith(("/", "/.")):
+        body, dirs = body.removesuffix("/").removesuffix("/."), True
+    names = [name for name in body.split("/") if name not in ("", ".")]
+    if not names or ".." in names:
+        return None
+    return "/".join(names), "/" in body, dirs
+
+
 class IgnoreRules:
     """Which paths are never watched, scanned, saved nor sent (IGNORE_PATTERNS, README "Ignorados"): fnmatch on
     each name (a pattern without "/") or on the path relative to the root with "/" between names (with "/"); a
@@ -1847,16 +1866,17 @@ class IgnoreRules:
     """
 
     def __init__(self, root: str, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(dict.fromkeys(p for p in patterns if p.strip("/")))
+        parsed = {p: pattern_parts(p) for p in patterns}
+        self._parts = {p: parts for p, parts in parsed.items() if parts is not None}  # never matching: left out
+        self.patterns = tuple(self._parts)
         self.matched: dict[str, str] = {}
         self._prefix = root.rstrip(os.sep) + os.sep
-        names = [p for p in self.patterns if "/" not in p.rstrip("/")]
-        paths = [p for p in self.patterns if "/" in p.rstrip("/")]
+        kinds = self._parts.values()
         # One regular expression per kind, made by fnmatch itself: one match per name instead of one per pattern.
-        self._names = self._compile(p for p in names if not p.endswith("/"))
-        self._dir_names = self._compile(p.rstrip("/") for p in names)
-        self._paths = self._compile(p.strip("/") for p in paths if not p.endswith("/"))
-        self._dir_paths = self._compile(p.strip("/") for p in paths)
+        self._names = self._compile(body for body, path, dirs in kinds if not path and not dirs)
+        self._dir_names = self._compile(body for body, path, dirs in kinds if not path)
+        self._paths = self._compile(body for body, path, dirs in kinds if path and not dirs)
+        self._dir_paths = self._compile(body for body, path, dirs in kinds if path)
 
     @staticmethod
     def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -1894,11 +1914,10 @@ class IgnoreRules:
 
     def _note(self, relative: str, is_dir: bool, path: str) -> None:
         name = relative.rpartition("/")[2]
-        for pattern in self.patterns:
-            if pattern in self.matched or (pattern.endswith("/") and not is_dir):
+        for pattern, (body, anchored, dirs) in self._parts.items():
+            if pattern in self.matched or (dirs and not is_dir):
                 continue
-            bare = pattern.strip("/")
-            if fnmatch.fnmatch(relative if "/" in bare else name, bare):
+            if fnmatch.fnmatch(relative if anchored else name, body):
                 self.matched[pattern] = path
                 log.debug("ignorado (padrão %s): %s", pattern, escape(path))
 
@@ -2355,10 +2374,7 @@ def describe_inotify_limit(kind: Literal["watches", "instances"], machine: int |
 def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     """A poll's events with its moves as inotify gives them: watchdog's PollingEmitter reports a moved directory's
     children first, each as a move of its own; those implied by an ancestor's move are dropped, and the moves left
-    come parents first (in place of the first move). A "move" that changes the type (an inode freed by a directory
-    and reused by a new file: the poll matches paths by inode) is a deletion and a creation."""
-    if any(event.event_type == "moved" for event in events):
-        events = [typed for event in events for typed in _same_type_moves(event)]
+    come parents first (in place of the first move). (A "move" that changes the type: see retype_polled.)"""
     moves = [event for event in events if event.event_type == "moved"]
     if len(moves) < 2:
         return events
@@ -2377,18 +2393,85 @@ def fold_polled_moves(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     return [*rest[:first], *kept, *rest[first:]]
 
 
-def _same_type_moves(event: FileSystemEvent) -> list[FileSystemEvent]:
-    """``event``, or, for a polled move whose destination is not of the source's type, its deletion and creation."""
-    if event.event_type != "moved":
-        return [event]
-    try:
-        is_dir = stat.S_ISDIR(os.lstat(event.dest_path).st_mode)
-    except OSError:
-        return [event]  # gone already: the next poll says so
-    if is_dir == event.is_directory:
-        return [event]
-    deleted = DirDeletedEvent(event.src_path) if event.is_directory else FileDeletedEvent(event.src_path)
-    return [deleted, DirCreatedEvent(event.dest_path) if is_dir else FileCreatedEvent(event.dest_path)]
+def retype_polled(
+    events: list[FileSystemEvent], was: Callable[[str], FileType | None] = lambda path: None
+) -> list[FileSystemEvent]:
+    """A poll's events with each change of type as a deletion and a creation (``rm f; mkdir f``, ``rmdir d; mkfifo
+    d``, ``rm -r d; echo x > d``). watchdog's poll matches paths by inode, and the kernel reuses a freed inode at
+    once: the new entry, of another type, comes as a "modified" (or "attrib") of the old one -- of a directory if it
+    was one (DirModifiedEvent, wanted from the poll for this only: dropped when the path is still a directory) -- or
+    as a "move" from another path that was deleted. What a path is now is its lstat; what it was, the event's
+    ``is_directory`` (the poll's last snapshot), or ``was`` (the View, for a symlink or special file; None: not
+    known). Each retyped path once, where its first event was. The poll queues files' events before directories':
+    a directory replaced by a file of a new inode came as "created" before "deleted"; its deletion goes first."""
+    out: list[FileSystemEvent] = []
+    done: set[bytes | str] = set()
+    for event in events:
+        kind = event.event_type
+        if kind not in ("modified", "attrib", "moved"):
+            out.append(event)
+            continue
+        path = event.dest_path if kind == "moved" else event.src_path
+        if path in done:
+            continue
+        try:
+            now = stat_type(os.lstat(path).st_mode)
+        except OSError:
+            now = None  # gone already: the next poll says so
+        before: FileType | None = "dir" if event.is_directory else None
+        if before is None:
+            known = was(os.fsdecode(event.src_path))
+            before = known if known != "dir" else None  # the poll's snapshot is newer than the View
+        if now is None or now == before or (before is None and now != "dir"):
+            if not (event.is_directory and kind in ("modified", "attrib")):
+                out.append(event)  # a directory's own "modified": a child changed (noise)
+            continue
+        done.add(path)
+        out.append(DirDeletedEvent(event.src_path) if event.is_directory else FileDeletedEvent(event.src_path))
+        out.append(DirCreatedEvent(path) if now == "dir" else FileCreatedEvent(path))
+    return _deletions_first(out)
+
+
+def _deletions_first(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
+    """``events`` with each deletion of a path before the events that came earlier for that same path (made there
+    since: a poll is a diff of two snapshots, not a sequence)."""
+    seen: set[bytes | str] = set()
+    late: dict[bytes | str, FileSystemEvent] = {}
+    for event in events:
+        if event.event_type == "deleted" and event.src_path in seen:
+            late.setdefault(event.src_path, event)
+        seen.add(event.src_path)
+        if event.event_type == "moved":
+            seen.add(event.dest_path)
+    if not late:
+        return events
+    moved_up = {id(event) for event in late.values()}
+    out: list[FileSystemEvent] = []
+    for event in events:
+        if id(event) in moved_up:
+            continue
+        for path in (event.src_path, event.dest_path if event.event_type == "moved" else None):
+            deletion = late.pop(path, None) if path is not None else None
+            if deletion is not None:
+                out.append(deletion)
+        out.append(event)
+    return out
+
+
+def view_types(view: View) -> Callable[[str], FileType | None]:
+    """What the View holds at a path (read only): "dir", or a file's type when it was read (lstat of an event
+    sent); None when the path is not in it or its type is not known yet."""
+    paths = TreePaths(view.root)
+
+    def known(path: str) -> FileType | None:
+        parts = paths.parts(path)
+        parent = paths.find_dir(view.top, parts[:-1]) if parts else None
+        if parent is None or not parts or parts[-1] not in parent:
+            return None
+        node = parent[parts[-1]]
+        return None if node is None else node_type(node)
+
+    return known
 
 
 def mountinfo_field(field: str) -> str:
@@ -3261,6 +3344,20 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
     _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_ISDIR = 0x100, 0x200, 0x400, 0x40000000
 
 
+class TypedPollingObserver(PollingObserverVFS):
+    """watchdog's polling observer on lstat (a symbolic link is an entry, never followed: README, "Links
+    simbólicos") whose watches also let a directory's "modified" and "attrib" through: the only sign of a directory
+    replaced by an entry of another type that got its inode (see retype_polled, which drops the others)."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(os.lstat, os.scandir, polling_interval=interval)
+
+    def schedule(self, event_handler: FileSystemEventHandler, path: Any, **options: Any) -> ObservedWatch:
+        if options.get("event_filter") is not None:
+            options["event_filter"] = [*options["event_filter"], DirModifiedEvent, DirAttribEvent]
+        return super().schedule(event_handler, path, **options)
+
+
 def new_inotify_observer(first: bool) -> BaseObserver:
     """BatchingObserver, or watchdog's stock Observer when batching_unsupported says why (a -v line, on the
     ``first`` start only)."""
@@ -3354,8 +3451,8 @@ class Watcher:
         self._observer = observer
 
     def _new_observer(self) -> BaseObserver:
-        if self.polling:  # lstat: a symbolic link is an entry, never followed (README, "Links simbólicos")
-            return PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.polling)
+        if self.polling:
+            return TypedPollingObserver(self.polling)
         return new_inotify_observer(first=self._identity is None)
 
     def died(self, kind: str, cause: str, wake: Callable[[], None]) -> None:
@@ -3810,10 +3907,16 @@ class PollGather:
     """One poll's events together (--polling): watchdog's PollingEmitter queues a poll's file events before its
     directory events, and a burst of the ThreadBridge can end between them, so that a moved directory's children
     came apart from its move (shown twice, with made-up parents). Events wait until none came for POLL_GATHER
-    seconds, then go to ``consume`` (after fold_polled_moves) at once. Owns what waits, and its timer."""
+    seconds, then go to ``consume`` (after retype_polled, with ``was``: what the View holds at a path, and
+    fold_polled_moves) at once. Owns what waits, and its timer."""
 
-    def __init__(self, consume: Callable[[list[FileSystemEvent]], None]) -> None:
+    def __init__(
+        self,
+        consume: Callable[[list[FileSystemEvent]], None],
+        was: Callable[[str], FileType | None] = lambda path: None,
+    ) -> None:
         self._consume = consume
+        self._was = was
         self._waiting: list[FileSystemEvent] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -3830,7 +3933,7 @@ class PollGather:
             self._timer = None
         events, self._waiting = self._waiting, []
         if events:
-            self._consume(fold_polled_moves(events))
+            self._consume(fold_polled_moves(retype_polled(events, self._was)))
 
 
 class GhostFilter:
@@ -4875,7 +4978,7 @@ class MonitorClient:
     async def _run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         polling = self.settings.polling
-        gather = PollGather(self.recorder.on_events)
+        gather = PollGather(self.recorder.on_events, view_types(self.view))
         bridge = ThreadBridge(loop, gather.add if polling else self.recorder.on_events)
         watcher = Watcher(self.settings.root, Handler(bridge), polling)
         self.recorder.departed = watcher.drop_stale_watches
@@ -4945,15 +5048,28 @@ class UsageError(FatalError):
 
 def ignore_pattern(text: str) -> str:
     """A --ignorar pattern (argparse type): relative to the watched directory, never empty, absolute or with '..'."""
-    if not text.strip("/").strip():
-        raise argparse.ArgumentTypeError("padrão vazio (exemplos: '*.log', 'build/', 'docs/rascunho')")
+    if not text.strip("/").strip() or (pattern_parts(text) is None and ".." not in text.split("/")):
+        raise argparse.ArgumentTypeError(
+            f"padrão vazio{f' ({escape(text)!r} não tem nenhum nome)' if text.strip() else ''} "
+            "(exemplos: '*.log', 'build/', 'docs/rascunho')"
+        )
     if text.startswith("/"):
         raise argparse.ArgumentTypeError(
             f"{escape(text)!r} começa com '/': os padrões são relativos ao diretório monitorado ('docs/rascunho')"
         )
-    if ".." in text.rstrip("/").split("/"):
+    if ".." in text.split("/"):
         raise argparse.ArgumentTypeError(f"{escape(text)!r} tem '..': um padrão não sai do diretório monitorado")
     return text
+
+
+def seconds(text: str) -> float:
+    """A SECONDS value (argparse type): a decimal point or comma, as the console writes them ("0,5 s")."""
+    try:
+        return float(text.replace(",", ".", 1) if "." not in text else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{escape(text)!r} não é um número de segundos (exemplos: 0,5 ou 0.5 ou 2)"
+        ) from None
 
 
 def validate_directory(path: str) -> str:
@@ -5063,7 +5179,11 @@ def tls_context(uri: str, ca_file: str) -> ssl.SSLContext | None:
 def build_parser() -> argparse.ArgumentParser:
     """The command line; each flag's ``dest`` is the name of its Settings field (main() calls
     speak_portuguese_argparse() first)."""
-    parser = new_parser("monitor_cliente.py", "Monitora um diretório e envia cada mudança a um servidor WebSocket.")
+    parser = new_parser(
+        "monitor_cliente.py",
+        "Monitora um diretório e envia cada mudança a um servidor WebSocket. "
+        "SEGUNDOS aceitam vírgula ou ponto decimal (0,5 ou 0.5).",
+    )
     parser.add_argument(
         "root", nargs="?", default=directory_to_monitor, metavar="diretorio", help="diretório a monitorar"
     )
@@ -5104,7 +5224,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--assentar",
         dest="settle",
-        type=float,
+        type=seconds,
         default=SETTLE,
         metavar="SEGUNDOS",
         help="junta as mudanças de cada caminho até passar este tempo sem nenhuma nova e envia o efeito final "
@@ -5113,7 +5233,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--assentar-max",
         dest="settle_max_hold",
-        type=float,
+        type=seconds,
         default=SETTLE_MAX_HOLD,
         metavar="SEGUNDOS",
         help="tempo máximo que um caminho que não para de mudar (um download) fica retido",
@@ -5151,23 +5271,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--keepalive",
-        type=float,
+        type=seconds,
         default=KEEPALIVE,
         metavar="SEGUNDOS",
         help="intervalo entre pings; sem resposta nesse tempo, a conexão é dada como perdida",
     )
     parser.add_argument(
         "--polling",
-        type=float,
+        type=seconds,
         default=POLLING_INTERVAL,
         metavar="SEGUNDOS",
         help="observa por varredura a cada SEGUNDOS em vez do inotify (NFS, SMB, volumes do Docker Desktop: onde o "
-        "inotify não ouve nada); movimentos podem aparecer como excluído + criado",
+        f"inotify não ouve nada; no mínimo {POLLING_MIN:g}); movimentos podem aparecer como excluído + criado; "
+        "0: inotify".replace(".", ","),
     )
     parser.add_argument(
         "--verificacao",
         dest="idle_check",
-        type=float,
+        type=seconds,
         default=IDLE_CHECK_INTERVAL,
         metavar="SEGUNDOS",
         help="intervalo da verificação completa do disco, mesmo sem mudanças (repara perdas silenciosas)",
@@ -5234,10 +5355,16 @@ def run_command_line(argv: list[str] | None) -> int:
         print("Erro: --max-fila e --keepalive precisam ser maiores que zero", file=sys.stderr)
         return 2
     # threading.TIMEOUT_MAX: watchdog's threads wait that long at most (a longer wait raises at once in them).
-    if not 0 <= args.polling <= threading.TIMEOUT_MAX or not 0 < args.idle_check <= threading.TIMEOUT_MAX:
+    if args.polling != 0 and not POLLING_MIN <= args.polling <= threading.TIMEOUT_MAX:
         print(
-            f"Erro: --polling precisa ser um número de segundos de 0 (inotify) a {threading.TIMEOUT_MAX:.0f}, e "
-            f"--verificacao maior que zero e até {threading.TIMEOUT_MAX:.0f}",
+            f"Erro: --polling precisa ser 0 (inotify) ou um número de segundos de {POLLING_MIN:g} a "
+            f"{threading.TIMEOUT_MAX:.0f} (cada varredura lê a árvore inteira)".replace(".", ","),
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 < args.idle_check <= threading.TIMEOUT_MAX:
+        print(
+            f"Erro: --verificacao precisa ser maior que zero e até {threading.TIMEOUT_MAX:.0f} segundos",
             file=sys.stderr,
         )
         return 2

@@ -435,7 +435,7 @@ def test_a_polled_move_that_changes_the_type_is_deleted_and_created(cliente: Mod
         moved(cliente, f"{tmp_path}/x", f"{tmp_path}/y", True),
         moved(cliente, f"{tmp_path}/f", f"{tmp_path}/d", False),
     ]
-    folded = cliente.fold_polled_moves(events)
+    folded = cliente.retype_polled(events)
     assert [(type(e).__name__, e.src_path) for e in folded] == [
         ("DirDeletedEvent", f"{tmp_path}/x"),
         ("FileCreatedEvent", f"{tmp_path}/y"),
@@ -443,7 +443,7 @@ def test_a_polled_move_that_changes_the_type_is_deleted_and_created(cliente: Mod
         ("DirCreatedEvent", f"{tmp_path}/d"),
     ]
     same = moved(cliente, f"{tmp_path}/z", f"{tmp_path}/d", True)
-    assert cliente.fold_polled_moves([same]) == [same]
+    assert cliente.retype_polled([same]) == [same]
 
 
 def test_a_polls_events_are_gathered_across_bursts(cliente: ModuleType) -> None:
@@ -671,7 +671,7 @@ def test_polling_past_what_a_thread_can_wait_is_refused(procs: Processes, watche
     client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--polling", value])
     assert client.wait() == 2, client.describe()
     [line] = client.lines("stderr")
-    assert line.startswith("Erro: --polling precisa ser um número de segundos de 0 (inotify) a "), line
+    assert line.startswith("Erro: --polling precisa ser 0 (inotify) ou um número de segundos de 0,1 a "), line
     no_traceback(client)
 
 
