@@ -1788,11 +1788,10 @@ class Settler:
         """Hold ``changes``; what goes out at once (all of them when the window is 0). ``written``: the files whose
         last word among the events of these changes is a write (open for writing); ``closed``: a close after
         writing (IN_CLOSE_WRITE)."""
-        if self.window <= 0:
-            return changes
         writing = self.writing
         for change in changes:
-            self._recent[change.dest_path or change.path] = now
+            if self.window > 0:
+                self._recent[change.dest_path or change.path] = now
             if writing and change.kind != "modified":  # what was written there is another file now (or gone)
                 self._forget(change.path, change.is_dir)
                 if change.dest_path is not None:
@@ -1800,6 +1799,8 @@ class Settler:
         if self.closes:
             writing.update(written)
         writing.difference_update(closed)
+        if self.window <= 0:
+            return changes  # out at once; ``writing`` still says which are open (never hashed while so)
         if changes:
             if not self._held:
                 self._first = now
@@ -3849,12 +3850,17 @@ class SettlePipeline:
         """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on);
         ``written`` and ``closed``: files open for writing, and closed after writing, as their events said."""
         loop = asyncio.get_running_loop()
-        self.release(self._settler.add(changes, loop.time(), written, closed))
+        out = self._settler.add(changes, loop.time(), written, closed)
+        writing = self._settler.writing
+        busy = frozenset(p for c in out if (p := c.dest_path or c.path) in writing) if out and writing else frozenset()
+        if busy and self._describer.hashing:  # --assentar 0: out at once, open for writing: hashed at its close
+            self._unhashed |= busy
+        self.release(out, busy)
         done = closed & self._unhashed
         if done:  # let out while written, so without a hash: one more modified now that it is complete
             self._unhashed -= done
             again = [Change("modified", path, False) for path in sorted(done) if self._view.has(path, "file")]
-            self._settler.add([out for change in again for out in self._view.apply(change)], loop.time())
+            self.release(self._settler.add([out for change in again for out in self._view.apply(change)], loop.time()))
         deadline = self._settler.deadline()
         if self._timer is not None and deadline is not None and deadline < self._timer.when():
             self._timer.cancel()  # a close ends the hold of a file being written
