@@ -3548,6 +3548,18 @@ class Watcher:
             log.warning("sem permissão para ler %s; esse diretório não é monitorado.", escape(path))
         self._unreadable.update(paths)
 
+    def barred(self, path: str) -> bool:
+        """Whether ``path`` cannot have a watch for want of permission, not of inotify watches: it, or a directory
+        above it, could not be read (watchdog never walked into it), or it cannot be read now."""
+        if not os.access(path, os.R_OK | os.X_OK):
+            return True
+        parent = path
+        while parent != self.root and parent.startswith(self.root):
+            if parent in self._unreadable:
+                return True
+            parent = os.path.dirname(parent)
+        return False
+
 
 class Outbox:
     """Numbered events waiting to be sent, then in flight until the server acknowledges them.
@@ -4747,6 +4759,8 @@ class Patrol:
             self._coverage.retry_now(now)  # their watches were freed: others may get them
         self._directories = len(directories)
         missing = await asyncio.to_thread(unwatched, directories, watched)
+        if missing:  # without a watch for want of permission (chmod 311 above them): not the inotify limit
+            missing = [path for path in missing if not self._watcher.barred(path)]
         # A directory just created may get its watch a moment after its event: counted at the second census.
         confirmed = [p for p in missing if p in self._suspects or p in self._unwatched]
         self._unwatched, self._suspects = set(confirmed), set(missing) - set(confirmed)

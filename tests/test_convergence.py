@@ -982,3 +982,40 @@ def test_directory_made_unreadable_right_after_its_content_is_kept_not_deleted(
     finally:
         (watched / "nx").chmod(0o755)
         group.cleanup()
+
+
+@pytest.mark.timeout(90)
+def test_a_directory_below_an_unlistable_one_is_not_taken_for_the_inotify_limit(
+    procs: Processes, shared_dir: Path
+) -> None:
+    """``mkdir -p u/sub; chmod 311 u`` (searchable, not listable), the client as a user: ``u/sub`` has no watch
+    because watchdog could not list ``u``, not for want of inotify watches. A restart said "limite de inotify
+    atingido … sudo sysctl …", a fix that would not help. Only the permission is said."""
+    prefix = command_as_other_user()
+    if not prefix:
+        pytest.skip("the client runs as root here: permissions do not apply to it")
+    watched = shared_dir / "monitorado"
+    watched.mkdir()
+    watched.chmod(0o777)
+    server = procs.server(json_output=True)
+    group = Processes(shared_dir / "cwd")
+    try:
+        args = ["--estado", str(shared_dir / "estado.json")]
+        barred = f"Aviso: sem permissão para ler {watched / 'u'}; esse diretório não é monitorado."
+        first = group.client(watched, server.uri, "cli", connected_to=server, args=args, command_prefix=prefix)
+        (watched / "u" / "sub").mkdir(parents=True)
+        write_file(watched / "u" / "sub" / "g")
+        g = str(watched / "u" / "sub" / "g")
+        wait_until(lambda: g in {r.get("path") for r in StdoutEvents(server)()}, describe=procs.describe)
+        (watched / "u").chmod(0o311)  # the client knows u/sub: after a restart it has no watch, u is not listable
+        assert first.stop(signal.SIGTERM) == 0
+        client = group.client(watched, server.uri, "cli", connected_to=server, args=args, command_prefix=prefix)
+        client.wait_for_line(barred, "stderr")
+        write_file(watched / "depois.txt")  # the census runs after the tree moved
+        with pytest.raises(AssertionError):
+            client.wait_for_line(re.compile("limite de inotify"), "stderr", timeout=8)
+        assert client.stop(signal.SIGTERM) == 0
+        no_traceback(client, server)
+    finally:
+        (watched / "u").chmod(0o755)
+        group.cleanup()
