@@ -1044,6 +1044,22 @@ def bench_clients(plan: Plan, rows: list[Row], raw: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 
 
+def probe(tree: Path, collector: LineCollector, timeout: float) -> float:
+    """Write a probe file in ``tree``; when (the collector's clock) the server's output showed it."""
+    path = str(tree / f"probe-{uuid.uuid4().hex[:8]}")
+    with open(path, "wb") as file:
+        file.write(b"x" * FILE_SIZE)
+    arrival: list[float] = []
+
+    def seen(lines: list[tuple[float, str]]) -> bool:
+        arrival[:] = [t for t, line in lines if json.loads(line).get("path") == path][:1]
+        return bool(arrival)
+
+    if not collector.wait_for(seen, timeout):
+        raise BenchError(f"the probe file {path} was never reported")
+    return arrival[0]
+
+
 def footprint_run(plan: Plan, tree: Path, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True)
     server = start_server(run_dir, pipe=True)
@@ -1053,20 +1069,10 @@ def footprint_run(plan: Plan, tree: Path, run_dir: Path) -> dict[str, Any]:
         with stopping(client):
             wait_connected(server, client, timeout=300)
             connected = time.monotonic()
-            probe = str(tree / f"probe-{uuid.uuid4().hex[:8]}")
             probe_wall = time.time()
-            with open(probe, "wb") as file:
-                file.write(b"x" * FILE_SIZE)
             collector = server.proc.collector
             assert collector is not None
-            arrival: list[float] = []
-
-            def probe_seen(lines: list[tuple[float, str]]) -> bool:
-                arrival[:] = [t for t, line in lines if json.loads(line).get("path") == probe][:1]
-                return bool(arrival)
-
-            if not collector.wait_for(probe_seen, 30):
-                raise BenchError("the probe file was never reported")
+            arrival = probe(tree, collector, 30)
             state = run_dir / "estado.json"
             settle_deadline = time.monotonic() + 30
             while time.monotonic() < settle_deadline:
@@ -1087,27 +1093,17 @@ def footprint_run(plan: Plan, tree: Path, run_dir: Path) -> dict[str, Any]:
         again = time.monotonic()
         restarted = start_client(run_dir, tree, server, quiet=False)
         with stopping(restarted):
-            probe_again = str(tree / f"probe-{uuid.uuid4().hex[:8]}")
             wait_lines(
                 restarted.stderr_tail, lambda s: "Conectado a" in s, 300, [server.proc, restarted], "the restart"
             )
-            with open(probe_again, "wb") as file:
-                file.write(b"x" * FILE_SIZE)
-            arrival_again: list[float] = []
-
-            def probe_again_seen(lines: list[tuple[float, str]]) -> bool:
-                arrival_again[:] = [t for t, line in lines if json.loads(line).get("path") == probe_again][:1]
-                return bool(arrival_again)
-
-            if not collector.wait_for(probe_again_seen, 60):
-                raise BenchError("the probe file was never reported after the restart")
+            arrival_again = probe(tree, collector, 60)
             hwm_again = status_mb(restarted.pid, "VmHWM")
     return {
-        "startup_with_state": arrival_again[0] - again,
+        "startup_with_state": arrival_again - again,
         "rss_peak_with_state": hwm_again,
-        "startup": arrival[0] - started,
+        "startup": arrival - started,
         "to_connected": connected - started,
-        "probe_latency": arrival[0] - connected,
+        "probe_latency": arrival - connected,
         "settled": settled,
         "idle_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100,
         "idle_rss": max(rss),
