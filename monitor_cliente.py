@@ -5247,7 +5247,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds,
         default=SETTLE,
         metavar="SEGUNDOS",
-        help="junta as mudanças de cada caminho até passar este tempo sem nenhuma nova e envia o efeito final "
+        help="junta as mudanças até passar este tempo sem nenhuma nova e envia o efeito final de cada caminho "
         "(um salvamento atômico vira um 'modificado'); 0: cada evento bruto, como chega",
     )
     parser.add_argument(
