@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -613,21 +614,27 @@ def test_check_request_asks_a_loopback_host_of_a_browser_only_without_token(serv
     assert servidor.check_request(Headers({"Host": "evil.example:8765"}), "") is None
 
 
-def test_with_vv_no_token_secret_or_authorization_reaches_stderr(procs: Processes) -> None:
+def vv_logs(procs: Processes, spell: Callable[[str], str]) -> tuple[str, str, str]:
+    """A ``-vv`` server with a token, a monitor's hello with a secret and a page's auth, their JSON texts passed
+    through ``spell`` (how the keys are written); (the stderr text, the token, the secret)."""
     token = "s3gredo-vv-" + secrets.token_hex(8)
     server = procs.server(args=["-vv", "--token", token])
     bearer = {"Authorization": f"Bearer {token}"}
     secret = secrets.token_hex(16)
     with connect(server.uri, additional_headers=bearer, open_timeout=TIMEOUT, legacy=True) as client:
         hello = {"type": "hello", "version": 3, "client_id": uuid.uuid4().hex, "name": "n", "root": ROOT}
-        client.send(json.dumps(hello | {"secret": secret}))
+        client.send(spell(json.dumps(hello | {"secret": secret})))
         assert receive(client)["type"] == "welcome"
     with viewer(server) as ws:
         assert receive(ws) == {"type": "auth_required"}
-        ws.send(json.dumps({"type": "auth", "token": token}))
+        ws.send(spell(json.dumps({"type": "auth", "token": token})))
         assert receive(ws)["type"] == "state"
     wait_until(lambda: server.raw("stderr").count(b"***") >= 3)  # the header, the hello, the auth
-    logs = server.raw("stderr").decode("utf-8", "replace")
+    return server.raw("stderr").decode("utf-8", "replace"), token, secret
+
+
+def test_with_vv_no_token_secret_or_authorization_reaches_stderr(procs: Processes) -> None:
+    logs, token, secret = vv_logs(procs, lambda text: text)
     assert token not in logs and secret not in logs and secret[:16] not in logs and secret[-16:] not in logs
     assert '"secret": "***' in logs and '"token": "***' in logs
 
@@ -635,20 +642,9 @@ def test_with_vv_no_token_secret_or_authorization_reaches_stderr(procs: Processe
 def test_with_vv_a_key_spelled_with_json_escapes_is_hidden_too(procs: Processes) -> None:
     """``"\\u0073ecret"`` and ``"\\u0074oken"`` are the keys secret and token to the server (it accepts them):
     their values stay out of stderr like the plain spellings'."""
-    token = "s3gredo-vv-" + secrets.token_hex(8)
-    server = procs.server(args=["-vv", "--token", token])
-    bearer = {"Authorization": f"Bearer {token}"}
-    secret = secrets.token_hex(16)
-    with connect(server.uri, additional_headers=bearer, open_timeout=TIMEOUT, legacy=True) as client:
-        hello = {"type": "hello", "version": 3, "client_id": uuid.uuid4().hex, "name": "n", "root": ROOT}
-        client.send(json.dumps(hello | {"secret": secret}).replace('"secret"', '"\\u0073ecret"'))
-        assert receive(client)["type"] == "welcome"
-    with viewer(server) as ws:
-        assert receive(ws) == {"type": "auth_required"}
-        ws.send(json.dumps({"type": "auth", "token": token}).replace('"token"', '"\\u0074\\u006Fken"'))
-        assert receive(ws)["type"] == "state"
-    wait_until(lambda: server.raw("stderr").count(b"***") >= 3)  # the header, the hello, the auth
-    logs = server.raw("stderr").decode("utf-8", "replace")
+    logs, token, secret = vv_logs(
+        procs, lambda text: text.replace('"secret"', '"\\u0073ecret"').replace('"token"', '"\\u0074\\u006Fken"')
+    )
     assert token not in logs and secret not in logs and secret[:16] not in logs and secret[-16:] not in logs
 
 

@@ -487,6 +487,17 @@ def test_full_disk_acks_nothing_uncommitted_and_recovers(
 # ---------------------------------------------------------------------------
 
 
+def export(database: Path) -> subprocess.CompletedProcess[bytes]:
+    """``servidor.py --banco DATABASE --exportar``, run to its end (check=True)."""
+    return subprocess.run(
+        [sys.executable, str(SERVER_SCRIPT), "--banco", str(database), "--exportar"],
+        capture_output=True,
+        env=script_env(),
+        timeout=TIMEOUT,
+        check=True,
+    )
+
+
 def test_export_gives_the_json_lines_that_were_printed(servidor: ModuleType, procs: Processes, tmp_path: Path) -> None:
     database = tmp_path / "eventos.db"
     server = procs.server(json_output=True, args=["--banco", str(database)])
@@ -494,13 +505,7 @@ def test_export_gives_the_json_lines_that_were_printed(servidor: ModuleType, pro
     client.send(("created", "/w/a", True), ("created", "/w/a/b.txt", False), ("moved", "/w/a", True, "/w/c"))
     wait_until(lambda: len(server.lines()) == 3, describe=server.describe)
     assert server.stop() == 0
-    exported = subprocess.run(
-        [sys.executable, str(SERVER_SCRIPT), "--banco", str(database), "--exportar"],
-        capture_output=True,
-        env=script_env(),
-        timeout=TIMEOUT,
-        check=True,
-    )
+    exported = export(database)
     assert exported.stdout.decode().splitlines() == server.lines()
     assert DatabaseEvents(database)() == server.json_events()
     # The README's sqlite3 one-liner gives the same records (with null for the fields --json leaves out).
@@ -536,13 +541,7 @@ def test_one_instant_in_two_offsets_keeps_each_text_live_stored_and_exported(
     run(utc, brt)
     run(brt, utc)
     assert [row[0] for row in read_database(database, "SELECT ts FROM events ORDER BY id")] == sent
-    exported = subprocess.run(
-        [sys.executable, str(SERVER_SCRIPT), "--banco", str(database), "--exportar"],
-        capture_output=True,
-        env=script_env(),
-        timeout=TIMEOUT,
-        check=True,
-    )
+    exported = export(database)
     assert [json.loads(line)["ts"] for line in exported.stdout.decode().splitlines()] == sent
 
 
