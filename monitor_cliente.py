@@ -62,7 +62,7 @@ import time
 import urllib.parse
 import uuid
 import warnings
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from typing import Any, Literal, TextIO, TypeGuard, cast, get_args
 
 if sys.platform != "win32":
@@ -178,6 +178,9 @@ WALK_RECURSION = PATH_MAX // 2 + 1000  # recursion limit: watchdog's walks recur
 PROTOCOL_VERSION = 3  # 3: events with their metadata (type, size, mtime...); 2: plus the tree digest and manifest
 FALLBACK_PROTOCOL_VERSION = 1  # the oldest version spoken to a server that refuses ours (README, "Protocolo")
 STATE_VERSION = 6  # the state file's format (6: the tree as one row per directory; 5, 4 and 3 are migrated)
+STATE_CHUNK_ENTRIES = (
+    65_536  # files per piece of the state file as it is made (see state_chunks): bounds its peak memory
+)
 PREVIOUS_STATE_VERSIONS = (3, 4, 5)  # 5: nested; 4: each file's (mtime, size) fingerprint only; 3: no identity
 REQUIRED = [("websockets", (17, 0)), ("watchdog", (7, 1))]  # what this script was written and tested against
 # Close codes after which reconnecting would fail the same way.
@@ -919,26 +922,22 @@ Tree = dict[str, "Tree | FileInfo"]  # a directory: each name maps to a Tree (a 
 _MISSING: Any = object()
 # A FileInfo packs, from the low bits up: the type (2 bits, _TYPE_CODES), whether the attributes are known (1 bit:
 # not for a file of a migrated state file), a 32-bit hash of (mode, uid, gid), the 64-bit fingerprint of the
-# content (see fingerprint()), a 32-bit hash of the size and whether it is known (1 bit: not in a FileInfo of a
-# state file written before it was kept). One int per file: a tuple would cost three times the memory on 100,000
-# files.
+# content (see fingerprint()); 99 bits, an int of 40 bytes. (Earlier releases kept a hash of the size above: 131
+# bits, 44 bytes; nothing reads it.) One int per file: a tuple would cost three times the memory on 100,000 files.
 _TYPE_CODES: dict[FileType, int] = {"file": 0, "symlink": 1, "other": 2}
 _CODE_TYPES: dict[int, FileType] = {code: kind for kind, code in _TYPE_CODES.items()}
 _ATTRS_KNOWN = 4
 _ATTRS_SHIFT = 3
 _CONTENT_SHIFT = 35
-_SIZE_SHIFT = _CONTENT_SHIFT + 64
-_SIZE_KNOWN = 1 << (_SIZE_SHIFT + 32)
 _MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
 
 
-def pack_info(kind: FileType, content: int, attrs: int | None, size: int | None = None) -> int:
-    """A FileInfo: ``content`` (a fingerprint of mtime and size), ``attrs`` (of mode, uid, gid; None: unknown) and
-    ``size`` (bytes; None: unknown). (A bit above the size, once set when the mtime differed from the ctime, may
-    be in a state file of an earlier release: nothing reads it.)"""
+def pack_info(kind: FileType, content: int, attrs: int | None) -> int:
+    """A FileInfo: ``content`` (a fingerprint of mtime and size) and ``attrs`` (of mode, uid, gid; None: unknown).
+    (Bits above the content, a hash of the size and flags that earlier releases kept, may be in a state file they
+    wrote: nothing reads them.)"""
     known = 0 if attrs is None else _ATTRS_KNOWN | (attrs & _MASK32) << _ATTRS_SHIFT
-    sized = 0 if size is None else _SIZE_KNOWN | (hash(size) & _MASK32) << _SIZE_SHIFT
-    return sized | (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
+    return (content & _MASK64) << _CONTENT_SHIFT | known | _TYPE_CODES[kind]
 
 
 def node_type(node: Tree | FileInfo) -> FileType:
@@ -1347,7 +1346,10 @@ def diff_trees(prefix: str, old: Tree, new: Tree, origin: Origin, report_modifie
         prefix, mine, theirs = stack.pop()
         subdirs: list[tuple[str, Tree, Tree]] = []
         for name in sorted(mine.keys() | theirs.keys()):
-            path, before, after = prefix + name, mine.get(name, _MISSING), theirs.get(name, _MISSING)
+            before, after = mine.get(name, _MISSING), theirs.get(name, _MISSING)
+            if type(before) is int and before == after:
+                continue  # the same file, as it was (most of a restart's scan: one test)
+            path = prefix + name
             was_dir, is_dir = isinstance(before, dict), isinstance(after, dict)
             if before is not _MISSING and (after is _MISSING or was_dir != is_dir):
                 gone.append(Change("deleted", path, was_dir, origin=origin, file_type=special_type(before)))
@@ -1878,6 +1880,7 @@ class IgnoreRules:
         self._dir_names = self._compile(body for body, path, dirs in kinds if not path)
         self._paths = self._compile(body for body, path, dirs in kinds if path and not dirs)
         self._dir_paths = self._compile(body for body, path, dirs in kinds if path)
+        self._paths_any = self._dir_paths is not None  # a pattern with "/": every entry is matched by path
 
     @staticmethod
     def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -1898,6 +1901,17 @@ class IgnoreRules:
                 self._note("/".join(parts[: depth + 1]), depth < last or is_dir, path)
                 return True
         return False
+
+    def suspects(self, names: list[str]) -> Collection[str]:
+        """Which of ``names`` (entries of one directory) some pattern could match: ``ignored_entry`` is False for
+        the others, whatever their type. Most directories of a scan have none (one match per name, in C)."""
+        if self._paths_any:
+            return names
+        if self._dir_names is None:
+            return ()
+        if os.path.normcase("A") == "A":
+            return set(filter(self._dir_names.match, names))
+        return {name for name in names if self._dir_names.match(os.path.normcase(name))}
 
     def ignored_entry(self, path: str, is_dir: bool) -> bool:
         """``ignored`` for an entry whose parent directory is known not to be (a scan walks only those): its own
@@ -1985,15 +1999,22 @@ class SavedState:
 def flatten_tree(tree: Tree) -> list[list[Any]]:
     """``tree`` as one row per directory, parents first: ``[parent row, name, [file names], [their FileInfo]]``
     (row 0: the root, parent -1). JSON never nests more than four levels, whatever the depth of the tree."""
-    rows: list[list[Any]] = []
+    return list(tree_rows(tree))
+
+
+def tree_rows(tree: Tree) -> Iterator[list[Any]]:
+    """flatten_tree's rows one at a time (a row holds the tree's own names and FileInfo, no copies)."""
+    index = 0
     stack: list[tuple[int, str, Tree]] = [(-1, "", tree)]
     while stack:
         parent, name, node = stack.pop()
-        index = len(rows)
         files = [(entry, child) for entry, child in node.items() if not isinstance(child, dict)]
-        rows.append([parent, name, [entry for entry, _ in files], [child for _, child in files]])
+        yield [parent, name, [entry for entry, _ in files], [child for _, child in files]]
         stack.extend((index, entry, child) for entry, child in reversed(node.items()) if isinstance(child, dict))
-    return rows
+        index += 1
+
+
+_NAME_TYPES, _INFO_TYPES = {str}, {int, type(None)}  # what a row of a state file holds (see unflatten_tree)
 
 
 def unflatten_tree(rows: object) -> Tree | None:
@@ -2010,11 +2031,16 @@ def unflatten_tree(rows: object) -> Tree | None:
             return None
         if not isinstance(infos, list) or len(names) != len(infos):
             return None
-        node: Tree = {}
-        for entry, info in zip(names, infos, strict=True):
-            if not isinstance(entry, str) or entry in node or not (info is None or _natural(info)):
-                return None
-            node[entry] = info
+        # Checked a row at a time, in C (a restart reads 10⁶ of them): names are text, once each; a FileInfo is
+        # null or an int (a bool is not), never negative.
+        try:
+            node: Tree = dict(zip(names, infos, strict=True))
+        except TypeError:  # a name that is a list or an object
+            return None
+        if len(node) != len(names) or not set(map(type, names)) <= _NAME_TYPES:
+            return None
+        if not set(map(type, infos)) <= _INFO_TYPES or min(filter(None, infos), default=0) < 0:
+            return None
         if index == 0:
             if parent != -1:
                 return None
@@ -2028,10 +2054,18 @@ def unflatten_tree(rows: object) -> Tree | None:
 
 def encode_state(root: str, address: str, state: SavedState) -> str:
     """The state file: the tree the server at ``address`` (see server_address) has acknowledged (flat: see
-    flatten_tree), with the client's identity and what the server holds of the tree."""
+    flatten_tree), with the client's identity and what the server holds of the tree. (state_chunks, joined.)"""
+    return "".join(state_chunks(root, address, state))
+
+
+def state_chunks(root: str, address: str, state: SavedState) -> Iterator[str]:
+    """encode_state's text in pieces of about STATE_CHUNK_ENTRIES files each, made one at a time: a tree of
+    10⁶ files is never held as one 40 MB string next to its pieces (the client's peak memory, README
+    "Desempenho"). The same text as ``json.dumps(obj, separators=(",", ":"))`` (ASCII: undecodable names, lone
+    surrogates, survive as \\udcXX escapes)."""
     assert state.identity is not None
     held = state.held
-    obj = {
+    head = {
         "version": STATE_VERSION,
         "root": root,
         "server": address,  # before the tree: see stored_server()
@@ -2041,12 +2075,20 @@ def encode_state(root: str, address: str, state: SavedState) -> str:
         "count": held.count,
         "sum": f"{held.sum:016x}",
         "held": None if held.hashes is None else [f"{value:016x}" for value in sorted(held.hashes)],
-        "tree": flatten_tree(state.tree),
     }
-    if state.pending:
-        obj["pending"] = [[seq, data] for seq, data in state.pending]
-    # ASCII: undecodable names (lone surrogates) survive as \udcXX escapes.
-    return json.dumps(obj, separators=(",", ":"))
+    yield json.dumps(head, separators=(",", ":"))[:-1] + ',"tree":['
+    batch: list[list[Any]] = []
+    size, first = 0, True
+    for row in tree_rows(state.tree):
+        batch.append(row)
+        size += len(row[2]) + 1
+        if size >= STATE_CHUNK_ENTRIES:
+            yield ("" if first else ",") + json.dumps(batch, separators=(",", ":"))[1:-1]
+            batch, size, first = [], 0, False
+    if batch:
+        yield ("" if first else ",") + json.dumps(batch, separators=(",", ":"))[1:-1]
+    pending = [[seq, data] for seq, data in state.pending]
+    yield "]" + (',"pending":' + json.dumps(pending, separators=(",", ":")) if pending else "") + "}"
 
 
 def same_server(stored: object, address: str) -> bool:
@@ -2494,6 +2536,36 @@ def parse_mountinfo(text: str, root: str) -> frozenset[str]:
     return frozenset(points)
 
 
+# Filesystems where a directory's link count is 2 plus its subdirectories (its name in its parent, its own ".",
+# each subdirectory's ".."), or 1 when it no longer counts (ext4 past 65,000 subdirectories; btrfs always).
+_COUNTING_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
+
+
+def counting_devices(text: str) -> frozenset[str]:
+    """The devices ("major:minor", field 3 of /proc/self/mountinfo, proc(5)) of the mounts whose filesystem type
+    (the first field after " - ") is one of _COUNTING_FILESYSTEMS: there a directory with a link count of 2 has no
+    subdirectory, and need not be listed to find them (GNU find's leaf optimisation, gnulib fts.c, which is
+    likewise kept to filesystems known to count)."""
+    devices = set()
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if " - " in line and len(fields) > 2:
+            kind = line.split(" - ", 1)[1].split(" ", 1)[0]
+            if kind in _COUNTING_FILESYSTEMS:
+                devices.add(fields[2])
+    return frozenset(devices)
+
+
+def no_subdirectories(path: bytes, devices: frozenset[str]) -> bool:
+    """Whether directory ``path`` has no subdirectory by its link count (2), on a device of ``devices`` (see
+    counting_devices). Read after its watch was added: a subdirectory made since is an event of that watch."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_nlink == 2 and stat.S_ISDIR(st.st_mode) and f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" in devices
+
+
 def bind_sources(text: str, root: str) -> list[tuple[str, str]]:
     """(mount point, source) of each bind mount whose two paths are both at or below ``root``, from the text of
     /proc/self/mountinfo (proc(5): field 3 is the device, field 4 the root of the mount within its filesystem,
@@ -2570,9 +2642,13 @@ def fingerprint(st: os.stat_result) -> int:
 
 
 def file_info(st: os.stat_result) -> int:
-    """The FileInfo of a path that is not a directory, from its lstat (see pack_info)."""
-    attrs = hash((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
-    return pack_info(stat_type(st.st_mode), fingerprint(st), attrs, st.st_size)
+    """The FileInfo of a path that is not a directory, from its lstat: ``pack_info(stat_type(mode),
+    fingerprint(st), hash((mode bits, uid, gid)))`` in one call (a scan makes one per file; tests/test_view.py
+    checks the two agree)."""
+    mode = st.st_mode
+    kind = 0 if stat.S_ISREG(mode) else 1 if stat.S_ISLNK(mode) else 2  # _TYPE_CODES
+    content = (hash((st.st_mtime_ns, st.st_size)) & _MASK64) << _CONTENT_SHIFT
+    return content | (hash((mode & 0o7777, st.st_uid, st.st_gid)) & _MASK32) << _ATTRS_SHIFT | _ATTRS_KNOWN | kind
 
 
 class Interrupted(Exception):
@@ -2585,16 +2661,44 @@ def too_long(path: str) -> bool:
     return len(path) * 4 >= PATH_MAX and len(os.fsencode(path)) >= PATH_MAX
 
 
+# Whether a scan can lstat each entry through its directory's descriptor (Linux and most Unixes; not Windows).
+_SCAN_BY_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
+
+
+def _listing(path: str, top: bool) -> tuple[list[str], int | None]:
+    """The names in directory ``path`` and, where the system has ``dir_fd``, a descriptor of it to lstat them
+    through (fstatat: the kernel does not resolve the whole path again for each entry) that the caller closes.
+    Below the root, a symbolic link that took the directory's place since it was listed is not followed
+    (O_NOFOLLOW). Raises OSError (PermissionError: it cannot be listed)."""
+    if not _SCAN_BY_FD:
+        return os.listdir(path), None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if top else os.O_NOFOLLOW))
+    try:
+        return os.listdir(fd), fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _same_names(node: Tree, names: list[str]) -> list[str]:
+    """``names`` (listed in a directory), those equal to a name of ``node`` (the same directory in another
+    thread's tree) as its objects: a scan shares them. In C, so that the other thread cannot change ``node``
+    meanwhile (the GIL is held throughout)."""
+    known = dict(zip(node, node, strict=True))
+    return list(map(known.get, names, names))
+
+
 def scan_tree(
     root: str,
     skip: frozenset[str],
     stop: threading.Event | None = None,
     ignore: IgnoreRules | None = None,
     too_deep: list[str] | None = None,
+    like: Tree | None = None,
 ) -> tuple[Tree, list[str]] | None:
     """Walk the tree (meant for a worker thread) into the View's shape, and list unreadable directories.
 
-    A directory is a dict of its entries, a file its fingerprint. None when the
+    A directory is a dict of its entries, anything else its FileInfo (file_info). None when the
     root itself is gone (or unreadable). An unreadable directory (no permission to list it, or to look at what it
     lists) is empty here and listed as such: its content is not known, see graft_unknown. Symbolic links are
     entries, never followed. (watchdog's
@@ -2602,42 +2706,67 @@ def scan_tree(
     100,000 files it took the client to 145 MB; this keeps what the diff needs.)
     Raises Interrupted once ``stop`` is set (checked at each directory). The directories holding entries
     whose path is too long (see too_long) go to ``too_deep``, the entries are left out.
+
+    ``like``: a tree the result shares objects with (the view's, read as it is, from this thread): a name and a
+    FileInfo equal to its own at the same place are its objects, not new ones, so that two trees of 10⁶ files at
+    once (a restart's diff, a check) cost one tree and a second set of dicts (README, "Desempenho").
+
+    Per entry, one lstat and only what cannot be decided once for its directory (whether a skipped path or a
+    path too long can be in it; a name that no ignore pattern can match is not matched again by path): on 10⁶
+    files in tmpfs, 4.95 → 2.6 s; an lstat per file through the path alone is 2.6 s (tests/bench/run.py).
     """
     tree: Tree = {}
     unreadable: list[str] = []
-    stack = [(root, tree)]
+    skip_in = {os.path.dirname(path) for path in skip}
+    rules = ignore if ignore is not None and ignore.patterns else None
+    stack: list[tuple[str, Tree, Tree | FileInfo]] = [(root, tree, like)]
     while stack:
         if stop is not None and stop.is_set():
             raise Interrupted
-        path, node = stack.pop()
+        path, node, before = stack.pop()
         below = len(stack)  # the subdirectories of this one are pushed above here
+        prefix = path if path.endswith(os.sep) else path + os.sep
+        skipping = path in skip_in or prefix[:-1] in skip_in
+        # A name is at most NAME_MAX (255) bytes: below this, no entry's path can be too long.
+        long_names = len(path) * 4 + 257 >= PATH_MAX and len(os.fsencode(path)) + 257 >= PATH_MAX
+        fd = None
         try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    if entry.path in skip:
-                        continue
-                    if too_long(entry.path):
-                        if too_deep is not None:
-                            too_deep.append(path)
-                        continue
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                        if ignore is not None and ignore.ignored_entry(entry.path, is_dir):
-                            continue
-                        if is_dir:
-                            child: Tree = {}
-                            node[entry.name] = child
-                            stack.append((entry.path, child))
-                        else:
-                            node[entry.name] = file_info(entry.stat(follow_symlinks=False))
-                    except PermissionError:
-                        # Listed but not searchable (read without execute permission): nothing below it can be
-                        # known, as for a directory that cannot be listed at all.
-                        node.clear()
-                        del stack[below:]
-                        raise
-                    except OSError:
-                        continue  # gone since it was listed
+            names, fd = _listing(path, path == root)
+            suspects = rules.suspects(names) if rules is not None else ()
+            old: Tree = before if isinstance(before, dict) else {}
+            if old:
+                names = _same_names(old, names)
+            for name in names:
+                if skipping and prefix + name in skip:
+                    continue
+                if long_names and too_long(prefix + name):
+                    if too_deep is not None:
+                        too_deep.append(path)
+                    continue
+                try:
+                    st = os.stat(name if fd is not None else prefix + name, dir_fd=fd, follow_symlinks=False)
+                except PermissionError:
+                    # Listed but not searchable (read without execute permission): nothing below it can be
+                    # known, as for a directory that cannot be listed at all.
+                    node.clear()
+                    del stack[below:]
+                    raise
+                except OSError:
+                    continue  # gone since it was listed
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if suspects and name in suspects and rules.ignored_entry(prefix + name, is_dir):  # type: ignore[union-attr]
+                    continue
+                if is_dir:
+                    child: Tree = {}
+                    node[name] = child
+                    stack.append((prefix + name, child, old.get(name)))
+                else:
+                    info = file_info(st)
+                    if old:
+                        same = old.get(name)
+                        if same == info:
+                            info = same  # the view's object: this one is freed at once
+                    node[name] = info
         except PermissionError:
             if path == root:
                 return None
@@ -2645,6 +2774,9 @@ def scan_tree(
         except OSError:  # vanished (simply empty), or unreachable (ENAMETOOLONG, ELOOP, EIO): never the client's end
             if path == root:
                 return None
+        finally:
+            if fd is not None:
+                os.close(fd)
     return tree, unreadable
 
 
@@ -2689,15 +2821,16 @@ def still_true(change: Change) -> bool:
     return is_dir != change.is_dir if change.kind == "deleted" else is_dir == change.is_dir
 
 
-def write_state(path: str, text: str) -> None:
-    """Replace the state file atomically: a crash leaves the old one or the new one. It holds the client's
-    secret: readable by its owner only (mode 0600, whatever an older file or the umask said)."""
+def write_state(path: str, text: str | list[bytes]) -> None:
+    """Replace the state file with ``text`` (or its ASCII pieces) atomically: a crash leaves the old one or the
+    new one. It holds the client's secret: readable by its owner only (mode 0600, whatever an older file or the
+    umask said)."""
     tmp = f"{path}.tmp"
     fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w", encoding="ascii") as file:
+    with open(fd, "wb") as file:
         if hasattr(os, "fchmod"):  # not on Windows (before 3.13), where modes do not apply
             os.fchmod(fd, 0o600)  # a .tmp left by a crash keeps its old mode through O_CREAT
-        file.write(text)
+        file.writelines([text.encode("ascii")] if isinstance(text, str) else text)
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, path)
@@ -2958,13 +3091,17 @@ class StateFile:
         (and will hold ``pending`` too: events sent again at the next start, see SavedState)."""
         if not self.path:
             return
-        text = encode_state(self.root, self.address, SavedState(tree, self.identity, seq, held, pending))
+        state = SavedState(tree, self.identity, seq, held, pending)
+        # Made here, in the loop, while nothing changes the tree; written in a worker thread.
+        text = [chunk.encode("ascii") for chunk in state_chunks(self.root, self.address, state)]
         started = time.perf_counter()
         try:
             await asyncio.to_thread(write_state, self.path, text)
             self.new_identity = False
             self._unsaved = ""
-            log.debug("estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), len(text), self._ms(started))
+            log.debug(
+                "estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), sum(map(len, text)), self._ms(started)
+            )
         except OSError as exc:
             why = exc.strerror if exc.errno == errno.EINVAL and exc.strerror else describe_os_error(exc)
             if why != self._unsaved:  # said once, not at each checkpoint
@@ -3148,9 +3285,11 @@ def batching_unsupported() -> str:
         for name in ("_inotify_fd", "_move_event_grouper", "_lock", "_active_callbacks_by_path", "event_mask"):
             if name not in group_fields:
                 return f"InotifyWatchGroup.{name} não existe mais"
-        for name in ("read_event", "on_event", "_build_event_source_path", "is_active"):
+        for name in ("read_event", "on_event", "_build_event_source_path", "is_active", "_activate", "_add_callback"):
             if not hasattr(group, name):
                 return f"InotifyWatchGroup.{name} não existe mais"
+        if not callable(getattr(group, "_add_all_callbacks", None)):
+            return "InotifyWatchGroup._add_all_callbacks não existe mais"
         if not callable(getattr(watchdog_inotify_c, "inotify_add_watch", None)):
             return "inotify_c.inotify_add_watch não existe mais"
         observer = BaseObserver(watchdog_inotify.InotifyEmitter, inotify_fd=sentinel)  # never started
@@ -3198,6 +3337,46 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                         self._move_event_grouper._queue.put(watchdog_grouper.PathedInotifyEvent(event, path))
                         return
             super().on_event(event)
+
+        _counting: frozenset[str] = frozenset()  # during the first walk: see counting_devices
+
+        def _activate(self) -> None:
+            # The first walk (the whole tree, at start) skips the listing of directories without subdirectories
+            # where their link count says so; later walks (a directory created live: small) list everything.
+            try:
+                with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
+                    self._counting = counting_devices(file.read())
+            except OSError:
+                self._counting = frozenset()
+            try:
+                super()._activate()
+            finally:
+                self._counting = frozenset()
+
+        def _add_all_callbacks(self, path: bytes) -> None:
+            """Stock's walk (watch ``path``, then each directory below it, each watched before it is listed),
+            without its os.walk: no list of every file's name, no islink per directory (the type comes from the
+            listing); at start, a directory whose link count says it has no subdirectory is not listed (see
+            counting_devices): 1,000 directories of 10⁶ files on tmpfs watched in 0.56 → 0.01 s."""
+            if self.follow_symlink or not self.is_recursive:
+                super()._add_all_callbacks(path)
+                return
+            is_dir = os.path.isdir(path)
+            self._add_callback(path)
+            stack = [path] if is_dir else []
+            counting = self._counting
+            while stack:
+                top = stack.pop()
+                if counting and no_subdirectories(top, counting):
+                    continue
+                try:
+                    with os.scandir(top) as entries:
+                        found = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+                except OSError:  # gone, or unreadable: as os.walk, nothing below it
+                    continue
+                for directory in found:
+                    self._add_callback(directory)
+                stack.extend(reversed(found))
 
         def _add_callback(self, path: bytes) -> None:
             if not self._watching(path):  # stock registers it again, with a warning that prints the whole table
@@ -4531,7 +4710,8 @@ class Scanner:
         started = time.perf_counter()
         stop = self._interrupt if interruptible else None
         too_deep: list[str] = []
-        result = await asyncio.to_thread(scan_tree, self._root, self._skip, stop, self._ignore, too_deep)
+        like = self._known(self._root)  # the view's tree: what did not change is shared, not made again
+        result = await asyncio.to_thread(scan_tree, self._root, self._skip, stop, self._ignore, too_deep, like)
         log.debug("varredura %s: %.0f ms", purpose, (time.perf_counter() - started) * 1000)
         if result is None:
             self._wake.set()  # the root is gone: the watcher's inspection reports it
@@ -4861,6 +5041,10 @@ class Supervisor:
             "padrões ignorados: %s", " ".join(map(escape, self._ignore.patterns)) or "nenhum (--sem-ignorar-padrao)"
         )
         saved = self._state_file.load()
+        if saved is not None:
+            # What the server holds of the saved tree: what the state says, or nothing under a new identity. Before
+            # the scan, which shares with the view what did not change (see scan_tree).
+            self._view.restore(saved.tree, saved.held if saved.identity is not None else Held())
         try:
             disk = await self._scanner.scan("inicial")
         except Interrupted:
@@ -4880,8 +5064,6 @@ class Supervisor:
             self._view.load_tree(disk)
             await self._checkpoints.save(disk)
         else:
-            # What the server holds of the saved tree: what the state says, or nothing under a new identity.
-            self._view.restore(saved.tree, saved.held if saved.identity is not None else Held())
             self._outbox.restore(saved.seq, saved.pending)  # before any new event: they keep their seqs
             self._outbox.continue_after(saved.seq)
             if self._state_file.new_identity:

@@ -235,6 +235,74 @@ def test_a_directory_watched_already_is_not_walked_again(cliente: ModuleType, tm
     assert len(chain) >= 1000  # past PATH_MAX the names cannot be listed; the rest is heard
 
 
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+25 24 0:23 / /dev/shm rw,relatime - tmpfs tmpfs rw,size=24684084k
+27 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 27 0:40 / /mnt/com\\040espa\\303\\247o rw - xfs /dev/sdb rw
+31 27 0:41 / /home rw master:3 - btrfs /dev/sdc rw
+32 27 0:42 / /rede rw - nfs4 servidor:/x rw
+33 27 0:43 / /fuse rw - fuse.sshfs a@b: rw
+34 27 0:44 / /merged rw - overlay overlay rw
+"""
+
+
+def test_counting_devices_are_those_of_filesystems_that_count_subdirectories(cliente: ModuleType) -> None:
+    """Only ext2/3/4, xfs and tmpfs say in a directory's link count how many subdirectories it has; btrfs (always
+    1), network, FUSE and overlay filesystems are listed as ever (a mount point with escaped spaces and optional
+    fields before " - " is read right)."""
+    assert cliente.counting_devices(MOUNTINFO) == {"0:23", "253:0", "0:40"}
+    assert cliente.counting_devices("") == frozenset()
+    assert cliente.counting_devices("garbage\n1 2\n") == frozenset()
+
+
+def test_the_first_walk_watches_every_directory_and_lists_only_those_with_subdirectories(
+    cliente: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WalkOnceWatchGroup's first walk: every directory is watched (a chain, leaves with files, an empty one, a
+    link to a directory is not followed), and, where the filesystem counts subdirectories, the leaves are never
+    listed; a subdirectory made in a leaf after the start is heard, and so is a file in it."""
+    root = tmp_path / "w"
+    for directory in ("a/b/c/d", "folhas/f1", "folhas/f2", "vazio", "x/y"):
+        (root / directory).mkdir(parents=True)
+    for name in ("a/1.txt", "a/b/c/d/2.txt", "folhas/f1/3.txt", "folhas/f2/4.txt", "x/y/5.txt"):
+        write_file(root / name)
+    (root / "link").symlink_to(root / "a")
+    every = {str(root)} | {str(p) for p in root.rglob("*") if p.is_dir() and not p.is_symlink()}
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def recording_scandir(path: Any) -> Any:
+        listed.append(os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(cliente.os, "scandir", recording_scandir)
+    handler = Recording()
+    observer = cliente.BatchingObserver()
+    observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
+    observer.start()
+    try:
+        (emitter,) = observer.emitters
+        watched = {os.fsdecode(p) for p in emitter._inotify._active_callbacks_by_path}
+        assert watched == every
+        with open("/proc/self/mountinfo", encoding="utf-8") as file:
+            counting = cliente.counting_devices(file.read())
+        device = os.stat(root).st_dev
+        if f"{os.major(device)}:{os.minor(device)}" in counting:
+            leaves = {d for d in every if not any(p.startswith(d + os.sep) for p in every)}
+            assert set(listed) == every - leaves, listed
+        (root / "folhas" / "f1" / "nova").mkdir()
+        wait_until(
+            lambda: str(root / "folhas" / "f1" / "nova") in {os.fsdecode(e.src_path) for e in handler.snapshot()}
+        )
+        write_file(root / "folhas" / "f1" / "nova" / "6.txt")
+        target = str(root / "folhas" / "f1" / "nova" / "6.txt")
+        wait_until(lambda: target in {os.fsdecode(e.src_path) for e in handler.snapshot()})
+    finally:
+        observer.stop()
+        observer.join(5)
+
+
 # ---------------------------------------------------------------------------
 # 3. fold_writes.
 # ---------------------------------------------------------------------------

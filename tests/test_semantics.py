@@ -633,6 +633,14 @@ def test_a_type_change_between_non_directories_is_deleted_and_created(
         before = len(server.lines())
         sh(command, watched)
         lines = settled_lines(server, watched, before)
+        if (
+            settle == ["--assentar", "0"]
+            and command.startswith("rm l1")
+            and lines[-1:] == [f"arquivo modificado: {w}/l1"]
+        ):
+            # Raw: every event as the kernel said. echo's write folds into the creation when the two come in one
+            # read of the inotify queue; in 1 run of 30 they come in two, and the write is its own "modificado".
+            lines.pop()
         assert lines == [f"{line.split(': ')[0]}: {w}/{line.split(': ', 1)[1]}" for line in expected], (
             command,
             server.describe(),
