@@ -6,6 +6,7 @@ every repair through View.diff, so their semantics are pinned here exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -638,3 +639,27 @@ def test_file_info_is_pack_info_of_the_lstat(cliente: ModuleType, tmp_path: Path
         found = (tmp_path / name).lstat()
         attrs = hash((stat.S_IMODE(found.st_mode), found.st_uid, found.st_gid))
         assert cliente.file_info(found) == cliente.pack_info(kind, cliente.fingerprint(found), attrs)
+
+
+def test_typed_is_dataclasses_replace_of_the_file_type(cliente: ModuleType) -> None:
+    """Change.typed (the Describer's, once per event sent) is ``dataclasses.replace(change, file_type=...)``: every
+    field kept, ``prior`` too (a field that does not compare)."""
+    every = cliente.Change("moved", "/w/a", False, "/w/b", "rescan", True, "file", "symlink", True, prior={"x": 1})
+    assert [f.name for f in dataclasses.fields(every)] == [
+        "kind",
+        "path",
+        "is_dir",
+        "dest_path",
+        "origin",
+        "attrib",
+        "file_type",
+        "replaced",
+        "synthetic",
+        "prior",
+    ]
+    for kind in ("symlink", "other", None, "file"):
+        typed, replaced = every.typed(kind), dataclasses.replace(every, file_type=kind)
+        assert typed == replaced and typed.prior is replaced.prior
+        assert [getattr(typed, f.name) for f in dataclasses.fields(every)] == [
+            getattr(replaced, f.name) for f in dataclasses.fields(every)
+        ]
