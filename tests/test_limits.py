@@ -640,7 +640,7 @@ def test_state_file_helpers_never_open_a_fifo(cliente: ModuleType, tmp_path: Pat
     assert cliente.peek_server(str(tmp_path / "fifo")) is None
     os.mkfifo(tmp_path / "estado.json.tmp")  # where the state file is written before its rename
     with pytest.raises(OSError):
-        cliente.write_state(str(tmp_path / "estado.json"), "{}")
+        cliente.start_state(str(tmp_path / "estado.json"), ["{}"])
     assert not (tmp_path / "estado.json").exists()
 
 
