@@ -132,6 +132,7 @@ TOKEN = ""  # the server's shared secret, if it asks for one (prefer MONITOR_TOK
 TOKEN_ENV = "MONITOR_TOKEN"  # environment variable that overrides TOKEN (flags override both)
 CA_FILE = ""  # CA certificate (PEM) that signed a wss:// server's certificate; "": the system's CAs
 BATCH_MAX_EVENTS = 1000  # events per WebSocket message at most
+IGNORE_CLEAN_CACHE = 4096  # directories remembered as not ignored (an event there matches only its own name)
 DRAIN_MAX_EVENTS = 1000  # watchdog events the loop takes at a time (~30 ms of work) before the sender's turn
 BATCH_MAX_BYTES = 256 * 1024  # bytes per message at most (the server accepts 1 MiB)
 MAX_IN_FLIGHT = 20_000  # events sent but not yet acknowledged before sending pauses
@@ -1901,6 +1902,7 @@ class IgnoreRules:
         self._paths = self._compile(body for body, path, dirs in kinds if path and not dirs)
         self._dir_paths = self._compile(body for body, path, dirs in kinds if path)
         self._paths_any = self._dir_paths is not None  # a pattern with "/": every entry is matched by path
+        self._clean: set[str] = set()  # directories known not to be ignored, nor anything above them
 
     @staticmethod
     def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -1911,6 +1913,20 @@ class IgnoreRules:
         """Whether ``path`` (absolute, below the root) is ignored; ``is_dir``: it is a directory."""
         if not self.patterns or not path.startswith(self._prefix):
             return False
+        parent, _, name = path.rpartition(os.sep)
+        if parent in self._clean:  # most events of a burst: only the name is new (see ignored_entry)
+            names = self._dir_names if is_dir else self._names
+            if not self._paths_any and (names is None or not names.match(os.path.normcase(name))):
+                return False
+            return self.ignored_entry(path, is_dir)
+        if self._ignored(path, is_dir):
+            return True
+        if len(self._clean) >= IGNORE_CLEAN_CACHE:
+            self._clean.clear()
+        self._clean.add(parent)  # not ignored, nor anything above it: every name of the path was matched
+        return False
+
+    def _ignored(self, path: str, is_dir: bool) -> bool:
         parts = os.path.normcase(path[len(self._prefix) :]).split(os.sep)
         last = len(parts) - 1
         for depth, name in enumerate(parts):
@@ -4312,7 +4328,7 @@ class GhostFilter:
         unknown directory is real (the view creates its parents)."""
         if change.kind not in ("created", "modified"):
             return False  # a deletion of an unknown path is dropped by the view; a move says where its source went
-        parent = os.path.dirname(change.path)
+        parent = change.path[: change.path.rfind(os.sep)] or os.sep  # os.path.dirname of an absolute path
         if self._departed and self._under_departed(change.path):
             return not view.has(parent, "dir") or not os.path.lexists(change.path)
         return parent != self._root and not view.has(parent) and not os.path.lexists(change.path)
@@ -4376,6 +4392,7 @@ class Recorder:
         changes: list[Change] = []
         departed: list[str] = []
         now = asyncio.get_running_loop().time()
+        queued = self._outbox.waiting() + len(self._pipeline)  # neither changes in this loop
         for raw in self._aliases.expand(change_from_event(event) for event in events):
             change = self._unignored(raw)
             if change is None or change.path in self._skip or too_long(change.dest_path or change.path):
@@ -4385,7 +4402,7 @@ class Recorder:
                 change = dataclasses.replace(change, is_dir=False)
             if self._ghosts.ghost(change, self._view, now):
                 continue
-            waiting = self._outbox.waiting() + len(self._pipeline) + len(changes)  # this burst's count too
+            waiting = queued + len(changes)  # this burst's count too
             if waiting >= self._outbox.limit:
                 # Dropped events never touch the view, so a rescan later finds exactly what they said.
                 if self._rescans.dropped():

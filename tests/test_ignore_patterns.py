@@ -96,3 +96,29 @@ def test_patterns_as_users_write_them_and_tool_caches_are_ignored(procs: Process
     ), server.describe()
     assert client.stop(signal.SIGTERM) == 0
     no_traceback(client, server)
+
+
+@pytest.mark.parametrize("patterns", [["build/", "*.tmp"], ["build/", "*.tmp", "docs/rascunho"]])
+def test_ignored_answers_the_same_once_a_directory_is_known_clean(cliente: ModuleType, patterns: list[str]) -> None:
+    """IgnoreRules.ignored remembers directories that are not ignored (an event there matches only its own name):
+    every answer is the one a fresh IgnoreRules gives, in any order, a directory-only pattern on a file and a
+    path pattern (with "/") included."""
+    paths = [
+        ("src/a.txt", False),
+        ("src/b.tmp", False),
+        ("src/build", True),
+        ("src/build", False),
+        ("src/build/x.txt", False),
+        ("docs/rascunho", False),
+        ("docs/rascunho/y", False),
+        ("docs/final", False),
+        ("a.txt", False),
+        ("build", True),
+    ]
+    rules = cliente.IgnoreRules(ROOT, patterns)
+    for _ in range(2):  # the second time, every parent is known
+        for path, is_dir in paths:
+            full = f"{ROOT}/{path}"
+            fresh = cliente.IgnoreRules(ROOT, patterns).ignored(full, is_dir)
+            assert rules.ignored(full, is_dir) == fresh, (path, is_dir)
+    assert rules.ignored(f"{ROOT}/src/build", True) and not rules.ignored(f"{ROOT}/src/build", False)
