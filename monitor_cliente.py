@@ -2051,6 +2051,18 @@ def tree_rows(tree: Tree) -> Iterator[list[Any]]:
 
 
 _NAME_TYPES, _INFO_TYPES = {str}, {int, type(None)}  # what a row of a state file holds (see unflatten_tree)
+_INFO_LIMIT = 1 << 132  # no FileInfo of any release reached this (pack_info; the size hash of earlier ones: 131 bits)
+
+
+def _plain_names(names: Iterable[str]) -> bool:
+    """Whether ``names`` (of one directory, from a state file) are each a name a directory can hold: not empty,
+    ".", "..", nor with a separator or a NUL (such a name would put a path outside the root in an event, which the
+    server refuses: the client would stop at every start). In C: one join per directory."""
+    listed = list(names)
+    if "" in listed or "." in listed or ".." in listed:
+        return False
+    joined = "\n".join(listed)
+    return os.sep not in joined and "\0" not in joined and (os.altsep is None or os.altsep not in joined)
 
 
 def unflatten_tree(rows: object) -> Tree | None:
@@ -2073,14 +2085,16 @@ def unflatten_tree(rows: object) -> Tree | None:
             node: Tree = dict(zip(names, infos, strict=True))
         except TypeError:  # a name that is a list or an object
             return None
-        if len(node) != len(names) or not set(map(type, names)) <= _NAME_TYPES:
+        if len(node) != len(names) or not set(map(type, names)) <= _NAME_TYPES or not _plain_names(names):
             return None
-        if not set(map(type, infos)) <= _INFO_TYPES or min(filter(None, infos), default=0) < 0:
+        if not set(map(type, infos)) <= _INFO_TYPES:
+            return None
+        if min(filter(None, infos), default=0) < 0 or max(filter(None, infos), default=0) >= _INFO_LIMIT:
             return None
         if index == 0:
             if parent != -1:
                 return None
-        elif not 0 <= parent < index or not name or name in nodes[parent]:
+        elif not 0 <= parent < index or not _plain_names((name,)) or name in nodes[parent]:
             return None
         else:
             nodes[parent][name] = node
@@ -2204,7 +2218,7 @@ def decode_state(text: str, root: str, address: str) -> SavedState | None:
         stack = [tree]
         while stack:
             node = stack.pop()
-            if not isinstance(node, dict):
+            if not isinstance(node, dict) or not _plain_names(node):  # JSON keys: text
                 return None
             for name, child in node.items():
                 if isinstance(child, dict):
@@ -2862,7 +2876,12 @@ def start_state(path: str, pieces: Iterable[str]) -> tuple[int, int]:
     (the state of 10⁶ files is 40 MB). Returns the open descriptor, for commit_state, and the bytes written. It holds
     the client's secret: readable by its owner only (mode 0600, whatever an older file or the umask said).
     Raises OSError (ENOSPC, EINVAL for what is not a regular file); the descriptor is then closed."""
-    fd = open_regular(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = f"{path}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        kind = os.lstat(tmp).st_mode
+        if not stat.S_ISREG(kind) and not stat.S_ISDIR(kind):
+            os.unlink(tmp)  # the client's own temporary name: a FIFO, link or device there is replaced, never used
+    fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         if hasattr(os, "fchmod"):  # not on Windows (before 3.13), where modes do not apply
             os.fchmod(fd, 0o600)  # a .tmp left by a crash keeps its old mode through O_CREAT
@@ -3019,7 +3038,13 @@ def unwatched(directories: list[str], watched: set[int]) -> list[str]:
 def open_regular(path: str, flags: int, mode: int = 0o644) -> int:
     """``os.open`` for a regular file only: a FIFO or a device there is never waited on (O_NONBLOCK until it is
     known to be a regular file), and raises OSError(EINVAL, "... não é um arquivo comum")."""
-    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as exc:
+        # A FIFO opened for writing without a reader (ENXIO), a symbolic link (ELOOP: O_NOFOLLOW), a directory.
+        if exc.errno in (errno.ENXIO, errno.ELOOP, errno.EISDIR):
+            raise OSError(errno.EINVAL, f"{escape(path)} não é um arquivo comum") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, f"{escape(path)} não é um arquivo comum")
@@ -3057,6 +3082,7 @@ class StateFile:
         self.ran_before = False  # a client used this state file before (see lock)
         self._lock_fd: int | None = None
         self._unsaved = ""  # why the last save failed, once said
+        self._commit: asyncio.Future[None] | None = None  # the last save's fsync and rename (a worker thread)
 
     def lock(self) -> None:
         """Hold the state file for this run (an advisory lock on ``<path>.lock``): FatalError when another client
@@ -3142,12 +3168,19 @@ class StateFile:
         if not self.path:
             return
         state = SavedState(tree, self.identity, seq, held, pending)
+        if self._commit is not None and not self._commit.done():
+            # A save whose caller was cancelled in its fsync (the client stopping) goes on in its thread, and
+            # renames <path>.tmp at its end: it ends before this one writes there again.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._commit)
         started = time.perf_counter()
         try:
             # Made and written here, in the loop, while nothing changes the tree (the page cache takes it); made
-            # durable in a worker thread.
+            # durable in a worker thread, which a cancel of the caller does not stop (see above).
             fd, size = start_state(self.path, state_chunks(self.root, self.address, state))
-            await asyncio.to_thread(commit_state, self.path, fd)
+            self._commit = asyncio.ensure_future(asyncio.to_thread(commit_state, self.path, fd))
+            self._commit.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved here
+            await asyncio.shield(self._commit)
             self.new_identity = False
             self._unsaved = ""
             log.debug("estado gravado: %s (%d bytes, %.0f ms)", escape(self.path), size, self._ms(started))

@@ -7,11 +7,14 @@ Each failed on the client before issue 11.
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
 import re
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -322,16 +325,23 @@ def test_state_file_fifo_is_refused(procs: Processes, tmp_path: Path, watched: P
 
 
 def test_fifo_where_the_state_file_is_written_does_not_hang(procs: Processes, tmp_path: Path, watched: Path) -> None:
-    """Row 7's kind: a FIFO at ``<estado>.tmp`` (the name it is written through) hung the start and SIGTERM.
-    The client runs, says once that it cannot save, and stops on SIGTERM."""
+    """Row 7's kind: a FIFO at ``<estado>.tmp`` (the name it is written through) hung the start and SIGTERM; then
+    it made every save fail (review 12: with a raw ENXIO), and the next start sent again what the server had.
+    The client's own temporary name: the FIFO is replaced, the state saved, nothing said twice."""
     os.mkfifo(tmp_path / "estado.json.tmp")
     server = procs.server()
     client = start_client(procs, watched, server, args=["--estado", str(tmp_path / "estado.json")])
     touch(watched / "a.txt")
     server.wait_for_line(f"[cli] arquivo criado: {watched / 'a.txt'}")
     assert client.stop(signal.SIGTERM) == 0
-    assert [line for line in client.stripped("stderr") if line.startswith("Aviso")], client.describe()
-    no_traceback(client, server)
+    assert not [line for line in client.stripped("stderr") if line.startswith("Aviso")], client.describe()
+    assert (tmp_path / "estado.json").is_file() and not (tmp_path / "estado.json.tmp").exists()
+    again = start_client(procs, watched, server, args=["--estado", str(tmp_path / "estado.json")])
+    touch(watched / "b.txt")
+    server.wait_for_line(f"[cli] arquivo criado: {watched / 'b.txt'}")
+    assert again.stop(signal.SIGTERM) == 0
+    assert sum("arquivo criado" in line for line in server.stripped()) == 2, server.describe()
+    no_traceback(client, again, server)
 
 
 def test_fifo_in_the_state_folder_does_not_hang(
@@ -638,10 +648,50 @@ def test_state_file_helpers_never_open_a_fifo(cliente: ModuleType, tmp_path: Pat
     with pytest.raises(OSError, match="não é um arquivo comum"):
         cliente.open_regular(str(tmp_path / "fifo"), os.O_RDONLY)
     assert cliente.peek_server(str(tmp_path / "fifo")) is None
-    os.mkfifo(tmp_path / "estado.json.tmp")  # where the state file is written before its rename
-    with pytest.raises(OSError):
+    # What is at <estado>.tmp (the client's own name, written before its rename) and is not a regular file is
+    # replaced, never opened nor followed: a FIFO, a link (its target untouched); a directory there is said.
+    (tmp_path / "alvo").write_text("do usuário")
+    for make in (lambda p: os.mkfifo(p), lambda p: p.symlink_to(tmp_path / "alvo")):
+        make(tmp_path / "estado.json.tmp")
+        fd, size = cliente.start_state(str(tmp_path / "estado.json"), ["{", "}"])
+        cliente.commit_state(str(tmp_path / "estado.json"), fd)
+        assert (tmp_path / "estado.json").read_text() == "{}" and size == 2
+    assert (tmp_path / "alvo").read_text() == "do usuário"
+    (tmp_path / "estado.json.tmp").mkdir()
+    with pytest.raises(OSError, match="não é um arquivo comum"):
         cliente.start_state(str(tmp_path / "estado.json"), ["{}"])
-    assert not (tmp_path / "estado.json").exists()
+
+
+def test_a_save_cancelled_in_its_fsync_ends_before_the_next_one(
+    cliente: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 12, item 3: a stop cancels a checkpoint while its fsync runs in a worker thread, which goes on and
+    renames <estado>.tmp at its end; the last save (at shutdown) writes <estado>.tmp again. It waits for the first
+    to end, so the file is the last save's, whole (fault injection: a slow commit_state, our boundary)."""
+    real = cliente.commit_state
+    slow = threading.Event()
+
+    def slow_commit(path: str, fd: int) -> None:
+        if not slow.is_set():
+            slow.set()
+            time.sleep(0.3)
+        real(path, fd)
+
+    monkeypatch.setattr(cliente, "commit_state", slow_commit)
+    path = tmp_path / "estado.json"
+
+    async def saves() -> None:
+        state = cliente.StateFile(str(path), "/w", "ws://localhost:8765/")
+        first = asyncio.create_task(state.save({"a": None}, cliente.Held(), 1))
+        while not slow.is_set():
+            await asyncio.sleep(0.01)
+        first.cancel()
+        await state.save({"b": None}, cliente.Held(), 2)
+
+    asyncio.run(saves())
+    saved = cliente.decode_state(path.read_text(), "/w", "ws://localhost:8765/")
+    assert saved is not None and saved.tree == {"b": None} and saved.seq == 2
+    assert not (tmp_path / "estado.json.tmp").exists()
 
 
 def test_scan_leaves_out_paths_past_path_max(cliente: ModuleType, tmp_path: Path) -> None:

@@ -441,6 +441,14 @@ def test_state_tree_is_flat_at_any_depth(cliente: ModuleType) -> None:
         [[-1, "", ["a"], [-1]]],  # a FileInfo is a natural number or null
         [[-1, "", ["a"], []]],  # names and infos of different lengths
         [[-1, "", [], []], [0, "", [], []]],  # a directory without a name
+        # Names no directory holds (review 12: a start sent "deleted <root>/", which the server refused, at every
+        # start): empty, ".", "..", with a separator or a NUL; and a FileInfo past any release's 132 bits.
+        [[-1, "", [""], [1]]],
+        [[-1, "", ["."], [1]]],
+        [[-1, "", [], []], [0, "..", [], []]],
+        [[-1, "", ["a/../x"], [1]]],
+        [[-1, "", ["a\u0000b"], [1]]],
+        [[-1, "", ["a"], [2**132]]],
     ],
 )
 def test_state_tree_rows_out_of_shape_are_refused(cliente: ModuleType, rows: list[Any]) -> None:
@@ -663,3 +671,13 @@ def test_typed_is_dataclasses_replace_of_the_file_type(cliente: ModuleType) -> N
         assert [getattr(typed, f.name) for f in dataclasses.fields(every)] == [
             getattr(replaced, f.name) for f in dataclasses.fields(every)
         ]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\u0000b"])
+def test_a_migrated_nested_tree_with_a_name_no_directory_holds_is_refused(cliente: ModuleType, name: str) -> None:
+    """Format 5 (a dict per directory) is checked as format 6's rows are: such a state file is not used."""
+    tree = {"ok": None, "d": {name: None}}
+    good = cliente.encode_state("/w", "ws://localhost:8765", cliente.SavedState({}, cliente.Identity.new()))
+    text = good.replace('"version":6', '"version":5').replace('"tree":[[-1,"",[],[]]]', f'"tree":{json.dumps(tree)}')
+    assert '"version":5' in text and cliente.decode_state(text, "/w", "ws://localhost:8765") is None
+    assert cliente.decode_state(text.replace(json.dumps(name), '"ok2"'), "/w", "ws://localhost:8765") is not None
