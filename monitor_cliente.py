@@ -535,7 +535,7 @@ class Change:
 
     def typed(self, file_type: FileType | None) -> Change:
         """This change with ``file_type``: dataclasses.replace, less its look at every field each call (one per
-        event sent: 2.5 → 0.5 µs; tests/test_view.py checks the two agree)."""
+        event sent: a third of its time, by cProfile; tests/test_view.py checks the two agree)."""
         if file_type == self.file_type:
             return self
         return Change(
@@ -2763,7 +2763,8 @@ def scan_tree(
 
     Per entry, one lstat and only what cannot be decided once for its directory (whether a skipped path or a
     path too long can be in it; a name that no ignore pattern can match is not matched again by path): on 10⁶
-    files in tmpfs, 4.95 → 2.6 s; an lstat per file through the path alone is 2.6 s (tests/bench/run.py).
+    files in tmpfs, 4.95 → 3.4 s; an lstat per file by its path alone is 2.6 s (README, "Uma árvore de 1.000.000 de
+    arquivos").
     """
     tree: Tree = {}
     unreadable: list[str] = []
@@ -3315,8 +3316,8 @@ def fold_raw_writes(records: Iterable[RawEvent]) -> list[RawEvent]:
     the writes, attribute changes and closes of a file created earlier in it are dropped (one write kept while
     it is not closed). A burst of new files is three kernel events each (IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE);
     built and queued one by one, the reader thread fell behind the kernel's queue (16,384 events) in a 10,000-file
-    burst and it overflowed: a rescan, T 0.6 → 1.1 s. A file is (wd, name); a directory's event, or one of the
-    watch itself, ends every fold in progress (as fold_writes does)."""
+    burst and it overflowed: a rescan, T 0.6 → 1.1 s (tests/bench/cpu.py). A file is (wd, name); a directory's
+    event, or one of the watch itself, ends every fold in progress (as fold_writes does)."""
     created: set[tuple[int, bytes]] = set()
     open_writes: dict[tuple[int, bytes], int] = {}  # created, written, not closed yet -> its write's index
     kept: list[RawEvent | None] = []
@@ -3523,7 +3524,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
             """Stock's walk (watch ``path``, then each directory below it, each watched before it is listed),
             without its os.walk: no list of every file's name, no islink per directory (the type comes from the
             listing); at start, a directory whose link count says it has no subdirectory is not listed (see
-            counting_devices): 1,000 directories of 10⁶ files on tmpfs watched in 0.56 → 0.01 s."""
+            counting_devices): 1,000 directories of 10⁶ files on tmpfs watched in 0.56 → 0.1 s."""
             if self.follow_symlink or not self.is_recursive:
                 super()._add_all_callbacks(path)
                 return
