@@ -2057,12 +2057,19 @@ _INFO_LIMIT = 1 << 132  # no FileInfo of any release reached this (pack_info; th
 def _plain_names(names: Iterable[str]) -> bool:
     """Whether ``names`` (of one directory, from a state file) are each a name a directory can hold: not empty,
     ".", "..", nor with a separator or a NUL (such a name would put a path outside the root in an event, which the
-    server refuses: the client would stop at every start). In C: one join per directory."""
+    server refuses: the client would stop at every start), and one the system can encode. In C: one join per
+    directory."""
     listed = list(names)
     if "" in listed or "." in listed or ".." in listed:
         return False
     joined = "\n".join(listed)
-    return os.sep not in joined and "\0" not in joined and (os.altsep is None or os.altsep not in joined)
+    if os.sep in joined or "\0" in joined or (os.altsep is not None and os.altsep in joined):
+        return False
+    try:
+        os.fsencode(joined)  # a lone surrogate outside U+DC80..U+DCFF (what an undecodable byte becomes) is no name
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unflatten_tree(rows: object) -> Tree | None:

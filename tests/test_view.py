@@ -449,6 +449,8 @@ def test_state_tree_is_flat_at_any_depth(cliente: ModuleType) -> None:
         [[-1, "", ["a/../x"], [1]]],
         [[-1, "", ["a\u0000b"], [1]]],
         [[-1, "", ["a"], [2**132]]],
+        [[-1, "", ["a", "\ud800"], [1, 1]]],  # a lone surrogate no byte makes (re-check 12: a traceback, exit 1)
+        [[-1, "", [], []], [0, "x\ud801", [], []]],
     ],
 )
 def test_state_tree_rows_out_of_shape_are_refused(cliente: ModuleType, rows: list[Any]) -> None:
@@ -673,7 +675,7 @@ def test_typed_is_dataclasses_replace_of_the_file_type(cliente: ModuleType) -> N
         ]
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\u0000b"])
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\u0000b", "\ud800"])
 def test_a_migrated_nested_tree_with_a_name_no_directory_holds_is_refused(cliente: ModuleType, name: str) -> None:
     """Format 5 (a dict per directory) is checked as format 6's rows are: such a state file is not used."""
     tree = {"ok": None, "d": {name: None}}
@@ -681,3 +683,12 @@ def test_a_migrated_nested_tree_with_a_name_no_directory_holds_is_refused(client
     text = good.replace('"version":6', '"version":5').replace('"tree":[[-1,"",[],[]]]', f'"tree":{json.dumps(tree)}')
     assert '"version":5' in text and cliente.decode_state(text, "/w", "ws://localhost:8765") is None
     assert cliente.decode_state(text.replace(json.dumps(name), '"ok2"'), "/w", "ws://localhost:8765") is not None
+
+
+def test_a_state_file_name_of_an_undecodable_byte_is_kept(cliente: ModuleType) -> None:
+    """What an undecodable byte of a name becomes (surrogateescape, U+DC80..U+DCFF) is a name: such a row is used."""
+    text = cliente.encode_state(
+        "/w", "ws://localhost:8765", cliente.SavedState({"a\udcff": None, "d\udc80": {}}, cliente.Identity.new())
+    )
+    saved = cliente.decode_state(text, "/w", "ws://localhost:8765")
+    assert saved is not None and saved.tree == {"a\udcff": None, "d\udc80": {}}
