@@ -715,16 +715,6 @@ def test_scan_leaves_out_paths_past_path_max(cliente: ModuleType, tmp_path: Path
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["1e10", "nan", "inf", "-1"])
-def test_polling_past_what_a_thread_can_wait_is_refused(procs: Processes, watched: Path, value: str) -> None:
-    """``--polling 1e10``: before, accepted, and watchdog's thread died at each of its waits (a restart storm)."""
-    client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--polling", value])
-    assert client.wait() == 2, client.describe()
-    [line] = client.lines("stderr")
-    assert line.startswith("Erro: --polling precisa ser 0 (inotify) ou um número de segundos de 0,1 a "), line
-    no_traceback(client)
-
-
 def test_a_thread_death_is_said_once_per_exception_type(cliente: ModuleType, tmp_path: Path, caplog: Any) -> None:
     """Each restart names its threads anew: the message is keyed on the exception's type, not on its text."""
     import logging

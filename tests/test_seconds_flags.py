@@ -46,8 +46,10 @@ def test_help_says_seconds_take_a_comma(procs: Processes, watched: Path) -> None
     assert "no mínimo 0,1" in text
 
 
-@pytest.mark.parametrize("value", ["0.000001", "0,05", "0.099", "1e-9"])
-def test_polling_below_its_floor_is_refused(procs: Processes, watched: Path, value: str) -> None:
+@pytest.mark.parametrize("value", ["0.000001", "0,05", "0.099", "1e-9", "1e10", "nan", "inf", "-1"])
+def test_polling_outside_its_range_is_refused(procs: Processes, watched: Path, value: str) -> None:
+    """Below POLLING_MIN each walk spun a core; ``--polling 1e10`` was accepted and watchdog's thread died at each of
+    its waits (a restart storm, issue 11): both refused with exit 2."""
     client = procs.client(watched, "ws://127.0.0.1:9", "cli", args=["--polling", value])
     assert client.wait() == 2, client.describe()
     [line] = client.lines("stderr")
