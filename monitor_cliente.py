@@ -2032,14 +2032,10 @@ class SavedState:
     pending: tuple[tuple[int, str], ...] = ()
 
 
-def flatten_tree(tree: Tree) -> list[list[Any]]:
-    """``tree`` as one row per directory, parents first: ``[parent row, name, [file names], [their FileInfo]]``
-    (row 0: the root, parent -1). JSON never nests more than four levels, whatever the depth of the tree."""
-    return list(tree_rows(tree))
-
-
 def tree_rows(tree: Tree) -> Iterator[list[Any]]:
-    """flatten_tree's rows one at a time (a row holds the tree's own names and FileInfo, no copies)."""
+    """``tree`` as one row per directory, parents first: ``[parent row, name, [file names], [their FileInfo]]``
+    (row 0: the root, parent -1), one at a time (a row holds the tree's own names and FileInfo, no copies). JSON
+    never nests more than four levels, whatever the depth of the tree."""
     index = 0
     stack: list[tuple[int, str, Tree]] = [(-1, "", tree)]
     while stack:
@@ -2073,7 +2069,7 @@ def _plain_names(names: Iterable[str]) -> bool:
 
 
 def unflatten_tree(rows: object) -> Tree | None:
-    """The Tree of flatten_tree's rows; None when they are not valid (a parent row that does not come first, a
+    """The Tree of tree_rows' rows; None when they are not valid (a parent row that does not come first, a
     name twice in a directory, a FileInfo that is not a natural number or null)."""
     if not isinstance(rows, list) or not rows:
         return None
@@ -2111,7 +2107,7 @@ def unflatten_tree(rows: object) -> Tree | None:
 
 def encode_state(root: str, address: str, state: SavedState) -> str:
     """The state file: the tree the server at ``address`` (see server_address) has acknowledged (flat: see
-    flatten_tree), with the client's identity and what the server holds of the tree. (state_chunks, joined.)"""
+    tree_rows), with the client's identity and what the server holds of the tree. (state_chunks, joined.)"""
     return "".join(state_chunks(root, address, state))
 
 
