@@ -87,6 +87,7 @@ try:
         FileDeletedEvent,
         FileModifiedEvent,
         FileMovedEvent,
+        FileOpenedEvent,
         FileSystemEvent,
         FileSystemEventHandler,
     )
@@ -1788,8 +1789,9 @@ class Settler:
     Everything held goes out once no change came for ``window`` seconds, or ``max_hold`` seconds after the
     first held one (a path that keeps changing, a download, is not held for ever). A file written and not closed
     yet (``writing``: a write seen, its IN_CLOSE_WRITE not yet) holds them until its close or ``max_hold``,
-    whatever the pauses between its writes (wget --limit-rate writes in bursts 200 ms apart). ``window`` 0:
-    every change goes out as it comes.
+    whatever the pauses between its writes (wget --limit-rate writes in bursts 200 ms apart). A file created and
+    neither written nor closed since (``opened``: its creator holds it, or it came by link(2)) holds nothing, but
+    is not hashed either (see SettlePipeline). ``window`` 0: every change goes out as it comes.
     """
 
     def __init__(self, window: float = SETTLE, max_hold: float = SETTLE_MAX_HOLD, closes: bool = True) -> None:
@@ -1801,26 +1803,37 @@ class Settler:
         self._last = 0.0  # ...and the last one
         self._recent: dict[str, float] = {}  # path -> when it last changed, while held
         self.writing: set[str] = set()  # files written and not closed since (read by SettlePipeline)
+        self.opened: set[str] = set()  # files created, neither written nor closed since (read by SettlePipeline)
 
     def __len__(self) -> int:
         return len(self._held)
 
     def add(
-        self, changes: list[Change], now: float, written: Iterable[str] = (), closed: Iterable[str] = ()
+        self,
+        changes: list[Change],
+        now: float,
+        written: Iterable[str] = (),
+        closed: Iterable[str] = (),
+        opened: Iterable[str] = (),
     ) -> list[Change]:
         """Hold ``changes``; what goes out at once (all of them when the window is 0). ``written``: the files whose
         last word among the events of these changes is a write (open for writing); ``closed``: a close after
-        writing (IN_CLOSE_WRITE)."""
+        writing (IN_CLOSE_WRITE); ``opened``: their creation by open(2) (see writes_and_closes)."""
         writing = self.writing
+        tracked = writing or self.opened
         for change in changes:
             if self.window > 0:
                 self._recent[change.dest_path or change.path] = now
-            if writing and change.kind != "modified":  # what was written there is another file now (or gone)
+            if tracked and change.kind != "modified":  # what was written there is another file now (or gone)
                 self._forget(change.path, change.is_dir)
                 if change.dest_path is not None:
                     self._forget(change.dest_path, change.is_dir)
         if self.closes:
             writing.update(written)
+            self.opened.update(opened)
+        if self.opened:
+            self.opened.difference_update(written)  # written since: ``writing`` now
+            self.opened.difference_update(closed)
         writing.difference_update(closed)
         if self.window <= 0:
             return changes  # out at once; ``writing`` still says which are open (never hashed while so)
@@ -1832,10 +1845,22 @@ class Settler:
         return []
 
     def _forget(self, path: str, is_dir: bool) -> None:
-        self.writing.discard(path)
-        if is_dir:
-            below = path + os.sep
-            self.writing.difference_update([p for p in self.writing if p.startswith(below)])
+        for files in (self.writing, self.opened):
+            files.discard(path)
+            if is_dir:
+                below = path + os.sep
+                files.difference_update([p for p in files if p.startswith(below)])
+
+    def open_files(self) -> frozenset[str]:
+        """Every file written or created and not closed since, as far as the events said."""
+        return frozenset(self.writing | self.opened)
+
+    def unfinished(self, paths: Iterable[str]) -> frozenset[str]:
+        """Which of ``paths`` are files written or created and not closed since (never worth hashing)."""
+        writing, opened = self.writing, self.opened
+        if not writing and not opened:
+            return frozenset()
+        return frozenset(p for p in paths if p in writing or p in opened)
 
     def _being_written(self) -> bool:
         """Whether a file written and not closed yet changed while held."""
@@ -1860,8 +1885,7 @@ class Settler:
         held, self._held = self._held, []
         quiet = now - self._last >= self.window * 0.999  # let out by the window (the timer may fire a hair early)
         busy = frozenset() if quiet else frozenset(p for p, when in self._recent.items() if now - when < self.window)
-        if self.writing:
-            busy |= {p for p in self._recent if p in self.writing}  # open for writing: never hashed
+        busy |= self.unfinished(self._recent)  # open for writing: never hashed
         self._recent = {}
         return net_effect(held), busy
 
@@ -3271,12 +3295,14 @@ class Handler(FileSystemEventHandler):
 def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
     """A batch without the writes, attribute changes and closes of files created earlier in it (``open(O_CREAT)``,
     ``write()``, ``close()``: one event, not three). Nothing is lost: the creation's metadata is read (lstat) after
-    the whole batch was read, so it already says the written size, mtime and mode. A file created and written but
-    not closed yet (a download) keeps one write, so that the Settler holds it until its close. A file deleted or
+    the whole batch was read, so it already says the written size, mtime and mode. A file created and not closed
+    yet keeps its FileOpenedEvent (the batched emitter's mark: its creator holds it open, see fold_raw_writes) and,
+    written, one write, so that the Settler holds it until its close and it is not hashed before. A file deleted or
     moved in between is a new file if created again, and a write after a move onto it is not folded."""
     created: set[bytes | str] = set()
     kept: list[FileSystemEvent | None] = []
     open_writes: dict[bytes | str, int] = {}  # a created file written and not closed yet -> its write's index
+    opened: dict[bytes | str, int] = {}  # a created file not closed yet -> its FileOpenedEvent's index
     folded = False
     for event in events:
         kind = type(event)
@@ -3286,12 +3312,15 @@ def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
                     open_writes[event.src_path] = len(kept)
                     kept.append(event)
                 continue
+        elif kind is FileOpenedEvent:
+            if event.src_path in created:
+                opened[event.src_path] = len(kept)
         elif kind is FileClosedEvent:
             if event.src_path in created:
-                index = open_writes.pop(event.src_path, None)
-                if index is not None:
-                    kept[index] = None  # closed in the same batch: its creation says it all
-                    folded = True
+                for index in (open_writes.pop(event.src_path, None), opened.pop(event.src_path, None)):
+                    if index is not None:
+                        kept[index] = None  # closed in the same batch: its creation says it all
+                        folded = True
                 continue
         elif kind is FileCreatedEvent:
             created.add(event.src_path)
@@ -3299,11 +3328,12 @@ def fold_writes(events: list[FileSystemEvent]) -> list[FileSystemEvent]:
             if event.is_directory:  # a directory deleted or moved: what was created under it is another story
                 created.clear()
                 open_writes.clear()
+                opened.clear()
             else:
-                created.discard(event.src_path)
-                created.discard(event.dest_path)
-                open_writes.pop(event.src_path, None)
-                open_writes.pop(event.dest_path, None)
+                for path in (event.src_path, event.dest_path):
+                    created.discard(path)
+                    open_writes.pop(path, None)
+                    opened.pop(path, None)
         kept.append(event)
     return [event for event in kept if event is not None] if folded else cast(list[FileSystemEvent], kept)
 
@@ -3317,11 +3347,13 @@ _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_Q_OVERFLOW, _IN_ISDIR = 0x100, 0x20
 def fold_raw_writes(records: Iterable[RawEvent]) -> list[RawEvent]:
     """fold_writes on what one read() of the inotify descriptor gave, before watchdog builds an object of each:
     the writes, attribute changes and closes of a file created earlier in it are dropped (one write kept while
-    it is not closed). A burst of new files is three kernel events each (IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE);
-    built and queued one by one, the reader thread fell behind the kernel's queue (16,384 events) in a 10,000-file
-    burst and it overflowed: a rescan, T 0.6 → 1.1 s (tests/bench/cpu.py). A file is (wd, name); a directory's
-    event, or one of the watch itself, ends every fold in progress (as fold_writes does)."""
-    created: set[tuple[int, bytes]] = set()
+    it is not closed), and its creation's record says it was closed (IN_CLOSE_WRITE added to its mask; one
+    without it is open yet: the batched emitter adds a FileOpenedEvent). A burst of new files is three kernel
+    events each (IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE); built and queued one by one, the reader thread fell
+    behind the kernel's queue (16,384 events) in a 10,000-file burst and it overflowed: a rescan, T 0.6 → 1.1 s
+    (tests/bench/cpu.py). A file is (wd, name); a directory's event, or one of the watch itself, ends every fold
+    in progress (as fold_writes does)."""
+    created: dict[tuple[int, bytes], int] = {}  # created in this read -> its creation's index in kept
     open_writes: dict[tuple[int, bytes], int] = {}  # created, written, not closed yet -> its write's index
     kept: list[RawEvent | None] = []
     folded = False
@@ -3333,7 +3365,7 @@ def fold_raw_writes(records: Iterable[RawEvent]) -> list[RawEvent]:
                 created.clear()
                 open_writes.clear()
         elif mask & _IN_CREATE:
-            created.add(key)
+            created[key] = len(kept)
         elif key in created:
             if mask & _IN_MODIFY:
                 if key not in open_writes:
@@ -3347,27 +3379,44 @@ def fold_raw_writes(records: Iterable[RawEvent]) -> list[RawEvent]:
                 if index is not None:
                     kept[index] = None
                     folded = True
+                at = created[key]
+                creation = cast(RawEvent, kept[at])
+                kept[at] = (wd, creation[1] | _IN_CLOSE_WRITE, creation[2], name)
                 continue
-            created.discard(key)  # deleted or moved: a new file if created again
+            del created[key]  # deleted or moved: a new file if created again
             open_writes.pop(key, None)
         kept.append(record)
     return [record for record in kept if record is not None] if folded else cast(list[RawEvent], kept)
 
 
-def writes_and_closes(events: list[FileSystemEvent]) -> tuple[frozenset[str], frozenset[str]]:
-    """The files whose last word in ``events`` is a write (IN_MODIFY: open for writing, as far as they say), and
-    those whose last word is a close after writing (IN_CLOSE_WRITE)."""
-    last: dict[bytes | str, bool] = {}  # path -> closed
+_WRITTEN, _OPENED, _CLOSED = 0, 1, 2  # a file's last word in writes_and_closes
+
+
+def writes_and_closes(
+    events: list[FileSystemEvent],
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(written, closed, opened): the files whose last word in ``events`` is a write (IN_MODIFY: open for
+    writing, as far as they say), a close after writing (IN_CLOSE_WRITE), or their creation by open(2) (a
+    FileOpenedEvent, see fold_raw_writes: its creator holds it open, written or not). A deletion or a move
+    ends what was said of a path."""
+    last: dict[bytes | str, int] = {}  # path -> _WRITTEN, _OPENED or _CLOSED
     for event in events:
         kind = type(event)
         if kind is FileClosedEvent:
-            last[event.src_path] = True
+            last[event.src_path] = _CLOSED
         elif kind is FileModifiedEvent:
-            last[event.src_path] = False
+            last[event.src_path] = _WRITTEN
+        elif kind is FileOpenedEvent:
+            last[event.src_path] = _OPENED
+        elif last and (kind is FileDeletedEvent or kind is FileMovedEvent):
+            last.pop(event.src_path, None)
+            last.pop(event.dest_path, None)
     if not last:
-        return frozenset(), frozenset()
-    written = frozenset(os.fsdecode(path) for path, closed in last.items() if not closed)
-    return written, frozenset(os.fsdecode(path) for path, closed in last.items() if closed)
+        return frozenset(), frozenset(), frozenset()
+    said: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+    for path, word in last.items():
+        said[word].add(os.fsdecode(path))
+    return frozenset(said[_WRITTEN]), frozenset(said[_CLOSED]), frozenset(said[_OPENED])
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -3631,6 +3680,9 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
             if kind in wants:
                 path = os.fsdecode(grouped.path)
                 out.append(kind(path))
+                if kind is FileCreatedEvent and not mask & (_IN_CLOSE_WRITE | _IN_MOVED_TO):
+                    # Made by open(2) and not closed in its read (fold_raw_writes): its creator may write it yet.
+                    out.append(FileOpenedEvent(path))
                 if mask & _IN_MOVED_TO and is_dir and self.watch.is_recursive:
                     out.extend(e for e in watchdog_events.generate_sub_created_events(path) if type(e) in wants)
 
@@ -4136,9 +4188,15 @@ class Describer:
     def busy(self) -> bool:
         return bool(self._backlog)
 
-    def describe(self, changes: list[Change], busy: frozenset[str]) -> None:
+    def describe(
+        self, changes: list[Change], busy: frozenset[str], opened: frozenset[str] = frozenset()
+    ) -> frozenset[str]:
+        """Describe ``changes`` and deliver them (now, or once hashed); ``busy``: paths still being written, not
+        hashed; ``opened``: those of them busy only because their creator may hold them open -- one with another
+        name (st_nlink > 1: made by link(2), complete) is hashed. Returns the paths left unhashed for that."""
         described: list[tuple[Change, Metadata]] = []
         hashed: list[os.stat_result | None] = []
+        unhashed: set[str] = set()
         for change in changes:
             meta, st = self._metadata(change)
             if change.prior is not None and st is not None and file_info(st) == change.prior:
@@ -4154,13 +4212,17 @@ class Describer:
             described.append((change.typed(meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
-            hashed.append(st if worth and path not in busy else None)  # never a file still being written
+            if worth and path in busy and not (path in opened and st is not None and st.st_nlink > 1):
+                unhashed.add(path)  # never a file still being written
+                worth = False
+            hashed.append(st if worth else None)
         if not self._backlog and not any(hashed):
             self._deliver(described)
-            return
-        self._backlog.append((described, hashed))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._hash_backlog())
+        else:
+            self._backlog.append((described, hashed))
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.create_task(self._hash_backlog())
+        return frozenset(unhashed)
 
     async def drained(self) -> None:
         while self._worker is not None and not self._worker.done():
@@ -4235,20 +4297,28 @@ class SettlePipeline:
         await self._describer.drained()
 
     def hold(
-        self, changes: list[Change], written: frozenset[str] = frozenset(), closed: frozenset[str] = frozenset()
+        self,
+        changes: list[Change],
+        written: frozenset[str] = frozenset(),
+        closed: frozenset[str] = frozenset(),
+        opened: frozenset[str] = frozenset(),
     ) -> None:
         """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on);
-        ``written`` and ``closed``: files open for writing, and closed after writing, as their events said."""
+        ``written``, ``closed`` and ``opened``: files open for writing, closed after writing, and created by
+        open(2), as their events said (see writes_and_closes)."""
         loop = asyncio.get_running_loop()
-        out = self._settler.add(changes, loop.time(), written, closed)
-        writing = self._settler.writing
-        busy = frozenset(p for c in out if (p := c.dest_path or c.path) in writing) if out and writing else frozenset()
-        if busy and self._describer.hashing:  # --assentar 0: out at once, open for writing: hashed at its close
-            self._unhashed |= busy
-        self.release(out, busy)
+        if self._unhashed:  # another file at the path now (or none): its close is not this one's
+            for change in changes:
+                if change.kind != "modified":
+                    self._unhashed.discard(change.path)
+                    if change.dest_path is not None:
+                        self._unhashed.discard(change.dest_path)
+        out = self._settler.add(changes, loop.time(), written, closed, opened)
+        self.release(out, self._settler.unfinished(c.dest_path or c.path for c in out) if out else frozenset())
         done = closed & self._unhashed
         if done:  # let out while written, so without a hash: one more modified now that it is complete
             self._unhashed -= done
+            done -= {c.dest_path or c.path for c in out}  # let out just now, with its hash (settle 0)
             again = [Change("modified", path, False) for path in sorted(done) if self._view.has(path, "file")]
             self.release(self._settler.add([out for change in again for out in self._view.apply(change)], loop.time()))
         deadline = self._settler.deadline()
@@ -4266,17 +4336,24 @@ class SettlePipeline:
             if self._describer.hashing and busy:
                 # Let out while still written, so without a hash: one more modified once they are quiet (or,
                 # open for writing, closed), with it.
-                writing = self._settler.writing
-                self._unhashed |= busy & writing
+                unfinished = self._settler.unfinished(busy)
                 again = [
                     Change("modified", path, False)
                     for path in sorted(busy)
-                    if path not in writing and self._view.has(path, "file")
+                    if path not in unfinished and self._view.has(path, "file")
                 ]
                 self.hold([out for change in again for out in self._view.apply(change)])
         deadline = self._settler.deadline()
         if deadline is not None and self._timer is None:
             self._timer = loop.call_at(deadline, self._on_timer)
+
+    def closes_lost(self) -> None:
+        """The kernel dropped events (its queue overflowed): the close of a file open for writing may be among
+        them, and would never come. Each is taken as closed: hashed when let out, and one let out without a hash
+        gets it now (one more modified). A file still written goes on with its next write."""
+        open_files = self._settler.open_files()
+        if open_files:
+            self.hold([], closed=open_files)
 
     def flush(self) -> frozenset[str]:
         """Let out whatever is held now (before what a scan found, and when stopping); the paths still being
@@ -4293,10 +4370,14 @@ class SettlePipeline:
 
     def release(self, changes: list[Change], busy: frozenset[str] = frozenset()) -> None:
         """Describe and deliver changes already applied to the view (and settled) (``busy``: paths still being
-        written, not worth hashing)."""
+        written, not worth hashing). Those of them open for writing (or created and not closed) are hashed at
+        their close: one more modified then."""
         if changes:
             self.released += len(changes)
-            self._describer.describe(changes, busy)
+            opened = self._settler.opened
+            unhashed = self._describer.describe(changes, busy, busy & opened if busy and opened else frozenset())
+            if unhashed:
+                self._unhashed |= self._settler.unfinished(unhashed)
 
 
 class PollGather:
@@ -4476,6 +4557,7 @@ class Recorder:
         return Change("modified" if self._view.has(dest) else "created", dest, False)
 
     def on_kernel_overflow(self) -> None:
+        self._pipeline.closes_lost()
         if self._rescans.overflow(asyncio.get_running_loop().time()):
             log.warning("a fila de eventos do kernel transbordou; uma varredura vai recuperar o que se perdeu.")
         self._wake()
