@@ -4171,11 +4171,16 @@ class Describer:
     being hashed, so they are queued in the order they were recorded. Owns that backlog."""
 
     def __init__(
-        self, view: View, deliver: Callable[[list[tuple[Change, Metadata]]], None], hash_limit: int | None = None
+        self,
+        view: View,
+        deliver: Callable[[list[tuple[Change, Metadata]]], None],
+        hash_limit: int | None = None,
+        settled: bool = False,
     ) -> None:
-        self._view = view  # told the type of a symlink or special file (see View.note)
+        self._view = view  # told the type of a symlink or special file (see View.note); a creation gone, undone
         self._deliver = deliver
         self._hash_limit = hash_limit
+        self._settled = settled  # changes come settled (a window): a creation already gone is not news
         self._backlog: collections.deque[tuple[list[tuple[Change, Metadata]], list[os.stat_result | None]]] = (
             collections.deque()
         )
@@ -4199,6 +4204,8 @@ class Describer:
         unhashed: set[str] = set()
         for change in changes:
             meta, st = self._metadata(change)
+            if st is None and self._settled and change.kind == "created" and self._gone(change):
+                continue
             if change.prior is not None and st is not None and file_info(st) == change.prior:
                 continue  # a file that left the tree and came back as it was (see net_effect)
             was = change.replaced if change.kind == "modified" else None
@@ -4240,6 +4247,22 @@ class Describer:
             self._backlog.popleft()
             self._deliver(out)
 
+    def _gone(self, change: Change) -> bool:
+        """Whether a live creation, settled, finds nothing at its path (ENOENT): it left within the window,
+        and the event saying so is late -- watchdog holds a move's IN_MOVED_FROM 0.5 s for its pair, which never
+        comes when the destination is a directory made so recently it had no watch yet (``mkdir d; mv f d/``:
+        the walk of ``d`` reports ``d/f``). Undone in the view, so that the late deletion is dropped there too."""
+        if change.origin != "live":
+            return False
+        try:
+            os.lstat(change.path)
+        except FileNotFoundError:
+            self._view.apply(Change("deleted", change.path, change.is_dir))  # a directory: with its content
+            return True
+        except OSError:
+            pass
+        return False
+
     def _metadata(self, change: Change) -> tuple[Metadata, os.stat_result | None]:
         """What the path of a change is now: one lstat (none for a deletion: the view said what it was)."""
         known: FileType = change.file_type or ("dir" if change.is_dir else "file")
@@ -4277,7 +4300,7 @@ class SettlePipeline:
         hash_limit: int | None = None,
     ) -> None:
         self._view = view  # files let out while still written get one more modified (see _on_timer)
-        self._describer = Describer(view, deliver, hash_limit)
+        self._describer = Describer(view, deliver, hash_limit, settled=settler is not None and settler.window > 0)
         self._wake = wake  # wakes the supervisor
         self._settler = settler if settler is not None else Settler(0.0)
         self._timer: asyncio.TimerHandle | None = None

@@ -645,14 +645,22 @@ def test_a_file_moved_into_a_directory_made_after_it_comes_after_it(
     procs: Processes, watched: Path, settle: list[str]
 ) -> None:
     """``touch notes.txt && mkdir arquivo && mv notes.txt arquivo/``: before, ``arquivo/notes.txt`` was shown
-    created before ``arquivo`` (review 1, item 5); a reader sees every parent before its children."""
+    created before ``arquivo`` (review 1, item 5); a reader sees every parent before its children. The same system
+    calls made here, microseconds apart (three programs took longer than the window under load: a flaky test): the
+    move then comes before the new directory has a watch, watchdog holds its IN_MOVED_FROM 0.5 s for a pair that
+    never comes, and ``notes.txt`` was shown created, then deleted 0.5 s late; now its creation, gone when the
+    window ends, is not news (Describer._gone)."""
     server, client = start_pair(procs, watched, settle)
-    sh("touch notes.txt && mkdir arquivo && mv notes.txt arquivo/", watched)
+    (watched / "notes.txt").touch()
+    (watched / "arquivo").mkdir()
+    os.rename(watched / "notes.txt", watched / "arquivo" / "notes.txt")
     assert settled_lines(server, watched, 0) == [
         f"diretório criado: {watched}/arquivo",
         f"arquivo criado: {watched}/arquivo/notes.txt",
     ], server.describe()
-    sh("echo x > .dl; mkdir -p a/b/c; mv .dl a/b/c/f", watched)
+    write_file(watched / ".dl", b"x\n")  # echo x > .dl; mkdir -p a/b/c; mv .dl a/b/c/f
+    (watched / "a" / "b" / "c").mkdir(parents=True)
+    os.rename(watched / ".dl", watched / "a" / "b" / "c" / "f")
     assert settled_lines(server, watched, 3) == [
         f"diretório criado: {watched}/a",
         f"diretório criado: {watched}/a/b",
