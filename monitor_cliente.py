@@ -1783,6 +1783,18 @@ def _order_moves(moves: dict[str, str]) -> list[tuple[str, str]] | None:
     return ordered
 
 
+def carry(paths: set[str], source: str, dest: str, is_dir: bool) -> None:
+    """Rename ``source`` (a directory: and every path below it) to ``dest`` in ``paths``, in place."""
+    if source in paths:
+        paths.discard(source)
+        paths.add(dest)
+    if is_dir and paths:
+        below = source + os.sep
+        moved = [p for p in paths if p.startswith(below)]
+        paths.difference_update(moved)
+        paths.update(dest + p[len(source) :] for p in moved)
+
+
 class Settler:
     """Holds changes for a short window and gives back their net effect (see net_effect); pure, ``now`` in seconds.
 
@@ -1825,9 +1837,12 @@ class Settler:
             if self.window > 0:
                 self._recent[change.dest_path or change.path] = now
             if tracked and change.kind != "modified":  # what was written there is another file now (or gone)
-                self._forget(change.path, change.is_dir)
                 if change.dest_path is not None:
                     self._forget(change.dest_path, change.is_dir)
+                    for files in (writing, self.opened):  # still open, under its new name (logrotate's rename)
+                        carry(files, change.path, change.dest_path, change.is_dir)
+                else:
+                    self._forget(change.path, change.is_dir)
         if self.closes:
             writing.update(written)
             self.opened.update(opened)
@@ -2360,10 +2375,13 @@ class RescanSchedule:
         """Seconds until a needed rescan may run, at most ``limit``."""
         return min(limit, max(0.0, self._not_before - now)) if self.needed else limit
 
-    def started(self) -> None:
+    def started(self) -> bool:
+        """A rescan starts: True when the kernel overflowed since the last one."""
+        overflowed = self._overflowing
         self.needed = False
         self._overflowing = False
         self._dropping = False
+        return overflowed
 
 
 class CheckpointSchedule:
@@ -3397,8 +3415,8 @@ def writes_and_closes(
 ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(written, closed, opened): the files whose last word in ``events`` is a write (IN_MODIFY: open for
     writing, as far as they say), a close after writing (IN_CLOSE_WRITE), or their creation by open(2) (a
-    FileOpenedEvent, see fold_raw_writes: its creator holds it open, written or not). A deletion or a move
-    ends what was said of a path."""
+    FileOpenedEvent, see fold_raw_writes: its creator holds it open, written or not). A deletion ends
+    what was said of a path; a move carries it to the new name."""
     last: dict[bytes | str, int] = {}  # path -> _WRITTEN, _OPENED or _CLOSED
     for event in events:
         kind = type(event)
@@ -3409,8 +3427,10 @@ def writes_and_closes(
         elif kind is FileOpenedEvent:
             last[event.src_path] = _OPENED
         elif last and (kind is FileDeletedEvent or kind is FileMovedEvent):
-            last.pop(event.src_path, None)
+            word = last.pop(event.src_path, None)
             last.pop(event.dest_path, None)
+            if word is not None and kind is FileMovedEvent:
+                last[event.dest_path] = word  # renamed while open: open under its new name
     if not last:
         return frozenset(), frozenset(), frozenset()
     said: tuple[set[str], set[str], set[str]] = (set(), set(), set())
@@ -3476,8 +3496,9 @@ def batching_unsupported() -> str:
         for name in ("read_event", "on_event", "_build_event_source_path", "is_active", "_activate", "_add_callback"):
             if not hasattr(group, name):
                 return f"InotifyWatchGroup.{name} não existe mais"
-        if not callable(getattr(group, "_add_all_callbacks", None)):
-            return "InotifyWatchGroup._add_all_callbacks não existe mais"
+        for name in ("_add_all_callbacks", "_recursive_simulate"):
+            if not callable(getattr(group, name, None)):
+                return f"InotifyWatchGroup.{name} não existe mais"
         reader = watchdog_inotify_c.InotifyFD
         for name in ("_read_event_buffer", "_parse_event_buffer", "read_events", "handle_event", "should_keep_running"):
             if not callable(getattr(reader, name, None)):
@@ -3596,6 +3617,16 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 for directory in found:
                     self._add_callback(directory)
                 stack.extend(reversed(found))
+
+        def _recursive_simulate(self, src_path: bytes) -> list[Any]:
+            # Stock makes up an IN_CREATE for each entry a new directory already holds when its walk lists it:
+            # a file there was written before the watch, no close of it will come. Marked closed, as
+            # fold_raw_writes marks a creation closed in its read (else it would wait for ever for its hash).
+            build: Any = watchdog_inotify_c.InotifyEvent
+            return [
+                e if e.mask & _IN_ISDIR else build(e.wd, e.mask | _IN_CLOSE_WRITE, e.cookie, e.name)
+                for e in super()._recursive_simulate(src_path)
+            ]
 
         def _add_callback(self, path: bytes) -> None:
             if not self._watching(path):  # stock registers it again, with a warning that prints the whole table
@@ -4176,7 +4207,9 @@ class Describer:
         deliver: Callable[[list[tuple[Change, Metadata]]], None],
         hash_limit: int | None = None,
         settled: bool = False,
+        open_files: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
+        self._open_files = open_files  # files open for writing now (the Settler's): a link to one is not complete
         self._view = view  # told the type of a symlink or special file (see View.note); a creation gone, undone
         self._deliver = deliver
         self._hash_limit = hash_limit
@@ -4219,7 +4252,7 @@ class Describer:
             described.append((change.typed(meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
             worth = st is not None and limit is not None and meta.type == "file" and st.st_size <= limit
-            if worth and path in busy and not (path in opened and st is not None and st.st_nlink > 1):
+            if worth and path in busy and not (path in opened and st is not None and self._complete_link(path, st)):
                 unhashed.add(path)  # never a file still being written
                 worth = False
             hashed.append(st if worth else None)
@@ -4246,6 +4279,19 @@ class Describer:
             ]
             self._backlog.popleft()
             self._deliver(out)
+
+    def _complete_link(self, path: str, st: os.stat_result) -> bool:
+        """Whether a file created and not closed is another name of a file no writer here holds (link(2): ``ln``,
+        ``cp -l``): st_nlink > 1, and no other file open for writing is that inode (its writes would say only its
+        own name). A writer outside the tree cannot be known."""
+        if st.st_nlink < 2:
+            return False
+        for other in self._open_files():
+            if other != path:
+                with contextlib.suppress(OSError):
+                    if os.path.samestat(os.lstat(other), st):
+                        return False
+        return True
 
     def _gone(self, change: Change) -> bool:
         """Whether a live creation, settled, finds nothing at its path (ENOENT): it left within the window,
@@ -4300,9 +4346,11 @@ class SettlePipeline:
         hash_limit: int | None = None,
     ) -> None:
         self._view = view  # files let out while still written get one more modified (see _on_timer)
-        self._describer = Describer(view, deliver, hash_limit, settled=settler is not None and settler.window > 0)
-        self._wake = wake  # wakes the supervisor
         self._settler = settler if settler is not None else Settler(0.0)
+        self._describer = Describer(
+            view, deliver, hash_limit, settled=self._settler.window > 0, open_files=self._settler.open_files
+        )
+        self._wake = wake  # wakes the supervisor
         self._timer: asyncio.TimerHandle | None = None
         self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
         self.released = 0
@@ -4333,9 +4381,11 @@ class SettlePipeline:
         if self._unhashed:  # another file at the path now (or none): its close is not this one's
             for change in changes:
                 if change.kind != "modified":
-                    self._unhashed.discard(change.path)
                     if change.dest_path is not None:
                         self._unhashed.discard(change.dest_path)
+                        carry(self._unhashed, change.path, change.dest_path, change.is_dir)  # the same file
+                    else:
+                        self._unhashed.discard(change.path)
         out = self._settler.add(changes, loop.time(), written, closed, opened)
         self.release(out, self._settler.unfinished(c.dest_path or c.path for c in out) if out else frozenset())
         done = closed & self._unhashed
@@ -4579,8 +4629,12 @@ class Recorder:
         # A file written under an ignored name and renamed over (or into) a watched one: a save.
         return Change("modified" if self._view.has(dest) else "created", dest, False)
 
-    def on_kernel_overflow(self) -> None:
+    def closes_lost(self) -> None:
+        """The kernel dropped events (see SettlePipeline.closes_lost); called as the overflow's rescan starts:
+        by then the events read before the overflow have come (they were on their way when it was said)."""
         self._pipeline.closes_lost()
+
+    def on_kernel_overflow(self) -> None:
         if self._rescans.overflow(asyncio.get_running_loop().time()):
             log.warning("a fila de eventos do kernel transbordou; uma varredura vai recuperar o que se perdeu.")
         self._wake()
@@ -5413,7 +5467,8 @@ class Supervisor:
             self._rescans.request()
 
     async def _rescan(self) -> None:
-        self._rescans.started()
+        if self._rescans.started():
+            self._recorder.closes_lost()
         disk = await self._scanner.scan("de recuperação")
         if disk is not None:
             sent = self._recorder.repair(self._view.diff(disk, "rescan"))

@@ -490,6 +490,8 @@ def test_fold_writes_keeps_one_write_of_a_new_file_not_closed_yet(cliente: Modul
     )
     said = [created("/w/a"), opened("/w/a"), created("/w/g"), opened("/w/g"), wd.FileDeletedEvent("/w/g")]
     assert cliente.writes_and_closes(said) == (frozenset(), frozenset(), frozenset({"/w/a"}))
+    said = [modified("/w/app.log"), wd.FileMovedEvent("/w/app.log", "/w/app.log.1")]  # renamed while open
+    assert cliente.writes_and_closes(said) == (frozenset({"/w/app.log.1"}), frozenset(), frozenset())
 
 
 def test_fold_raw_writes_marks_a_creation_closed_in_its_read(cliente: ModuleType) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -460,14 +461,19 @@ def test_settler_a_file_created_and_not_closed_holds_nothing_but_is_busy(cliente
     settler.add([C(cliente, "created", "novo.bin")], 0.4, opened={path})
     settler.add([C(cliente, "deleted", "novo.bin")], 0.5)
     assert settler.open_files() == frozenset()
+    # Renamed while open (logrotate): open under its new name; a directory moved: what was open below it too.
+    settler.add([C(cliente, "modified", "app.log")], 0.6, {f"{ROOT}/app.log"})
+    settler.add([C(cliente, "created", "d/x")], 0.6, opened={f"{ROOT}/d/x"})
+    settler.add([C(cliente, "moved", "app.log", dest="app.log.1"), C(cliente, "moved", "d", True, "e")], 0.7)
+    assert (settler.writing, settler.opened) == ({f"{ROOT}/app.log.1"}, {f"{ROOT}/e/x"})
 
 
 def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
     cliente: ModuleType, tmp_path: Path
 ) -> None:
     """SettlePipeline with --assentar 0 and --hash, on real files: a creation still open goes out without a hash,
-    and one more modified has it at the close; a hard link (st_nlink 2) has it at once; after a kernel overflow
-    (its close may be lost) the files still open are taken as closed."""
+    and one more modified has it at the close; a hard link (st_nlink 2) has it at once, unless its other name is
+    open for writing; after a kernel overflow (its close may be lost) the files still open are taken as closed."""
     delivered: list[tuple[str, str, str | None]] = []
 
     async def run() -> None:
@@ -484,13 +490,16 @@ def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
             change = cliente.Change("created", str(tmp_path / name), False)
             pipeline.hold(view.apply(change), **said)
 
+        def linked(name: str, to: str) -> None:
+            os.link(tmp_path / to, tmp_path / name)
+            change = cliente.Change("created", str(tmp_path / name), False)
+            pipeline.hold(view.apply(change), opened=frozenset({str(tmp_path / name)}))
+
         created("a", b"aaa", opened=frozenset({str(tmp_path / "a")}))
-        os.link(tmp_path / "a", tmp_path / "b")
-        pipeline.hold(
-            view.apply(cliente.Change("created", str(tmp_path / "b"), False)), opened=frozenset({str(tmp_path / "b")})
-        )
         pipeline.hold([], closed=frozenset({str(tmp_path / "a")}))
+        linked("b", "a")  # a link to a closed file: complete
         created("c", b"ccc", opened=frozenset({str(tmp_path / "c")}))
+        linked("d", "c")  # a link to a file still open: its writes would say only "c"
         pipeline.closes_lost()
         await pipeline.drained()
 
@@ -498,10 +507,12 @@ def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
     digest = {name: hashlib.sha256(content).hexdigest() for name, content in [("a", b"aaa"), ("c", b"ccc")]}
     assert delivered == [
         ("created", "a", None),
-        ("created", "b", digest["a"]),
         ("modified", "a", digest["a"]),
+        ("created", "b", digest["a"]),
         ("created", "c", None),
+        ("created", "d", None),
         ("modified", "c", digest["c"]),
+        ("modified", "d", digest["c"]),
     ]
 
 
@@ -1484,6 +1495,34 @@ def test_no_hash_of_a_file_open_for_writing(procs: Processes, watched: Path, set
     no_traceback(client)
 
 
+@pytest.mark.parametrize("settle", ["0.15", "0"])
+def test_no_hash_of_a_file_renamed_or_linked_while_open(procs: Processes, watched: Path, settle: str) -> None:
+    """logrotate without copytruncate renames ``app.log`` to ``app.log.1`` while its writer goes on; ``ln`` gives
+    it another name meanwhile (review of stop 11: the move, and the link for good, had the hash of the content at
+    that moment). Nothing has a hash while the writer holds the file; the close brings the whole content's."""
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash", "--assentar", settle, "--assentar-max", "1"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        log, rotated, link = watched / "app.log", watched / "app.log.1", watched / "elo"
+        with log.open("wb") as stream:
+            stream.write(b"a" * 3000)
+            stream.flush()
+            wait_event(wire, "created", log, client)
+            os.rename(log, rotated)
+            os.link(rotated, link)
+            wait_event(wire, "moved", log, client)
+            wait_event(wire, "created", link, client)
+            stream.write(b"b" * 3000)
+            stream.flush()
+        digest = hashlib.sha256(b"a" * 3000 + b"b" * 3000).hexdigest()
+        wait_until(lambda: "sha256" in ([{}, *wire.find("modified", rotated)][-1]), 10.0, client.describe)
+        time.sleep(0.5)  # anything after it would show here
+        events = [*wire.find("created", log), *wire.find("moved", log), *wire.find("created", link)]
+        events += wire.find("modified", rotated) + wire.find("modified", link)
+    assert [e.get("sha256") for e in events if "sha256" in e] == [digest], events
+    no_traceback(client)
+
+
 def file_events(wire: WireServer, path: Path) -> list[dict[str, Any]]:
     """The creation and modifications of ``path`` the server got, in order."""
     return sorted(wire.find("created", path) + wire.find("modified", path), key=lambda event: event["seq"])
@@ -1493,11 +1532,14 @@ def file_events(wire: WireServer, path: Path) -> list[dict[str, Any]]:
 def test_a_complete_file_that_comes_without_a_close_has_its_hash(
     procs: Processes, watched: Path, tmp_path: Path, settle: str
 ) -> None:
-    """What no writer holds is hashed at once, though no IN_CLOSE_WRITE comes: a hard link (link(2): ln, cp -l)
-    and a file moved in from outside the tree; a file created and closed at once (touch) too."""
+    """What no writer holds is hashed at once, though no IN_CLOSE_WRITE comes: a hard link (link(2): ln, cp -l),
+    a file moved in from outside the tree, and the files a new directory already holds when its watch comes (its
+    walk reports them: mkdir -p, cp -r, tar -x; review of stop 11: none had a hash); a file created and closed at
+    once (touch) too."""
     outside = tmp_path / "fora"
     outside.mkdir()
     write_file(outside / "entrando.txt", b"de fora")
+    copied = {f"copia/{d}/f{i}": f"{d}{i}".encode() for d in ("a", "a/b", "c") for i in range(5)}
     with WireServer() as wire:
         client = procs.client(watched, wire.uri, "cli", args=["--hash", "--assentar", settle])
         client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
@@ -1506,6 +1548,18 @@ def test_a_complete_file_that_comes_without_a_close_has_its_hash(
         os.link(watched / "original.txt", watched / "ligado.txt")
         os.rename(outside / "entrando.txt", watched / "entrou.txt")
         (watched / "vazio").touch()
+        sh("mkdir -p d/e && echo dado > d/e/f", watched)
+        for name, content in copied.items():
+            (outside / name).parent.mkdir(parents=True, exist_ok=True)
+            write_file(outside / name, content)
+        shutil.copytree(outside / "copia", watched / "copia")
+        for name, content in [*copied.items(), ("d/e/f", b"dado\n")]:
+            digest = hashlib.sha256(content).hexdigest()
+            wait_until(
+                lambda: [e.get("sha256") for e in file_events(wire, watched / name)][-1:] == [digest],  # noqa: B023
+                10.0,
+                lambda: f"{name}: {file_events(wire, watched / name)}",  # noqa: B023
+            )
         linked = wait_event(wire, "created", watched / "ligado.txt", client)
         moved = wait_event(wire, "created", watched / "entrou.txt", client)
         # With --assentar 0 its close may come in a later read: then one more modified has the hash.
