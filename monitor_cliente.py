@@ -2375,13 +2375,10 @@ class RescanSchedule:
         """Seconds until a needed rescan may run, at most ``limit``."""
         return min(limit, max(0.0, self._not_before - now)) if self.needed else limit
 
-    def started(self) -> bool:
-        """A rescan starts: True when the kernel overflowed since the last one."""
-        overflowed = self._overflowing
+    def started(self) -> None:
         self.needed = False
         self._overflowing = False
         self._dropping = False
-        return overflowed
 
 
 class CheckpointSchedule:
@@ -3412,12 +3409,14 @@ _WRITTEN, _OPENED, _CLOSED = 0, 1, 2  # a file's last word in writes_and_closes
 
 def writes_and_closes(
     events: list[FileSystemEvent],
-) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(written, closed, opened): the files whose last word in ``events`` is a write (IN_MODIFY: open for
+) -> tuple[frozenset[str], frozenset[str], frozenset[str], bool]:
+    """(written, closed, opened, lost): the files whose last word in ``events`` is a write (IN_MODIFY: open for
     writing, as far as they say), a close after writing (IN_CLOSE_WRITE), or their creation by open(2) (a
     FileOpenedEvent, see fold_raw_writes: its creator holds it open, written or not). A deletion ends
-    what was said of a path; a move carries it to the new name."""
+    what was said of a path; a move carries it to the new name. ``lost``: a KernelOverflowEvent is among them:
+    what was open before it is taken as closed (its close may be among the events lost)."""
     last: dict[bytes | str, int] = {}  # path -> _WRITTEN, _OPENED or _CLOSED
+    lost = False
     for event in events:
         kind = type(event)
         if kind is FileClosedEvent:
@@ -3431,12 +3430,24 @@ def writes_and_closes(
             last.pop(event.dest_path, None)
             if word is not None and kind is FileMovedEvent:
                 last[event.dest_path] = word  # renamed while open: open under its new name
+        elif kind is KernelOverflowEvent:
+            lost = True
+            last = dict.fromkeys(last, _CLOSED)
     if not last:
-        return frozenset(), frozenset(), frozenset()
+        return frozenset(), frozenset(), frozenset(), lost
     said: tuple[set[str], set[str], set[str]] = (set(), set(), set())
     for path, word in last.items():
         said[word].add(os.fsdecode(path))
-    return frozenset(said[_WRITTEN]), frozenset(said[_CLOSED]), frozenset(said[_OPENED])
+    return frozenset(said[_WRITTEN]), frozenset(said[_CLOSED]), frozenset(said[_OPENED]), lost
+
+
+class KernelOverflowEvent(FileSystemEvent):
+    """Where, among the events, the kernel's inotify queue overflowed (the batched emitter's mark; ``src_path``:
+    the watch's root): what came before it was read before the overflow, and the close of a file open then may be
+    among the events lost (see writes_and_closes). Never sent (change_from_event: not a kind of change)."""
+
+    event_type = "overflow"
+    is_directory = True  # for fold_writes: a fold in progress ends here
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -3496,7 +3507,7 @@ def batching_unsupported() -> str:
         for name in ("read_event", "on_event", "_build_event_source_path", "is_active", "_activate", "_add_callback"):
             if not hasattr(group, name):
                 return f"InotifyWatchGroup.{name} não existe mais"
-        for name in ("_add_all_callbacks", "_recursive_simulate"):
+        for name in ("_add_all_callbacks", "_recursive_simulate", "on_queue_overflow"):
             if not callable(getattr(group, name, None)):
                 return f"InotifyWatchGroup.{name} não existe mais"
         reader = watchdog_inotify_c.InotifyFD
@@ -3618,6 +3629,14 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                     self._add_callback(directory)
                 stack.extend(reversed(found))
 
+        def on_queue_overflow(self) -> None:
+            # As stock (its pending events dropped, its watches rebuilt), then a mark among the events, in the
+            # place of the overflow: the loop learns there that closes may have been lost (not from the log
+            # record, which reaches it before the events read just before the overflow).
+            super().on_queue_overflow()
+            build: Any = watchdog_inotify_c.InotifyEvent
+            self._gather(watchdog_grouper.PathedInotifyEvent(build(-1, _IN_Q_OVERFLOW, 0, b""), self.path))
+
         def _recursive_simulate(self, src_path: bytes) -> list[Any]:
             # Stock makes up an IN_CREATE for each entry a new directory already holds when its walk lists it:
             # a file there was written before the watch, no close of it will come. Marked closed, as
@@ -3688,6 +3707,9 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 return
             event = grouped.ev
             mask, is_dir = event.mask, event.is_directory
+            if mask & _IN_Q_OVERFLOW:  # our mark (on_queue_overflow), in its place among the events
+                out.append(KernelOverflowEvent(os.fsdecode(grouped.path)))
+                return
             kind: type[FileSystemEvent]
             if mask & _IN_MOVED_TO:
                 kind = _CREATED[is_dir]
@@ -4192,6 +4214,17 @@ def sha256_of(path: str, st: os.stat_result) -> str | None:
     return digest if same else None
 
 
+def _missing(path: str) -> bool:
+    """Whether nothing is at ``path`` (ENOENT, ENOTDIR); an unreadable parent (EACCES) is not that."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        pass
+    return False
+
+
 def _hash_all(jobs: list[tuple[str, os.stat_result]]) -> list[str | None]:
     return [sha256_of(path, st) for path, st in jobs]
 
@@ -4206,14 +4239,12 @@ class Describer:
         view: View,
         deliver: Callable[[list[tuple[Change, Metadata]]], None],
         hash_limit: int | None = None,
-        settled: bool = False,
         open_files: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._open_files = open_files  # files open for writing now (the Settler's): a link to one is not complete
-        self._view = view  # told the type of a symlink or special file (see View.note); a creation gone, undone
+        self._view = view  # told the type of a symlink or special file (see View.note)
         self._deliver = deliver
         self._hash_limit = hash_limit
-        self._settled = settled  # changes come settled (a window): a creation already gone is not news
         self._backlog: collections.deque[tuple[list[tuple[Change, Metadata]], list[os.stat_result | None]]] = (
             collections.deque()
         )
@@ -4227,18 +4258,27 @@ class Describer:
         return bool(self._backlog)
 
     def describe(
-        self, changes: list[Change], busy: frozenset[str], opened: frozenset[str] = frozenset()
-    ) -> frozenset[str]:
+        self,
+        changes: list[Change],
+        busy: frozenset[str],
+        opened: frozenset[str] = frozenset(),
+        may_wait: Callable[[str], bool] | None = None,
+    ) -> tuple[frozenset[str], list[Change]]:
         """Describe ``changes`` and deliver them (now, or once hashed); ``busy``: paths still being written, not
         hashed; ``opened``: those of them busy only because their creator may hold them open -- one with another
-        name (st_nlink > 1: made by link(2), complete) is hashed. Returns the paths left unhashed for that."""
+        name (st_nlink > 1: made by link(2), complete) is hashed. ``may_wait(path)``: whether a live creation
+        whose path is gone (ENOENT) may wait for the event saying where it went (see SettlePipeline.flush).
+        Returns the paths left unhashed for being busy, and the creations left to wait (not delivered)."""
         described: list[tuple[Change, Metadata]] = []
         hashed: list[os.stat_result | None] = []
         unhashed: set[str] = set()
+        waiting: list[Change] = []
         for change in changes:
             meta, st = self._metadata(change)
-            if st is None and self._settled and change.kind == "created" and self._gone(change):
-                continue
+            if st is None and may_wait is not None and change.kind == "created" and change.origin == "live":
+                if may_wait(change.path) and _missing(change.path):
+                    waiting.append(change)
+                    continue
             if change.prior is not None and st is not None and file_info(st) == change.prior:
                 continue  # a file that left the tree and came back as it was (see net_effect)
             was = change.replaced if change.kind == "modified" else None
@@ -4262,7 +4302,7 @@ class Describer:
             self._backlog.append((described, hashed))
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.create_task(self._hash_backlog())
-        return frozenset(unhashed)
+        return frozenset(unhashed), waiting
 
     async def drained(self) -> None:
         while self._worker is not None and not self._worker.done():
@@ -4292,22 +4332,6 @@ class Describer:
                     if os.path.samestat(os.lstat(other), st):
                         return False
         return True
-
-    def _gone(self, change: Change) -> bool:
-        """Whether a live creation, settled, finds nothing at its path (ENOENT): it left within the window,
-        and the event saying so is late -- watchdog holds a move's IN_MOVED_FROM 0.5 s for its pair, which never
-        comes when the destination is a directory made so recently it had no watch yet (``mkdir d; mv f d/``:
-        the walk of ``d`` reports ``d/f``). Undone in the view, so that the late deletion is dropped there too."""
-        if change.origin != "live":
-            return False
-        try:
-            os.lstat(change.path)
-        except FileNotFoundError:
-            self._view.apply(Change("deleted", change.path, change.is_dir))  # a directory: with its content
-            return True
-        except OSError:
-            pass
-        return False
 
     def _metadata(self, change: Change) -> tuple[Metadata, os.stat_result | None]:
         """What the path of a change is now: one lstat (none for a deletion: the view said what it was)."""
@@ -4347,9 +4371,8 @@ class SettlePipeline:
     ) -> None:
         self._view = view  # files let out while still written get one more modified (see _on_timer)
         self._settler = settler if settler is not None else Settler(0.0)
-        self._describer = Describer(
-            view, deliver, hash_limit, settled=self._settler.window > 0, open_files=self._settler.open_files
-        )
+        self._describer = Describer(view, deliver, hash_limit, open_files=self._settler.open_files)
+        self._waiting: dict[str, float] = {}  # a live creation gone when let out -> when it first waited
         self._wake = wake  # wakes the supervisor
         self._timer: asyncio.TimerHandle | None = None
         self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
@@ -4373,11 +4396,16 @@ class SettlePipeline:
         written: frozenset[str] = frozenset(),
         closed: frozenset[str] = frozenset(),
         opened: frozenset[str] = frozenset(),
+        lost: bool = False,
     ) -> None:
         """Hold changes just applied to the view until they settle (what the Settler lets out at once goes on);
         ``written``, ``closed`` and ``opened``: files open for writing, closed after writing, and created by
-        open(2), as their events said (see writes_and_closes)."""
+        open(2), as their events said; ``lost``: the kernel dropped events among them (see writes_and_closes):
+        every file open before is taken as closed -- hashed when let out, and one let out without a hash gets it
+        now (one more modified) -- but for what the events after the overflow say is open."""
         loop = asyncio.get_running_loop()
+        if lost:
+            closed = closed | (self._settler.open_files() - written - opened)
         if self._unhashed:  # another file at the path now (or none): its close is not this one's
             for change in changes:
                 if change.kind != "modified":
@@ -4405,52 +4433,63 @@ class SettlePipeline:
         self._timer = None
         loop = asyncio.get_running_loop()
         if self._settler.due(loop.time()):
-            busy = self.flush()
-            if self._describer.hashing and busy:
-                # Let out while still written, so without a hash: one more modified once they are quiet (or,
-                # open for writing, closed), with it.
-                unfinished = self._settler.unfinished(busy)
-                again = [
-                    Change("modified", path, False)
-                    for path in sorted(busy)
-                    if path not in unfinished and self._view.has(path, "file")
-                ]
-                self.hold([out for change in again for out in self._view.apply(change)])
+            self.flush(wait=True)
         deadline = self._settler.deadline()
         if deadline is not None and self._timer is None:
             self._timer = loop.call_at(deadline, self._on_timer)
 
-    def closes_lost(self) -> None:
-        """The kernel dropped events (its queue overflowed): the close of a file open for writing may be among
-        them, and would never come. Each is taken as closed: hashed when let out, and one let out without a hash
-        gets it now (one more modified). A file still written goes on with its next write."""
-        open_files = self._settler.open_files()
-        if open_files:
-            self.hold([], closed=open_files)
-
-    def flush(self) -> frozenset[str]:
-        """Let out whatever is held now (before what a scan found, and when stopping); the paths still being
-        written (see Settler.take)."""
+    def flush(self, wait: bool = False) -> None:
+        """Let out whatever is held now (before what a scan found, and when stopping). With ``wait`` (the window
+        ended), a live creation whose path is gone already is held once more, up to ``max_hold`` in all: the
+        event saying where it went is on its way (watchdog holds an IN_MOVED_FROM 0.5 s for its pair, which never
+        comes when the destination is a directory too new to have a watch; a loop behind its events). With
+        --hash, what was let out while still changing gets one more modified once quiet (or, open for writing,
+        closed), with its hash."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not len(self._settler):
-            return frozenset()
-        changes, busy = self._settler.take(asyncio.get_running_loop().time())
-        self.release(changes, busy)
-        self._wake()  # the supervisor may checkpoint now
-        return busy
+            return
+        now = asyncio.get_running_loop().time()
+        changes, busy = self._settler.take(now)
+        if self._waiting:  # forget what waited long ago (let out since, or its event came)
+            self._waiting = {p: t for p, t in self._waiting.items() if now - t < 2 * self._settler.max_hold}
 
-    def release(self, changes: list[Change], busy: frozenset[str] = frozenset()) -> None:
+        def may_wait(path: str) -> bool:
+            return now - self._waiting.setdefault(path, now) < self._settler.max_hold
+
+        waiting = self.release(changes, busy, may_wait if wait else None)
+        if waiting:
+            self._settler.add(waiting, now)
+        self._wake()  # the supervisor may checkpoint now
+        if self._describer.hashing and busy:
+            unfinished = self._settler.unfinished(busy)
+            again = [
+                Change("modified", path, False)
+                for path in sorted(busy)
+                if path not in unfinished and self._view.has(path, "file")
+            ]
+            self.hold([out for change in again for out in self._view.apply(change)])
+
+    def release(
+        self,
+        changes: list[Change],
+        busy: frozenset[str] = frozenset(),
+        may_wait: Callable[[str], bool] | None = None,
+    ) -> list[Change]:
         """Describe and deliver changes already applied to the view (and settled) (``busy``: paths still being
         written, not worth hashing). Those of them open for writing (or created and not closed) are hashed at
-        their close: one more modified then."""
-        if changes:
-            self.released += len(changes)
-            opened = self._settler.opened
-            unhashed = self._describer.describe(changes, busy, busy & opened if busy and opened else frozenset())
-            if unhashed:
-                self._unhashed |= self._settler.unfinished(unhashed)
+        their close: one more modified then. Returns the creations left to wait (see flush)."""
+        if not changes:
+            return []
+        opened = self._settler.opened
+        unhashed, waiting = self._describer.describe(
+            changes, busy, busy & opened if busy and opened else frozenset(), may_wait
+        )
+        self.released += len(changes) - len(waiting)
+        if unhashed:
+            self._unhashed |= self._settler.unfinished(unhashed)
+        return waiting
 
 
 class PollGather:
@@ -4573,9 +4612,9 @@ class Recorder:
         """Return once every change recorded is queued (their hashes computed)."""
         await self._pipeline.drained()
 
-    def flush(self) -> frozenset[str]:
+    def flush(self) -> None:
         """Queue whatever is held now (see SettlePipeline.flush)."""
-        return self._pipeline.flush()
+        self._pipeline.flush()
 
     def on_events(self, events: list[FileSystemEvent]) -> None:
         """Apply a burst of watchdog events to the view; queue and print what changed (in the loop)."""
@@ -4628,11 +4667,6 @@ class Recorder:
             return change  # a directory from an ignored name: the view learns its content by a scan
         # A file written under an ignored name and renamed over (or into) a watched one: a save.
         return Change("modified" if self._view.has(dest) else "created", dest, False)
-
-    def closes_lost(self) -> None:
-        """The kernel dropped events (see SettlePipeline.closes_lost); called as the overflow's rescan starts:
-        by then the events read before the overflow have come (they were on their way when it was said)."""
-        self._pipeline.closes_lost()
 
     def on_kernel_overflow(self) -> None:
         if self._rescans.overflow(asyncio.get_running_loop().time()):
@@ -5467,8 +5501,7 @@ class Supervisor:
             self._rescans.request()
 
     async def _rescan(self) -> None:
-        if self._rescans.started():
-            self._recorder.closes_lost()
+        self._rescans.started()
         disk = await self._scanner.scan("de recuperação")
         if disk is not None:
             sent = self._recorder.repair(self._view.diff(disk, "rescan"))

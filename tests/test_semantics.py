@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from convergence import StdoutEvents, wait_converged, write_file
+from convergence import StdoutEvents, disk_tree, wait_converged, write_file
 from convergence import replay as server_replay
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -500,7 +500,11 @@ def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
         linked("b", "a")  # a link to a closed file: complete
         created("c", b"ccc", opened=frozenset({str(tmp_path / "c")}))
         linked("d", "c")  # a link to a file still open: its writes would say only "c"
-        pipeline.closes_lost()
+        write_file(tmp_path / "e", b"eee")  # being written after the overflow: still open
+        pipeline.hold(
+            view.apply(cliente.Change("created", str(tmp_path / "e"), False)), opened=frozenset({str(tmp_path / "e")})
+        )
+        pipeline.hold([], written=frozenset({str(tmp_path / "e")}), lost=True)
         await pipeline.drained()
 
     asyncio.run(run())
@@ -511,6 +515,7 @@ def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
         ("created", "b", digest["a"]),
         ("created", "c", None),
         ("created", "d", None),
+        ("created", "e", None),
         ("modified", "c", digest["c"]),
         ("modified", "d", digest["c"]),
     ]
@@ -660,7 +665,7 @@ def test_a_file_moved_into_a_directory_made_after_it_comes_after_it(
     calls made here, microseconds apart (three programs took longer than the window under load: a flaky test): the
     move then comes before the new directory has a watch, watchdog holds its IN_MOVED_FROM 0.5 s for a pair that
     never comes, and ``notes.txt`` was shown created, then deleted 0.5 s late; now its creation, gone when the
-    window ends, is not news (Describer._gone)."""
+    window ends, waits for that event (SettlePipeline.flush) and nets out with it."""
     server, client = start_pair(procs, watched, settle)
     (watched / "notes.txt").touch()
     (watched / "arquivo").mkdir()
@@ -679,6 +684,35 @@ def test_a_file_moved_into_a_directory_made_after_it_comes_after_it(
         f"arquivo criado: {watched}/a/b/c/f",
     ], server.describe()
     no_traceback(server, client)
+
+
+def test_a_directory_made_filled_and_renamed_at_once_ends_right_with_its_hashes(
+    procs: Processes, watched: Path
+) -> None:
+    """``mkdir x; echo c > x/f; mv x y`` by one program, microseconds apart (review of stop 11: with a creation
+    gone at the window's end dropped, ``y/f`` lost its hash, or a move of an ``x`` the server never had went out
+    and its tree lacked ``y`` until a resync). The server's tree, replayed from the events, is the disk's at once,
+    and every event of a file ``f`` carries its hash. (``x`` may still show on the way: watchdog sees the rename
+    before or after it watches ``x``.)"""
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+        for index in range(5):
+            os.mkdir(watched / f"x{index}")
+            write_file(watched / f"x{index}" / "f", b"c")
+            os.rename(watched / f"x{index}", watched / f"y{index}")
+        touch(watched / "sentinela")
+        wait_event(wire, "created", watched / "sentinela", client)
+        expected = disk_tree(watched)
+
+        def replayed() -> set[str]:
+            with wire._lock:
+                return server_replay(list(wire.events), root=str(watched))
+
+        wait_until(lambda: replayed() == expected, 10.0, lambda: f"{sorted(replayed() ^ expected)}")
+        files = [e for e in list(wire.events) if e["path"].endswith("/f") and e["event"] in ("created", "modified")]
+    assert files and all(e.get("sha256") == hashlib.sha256(b"c").hexdigest() for e in files), files
+    no_traceback(client)
 
 
 @pytest.mark.parametrize("settle", [[], WIDE, ["--assentar", "0"]], ids=["default", "wide", "raw"])
