@@ -4456,7 +4456,9 @@ class SettlePipeline:
             self._waiting = {p: t for p, t in self._waiting.items() if now - t < 2 * self._settler.max_hold}
 
         def may_wait(path: str) -> bool:
-            return now - self._waiting.setdefault(path, now) < self._settler.max_hold
+            # Only while the view still holds it: else its move or deletion is in this release, after it (net_effect
+            # keeps apart runs cut by a scan's change), and it goes out first, in its place.
+            return self._view.has(path) and now - self._waiting.setdefault(path, now) < self._settler.max_hold
 
         waiting = self.release(changes, busy, may_wait if wait else None)
         if waiting:

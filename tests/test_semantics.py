@@ -521,6 +521,40 @@ def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
     ]
 
 
+def test_a_creation_gone_waits_only_while_the_view_holds_it(cliente: ModuleType, tmp_path: Path) -> None:
+    """A live creation whose path is gone when its window ends waits for the event saying where it went; but when
+    that event is already in the view (a move let out in the same release, kept apart by a scan's change), it goes
+    out first, in its place (review of stop 11: the move went out, then the creation of a path gone since)."""
+    delivered: list[tuple[str, str]] = []
+
+    async def run() -> None:
+        view = cliente.View(str(tmp_path))
+        pipeline = cliente.SettlePipeline(
+            view,
+            lambda items: delivered.extend((c.kind, Path(c.path).name) for c, _ in items),
+            lambda: None,
+            cliente.Settler(0.05, 1.0),
+        )
+        (tmp_path / "y").mkdir()
+        (tmp_path / "z").touch()
+        x, y, z = (str(tmp_path / name) for name in "xyz")
+        for change in [
+            cliente.Change("created", x, True),
+            cliente.Change("created", z, False, origin="rescan"),
+            cliente.Change("moved", x, True, y),
+        ]:
+            pipeline.hold(view.apply(change))
+        pipeline.flush(wait=True)
+        gone = str(tmp_path / "gone")
+        pipeline.hold(view.apply(cliente.Change("created", gone, False)))
+        pipeline.flush(wait=True)  # its path never existed: it waits (the view still holds it)
+        assert len(pipeline) == 1
+        await pipeline.drained()
+
+    asyncio.run(run())
+    assert delivered == [("created", "x"), ("created", "z"), ("moved", "x")]
+
+
 def test_settler_without_closes_goes_by_time_alone(cliente: ModuleType) -> None:
     """--polling reports no closes: a write never holds past the window."""
     settler = cliente.Settler(0.1, 1.0, closes=False)
