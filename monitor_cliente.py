@@ -4433,23 +4433,22 @@ class SettlePipeline:
         self._timer = None
         loop = asyncio.get_running_loop()
         if self._settler.due(loop.time()):
-            self.flush(wait=True)
+            self.follow_up(self.flush(wait=True))
         deadline = self._settler.deadline()
         if deadline is not None and self._timer is None:
             self._timer = loop.call_at(deadline, self._on_timer)
 
-    def flush(self, wait: bool = False) -> None:
+    def flush(self, wait: bool = False) -> frozenset[str]:
         """Let out whatever is held now (before what a scan found, and when stopping). With ``wait`` (the window
         ended), a live creation whose path is gone already is held once more, up to ``max_hold`` in all: the
         event saying where it went is on its way (watchdog holds an IN_MOVED_FROM 0.5 s for its pair, which never
-        comes when the destination is a directory too new to have a watch; a loop behind its events). With
-        --hash, what was let out while still changing gets one more modified once quiet (or, open for writing,
-        closed), with its hash."""
+        comes when the destination is a directory too new to have a watch; a loop behind its events). Returns,
+        with --hash, the files let out while still changing (not open for writing): see follow_up."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not len(self._settler):
-            return
+            return frozenset()
         now = asyncio.get_running_loop().time()
         changes, busy = self._settler.take(now)
         if self._waiting:  # forget what waited long ago (let out since, or its event came)
@@ -4464,13 +4463,15 @@ class SettlePipeline:
         if waiting:
             self._settler.add(waiting, now)
         self._wake()  # the supervisor may checkpoint now
-        if self._describer.hashing and busy:
-            unfinished = self._settler.unfinished(busy)
-            again = [
-                Change("modified", path, False)
-                for path in sorted(busy)
-                if path not in unfinished and self._view.has(path, "file")
-            ]
+        if not self._describer.hashing or not busy:
+            return frozenset()
+        return busy - self._settler.unfinished(busy)
+
+    def follow_up(self, paths: Iterable[str]) -> None:
+        """Files let out while still changing, so without a hash: one more modified once they are quiet (those
+        still files of the view now: a scan's changes, released meanwhile, may have taken some out)."""
+        again = [Change("modified", path, False) for path in sorted(paths) if self._view.has(path, "file")]
+        if again:
             self.hold([out for change in again for out in self._view.apply(change)])
 
     def release(
@@ -4693,7 +4694,7 @@ class Recorder:
 
     def repair(self, differences: list[Change]) -> int:
         """Record the differences a scan found (View.diff), as far as they still hold; return how many."""
-        self.flush()  # they come after what is held: the scan saw the view with it
+        unhashed = self._pipeline.flush()  # they come after what is held: the scan saw the view with it
         changes: list[Change] = []
         room = self._outbox.room()
         for change in differences:
@@ -4703,6 +4704,7 @@ class Recorder:
             if still_true(change):
                 changes += self._view.apply(change)
         self._pipeline.release(changes)
+        self._pipeline.follow_up(unhashed)  # after them: what they deleted has none
         return len(changes)
 
 
