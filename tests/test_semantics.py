@@ -555,6 +555,38 @@ def test_a_creation_gone_waits_only_while_the_view_holds_it(cliente: ModuleType,
     assert delivered == [("created", "x"), ("created", "z"), ("moved", "x")]
 
 
+def test_a_follow_up_hash_comes_after_a_scan_and_only_for_what_the_view_holds(
+    cliente: ModuleType, tmp_path: Path
+) -> None:
+    """A file let out while still changing gets one more modified with its hash once quiet (--hash); a scan's
+    flush hands those files back (follow_up) so that its own changes go first: one it deleted gets none (second
+    re-check of stop 11: made before them, it brought the deleted file back to the server's tree)."""
+    delivered: list[tuple[str, str]] = []
+
+    async def run() -> None:
+        view = cliente.View(str(tmp_path))
+        pipeline = cliente.SettlePipeline(
+            view,
+            lambda items: delivered.extend((c.kind, Path(c.path).name) for c, _ in items),
+            lambda: None,
+            cliente.Settler(10.0, 20.0),
+            hash_limit=1000,
+        )
+        for name in ("a", "b"):
+            write_file(tmp_path / name, b"x")
+            pipeline.hold(view.apply(cliente.Change("created", str(tmp_path / name), False)))
+        later = pipeline.flush()  # within the window: both still changing
+        assert later == {str(tmp_path / "a"), str(tmp_path / "b")}
+        os.unlink(tmp_path / "b")
+        pipeline.release(view.apply(cliente.Change("deleted", str(tmp_path / "b"), False, origin="rescan")))
+        pipeline.follow_up(later)
+        pipeline.flush()
+        await pipeline.drained()
+
+    asyncio.run(run())
+    assert delivered == [("created", "a"), ("created", "b"), ("deleted", "b"), ("modified", "a")]
+
+
 def test_settler_without_closes_goes_by_time_alone(cliente: ModuleType) -> None:
     """--polling reports no closes: a write never holds past the window."""
     settler = cliente.Settler(0.1, 1.0, closes=False)
