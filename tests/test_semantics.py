@@ -521,6 +521,13 @@ def test_a_creation_not_closed_is_hashed_at_its_close_or_when_closes_are_lost(
     ]
 
 
+def pipeline_on(cliente: ModuleType, root: Path, settler: Any, said: list[tuple[str, str]], **kw: Any) -> Any:
+    """(view, SettlePipeline) on ``root``: what it delivers goes to ``said`` as (kind, name)."""
+    view = cliente.View(str(root))
+    deliver = lambda items: said.extend((c.kind, Path(c.path).name) for c, _ in items)  # noqa: E731
+    return view, cliente.SettlePipeline(view, deliver, lambda: None, settler, **kw)
+
+
 def test_a_creation_gone_waits_only_while_the_view_holds_it(cliente: ModuleType, tmp_path: Path) -> None:
     """A live creation whose path is gone when its window ends waits for the event saying where it went; but when
     that event is already in the view (a move let out in the same release, kept apart by a scan's change), it goes
@@ -528,13 +535,7 @@ def test_a_creation_gone_waits_only_while_the_view_holds_it(cliente: ModuleType,
     delivered: list[tuple[str, str]] = []
 
     async def run() -> None:
-        view = cliente.View(str(tmp_path))
-        pipeline = cliente.SettlePipeline(
-            view,
-            lambda items: delivered.extend((c.kind, Path(c.path).name) for c, _ in items),
-            lambda: None,
-            cliente.Settler(0.05, 1.0),
-        )
+        view, pipeline = pipeline_on(cliente, tmp_path, cliente.Settler(0.05, 1.0), delivered)
         (tmp_path / "y").mkdir()
         (tmp_path / "z").touch()
         x, y, z = (str(tmp_path / name) for name in "xyz")
@@ -564,14 +565,7 @@ def test_a_follow_up_hash_comes_after_a_scan_and_only_for_what_the_view_holds(
     delivered: list[tuple[str, str]] = []
 
     async def run() -> None:
-        view = cliente.View(str(tmp_path))
-        pipeline = cliente.SettlePipeline(
-            view,
-            lambda items: delivered.extend((c.kind, Path(c.path).name) for c, _ in items),
-            lambda: None,
-            cliente.Settler(10.0, 20.0),
-            hash_limit=1000,
-        )
+        view, pipeline = pipeline_on(cliente, tmp_path, cliente.Settler(10.0, 20.0), delivered, hash_limit=1000)
         for name in ("a", "b"):
             write_file(tmp_path / name, b"x")
             pipeline.hold(view.apply(cliente.Change("created", str(tmp_path / name), False)))
