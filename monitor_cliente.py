@@ -4276,7 +4276,7 @@ class Describer:
         for change in changes:
             meta, st = self._metadata(change)
             if st is None and may_wait is not None and change.kind == "created" and change.origin == "live":
-                if may_wait(change.path) and _missing(change.path):
+                if _missing(change.path) and may_wait(change.path):  # may_wait notes when it began to wait
                     waiting.append(change)
                     continue
             if change.prior is not None and st is not None and file_info(st) == change.prior:
