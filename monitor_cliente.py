@@ -166,6 +166,7 @@ IGNORE_PATTERNS = [
 HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
+UNWALKED_LIMIT = 1024  # new directories gone before their walk, remembered until renamed (WalkOnceWatchGroup)
 DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are checked (GhostFilter)
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
 POLLING_MIN = 0.1  # ...at least (each walk lstats the whole tree; 1e-6 s spun a core; twice POLL_GATHER)
@@ -1895,12 +1896,15 @@ class Settler:
         return deadline is not None and now >= deadline
 
     def take(self, now: float) -> tuple[list[Change], frozenset[str]]:
-        """Everything held, as its net effect, and the paths that changed in the last window (still being
-        written, perhaps: their content is not worth hashing yet)."""
+        """Everything held, as its net effect, and the paths still being written, perhaps (their content is not
+        worth hashing yet): those open for writing, as the events said (``writing``, ``opened``); without closes
+        (--polling), those that changed in the last window. A file closed is complete whenever it goes out: let out
+        early (by a scan, or ``max_hold``), it is hashed too -- not sent without its hash, then again with it."""
         held, self._held = self._held, []
+        busy = self.unfinished(self._recent)  # open for writing: never hashed
         quiet = now - self._last >= self.window * 0.999  # let out by the window (the timer may fire a hair early)
-        busy = frozenset() if quiet else frozenset(p for p, when in self._recent.items() if now - when < self.window)
-        busy |= self.unfinished(self._recent)  # open for writing: never hashed
+        if not quiet and not self.closes:
+            busy |= frozenset(p for p, when in self._recent.items() if now - when < self.window)
         self._recent = {}
         return net_effect(held), busy
 
@@ -3549,6 +3553,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
 
         def __post_init__(self) -> None:
             self._gathered: list[Any] = []  # plain events of the read being handled (the reader thread's)
+            self._unwalked: set[bytes] = set()  # new directories gone when walked (see _directory_moved_in)
             super().__post_init__()
 
         def on_event(self, event: Any) -> None:
@@ -3567,7 +3572,37 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                         self._gather(watchdog_grouper.PathedInotifyEvent(event, path))
                         return
             self.flush()  # what came before goes first
-            super().on_event(event)
+            if mask & _IN_MOVED_TO and mask & _IN_ISDIR:
+                self._directory_moved_in(event)
+            else:
+                super().on_event(event)
+
+        def _directory_moved_in(self, event: Any) -> None:
+            """Stock's handling of a directory's IN_MOVED_TO, with what its walk makes up after the move, not
+            before: ``mkdir x; echo > x/f; mv x y`` faster than this thread, the source had no watch yet and
+            stock queued ``y/f`` before ``y``: the view made ``y`` up (a scan, then a move onto it). And a source
+            watched whose walk found it gone already (renamed before it was listed: stock does not walk it again)
+            is walked under its new name: what it held before its watch would never be said (until a scan)."""
+            with self._lock:
+                source = self._source_for_move(event.cookie)
+                again = source in self._unwalked and source in self._active_callbacks_by_path
+            self._deferred = []
+            try:
+                super().on_event(event)
+            finally:
+                deferred, self._deferred = self._deferred, None
+            with self._lock:
+                if again:
+                    self._unwalked.discard(source)
+                    path = self._build_event_source_path(event)
+                    if path is not None:
+                        deferred += self._recursive_simulate(path)
+                for sub_event in deferred:
+                    path = self._build_event_source_path(sub_event)
+                    if path is not None:
+                        self._move_event_grouper.put_event(watchdog_grouper.PathedInotifyEvent(sub_event, path))
+
+        _deferred: list[Any] | None = None  # the walk of a directory moved in, while stock handles its move
 
         def _gather(self, item: Any) -> None:
             """Queue ``item`` for the emitter with the rest of this read (FoldingInotifyFD flushes it), or now."""
@@ -3642,10 +3677,18 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
             # a file there was written before the watch, no close of it will come. Marked closed, as
             # fold_raw_writes marks a creation closed in its read (else it would wait for ever for its hash).
             build: Any = watchdog_inotify_c.InotifyEvent
-            return [
+            made_up = [
                 e if e.mask & _IN_ISDIR else build(e.wd, e.mask | _IN_CLOSE_WRITE, e.cookie, e.name)
                 for e in super()._recursive_simulate(src_path)
             ]
+            if not made_up and not os.path.lexists(src_path):  # renamed (or deleted) before its listing
+                if len(self._unwalked) >= UNWALKED_LIMIT:
+                    self._unwalked.clear()  # a scan finds what one of them held, if one is ever renamed
+                self._unwalked.add(src_path)
+            if self._deferred is None:
+                return made_up
+            self._deferred += made_up  # queued after the move (see _directory_moved_in)
+            return []
 
         def _add_callback(self, path: bytes) -> None:
             if not self._watching(path):  # stock registers it again, with a warning that prints the whole table
@@ -4376,6 +4419,7 @@ class SettlePipeline:
         self._wake = wake  # wakes the supervisor
         self._timer: asyncio.TimerHandle | None = None
         self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
+        self._following: set[str] = set()  # held again for their hash only (see follow_up)
         self.released = 0
 
     def __len__(self) -> int:
@@ -4442,8 +4486,9 @@ class SettlePipeline:
         """Let out whatever is held now (before what a scan found, and when stopping). With ``wait`` (the window
         ended), a live creation whose path is gone already is held once more, up to ``max_hold`` in all: the
         event saying where it went is on its way (watchdog holds an IN_MOVED_FROM 0.5 s for its pair, which never
-        comes when the destination is a directory too new to have a watch; a loop behind its events). Returns,
-        with --hash, the files let out while still changing (not open for writing): see follow_up."""
+        comes when the destination is a directory too new to have a watch; a loop behind its events). Returns
+        the files let out without a hash for having changed in the last window (--polling): see follow_up; a
+        follow-up itself still in its window is not let out but returned with them (it would say nothing)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -4451,6 +4496,14 @@ class SettlePipeline:
             return frozenset()
         now = asyncio.get_running_loop().time()
         changes, busy = self._settler.take(now)
+        again: frozenset[str] = frozenset()
+        if self._following:  # a follow-up without its hash would be one more modified, and noise
+            following, self._following = self._following, set()
+            again = frozenset(
+                c.path for c in changes if c.kind == "modified" and c.path in following and c.path in busy
+            )
+            if again:
+                changes = [c for c in changes if c.kind != "modified" or c.path not in again]
         if self._waiting:  # forget what waited long ago (let out since, or its event came)
             self._waiting = {p: t for p, t in self._waiting.items() if now - t < 2 * self._settler.max_hold}
 
@@ -4459,19 +4512,19 @@ class SettlePipeline:
             # keeps apart runs cut by a scan's change), and it goes out first, in its place.
             return self._view.has(path) and now - self._waiting.setdefault(path, now) < self._settler.max_hold
 
-        waiting = self.release(changes, busy, may_wait if wait else None)
+        waiting, early = self.release(changes, busy, may_wait if wait else None)
         if waiting:
             self._settler.add(waiting, now)
         self._wake()  # the supervisor may checkpoint now
-        if not self._describer.hashing or not busy:
-            return frozenset()
-        return busy - self._settler.unfinished(busy)
+        return early | again
 
     def follow_up(self, paths: Iterable[str]) -> None:
-        """Files let out while still changing, so without a hash: one more modified once they are quiet (those
-        still files of the view now: a scan's changes, released meanwhile, may have taken some out)."""
+        """Files let out while still changing (--polling: changed in the last window), so without a hash: one more
+        modified once they are quiet (those still files of the view now: a scan's changes, released meanwhile, may
+        have taken some out)."""
         again = [Change("modified", path, False) for path in sorted(paths) if self._view.has(path, "file")]
         if again:
+            self._following.update(change.path for change in again)
             self.hold([out for change in again for out in self._view.apply(change)])
 
     def release(
@@ -4479,20 +4532,23 @@ class SettlePipeline:
         changes: list[Change],
         busy: frozenset[str] = frozenset(),
         may_wait: Callable[[str], bool] | None = None,
-    ) -> list[Change]:
+    ) -> tuple[list[Change], frozenset[str]]:
         """Describe and deliver changes already applied to the view (and settled) (``busy``: paths still being
         written, not worth hashing). Those of them open for writing (or created and not closed) are hashed at
-        their close: one more modified then. Returns the creations left to wait (see flush)."""
+        their close: one more modified then. Returns the creations left to wait (see flush), and the files let
+        out without a hash for having changed in the last window alone (--polling: see follow_up)."""
         if not changes:
-            return []
+            return [], frozenset()
         opened = self._settler.opened
         unhashed, waiting = self._describer.describe(
             changes, busy, busy & opened if busy and opened else frozenset(), may_wait
         )
         self.released += len(changes) - len(waiting)
-        if unhashed:
-            self._unhashed |= self._settler.unfinished(unhashed)
-        return waiting
+        if not unhashed:
+            return waiting, frozenset()
+        unfinished = self._settler.unfinished(unhashed)
+        self._unhashed |= unfinished
+        return waiting, unhashed - unfinished
 
 
 class PollGather:
@@ -4704,7 +4760,8 @@ class Recorder:
             if still_true(change):
                 changes += self._view.apply(change)
         self._pipeline.release(changes)
-        self._pipeline.follow_up(unhashed)  # after them: what they deleted has none
+        # After them: what they deleted has none; what they described again has its hash already.
+        self._pipeline.follow_up(unhashed.difference(c.dest_path or c.path for c in changes))
         return len(changes)
 
 
