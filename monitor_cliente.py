@@ -3569,6 +3569,8 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                     if path is None:
                         return
                     if not new_dir or self._watching(path):
+                        if self._unwalked and not new_dir:
+                            event = self._unlisted(event, path)
                         self._gather(watchdog_grouper.PathedInotifyEvent(event, path))
                         return
             self.flush()  # what came before goes first
@@ -3581,26 +3583,61 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
             """Stock's handling of a directory's IN_MOVED_TO, with what its walk makes up after the move, not
             before: ``mkdir x; echo > x/f; mv x y`` faster than this thread, the source had no watch yet and
             stock queued ``y/f`` before ``y``: the view made ``y`` up (a scan, then a move onto it). And a source
-            watched whose walk found it gone already (renamed before it was listed: stock does not walk it again)
-            is walked under its new name: what it held before its watch would never be said (until a scan)."""
+            watched, of which a directory (or itself) was gone when walked (renamed before it was listed: stock
+            does not walk them again), has those walked under their new names: what they held before their watch
+            would never be said (found by the next check only, minutes later)."""
             with self._lock:
                 source = self._source_for_move(event.cookie)
-                again = source in self._unwalked and source in self._active_callbacks_by_path
+                unwalked = self._unwalked_below(source) if source in self._active_callbacks_by_path else []
             self._deferred = []
             try:
                 super().on_event(event)
             finally:
                 deferred, self._deferred = self._deferred, None
             with self._lock:
-                if again:
-                    self._unwalked.discard(source)
-                    path = self._build_event_source_path(event)
-                    if path is not None:
-                        deferred += self._recursive_simulate(path)
+                dest = self._build_event_source_path(event) if unwalked else None
+                if source is not None and dest is not None:
+                    self._unwalked.difference_update(unwalked)
+                    for old in unwalked:
+                        moved = dest + old[len(source) :]
+                        self._add_all_callbacks(moved)  # as stock for a source not watched: what is below it too
+                        deferred += self._recursive_simulate(moved)
                 for sub_event in deferred:
                     path = self._build_event_source_path(sub_event)
                     if path is not None:
                         self._move_event_grouper.put_event(watchdog_grouper.PathedInotifyEvent(sub_event, path))
+
+        def _unlisted(self, event: Any, path: bytes) -> Any:
+            """A write or attribute change of a file in a directory gone when walked (or below one) is its
+            creation: the walk that would have said it did not list it (made before the watch, written after;
+            else the view took it for a lost creation, and a scan followed). Said again by the walk under the
+            new name: one creation (see View.apply). A directory deleted is forgotten here."""
+            mask = event.mask
+            if mask & _IN_DELETE_SELF and path in self._unwalked:
+                self._unwalked.discard(path)
+                return event
+            if not mask & (_IN_MODIFY | _IN_ATTRIB) or mask & (_IN_CREATE | _IN_ISDIR):
+                return event
+            parent = path
+            while len(parent) > len(self.path):
+                parent = os.path.dirname(parent)
+                if parent in self._unwalked:
+                    build: Any = watchdog_inotify_c.InotifyEvent
+                    return build(event.wd, _IN_CREATE | (mask & _IN_CLOSE_WRITE), event.cookie, event.name)
+            return event
+
+        def _unwalked_below(self, source: bytes | None) -> list[bytes]:
+            """The directories gone when walked that are ``source`` or below it, the outermost only (a walk of
+            one lists what is below it)."""
+            if source is None or not self._unwalked:
+                return []
+            below = source + os.sep.encode()
+            found = sorted(p for p in self._unwalked if p == source or p.startswith(below))
+            outer: list[bytes] = []
+            for path in found:
+                if not outer or not path.startswith(outer[-1] + os.sep.encode()):
+                    outer.append(path)
+            return outer
 
         _deferred: list[Any] | None = None  # the walk of a directory moved in, while stock handles its move
 
@@ -3681,14 +3718,29 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 e if e.mask & _IN_ISDIR else build(e.wd, e.mask | _IN_CLOSE_WRITE, e.cookie, e.name)
                 for e in super()._recursive_simulate(src_path)
             ]
-            if not made_up and not os.path.lexists(src_path):  # renamed (or deleted) before its listing
+            if not os.path.isdir(src_path):  # renamed (or deleted) before or while it was listed: in part, maybe
                 if len(self._unwalked) >= UNWALKED_LIMIT:
                     self._unwalked.clear()  # a scan finds what one of them held, if one is ever renamed
                 self._unwalked.add(src_path)
+                made_up += self._watched_unsaid(src_path, made_up)
             if self._deferred is None:
                 return made_up
             self._deferred += made_up  # queued after the move (see _directory_moved_in)
             return []
+
+        def _watched_unsaid(self, src_path: bytes, said: list[Any]) -> list[Any]:
+            """An IN_CREATE for each directory below ``src_path`` that its walk watched but could not list (renamed
+            meanwhile), parents first: the events in them, which their watches report, must not come before them."""
+            below = src_path + os.sep.encode()
+            known = {(e.wd, e.name) for e in said if e.mask & _IN_ISDIR}
+            build: Any = watchdog_inotify_c.InotifyEvent
+            unsaid = []
+            for path in sorted(p for p in self._active_callbacks_by_path if p.startswith(below)):
+                parent, _, name = path.rpartition(os.sep.encode())
+                wd = self._active_callbacks_by_path.get(parent)
+                if wd is not None and (wd, name) not in known:
+                    unsaid.append(build(wd, _IN_CREATE | _IN_ISDIR, 0, name))
+            return unsaid
 
         def _add_callback(self, path: bytes) -> None:
             if not self._watching(path):  # stock registers it again, with a warning that prints the whole table

@@ -779,23 +779,33 @@ def test_a_file_moved_into_a_directory_made_after_it_comes_after_it(
     no_traceback(server, client)
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
 def test_a_directory_made_filled_and_renamed_at_once_ends_right_with_its_hashes(
-    procs: Processes, watched: Path
+    procs: Processes, watched: Path, nested: bool
 ) -> None:
     """``mkdir x; echo c > x/f; mv x y`` by one program, microseconds apart, 40 times (review of stop 11: with a
     creation gone at the window's end dropped, ``y/f`` lost its hash, or a move of an ``x`` the server never had
-    went out and its tree lacked ``y`` until a resync). The server's tree, replayed from the events, is the disk's
-    at once; every event of a file ``f`` carries its hash (a CI run of stop 11: a scan's flush let ``y/f`` out
-    early, without it); no move lands on a path the server holds already (watchdog queued the walk of a directory
-    moved in before its move: the view made ``y`` up, a scan followed). (``x`` may still show on the way:
+    went out and its tree lacked ``y`` until a resync); nested: ``mkdir -p x/a/b; echo c > x/a/b/f; echo c > x/g;
+    mv x y``, 100 times. The server's tree, replayed from the events, is the disk's at once (nested: a directory
+    renamed while watchdog listed it lost what it held until the next check, minutes later); every event of a file
+    carries its hash (a CI run of stop 11: a scan's flush let ``y/f`` out early, without it); no move lands on a
+    path the server holds already (watchdog queued the walk of a directory moved in before its move: the view made
+    ``y`` up, a scan followed); every change is said live: none is left for a scan to find (a file made before the
+    watch of its directory and written after it is its creation, not a lost one). (``x`` may still show on the way:
     watchdog sees the rename before or after it watches ``x``.)"""
     with WireServer() as wire:
         client = procs.client(watched, wire.uri, "cli", args=["--hash"])
         client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
-        for index in range(40):
-            os.mkdir(watched / f"x{index}")
-            write_file(watched / f"x{index}" / "f", b"c")
-            os.rename(watched / f"x{index}", watched / f"y{index}")
+        for index in range(100 if nested else 40):
+            x = watched / f"x{index}"
+            if nested:
+                os.makedirs(x / "a" / "b")
+                write_file(x / "a" / "b" / "f", b"c")
+                write_file(x / "g", b"c")
+            else:
+                os.mkdir(x)
+                write_file(x / "f", b"c")
+            os.rename(x, watched / f"y{index}")
         touch(watched / "sentinela")
         wait_event(wire, "created", watched / "sentinela", client)
         expected = disk_tree(watched)
@@ -806,11 +816,12 @@ def test_a_directory_made_filled_and_renamed_at_once_ends_right_with_its_hashes(
 
         wait_until(lambda: replayed() == expected, 10.0, lambda: f"{sorted(replayed() ^ expected)}")
         events = list(wire.events)
-    files = [e for e in events if e["path"].endswith("/f") and e["event"] in ("created", "modified")]
+    files = [e for e in events if e["path"].endswith(("/f", "/g")) and e["event"] in ("created", "modified")]
     wrong = [e for e in files if e.get("sha256") != hashlib.sha256(b"c").hexdigest()]
     assert files and not wrong, (wrong, events, client.describe())
     onto = [e for at, e in enumerate(events) if e["event"] == "moved" and e["dest_path"] in server_replay(events[:at])]
     assert not onto, (onto, events)
+    assert [e for e in events if e.get("origin") != "live"] == [], (events, client.describe())  # no scan needed
     no_traceback(client)
 
 
