@@ -124,6 +124,17 @@ class Recording(wd.FileSystemEventHandler):
             return list(self.events)
 
 
+def batching_on(cliente: ModuleType, tmp_path: Path) -> tuple[Path, Recording, Any]:
+    """A BatchingObserver started on a new ``tmp_path/w`` (recursive, the client's filter), recording what it says."""
+    root = tmp_path / "w"
+    root.mkdir()
+    handler = Recording()
+    observer = cliente.BatchingObserver()
+    observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
+    observer.start()
+    return root, handler, observer
+
+
 def comparable(events: list[wd.FileSystemEvent]) -> list[tuple[str, str, str, bool, bool]]:
     """What the Recorder reads of an event; made-up moves of a moved directory's children left out (the
     Recorder drops them: the directory's move says it all)."""
@@ -253,12 +264,7 @@ def test_a_directory_renamed_while_it_is_walked_is_walked_under_its_new_name(
     its move comes (stock does not: ``y/a/b/f`` was never said, 1 to 40 paths per run here, until the client's next
     check); a directory moved in is said before what its walk finds in it (stock: after, and the view made it up).
     What the events say, replayed, is the disk's; no event below a directory comes before its creation or move."""
-    root = tmp_path / "w"
-    root.mkdir()
-    handler = Recording()
-    observer = cliente.BatchingObserver()
-    observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
-    observer.start()
+    root, handler, observer = batching_on(cliente, tmp_path)
     kinds = {"created": "created", "deleted": "deleted", "moved": "moved", "modified": "modified"}
 
     def replayed() -> set[str]:
@@ -466,12 +472,7 @@ def test_the_reader_folds_and_hands_each_read_over_at_once(cliente: ModuleType, 
     """FoldingInotifyFD and the watch group's gathering, against the kernel: 3,000 new files written and closed
     (9,000 inotify events) come out as 3,000 creations in order, none twice; a move, a deletion and a new
     directory between them keep their places."""
-    root = tmp_path / "w"
-    root.mkdir()
-    handler = Recording()
-    observer = cliente.BatchingObserver()
-    observer.schedule(handler, str(root), recursive=True, event_filter=cliente.WATCHED_EVENTS)
-    observer.start()
+    root, handler, observer = batching_on(cliente, tmp_path)
     try:
         for index in range(3000):
             write_file(root / f"f{index:04d}")
