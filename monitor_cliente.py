@@ -63,7 +63,7 @@ import time
 import urllib.parse
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from typing import Any, Literal, TextIO, TypeGuard, cast, get_args
 
 if sys.platform != "win32":
@@ -166,6 +166,7 @@ IGNORE_PATTERNS = [
 HASH_MAX_BYTES = 100_000_000  # --hash: the SHA-256 of regular files up to this size (bytes)
 SETTLE = 0.15  # seconds without a new event before the changes held are sent as their net effect (0: every raw event)
 SETTLE_MAX_HOLD = 1.0  # ...but a path that keeps changing (a download) is held this long at most
+VANISHED_ENDS = 4096  # --hash: moves and deletions kept to follow a file gone before its hash (SettlePipeline)
 UNWALKED_LIMIT = 1024  # new directories gone before their walk, remembered until renamed (WalkOnceWatchGroup)
 DEPARTED_HOLD = 5.0  # seconds: events under a directory that left the tree are checked (GhostFilter)
 POLLING_INTERVAL = 0.0  # --polling: seconds between two walks of the tree instead of inotify (0: inotify)
@@ -3434,6 +3435,13 @@ def writes_and_closes(
             last.pop(event.dest_path, None)
             if word is not None and kind is FileMovedEvent:
                 last[event.dest_path] = word  # renamed while open: open under its new name
+        elif last and (kind is DirDeletedEvent or kind is DirMovedEvent):  # what was said below it goes with it
+            source = os.fsdecode(event.src_path)
+            below = source + os.sep
+            for path in [p for p in last if os.fsdecode(p).startswith(below)]:
+                word = last.pop(path)
+                if kind is DirMovedEvent:
+                    last[os.fsdecode(event.dest_path) + os.fsdecode(path)[len(source) :]] = word
         elif kind is KernelOverflowEvent:
             lost = True
             last = dict.fromkeys(last, _CLOSED)
@@ -4335,14 +4343,16 @@ class Describer:
         deliver: Callable[[list[tuple[Change, Metadata]]], None],
         hash_limit: int | None = None,
         open_files: Callable[[], frozenset[str]] = frozenset,
+        gone: Callable[[str, int], None] = lambda path, mark: None,
     ) -> None:
         self._open_files = open_files  # files open for writing now (the Settler's): a link to one is not complete
+        self._gone = gone  # told of a file gone before it was hashed (with --hash), and of its describe() mark
         self._view = view  # told the type of a symlink or special file (see View.note)
         self._deliver = deliver
         self._hash_limit = hash_limit
-        self._backlog: collections.deque[tuple[list[tuple[Change, Metadata]], list[os.stat_result | None]]] = (
-            collections.deque()
-        )
+        self._backlog: collections.deque[
+            tuple[list[tuple[Change, Metadata]], list[os.stat_result | None], Sequence[int]]
+        ] = collections.deque()
         self._worker: asyncio.Task[None] | None = None
 
     @property
@@ -4358,22 +4368,32 @@ class Describer:
         busy: frozenset[str],
         opened: frozenset[str] = frozenset(),
         may_wait: Callable[[str], bool] | None = None,
+        marks: Sequence[int] = (),
     ) -> tuple[frozenset[str], list[Change]]:
         """Describe ``changes`` and deliver them (now, or once hashed); ``busy``: paths still being written, not
         hashed; ``opened``: those of them busy only because their creator may hold them open -- one with another
         name (st_nlink > 1: made by link(2), complete) is hashed. ``may_wait(path)``: whether a live creation
         whose path is gone (ENOENT) may wait for the event saying where it went (see SettlePipeline.flush).
-        Returns the paths left unhashed for being busy, and the creations left to wait (not delivered)."""
+        Returns the paths left unhashed for being busy, and the creations left to wait (not delivered). With a
+        hash limit, a file created, modified or moved here that is gone before its hash is read (its directory
+        renamed, perhaps) goes to ``gone(path, mark)``, ``mark`` its change's in ``marks`` (parallel to
+        ``changes``; 0 without)."""
         described: list[tuple[Change, Metadata]] = []
         hashed: list[os.stat_result | None] = []
+        where: list[int] = []
         unhashed: set[str] = set()
         waiting: list[Change] = []
-        for change in changes:
+        gone: list[tuple[str, int]] = []
+        for index, change in enumerate(changes):
             meta, st = self._metadata(change)
             if st is None and may_wait is not None and change.kind == "created" and change.origin == "live":
                 if _missing(change.path) and may_wait(change.path):  # may_wait notes when it began to wait
                     waiting.append(change)
                     continue
+            mark = marks[index] if marks else 0
+            if st is None and self._hash_limit is not None and change.kind != "deleted" and not change.is_dir:
+                if _missing(change.dest_path or change.path):
+                    gone.append((change.dest_path or change.path, mark))
             if change.prior is not None and st is not None and file_info(st) == change.prior:
                 continue  # a file that left the tree and came back as it was (see net_effect)
             was = change.replaced if change.kind == "modified" else None
@@ -4383,6 +4403,7 @@ class Describer:
                     (Change("deleted", change.path, False, origin=change.origin, file_type=was), Metadata(was))
                 )
                 hashed.append(None)
+                where.append(mark)
                 change = dataclasses.replace(change, kind="created", attrib=False, replaced=None)
             described.append((change.typed(meta.type), meta))
             limit, path = self._hash_limit, change.dest_path or change.path
@@ -4391,12 +4412,15 @@ class Describer:
                 unhashed.add(path)  # never a file still being written
                 worth = False
             hashed.append(st if worth else None)
+            where.append(mark)
         if not self._backlog and not any(hashed):
             self._deliver(described)
         else:
-            self._backlog.append((described, hashed))
+            self._backlog.append((described, hashed, where))
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.create_task(self._hash_backlog())
+        for path, mark in gone:  # after them: what follows them up comes after them
+            self._gone(path, mark)
         return frozenset(unhashed), waiting
 
     async def drained(self) -> None:
@@ -4405,15 +4429,20 @@ class Describer:
 
     async def _hash_backlog(self) -> None:
         while self._backlog:
-            described, hashed = self._backlog[0]
+            described, hashed, where = self._backlog[0]
             jobs = [((c.dest_path or c.path), st) for (c, _), st in zip(described, hashed, strict=True) if st]
-            digests = iter(await asyncio.to_thread(_hash_all, jobs))
+            digests = await asyncio.to_thread(_hash_all, jobs)
+            marks = [mark for st, mark in zip(hashed, where, strict=True) if st]
+            found = iter(digests)
             out = [
-                (c, dataclasses.replace(m, sha256=next(digests)) if st else m)
+                (c, dataclasses.replace(m, sha256=next(found)) if st else m)
                 for (c, m), st in zip(described, hashed, strict=True)
             ]
             self._backlog.popleft()
             self._deliver(out)
+            for (path, _), digest, mark in zip(jobs, digests, marks, strict=True):
+                if digest is None and _missing(path):
+                    self._gone(path, mark)
 
     def _complete_link(self, path: str, st: os.stat_result) -> bool:
         """Whether a file created and not closed is another name of a file no writer here holds (link(2): ``ln``,
@@ -4466,12 +4495,16 @@ class SettlePipeline:
     ) -> None:
         self._view = view  # files let out while still written get one more modified (see _on_timer)
         self._settler = settler if settler is not None else Settler(0.0)
-        self._describer = Describer(view, deliver, hash_limit, open_files=self._settler.open_files)
+        self._describer = Describer(view, deliver, hash_limit, open_files=self._settler.open_files, gone=self._gone)
         self._waiting: dict[str, float] = {}  # a live creation gone when let out -> when it first waited
         self._wake = wake  # wakes the supervisor
         self._timer: asyncio.TimerHandle | None = None
         self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
         self._following: set[str] = set()  # held again for their hash only (see follow_up)
+        # --hash: a file gone before it was hashed (its directory renamed) is followed to where the moves took it.
+        self._ends: collections.deque[tuple[str, str | None, bool]] = collections.deque(maxlen=VANISHED_ENDS)
+        self._ended = 0  # moves and deletions let out so far (the next one's number); _ends holds the last ones
+        self._vanished: dict[str, int] = {}  # such a file, where it is now -> the number of the next end to apply
         self.released = 0
 
     def __len__(self) -> int:
@@ -4570,6 +4603,47 @@ class SettlePipeline:
         self._wake()  # the supervisor may checkpoint now
         return early | again
 
+    def _log_ends(self, changes: list[Change]) -> list[int]:
+        """Log the moves and deletions among ``changes``, in order; for each change, the number of the first end
+        after it (see _gone)."""
+        marks: list[int] = []
+        for change in changes:
+            marks.append(self._ended)
+            if change.kind == "deleted" or change.dest_path is not None:
+                self._ends.append((change.path, change.dest_path, change.is_dir))
+                self._ended += 1
+        return marks
+
+    def _gone(self, path: str, mark: int) -> None:
+        """A file let out (created, modified, moved) was gone before its hash was read: ``mkdir x; echo > x/f;
+        mv x y`` faster than the loop, or a scan's flush after it. Followed through the moves after its change
+        (from end ``mark`` on) to where it is, and followed up there with its hash; a deletion ends it."""
+        self._vanished[path] = mark
+        self._follow_vanished()
+
+    def _follow_vanished(self) -> None:
+        """Apply the ends let out since to the files gone (_gone); follow up those moved, now there."""
+        first = self._ended - len(self._ends)
+        moved: list[str] = []
+        for path, mark in list(self._vanished.items()):
+            del self._vanished[path]
+            now = self._where(path, mark - first) if mark >= first else None  # older than the ends kept: a scan
+            if now == path:
+                self._vanished[path] = self._ended  # its move is still to come
+            elif now is not None and os.path.lexists(now):
+                moved.append(now)
+        if moved:
+            self.follow_up(moved)
+
+    def _where(self, path: str, start: int) -> str | None:
+        """Where the ends kept, from the ``start``-th on, took ``path`` (None: deleted, or moved out)."""
+        for source, dest, is_dir in itertools.islice(self._ends, start, None):
+            if path == source or (is_dir and path.startswith(source + os.sep)):
+                if dest is None:
+                    return None
+                path = dest + path[len(source) :]
+        return path
+
     def follow_up(self, paths: Iterable[str]) -> None:
         """Files let out while still changing (--polling: changed in the last window), so without a hash: one more
         modified once they are quiet (those still files of the view now: a scan's changes, released meanwhile, may
@@ -4592,10 +4666,13 @@ class SettlePipeline:
         if not changes:
             return [], frozenset()
         opened = self._settler.opened
+        marks = self._log_ends(changes) if self._describer.hashing else ()
         unhashed, waiting = self._describer.describe(
-            changes, busy, busy & opened if busy and opened else frozenset(), may_wait
+            changes, busy, busy & opened if busy and opened else frozenset(), may_wait, marks
         )
         self.released += len(changes) - len(waiting)
+        if self._vanished:
+            self._follow_vanished()
         if not unhashed:
             return waiting, frozenset()
         unfinished = self._settler.unfinished(unhashed)

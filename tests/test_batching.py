@@ -543,6 +543,11 @@ def test_fold_writes_keeps_one_write_of_a_new_file_not_closed_yet(cliente: Modul
     assert cliente.writes_and_closes(said) == (frozenset(), frozenset(), frozenset({"/w/a"}), False)
     said = [modified("/w/app.log"), wd.FileMovedEvent("/w/app.log", "/w/app.log.1")]  # renamed while open
     assert cliente.writes_and_closes(said) == (frozenset({"/w/app.log.1"}), frozenset(), frozenset(), False)
+    # Its directory moved (or deleted): what was said below it goes with it (review of stop 12: closed under the
+    # old name, it stayed open under the new one, and the follow-up of its hash never had it).
+    said = [closed("/w/x/f"), modified("/w/x/g"), wd.DirMovedEvent("/w/x", "/w/y"), closed("/w/z/h")]
+    said += [wd.DirDeletedEvent("/w/z")]
+    assert cliente.writes_and_closes(said) == (frozenset({"/w/y/g"}), frozenset({"/w/y/f"}), frozenset(), False)
     # The kernel overflowed between them: what was open before may have lost its close; what came after is news.
     said = [created("/w/a"), opened("/w/a"), cliente.KernelOverflowEvent("/w"), modified("/w/b")]
     assert cliente.writes_and_closes(said) == (frozenset({"/w/b"}), frozenset({"/w/a"}), frozenset(), True)

@@ -614,6 +614,50 @@ def test_a_follow_up_hash_comes_after_a_scan_and_only_for_what_the_view_holds(
         ]
 
 
+@pytest.mark.parametrize("when", ["described", "hashed"])
+def test_a_file_gone_before_its_hash_is_followed_to_where_its_directory_went(
+    cliente: ModuleType, tmp_path: Path, when: str
+) -> None:
+    """``mkdir x; echo > x/f; mv x y`` faster than the loop, with --hash (review of stop 12: 50–126 files of an
+    ``rsync -a`` into a directory renamed at once, and ``y/f`` with ``--assentar 0``, never had a hash): ``x/f``,
+    gone when described or before its hash was read, goes out without it; the move that took it, when let out,
+    brings one ``modified`` of ``y/f`` with it. A file deleted instead gets nothing."""
+    digest = hashlib.sha256(b"c").hexdigest()
+    delivered: list[tuple[str, str, str | None]] = []
+    x, y = tmp_path / "x", tmp_path / "y"
+
+    async def run() -> None:
+        view, pipeline = pipeline_on(cliente, tmp_path, cliente.Settler(10.0, 20.0), delivered, True, hash_limit=99)
+        for name in ("f", "g"):
+            x.mkdir(exist_ok=True)
+            write_file(x / name, b"c")
+            pipeline.hold(view.apply(cliente.Change("created", str(x / name), False)))
+        if when == "described":
+            os.rename(x, y)
+            pipeline.flush()  # a scan's: before the window ends
+        else:
+            pipeline.flush()
+            os.rename(x, y)  # before the worker reads them
+        await pipeline.drained()
+        os.unlink(y / "g")
+        pipeline.hold(view.apply(cliente.Change("deleted", str(x / "g"), False)))
+        pipeline.hold(view.apply(cliente.Change("moved", str(x), True, str(y))))
+        pipeline.flush()
+        await pipeline.drained()
+        pipeline.flush()  # the follow-up, held by the window
+        await pipeline.drained()
+
+    asyncio.run(run())
+    assert delivered == [
+        ("created", "x", None),
+        ("created", "f", None),
+        ("created", "g", None),
+        ("deleted", "g", None),
+        ("moved", "x", None),
+        ("modified", "f", digest),
+    ]
+
+
 def test_settler_without_closes_goes_by_time_alone(cliente: ModuleType) -> None:
     """--polling reports no closes: a write never holds past the window."""
     settler = cliente.Settler(0.1, 1.0, closes=False)
@@ -822,6 +866,34 @@ def test_a_directory_made_filled_and_renamed_at_once_ends_right_with_its_hashes(
     onto = [e for at, e in enumerate(events) if e["event"] == "moved" and e["dest_path"] in server_replay(events[:at])]
     assert not onto, (onto, events)
     assert [e for e in events if e.get("origin") != "live"] == [], (events, client.describe())  # no scan needed
+    no_traceback(client)
+
+
+def test_a_file_whose_directory_was_renamed_before_it_was_read_gets_its_hash(procs: Processes, watched: Path) -> None:
+    """``--assentar 0 --hash``, a client idle in between: ``mkdir x; echo c > x/f; mv x y`` by one program, 60 times
+    (review of stop 12: 8 to 19 in 100 ``y/f`` never had a hash; the creation of ``x/f`` was described after the
+    rename, without it). The last event of every ``y/f`` carries its hash; the server's tree is the disk's."""
+    digest = hashlib.sha256(b"c").hexdigest()
+    with WireServer() as wire:
+        client = procs.client(watched, wire.uri, "cli", args=["--hash", "--assentar", "0"])
+        client.wait_for_line(f"Conectado a {wire.uri}", "stderr")
+
+        def replayed() -> set[str]:
+            with wire._lock:
+                return server_replay(list(wire.events), root=str(watched))
+
+        for index in range(60):
+            os.mkdir(watched / f"x{index}")
+            write_file(watched / f"x{index}" / "f", b"c")
+            os.rename(watched / f"x{index}", watched / f"y{index}")
+            wait_until(lambda: str(watched / f"y{index}" / "f") in replayed(), describe=client.describe)  # noqa: B023
+        touch(watched / "sentinela")
+        wait_event(wire, "created", watched / "sentinela", client)
+        wait_until(lambda: replayed() == disk_tree(watched), 10.0, lambda: f"{sorted(replayed() ^ disk_tree(watched))}")
+        events = list(wire.events)
+    last = {e["path"]: e for e in events if e["event"] in ("created", "modified") and e["path"].endswith("/f")}
+    wrong = [e for path, e in last.items() if path.startswith(str(watched / "y")) and e.get("sha256") != digest]
+    assert len(last) >= 60 and not wrong, (wrong, events)
     no_traceback(client)
 
 
