@@ -4477,6 +4477,57 @@ class Describer:
         return meta, st
 
 
+class GoneFiles:
+    """Files let out (--hash) that were gone before their hash was read -- ``mkdir x; echo > x/f; mv x y`` faster
+    than the loop, or a scan's flush after it -- followed through the moves and deletions let out after them to
+    where they are now; pure. Owns the log of the last VANISHED_ENDS moves and deletions, numbered in order."""
+
+    def __init__(self) -> None:
+        self._ends: collections.deque[tuple[str, str | None, bool]] = collections.deque(maxlen=VANISHED_ENDS)
+        self._ended = 0  # moves and deletions logged so far (the next one's number); _ends holds the last ones
+        self._gone: dict[str, int] = {}  # such a file, where it was last seen -> the number of the next end to apply
+
+    def log(self, changes: list[Change]) -> list[int]:
+        """Log the moves and deletions among ``changes`` (let out, in order); for each change, the number of the
+        first end after it (its ``mark``)."""
+        marks: list[int] = []
+        for change in changes:
+            marks.append(self._ended)
+            if change.kind == "deleted" or change.dest_path is not None:
+                self._ends.append((change.path, change.dest_path, change.is_dir))
+                self._ended += 1
+        return marks
+
+    def add(self, path: str, mark: int) -> None:
+        """``path`` was gone before its hash was read; ``mark``: its change's (see log)."""
+        self._gone[path] = mark
+
+    def moved(self) -> list[str]:
+        """The files the ends logged since took elsewhere: their paths now (forgotten here). One deleted, or
+        older than the ends kept, is forgotten too (a check will tell)."""
+        if not self._gone:
+            return []
+        first = self._ended - len(self._ends)
+        moved: list[str] = []
+        for path, mark in list(self._gone.items()):
+            del self._gone[path]
+            now = self._where(path, mark - first) if mark >= first else None
+            if now == path:
+                self._gone[path] = self._ended  # its move is still to come
+            elif now is not None:
+                moved.append(now)
+        return moved
+
+    def _where(self, path: str, start: int) -> str | None:
+        """Where the ends kept, from the ``start``-th on, took ``path`` (None: deleted, or moved out)."""
+        for source, dest, is_dir in itertools.islice(self._ends, start, None):
+            if path == source or (is_dir and path.startswith(source + os.sep)):
+                if dest is None:
+                    return None
+                path = dest + path[len(source) :]
+        return path
+
+
 class SettlePipeline:
     """Changes applied to the view, on their way to the outbox: held by the Settler until quiet (a timer of the
     loop lets them out), then described (Describer: lstat, SHA-256 in order) and handed to ``deliver``.
@@ -4495,16 +4546,15 @@ class SettlePipeline:
     ) -> None:
         self._view = view  # files let out while still written get one more modified (see _on_timer)
         self._settler = settler if settler is not None else Settler(0.0)
-        self._describer = Describer(view, deliver, hash_limit, open_files=self._settler.open_files, gone=self._gone)
+        self._describer = Describer(
+            view, deliver, hash_limit, open_files=self._settler.open_files, gone=self._gone_file
+        )
         self._waiting: dict[str, float] = {}  # a live creation gone when let out -> when it first waited
         self._wake = wake  # wakes the supervisor
         self._timer: asyncio.TimerHandle | None = None
         self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
         self._following: set[str] = set()  # held again for their hash only (see follow_up)
-        # --hash: a file gone before it was hashed (its directory renamed) is followed to where the moves took it.
-        self._ends: collections.deque[tuple[str, str | None, bool]] = collections.deque(maxlen=VANISHED_ENDS)
-        self._ended = 0  # moves and deletions let out so far (the next one's number); _ends holds the last ones
-        self._vanished: dict[str, int] = {}  # such a file, where it is now -> the number of the next end to apply
+        self._gone = GoneFiles()  # --hash: followed up where their moves took them
         self.released = 0
 
     def __len__(self) -> int:
@@ -4603,46 +4653,16 @@ class SettlePipeline:
         self._wake()  # the supervisor may checkpoint now
         return early | again
 
-    def _log_ends(self, changes: list[Change]) -> list[int]:
-        """Log the moves and deletions among ``changes``, in order; for each change, the number of the first end
-        after it (see _gone)."""
-        marks: list[int] = []
-        for change in changes:
-            marks.append(self._ended)
-            if change.kind == "deleted" or change.dest_path is not None:
-                self._ends.append((change.path, change.dest_path, change.is_dir))
-                self._ended += 1
-        return marks
+    def _gone_file(self, path: str, mark: int) -> None:
+        """The Describer's: a file let out was gone before its hash was read (see GoneFiles)."""
+        self._gone.add(path, mark)
+        self._follow_gone()
 
-    def _gone(self, path: str, mark: int) -> None:
-        """A file let out (created, modified, moved) was gone before its hash was read: ``mkdir x; echo > x/f;
-        mv x y`` faster than the loop, or a scan's flush after it. Followed through the moves after its change
-        (from end ``mark`` on) to where it is, and followed up there with its hash; a deletion ends it."""
-        self._vanished[path] = mark
-        self._follow_vanished()
-
-    def _follow_vanished(self) -> None:
-        """Apply the ends let out since to the files gone (_gone); follow up those moved, now there."""
-        first = self._ended - len(self._ends)
-        moved: list[str] = []
-        for path, mark in list(self._vanished.items()):
-            del self._vanished[path]
-            now = self._where(path, mark - first) if mark >= first else None  # older than the ends kept: a scan
-            if now == path:
-                self._vanished[path] = self._ended  # its move is still to come
-            elif now is not None and os.path.lexists(now):
-                moved.append(now)
+    def _follow_gone(self) -> None:
+        """One modified, with its hash, for each file gone that the moves let out since took elsewhere."""
+        moved = self._gone.moved()
         if moved:
-            self.follow_up(moved)
-
-    def _where(self, path: str, start: int) -> str | None:
-        """Where the ends kept, from the ``start``-th on, took ``path`` (None: deleted, or moved out)."""
-        for source, dest, is_dir in itertools.islice(self._ends, start, None):
-            if path == source or (is_dir and path.startswith(source + os.sep)):
-                if dest is None:
-                    return None
-                path = dest + path[len(source) :]
-        return path
+            self.follow_up(path for path in moved if os.path.lexists(path))
 
     def follow_up(self, paths: Iterable[str]) -> None:
         """Files let out while still changing (--polling: changed in the last window), so without a hash: one more
@@ -4666,13 +4686,12 @@ class SettlePipeline:
         if not changes:
             return [], frozenset()
         opened = self._settler.opened
-        marks = self._log_ends(changes) if self._describer.hashing else ()
+        marks = self._gone.log(changes) if self._describer.hashing else ()
         unhashed, waiting = self._describer.describe(
             changes, busy, busy & opened if busy and opened else frozenset(), may_wait, marks
         )
         self.released += len(changes) - len(waiting)
-        if self._vanished:
-            self._follow_vanished()
+        self._follow_gone()
         if not unhashed:
             return waiting, frozenset()
         unfinished = self._settler.unfinished(unhashed)
