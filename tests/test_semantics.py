@@ -614,6 +614,23 @@ def test_a_follow_up_hash_comes_after_a_scan_and_only_for_what_the_view_holds(
         ]
 
 
+def test_gone_files_follow_the_moves_after_them_and_end_with_a_deletion(cliente: ModuleType) -> None:
+    """GoneFiles: a file gone before its hash is followed through the moves let out after its change (not those
+    before it), to its new path, once; a deletion (or its directory's) ends it."""
+    change = cliente.Change
+    gone = cliente.GoneFiles()
+    gone.log([change("moved", "/w/x", True, "/w/old")])  # before them: not theirs
+    marks = gone.log([change("created", "/w/x/f", False), change("created", "/w/x/g", False)])
+    gone.add("/w/x/f", marks[0])
+    gone.add("/w/x/g", marks[1])
+    gone.add("/w/d/e", gone.log([change("created", "/w/d/e", False)])[0])
+    assert gone.moved() == []  # their moves are still to come
+    gone.log([change("deleted", "/w/x/g", False), change("moved", "/w/x", True, "/w/y")])
+    gone.log([change("moved", "/w/y/f", False, "/w/y/h"), change("deleted", "/w/d", True)])
+    assert gone.moved() == ["/w/y/h"]
+    assert gone.moved() == []
+
+
 @pytest.mark.parametrize("when", ["described", "hashed"])
 def test_a_file_gone_before_its_hash_is_followed_to_where_its_directory_went(
     cliente: ModuleType, tmp_path: Path, when: str
