@@ -1191,9 +1191,8 @@ class HeldTree:
             if was_dir == is_dir:
                 if replaced and not is_dir and origin == "live":
                     # A file the view has "created" again: its name was replaced by a rename from outside the
-                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (watchdog's
-                    # walk of a new directory can repeat a real create too, unmarked: within a settle window
-                    # created + modified is one created; with --assentar 0 it shows as one more modified.) Of
+                    # tree (mktemp + mv, os.replace), which watchdog reports as "created". New content. (A walk of a
+                    # new directory repeats real creates too: those are synthetic, see _WALKED, and not here.) Of
                     # another type now (a link where a file was), the Describer says deleted + created.
                     kind = known_type(parent[name])  # type: ignore[arg-type]  # not a dict: was_dir is False
                     self.stale(parent, name, path)
@@ -3362,6 +3361,9 @@ RawEvent = tuple[int, int, int, bytes]  # an inotify_event as read: (wd, mask, c
 # The inotify bits read here and by the batched emitter (the kernel's ABI, <sys/inotify.h>).
 _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x8, 0x40, 0x80
 _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_Q_OVERFLOW, _IN_ISDIR = 0x100, 0x200, 0x400, 0x4000, 0x40000000
+# The cookie of a creation made up by a walk of a new directory (the kernel's are 0): built synthetic, so that the
+# view takes one it knows already (its real IN_CREATE came too) for nothing, not for a file replaced (a modified).
+_WALKED = 0xFFFFFFFF
 
 
 def fold_raw_writes(records: Iterable[RawEvent]) -> list[RawEvent]:
@@ -3720,10 +3722,11 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
         def _recursive_simulate(self, src_path: bytes) -> list[Any]:
             # Stock makes up an IN_CREATE for each entry a new directory already holds when its walk lists it:
             # a file there was written before the watch, no close of it will come. Marked closed, as
-            # fold_raw_writes marks a creation closed in its read (else it would wait for ever for its hash).
+            # fold_raw_writes marks a creation closed in its read (else it would wait for ever for its hash), and
+            # made up (_WALKED: built synthetic).
             build: Any = watchdog_inotify_c.InotifyEvent
             made_up = [
-                e if e.mask & _IN_ISDIR else build(e.wd, e.mask | _IN_CLOSE_WRITE, e.cookie, e.name)
+                build(e.wd, e.mask if e.mask & _IN_ISDIR else e.mask | _IN_CLOSE_WRITE, _WALKED, e.name)
                 for e in super()._recursive_simulate(src_path)
             ]
             if not os.path.isdir(src_path):  # renamed (or deleted) before or while it was listed: in part, maybe
@@ -3747,7 +3750,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 parent, _, name = path.rpartition(os.sep.encode())
                 wd = self._active_callbacks_by_path.get(parent)
                 if wd is not None and (wd, name) not in known:
-                    unsaid.append(build(wd, _IN_CREATE | _IN_ISDIR, 0, name))
+                    unsaid.append(build(wd, _IN_CREATE | _IN_ISDIR, _WALKED, name))
             return unsaid
 
         def _add_callback(self, path: bytes) -> None:
@@ -3835,7 +3838,7 @@ if sys.platform.startswith("linux"):  # inotify: the stock observer elsewhere (a
                 return  # open and close: not in the mask this filter asks for
             if kind in wants:
                 path = os.fsdecode(grouped.path)
-                out.append(kind(path))
+                out.append(kind(path) if event.cookie != _WALKED else kind(path, is_synthetic=True))
                 if kind is FileCreatedEvent and not mask & (_IN_CLOSE_WRITE | _IN_MOVED_TO):
                     # Made by open(2) and not closed in its read (fold_raw_writes): its creator may write it yet.
                     out.append(FileOpenedEvent(path))
@@ -4343,10 +4346,10 @@ class Describer:
         deliver: Callable[[list[tuple[Change, Metadata]]], None],
         hash_limit: int | None = None,
         open_files: Callable[[], frozenset[str]] = frozenset,
-        gone: Callable[[str, int], None] = lambda path, mark: None,
+        gone: Callable[[dict[str, int]], None] = lambda files: None,
     ) -> None:
         self._open_files = open_files  # files open for writing now (the Settler's): a link to one is not complete
-        self._gone = gone  # told of a file gone before it was hashed (with --hash), and of its describe() mark
+        self._gone = gone  # told of the files gone before they were hashed (--hash): path -> its describe() mark
         self._view = view  # told the type of a symlink or special file (see View.note)
         self._deliver = deliver
         self._hash_limit = hash_limit
@@ -4376,14 +4379,14 @@ class Describer:
         whose path is gone (ENOENT) may wait for the event saying where it went (see SettlePipeline.flush).
         Returns the paths left unhashed for being busy, and the creations left to wait (not delivered). With a
         hash limit, a file created, modified or moved here that is gone before its hash is read (its directory
-        renamed, perhaps) goes to ``gone(path, mark)``, ``mark`` its change's in ``marks`` (parallel to
-        ``changes``; 0 without)."""
+        renamed, perhaps) goes to ``gone({path: mark})``, ``mark`` its last change's in ``marks`` (parallel to
+        ``changes``; 0 without), once they are delivered."""
         described: list[tuple[Change, Metadata]] = []
         hashed: list[os.stat_result | None] = []
         where: list[int] = []
         unhashed: set[str] = set()
         waiting: list[Change] = []
-        gone: list[tuple[str, int]] = []
+        gone: dict[str, int] = {}
         for index, change in enumerate(changes):
             meta, st = self._metadata(change)
             if st is None and may_wait is not None and change.kind == "created" and change.origin == "live":
@@ -4393,7 +4396,7 @@ class Describer:
             mark = marks[index] if marks else 0
             if st is None and self._hash_limit is not None and change.kind != "deleted" and not change.is_dir:
                 if _missing(change.dest_path or change.path):
-                    gone.append((change.dest_path or change.path, mark))
+                    gone[change.dest_path or change.path] = mark
             if change.prior is not None and st is not None and file_info(st) == change.prior:
                 continue  # a file that left the tree and came back as it was (see net_effect)
             was = change.replaced if change.kind == "modified" else None
@@ -4419,8 +4422,8 @@ class Describer:
             self._backlog.append((described, hashed, where))
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.create_task(self._hash_backlog())
-        for path, mark in gone:  # after them: what follows them up comes after them
-            self._gone(path, mark)
+        if gone:  # after them: what follows them up comes after them
+            self._gone(gone)
         return frozenset(unhashed), waiting
 
     async def drained(self) -> None:
@@ -4440,9 +4443,13 @@ class Describer:
             ]
             self._backlog.popleft()
             self._deliver(out)
-            for (path, _), digest, mark in zip(jobs, digests, marks, strict=True):
-                if digest is None and _missing(path):
-                    self._gone(path, mark)
+            gone = {
+                path: mark
+                for (path, _), digest, mark in zip(jobs, digests, marks, strict=True)
+                if digest is None and _missing(path)
+            }
+            if gone:
+                self._gone(gone)
 
     def _complete_link(self, path: str, st: os.stat_result) -> bool:
         """Whether a file created and not closed is another name of a file no writer here holds (link(2): ``ln``,
@@ -4547,7 +4554,7 @@ class SettlePipeline:
         self._view = view  # files let out while still written get one more modified (see _on_timer)
         self._settler = settler if settler is not None else Settler(0.0)
         self._describer = Describer(
-            view, deliver, hash_limit, open_files=self._settler.open_files, gone=self._gone_file
+            view, deliver, hash_limit, open_files=self._settler.open_files, gone=self._gone_files
         )
         self._waiting: dict[str, float] = {}  # a live creation gone when let out -> when it first waited
         self._wake = wake  # wakes the supervisor
@@ -4555,6 +4562,7 @@ class SettlePipeline:
         self._unhashed: set[str] = set()  # let out while open for writing (--hash): one more modified at its close
         self._following: set[str] = set()  # held again for their hash only (see follow_up)
         self._gone = GoneFiles()  # --hash: followed up where their moves took them
+        self._releasing = False  # in release(): the files gone are followed at its end
         self.released = 0
 
     def __len__(self) -> int:
@@ -4653,16 +4661,29 @@ class SettlePipeline:
         self._wake()  # the supervisor may checkpoint now
         return early | again
 
-    def _gone_file(self, path: str, mark: int) -> None:
-        """The Describer's: a file let out was gone before its hash was read (see GoneFiles)."""
-        self._gone.add(path, mark)
-        self._follow_gone()
+    def _gone_files(self, files: dict[str, int]) -> None:
+        """The Describer's: files let out were gone before their hash was read (see GoneFiles). Followed now when
+        their hashes were read late; when described, at the end of their release (see release)."""
+        for path, mark in files.items():
+            self._gone.add(path, mark)
+        if not self._releasing:
+            self._follow_gone()
 
-    def _follow_gone(self) -> None:
-        """One modified, with its hash, for each file gone that the moves let out since took elsewhere."""
+    def _follow_gone(self, described: Iterable[str] = ()) -> None:
+        """One modified, with its hash, for each file gone that the moves let out since took elsewhere: now, or at
+        its close when it is still open (its write, read after the move, is said under its new name: it brings
+        the hash); none for one just ``described`` (the same write, said so)."""
         moved = self._gone.moved()
-        if moved:
-            self.follow_up(path for path in moved if os.path.lexists(path))
+        if not moved:
+            return
+        moved = [path for path in moved if os.path.lexists(path)]
+        still_open = self._settler.unfinished(moved)
+        self._unhashed |= still_open
+        if described:
+            still_open |= set(described)
+        now = [path for path in moved if path not in still_open]
+        self._unhashed.difference_update(now)  # its hash comes now, not once more at its close
+        self.follow_up(now)
 
     def follow_up(self, paths: Iterable[str]) -> None:
         """Files let out while still changing (--polling: changed in the last window), so without a hash: one more
@@ -4687,11 +4708,16 @@ class SettlePipeline:
             return [], frozenset()
         opened = self._settler.opened
         marks = self._gone.log(changes) if self._describer.hashing else ()
-        unhashed, waiting = self._describer.describe(
-            changes, busy, busy & opened if busy and opened else frozenset(), may_wait, marks
-        )
+        self._releasing = True
+        try:
+            unhashed, waiting = self._describer.describe(
+                changes, busy, busy & opened if busy and opened else frozenset(), may_wait, marks
+            )
+        finally:
+            self._releasing = False
         self.released += len(changes) - len(waiting)
-        self._follow_gone()
+        if marks:
+            self._follow_gone(c.dest_path or c.path for c in changes if c.kind != "deleted")
         if not unhashed:
             return waiting, frozenset()
         unfinished = self._settler.unfinished(unhashed)
